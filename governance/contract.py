@@ -112,5 +112,7 @@ def parse_call(document: Any, source: str) -> CallRecord:
         raise ContractError(f"{source}: {_describe(error)} (see README, 'The call store contract')") from None
     max_end = max(t.end_s for t in record.turns)
     if max_end > 24 * 3600:
-        raise ContractError(f"{source}: turn times end at {max_end:.0f} s, past 24 h; times are seconds from call start")
+        raise ContractError(
+            f"{source}: turn times end at {max_end:.0f} s, past 24 h; times are seconds from the call's start"
+        )
     return record

@@ -1,0 +1,164 @@
+"""Pull production calls from a call store into the raw zone, incrementally and idempotently.
+
+The store's state keeps a watermark (the latest ``started_at`` seen) and the set of call
+files already handled, each with the digest of its JSON. A file is read again only when it is
+new (late arrivals included: they are new ids, whatever their ``started_at``) or its content
+changed (a fixed, previously quarantined call). Every bad call is quarantined with a reason
+that names the file and the fix, and the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import posixpath
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import fsspec
+import soundfile as sf
+
+from governance.contract import ContractError, parse_call
+from governance.store import GovernedStore
+
+BATCH = 200
+
+
+@dataclass
+class IngestReport:
+    source: str
+    split: str
+    listed: int = 0
+    already_seen: int = 0
+    ingested: list[str] = field(default_factory=list)
+    no_consent: list[str] = field(default_factory=list)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    watermark: str | None = None
+
+
+class BadCall(Exception):
+    """A call that breaks the contract in a way only its files can show."""
+
+
+def _audio_facts(data: bytes, where: str) -> dict[str, Any]:
+    if not data:
+        raise BadCall(f"{where}: audio file is empty; re-export the recording")
+    try:
+        info = sf.info(io.BytesIO(data))
+    except Exception as error:  # soundfile raises several types for bad bytes
+        raise BadCall(f"{where}: audio is unreadable ({type(error).__name__}); expected WAV/FLAC/OGG") from None
+    if info.frames == 0 or info.samplerate <= 0:
+        raise BadCall(f"{where}: audio holds no samples; re-export the recording")
+    return {
+        "sample_rate": int(info.samplerate),
+        "channels": int(info.channels),
+        "duration_s": round(info.frames / info.samplerate, 3),
+        "sha256": hashlib.sha256(data).hexdigest(),
+    }
+
+
+def _load_call(fs: Any, root: str, json_path: str, split: str) -> tuple[dict[str, Any], bytes, str]:
+    name = posixpath.basename(json_path)
+    raw_bytes = fs.cat_file(json_path)
+    try:
+        document = json.loads(raw_bytes)
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise BadCall(f"{name}: malformed JSON ({error.__class__.__name__} at byte {getattr(error, 'pos', '?')})") from None
+    try:
+        record = parse_call(document, name)
+    except ContractError as error:
+        raise BadCall(str(error)) from None
+    if posixpath.splitext(name)[0] != record.call_id:
+        raise BadCall(f"{name}: file name must be '<call_id>.json' (call_id is {record.call_id!r})")
+    audio_path = posixpath.normpath(posixpath.join(posixpath.dirname(json_path), record.audio))
+    if not audio_path.startswith(root.rstrip("/") + "/"):
+        raise BadCall(f"{name}: audio path leaves the call store; keep audio inside it")
+    if not fs.exists(audio_path):
+        raise BadCall(f"{name}: audio file {record.audio!r} is missing from the call store")
+    audio = fs.cat_file(audio_path)
+    facts = _audio_facts(audio, name)
+    for index, turn in enumerate(record.turns):
+        if turn.end_s > facts["duration_s"] + 0.5:
+            raise BadCall(
+                f"{name}: turn {index} ends at {turn.end_s:.2f} s but the audio lasts {facts['duration_s']:.2f} s"
+            )
+    document["_ingest"] = {
+        "split": split,
+        "source_file": name,
+        "source_digest": hashlib.sha256(raw_bytes).hexdigest(),
+        "ingested_at": datetime.now(UTC).isoformat(),
+        "audio": facts,
+    }
+    suffix = posixpath.splitext(record.audio)[1].lower() or ".wav"
+    return document, audio, suffix
+
+
+def ingest(
+    store: GovernedStore,
+    source_url: str,
+    split: str,
+    progress: Callable[[int, int], None] | None = None,
+) -> IngestReport:
+    """Ingest new and changed calls from ``source_url`` (a folder or fsspec URL)."""
+    fs, root = fsspec.core.url_to_fs(source_url)
+    root = root.rstrip("/")
+    report = IngestReport(source=source_url, split=split)
+    if not fs.exists(root):
+        raise FileNotFoundError(f"call store {source_url!r} does not exist; set sources.call_store in params.yaml")
+    state_name = f"ingest-{split}"
+    state = store.read_state(state_name)
+    seen: dict[str, str] = state.get("seen", {})
+    watermark: str | None = state.get("watermark")
+    listing = sorted(p for p in fs.find(root, maxdepth=1) if p.endswith(".json"))
+    report.listed = len(listing)
+
+    pending: list[tuple[dict[str, Any], bytes, str]] = []
+
+    def flush() -> None:
+        if pending:
+            store.write_raw(pending)
+            for document, _, _ in pending:
+                seen[document["_ingest"]["source_file"]] = document["_ingest"]["source_digest"]
+            store.write_state(state_name, {"seen": seen, "watermark": watermark})
+            pending.clear()
+
+    for done, json_path in enumerate(listing, start=1):
+        name = posixpath.basename(json_path)
+        if progress:
+            progress(done, len(listing))
+        if name in seen and seen[name] == _digest(fs, json_path):
+            report.already_seen += 1
+            continue
+        try:
+            document, audio, suffix = _load_call(fs, root, json_path, split)
+        except BadCall as bad:
+            reason = str(bad)
+            store.quarantine("ingest", name, reason, payload=None, files={name: fs.cat_file(json_path)})
+            report.quarantined.append((name, reason))
+            seen[name] = _digest(fs, json_path)
+            continue
+        started = document["started_at"]
+        watermark = max(watermark or started, started)
+        if not document["consent"]["training"]:
+            report.no_consent.append(document["call_id"])
+            seen[name] = document["_ingest"]["source_digest"]
+            continue
+        pending.append((document, audio, suffix))
+        report.ingested.append(document["call_id"])
+        if len(pending) >= BATCH:
+            flush()
+    flush()
+    if report.no_consent:
+        store.audit.append(
+            store.actor, "ingest.no_consent", call_ids=report.no_consent, detail={"count": len(report.no_consent)}
+        )
+    store.write_state(state_name, {"seen": seen, "watermark": watermark})
+    report.watermark = watermark
+    return report
+
+
+def _digest(fs: Any, path: str) -> str:
+    return hashlib.sha256(fs.cat_file(path)).hexdigest()

@@ -1,0 +1,146 @@
+"""Redact whole calls: raw zone -> redacted zone, with the leak gate on every turn.
+
+A redacted call keeps what training and evaluation need (redacted ASR text, redacted
+reference transcript, intent, timings, audio facts, channel/voice metadata) and nothing that
+identifies the caller: the caller id becomes a pseudonym. A turn whose redacted text still
+trips the independent leak check is quarantined (the call, turn and entity types are named,
+never the value) and left out of the redacted call; when more than ``leak_max_share`` of the
+batch's turns leak, redaction itself is broken and the batch is refused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from governance.redaction.leaks import find_leaks
+from governance.redaction.redactor import Redactor
+from governance.store import GovernedStore
+from voiceloop.config import RedactionConfig
+
+BATCH = 100
+
+
+class RedactionBroken(RuntimeError):
+    """Too many turns leaked PII after redaction: stop before anything reaches a dataset."""
+
+
+@dataclass
+class RedactionReport:
+    calls: list[str] = field(default_factory=list)
+    turns: int = 0
+    entities: dict[str, int] = field(default_factory=dict)
+    leaks: list[tuple[str, int, list[str]]] = field(default_factory=list)  # (call, turn, types)
+
+    @property
+    def leak_share(self) -> float:
+        return len(self.leaks) / self.turns if self.turns else 0.0
+
+
+def pseudonym(value: str, salt: str) -> str:
+    return "caller-" + hashlib.sha256((salt + value).encode()).hexdigest()[:16]
+
+
+def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], salt: str) -> dict[str, Any]:
+    labels = {label["turn"]: label for label in document.get("labels", [])}
+    turns = []
+    for index, turn in enumerate(document["turns"]):
+        label = labels.get(index, {})
+        transcript = texts.get((index, "transcript"))
+        turns.append(
+            {
+                "index": index,
+                "speaker": turn["speaker"],
+                "start_s": turn["start_s"],
+                "end_s": turn["end_s"],
+                "text": texts[(index, "text")].redacted,
+                "transcript": transcript.redacted if transcript else None,
+                "intent": label.get("intent"),
+                "pii_types": sorted(
+                    {e.type for e in texts[(index, "text")].entities}
+                    | ({e.type for e in transcript.entities} if transcript else set())
+                ),
+            }
+        )
+    ingest_info = document["_ingest"]
+    return {
+        "call_id": document["call_id"],
+        "started_at": document["started_at"],
+        "caller_ref": pseudonym(document["caller_id"], salt),
+        "split": ingest_info["split"],
+        "consent_training": bool(document["consent"]["training"]),
+        "outcome": document.get("outcome"),
+        "meta": {k: v for k, v in (document.get("meta") or {}).items() if k in ("voice", "channel", "snr_db")},
+        "audio": ingest_info["audio"],
+        "raw_digest": ingest_info["source_digest"],
+        "turns": turns,
+    }
+
+
+def redact_calls(
+    store: GovernedStore,
+    call_ids: list[str],
+    config: RedactionConfig,
+    salt: str,
+    redactor: Redactor | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RedactionReport:
+    """Redact the given raw calls; already-redacted calls are the caller's business to skip."""
+    redactor = redactor or Redactor(config)
+    report = RedactionReport()
+    pending: list[dict[str, Any]] = []
+    ids = sorted(call_ids)
+    for start in range(0, len(ids), BATCH):
+        chunk = ids[start : start + BATCH]
+        documents = [doc for doc, _audio in store.read_raw(chunk)]
+        keys: list[tuple[str, int, str]] = []
+        texts: list[str] = []
+        for document in documents:
+            labels = {label["turn"]: label for label in document.get("labels", [])}
+            for index, turn in enumerate(document["turns"]):
+                keys.append((document["call_id"], index, "text"))
+                texts.append(turn["text"])
+                if labels.get(index, {}).get("transcript"):
+                    keys.append((document["call_id"], index, "transcript"))
+                    texts.append(labels[index]["transcript"])
+        results = redactor.redact_many(texts)
+        by_call: dict[str, dict[tuple[int, str], Any]] = {}
+        for (call_id, index, kind), result in zip(keys, results, strict=True):
+            by_call.setdefault(call_id, {})[(index, kind)] = result
+            for entity in result.entities:
+                report.entities[entity.type] = report.entities.get(entity.type, 0) + 1
+        for document in documents:
+            redacted = _redacted_call(document, by_call[document["call_id"]], salt)
+            kept = []
+            for turn in redacted["turns"]:
+                report.turns += 1
+                leaked = sorted(set(find_leaks(turn["text"]) + find_leaks(turn["transcript"] or "")))
+                if leaked:
+                    report.leaks.append((redacted["call_id"], turn["index"], leaked))
+                    store.quarantine(
+                        "redaction",
+                        f"{redacted['call_id']}.turn{turn['index']}",
+                        f"PII survived redaction in call {redacted['call_id']} turn {turn['index']}: "
+                        f"{', '.join(leaked)}",
+                        call_id=redacted["call_id"],
+                        payload=turn,
+                    )
+                else:
+                    kept.append(turn)
+            redacted["quarantined_turns"] = len(redacted["turns"]) - len(kept)
+            redacted["turns"] = kept
+            pending.append(redacted)
+        if progress:
+            progress(min(start + BATCH, len(ids)), len(ids))
+    if report.leak_share > config.leak_max_share:
+        raise RedactionBroken(
+            f"{len(report.leaks)} of {report.turns} turns ({report.leak_share:.1%}) still hold PII after redaction, "
+            f"above redaction.leak_max_share={config.leak_max_share:.1%}; the leaking turns are in the quarantine "
+            "zone (stage 'redaction'); fix the recognizers before re-running"
+        )
+    if pending:
+        store.write_redacted(pending)
+    report.calls = [doc["call_id"] for doc in pending]
+    return report

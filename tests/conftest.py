@@ -1,0 +1,123 @@
+"""Shared fixtures: one tiny corpus, one Prefect harness, real components throughout.
+
+Expensive things are session-scoped: the simulated corpus (espeak-ng + sox + faster-whisper)
+is built once, and Prefect runs against one temporary server for the whole session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+import yaml
+
+_SESSION_HOME = Path(tempfile.mkdtemp(prefix="voiceloop-tests-"))
+os.environ.setdefault("VOICELOOP_TEST_HOME", str(_SESSION_HOME))
+
+from voiceloop.runtime import prepare  # noqa: E402
+
+prepare(_SESSION_HOME / "tools", threads=2)
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+REPO = Path(__file__).resolve().parents[1]
+
+# Small, fast settings for flow tests; the real defaults live in params.yaml / voiceloop.config.
+TINY_INTENT = {
+    "epochs": 3,
+    "batch_size": 32,
+    "max_length": 32,
+    "banking77_limit": 1500,
+    "seed": 0,
+}
+
+
+def write_params(folder: Path, **sections: Any) -> Path:
+    """A params.yaml for one test project folder (state under ``folder/state``)."""
+    data: dict[str, Any] = {"project_dir": str(folder / "state"), "threads": 2}
+    data.update(sections)
+    path = folder / "params.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def write_call(
+    store: Path,
+    call_id: str,
+    *,
+    consent: bool = True,
+    seconds: float = 2.0,
+    rate: int = 16000,
+    turns: list[dict[str, Any]] | None = None,
+    audio_bytes: bytes | None = None,
+    started_at: str = "2026-11-20T10:00:00+00:00",
+    **extra: Any,
+) -> Path:
+    """Hand-write one call (tone audio) for contract and ingest edge cases."""
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "audio").mkdir(exist_ok=True)
+    audio_path = store / "audio" / f"{call_id}.wav"
+    if audio_bytes is None:
+        t = np.arange(int(seconds * rate)) / rate
+        sf.write(audio_path, 0.1 * np.sin(2 * np.pi * 440 * t), rate, subtype="PCM_16")
+    else:
+        audio_path.write_bytes(audio_bytes)
+    document = {
+        "call_id": call_id,
+        "started_at": started_at,
+        "caller_id": f"caller-{call_id}",
+        "consent": {"training": consent},
+        "audio": f"audio/{call_id}.wav",
+        "turns": turns
+        or [
+            {"speaker": "bot", "start_s": 0.0, "end_s": 0.8, "text": "how can I help you today"},
+            {"speaker": "customer", "start_s": 0.9, "end_s": 1.9, "text": "my card has not arrived yet"},
+        ],
+        "labels": []
+        if turns
+        else [{"turn": 1, "transcript": "my card has not arrived yet", "intent": "card_arrival"}],
+        **extra,
+    }
+    path = store / f"{call_id}.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One temporary Prefect server for every flow test in the session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus() -> Path:
+    """A few simulated calls (train) and a small golden set, built once with the real simulator."""
+    from voiceloop.simulate.calls import build_calls
+
+    root = _SESSION_HOME / "corpus"
+    if not (root / "golden").exists():
+        build_calls(root / "calls", 8, split="train", seed=1, consent_rate=0.75)
+        build_calls(root / "golden-tmp", 0, split="golden", seed=2, per_intent=1)
+        (root / "golden-tmp").rename(root / "golden")
+    return root
+
+
+@pytest.fixture()
+def copy_corpus(tiny_corpus: Path, tmp_path: Path) -> Path:
+    """A private copy of the tiny corpus that a test may add to or break."""
+    target = tmp_path / "sources"
+    shutil.copytree(tiny_corpus, target)
+    return target

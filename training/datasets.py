@@ -1,0 +1,107 @@
+"""Versioned datasets, built with Hugging Face ``datasets`` from validated, redacted turns.
+
+A dataset version is named by the SHA-256 of its canonical rows, so the flow and
+``dvc repro`` produce the same digest from the same redacted zone, and a re-run that finds
+the digest already in the store reuses it. Each version keeps a manifest of the calls it
+holds: the project's own record, which erasure and lineage rely on.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from datasets import Dataset
+
+from governance.store import GovernedStore
+
+SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
+COLUMNS = ["call_id", "turn", "text", "transcript", "intent", "voice", "channel", "snr_db"]
+SPLIT_DATASETS = {"train": "intent-train", "golden": "intent-golden"}
+
+
+@dataclass(frozen=True)
+class DatasetVersion:
+    name: str
+    digest: str
+    path: Path
+    rows: int
+    call_ids: tuple[str, ...]
+
+    def load(self) -> Dataset:
+        return Dataset.load_from_disk(str(self.path / "data"))
+
+    @property
+    def short(self) -> str:
+        return f"{self.name}@{self.digest[:12]}"
+
+
+def canonical_digest(rows: list[dict[str, Any]]) -> str:
+    payload = json.dumps(rows, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    frame = frame.sort_values(["call_id", "turn"])
+    frame = frame.astype(object).where(frame.notna(), None)
+    return [{c: row[c] for c in COLUMNS} for row in frame.to_dict("records")]
+
+
+def _publish(store: GovernedStore, name: str, rows: list[dict[str, Any]], **detail: Any) -> DatasetVersion:
+    digest = canonical_digest(rows)
+    call_ids = tuple(sorted({r["call_id"] for r in rows if r.get("call_id")}))
+
+    def write(folder: Path) -> None:
+        Dataset.from_list(rows).save_to_disk(str(folder / "data"))
+        manifest = {"name": name, "digest": digest, "rows": len(rows), "call_ids": list(call_ids), **detail}
+        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
+
+    path = store.write_dataset(name, digest, write, call_ids, rows=len(rows))
+    return DatasetVersion(name, digest, path, len(rows), call_ids)
+
+
+def build_call_datasets(store: GovernedStore, validated: pd.DataFrame) -> dict[str, DatasetVersion]:
+    """Labelled customer turns -> ``intent-train`` (train split) and ``intent-golden`` (golden split)."""
+    labelled = validated[(validated["speaker"] == "customer") & validated["intent"].notna()]
+    out = {}
+    for split, name in SPLIT_DATASETS.items():
+        rows = _records(labelled[labelled["split"] == split])
+        out[name] = _publish(store, name, rows, split=split)
+    return out
+
+
+def load_banking77(split: str, sample_dir: Path = SAMPLE_DIR, limit: int | None = None) -> list[dict[str, Any]]:
+    """The shipped BANKING77 text (no call data): rows shaped like call rows."""
+    path = sample_dir / "banking77" / f"{split}.csv"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing; the demo corpus ships it under data/sample/banking77")
+    with path.open(newline="") as handle:
+        rows = [
+            {"call_id": None, "turn": i, "text": r["text"], "transcript": r["text"], "intent": r["category"],
+             "voice": None, "channel": None, "snr_db": None}
+            for i, r in enumerate(csv.DictReader(handle))
+        ]
+    return rows[:limit] if limit else rows
+
+
+def label_names(sample_dir: Path = SAMPLE_DIR) -> list[str]:
+    return list(json.loads((sample_dir / "banking77" / "categories.json").read_text()))
+
+
+def build_text_dataset(store: GovernedStore, limit: int | None = None) -> DatasetVersion:
+    return _publish(store, "banking77-train", load_banking77("train", limit=limit), source="BANKING77 (CC BY 4.0)")
+
+
+def build_versions(
+    store: GovernedStore, validated: pd.DataFrame, include_banking77: bool, banking77_limit: int | None = None
+) -> dict[str, DatasetVersion]:
+    """Every dataset a retrain uses, from validated rows: what the flow and ``dvc repro`` both run."""
+    versions = build_call_datasets(store, validated)
+    if include_banking77:
+        versions["banking77-train"] = build_text_dataset(store, banking77_limit)
+    return versions

@@ -1,0 +1,126 @@
+"""Fine-tune the intent challenger and track the run in MLflow.
+
+A run is keyed by the digests of its datasets and its configuration. If a finished run with
+the same key exists (a re-run after a crash later in the flow), its model is reused instead
+of training again; a killed run (not FINISHED) is retrained from scratch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+from training.datasets import DatasetVersion
+from training.evaluate import accuracy, confusion_matrix_plot
+from training.intent.predict import IntentModel
+from training.intent.train import train_intent_model
+from voiceloop.config import IntentConfig
+
+MODEL_ARTIFACT = "intent_model"
+TRAIN_KEY_TAG = "voiceloop.train_key"
+
+
+@dataclass
+class ChallengerRun:
+    run_id: str
+    model_dir: Path
+    golden_texts: list[str]
+    golden_labels: list[str]
+    golden_predictions: list[str]
+    golden_accuracy: float
+    reused: bool
+
+
+def train_key(datasets: list[DatasetVersion], config: IntentConfig) -> str:
+    payload = json.dumps({"datasets": sorted(d.digest for d in datasets), "config": config.model_dump()},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _flat(prefix: str, value: Any) -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flat(f"{prefix}.{key}" if prefix else key, item))
+        return out
+    return {prefix: value}
+
+
+def _finished_run(key: str) -> str | None:
+    runs = mlflow.search_runs(
+        filter_string=f"tags.`{TRAIN_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        output_format="list",
+        max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _golden(golden: DatasetVersion) -> tuple[list[str], list[str]]:
+    data = golden.load()
+    texts = [t or s for t, s in zip(data["transcript"], data["text"], strict=True)]
+    return texts, list(data["intent"])
+
+
+def finetune_intent(
+    train_sets: list[DatasetVersion],
+    golden: DatasetVersion,
+    label_names: list[str],
+    config: IntentConfig,
+    work_dir: Path,
+    tags: dict[str, str] | None = None,
+    progress: bool = False,
+) -> ChallengerRun:
+    """Train (or reuse) the challenger and predict the golden set with it."""
+    key = train_key([*train_sets, golden], config)
+    golden_texts, golden_labels = _golden(golden)
+    reused_run = _finished_run(key)
+    if reused_run:
+        model_dir = Path(
+            mlflow.artifacts.download_artifacts(run_id=reused_run, artifact_path=MODEL_ARTIFACT,
+                                                dst_path=str(work_dir / key))
+        )
+        predictions = IntentModel.load(model_dir).predict(golden_texts)
+        return ChallengerRun(reused_run, model_dir, golden_texts, golden_labels, predictions,
+                             accuracy(golden_labels, predictions), reused=True)
+
+    texts: list[str] = []
+    labels: list[str] = []
+    for dataset in train_sets:
+        data = dataset.load()
+        texts += list(data["text"])
+        labels += list(data["intent"])
+    with mlflow.start_run(run_name="retrain-intent", tags={TRAIN_KEY_TAG: key, **(tags or {})}) as run:
+        mlflow.log_params(_flat("intent", config.model_dump()))
+        mlflow.log_params({f"dataset.{d.name}": d.digest for d in [*train_sets, golden]})
+        mlflow.log_params({"train_rows": len(texts), "golden_rows": len(golden_texts)})
+        for dataset, context in [*((d, "training") for d in train_sets), (golden, "evaluation")]:
+            frame = pd.DataFrame({"intent": dataset.load()["intent"]})
+            mlflow.log_input(
+                mlflow.data.from_pandas(frame, source=str(dataset.path), name=dataset.short,
+                                        digest=dataset.digest[:32]),
+                context=context,
+            )
+        model_dir = work_dir / key / MODEL_ARTIFACT
+        train_intent_model(
+            texts, labels, label_names, config, model_dir,
+            eval_texts=golden_texts, eval_labels=golden_labels,
+            on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch),
+            progress=progress,
+        )
+        predictions = IntentModel.load(model_dir).predict(golden_texts)
+        golden_accuracy = accuracy(golden_labels, predictions)
+        mlflow.log_metric("golden_accuracy", golden_accuracy)
+        with tempfile.TemporaryDirectory() as tmp:
+            plot = confusion_matrix_plot(golden_labels, predictions, label_names, Path(tmp) / "confusion_matrix.png")
+            mlflow.log_artifact(str(plot), "plots")
+        mlflow.log_artifacts(str(model_dir), MODEL_ARTIFACT)
+        return ChallengerRun(
+            run.info.run_id, model_dir, golden_texts, golden_labels, predictions, golden_accuracy, reused=False
+        )

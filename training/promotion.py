@@ -1,0 +1,90 @@
+"""Gate the challenger against the champion and move the bundle aliases on the verdict.
+
+Every challenger is registered (its evidence stays inspectable); only a passing one becomes
+``champion``. The decision is logged as a run artifact and returned for the audit trail.
+Running this twice for the same challenger run returns the recorded outcome.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+
+from training.finetune import MODEL_ARTIFACT, ChallengerRun
+from training.gate import GateEvidence, decide
+from training.intent.predict import IntentModel
+from training.registry import CHAMPION, Registry
+from voiceloop.config import GateConfig
+
+DECISION_ARTIFACT = "gate/decision.json"
+
+
+@dataclass
+class PromotionOutcome:
+    bundle_version: str
+    promoted: bool
+    decision: dict[str, Any]
+    champion: str | None
+    previous_champion: str | None
+    repeated: bool = False
+
+
+def _existing_bundle(registry: Registry, run_id: str) -> str | None:
+    versions = registry.client.search_model_versions(f"name='{registry.bundle_name}' and run_id='{run_id}'")
+    return str(versions[0].version) if versions else None
+
+
+def champion_predictions(registry: Registry, texts: list[str], work_dir: Path) -> tuple[str, list[str]] | None:
+    champion = registry.by_alias(CHAMPION)
+    if champion is None or champion.intent_model is None:
+        return None
+    folder = registry.download_component(champion.intent_model, work_dir / f"champion-{champion.version}")
+    return champion.version, IntentModel.load(folder).predict(texts)
+
+
+def _apply(registry: Registry, version: str, decision: dict[str, Any]) -> None:
+    if decision["promote"]:
+        registry.promote(version, decision)
+    else:
+        registry.mark_rejected(version, decision)
+
+
+def gate_and_promote(
+    registry: Registry, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path
+) -> PromotionOutcome:
+    existing = _existing_bundle(registry, challenger.run_id)
+    if existing is not None:
+        recorded = mlflow.artifacts.load_dict(
+            f"{registry.client.get_run(challenger.run_id).info.artifact_uri}/{DECISION_ARTIFACT}"
+        )
+        tags = registry.client.get_model_version(registry.bundle_name, existing).tags
+        if "gate.verdict" not in tags:  # killed between registering and moving the alias: finish it
+            _apply(registry, existing, recorded)
+        champion = registry.by_alias(CHAMPION)
+        return PromotionOutcome(existing, recorded["verdict"] == "promote", recorded,
+                                champion.version if champion else None, recorded.get("champion_version"), True)
+
+    baseline = champion_predictions(registry, challenger.golden_texts, work_dir)
+    evidence = GateEvidence(
+        labels=challenger.golden_labels,
+        challenger_predictions=challenger.golden_predictions,
+        champion_predictions=baseline[1] if baseline else None,
+        champion_version=baseline[0] if baseline else None,
+    )
+    decision = decide(evidence, gate_config).to_dict()
+    intent_version = registry.register_component(registry.intent_name, challenger.run_id, MODEL_ARTIFACT)
+    with mlflow.start_run(run_id=challenger.run_id):
+        mlflow.log_dict(decision, DECISION_ARTIFACT)
+        mlflow.set_tag("gate.verdict", decision["verdict"])
+    bundle = registry.register_bundle(
+        challenger.run_id,
+        {"intent": f"{registry.intent_name}/{intent_version}"},
+        {"golden_accuracy": challenger.golden_accuracy, "verdict": decision["verdict"]},
+    )
+    _apply(registry, bundle.version, decision)
+    champion = registry.by_alias(CHAMPION)
+    return PromotionOutcome(bundle.version, bool(decision["promote"]), decision,
+                            champion.version if champion else None, evidence.champion_version)

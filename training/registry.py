@@ -1,0 +1,132 @@
+"""MLflow tracking setup and the model registry: models promoted as one bundle.
+
+A bundle is a registered model whose versions each name the exact component model versions
+they contain (``intent`` today; ASR joins later). Aliases live on the bundle: ``challenger``
+is the newest candidate, ``champion`` the one serving, ``previous`` the champion it replaced.
+The ``champion`` alias moves only through :meth:`Registry.promote`, which the gate calls.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from voiceloop.config import Settings
+
+CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+
+
+def setup_tracking(settings: Settings) -> MlflowClient:
+    """Point MLflow at the configured tracking URI and make sure the experiment exists."""
+    logging.getLogger("mlflow").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient()
+    if client.get_experiment_by_name(settings.tracking.experiment) is None:
+        client.create_experiment(settings.tracking.experiment, artifact_location=settings.artifact_location)
+    mlflow.set_experiment(settings.tracking.experiment)
+    return client
+
+
+@dataclass(frozen=True)
+class BundleVersion:
+    version: str
+    run_id: str | None
+    components: dict[str, str]  # component -> "registered-name/version"
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def intent_model(self) -> str | None:
+        return self.components.get("intent")
+
+
+class Registry:
+    def __init__(self, settings: Settings, client: MlflowClient | None = None) -> None:
+        self.client = client or setup_tracking(settings)
+        self.bundle_name = settings.tracking.bundle_name
+        self.intent_name = settings.tracking.intent_model_name
+
+    def _ensure(self, name: str, description: str) -> None:
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name, description=description)
+
+    def register_component(self, name: str, run_id: str, artifact_path: str) -> str:
+        """Register a run's artifact folder as a new version of ``name``; returns the version."""
+        self._ensure(name, "voiceloop component model")
+        run = self.client.get_run(run_id)
+        version = self.client.create_model_version(
+            name=name, source=f"{run.info.artifact_uri}/{artifact_path}", run_id=run_id
+        )
+        return str(version.version)
+
+    def register_bundle(self, run_id: str, components: dict[str, str], evidence: dict[str, Any]) -> BundleVersion:
+        """Register a bundle version naming its components; it becomes the ``challenger``."""
+        self._ensure(self.bundle_name, "voiceloop serving bundle: the exact component versions served together")
+        with mlflow.start_run(run_id=run_id):
+            mlflow.log_dict({"components": components, "evidence": evidence}, "bundle/bundle.json")
+        run = self.client.get_run(run_id)
+        version = self.client.create_model_version(
+            name=self.bundle_name,
+            source=f"{run.info.artifact_uri}/bundle",
+            run_id=run_id,
+            tags={f"component.{k}": v for k, v in components.items()},
+        )
+        self.client.set_registered_model_alias(self.bundle_name, CHALLENGER, version.version)
+        return self.bundle(str(version.version))
+
+    def bundle(self, version: str) -> BundleVersion:
+        mv = self.client.get_model_version(self.bundle_name, version)
+        components = {k.split(".", 1)[1]: v for k, v in mv.tags.items() if k.startswith("component.")}
+        return BundleVersion(str(mv.version), mv.run_id, components, tuple(mv.aliases or ()))
+
+    def by_alias(self, alias: str) -> BundleVersion | None:
+        try:
+            mv = self.client.get_model_version_by_alias(self.bundle_name, alias)
+        except MlflowException:
+            return None
+        return self.bundle(str(mv.version))
+
+    def promote(self, version: str, decision: dict[str, Any]) -> None:
+        """Move ``champion`` to ``version``; the old champion becomes ``previous``."""
+        current = self.by_alias(CHAMPION)
+        if current is not None and current.version != version:
+            self.client.set_registered_model_alias(self.bundle_name, PREVIOUS, current.version)
+        self.client.set_registered_model_alias(self.bundle_name, CHAMPION, version)
+        self.client.set_model_version_tag(self.bundle_name, version, "gate.verdict", decision.get("verdict", ""))
+
+    def mark_rejected(self, version: str, decision: dict[str, Any]) -> None:
+        self.client.set_model_version_tag(self.bundle_name, version, "gate.verdict", decision.get("verdict", ""))
+        reasons = "; ".join(decision.get("reasons", []))[:4000]
+        self.client.set_model_version_tag(self.bundle_name, version, "gate.reasons", reasons)
+
+    def download_component(self, reference: str, dest: Path) -> Path:
+        """Fetch a component ("name/version") into ``dest`` and return the local folder."""
+        name, version = reference.rsplit("/", 1)
+        source = self.client.get_model_version(name, version).source
+        dest.mkdir(parents=True, exist_ok=True)
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dest)))
+
+    def history(self) -> list[dict[str, Any]]:
+        rows = []
+        for mv in self.client.search_model_versions(f"name='{self.bundle_name}'"):
+            full = self.client.get_model_version(self.bundle_name, mv.version)
+            rows.append(
+                {
+                    "version": str(mv.version),
+                    "created": mv.creation_timestamp,
+                    "run_id": mv.run_id,
+                    "aliases": list(full.aliases or []),
+                    "verdict": full.tags.get("gate.verdict"),
+                    "components": {k.split(".", 1)[1]: v for k, v in full.tags.items() if k.startswith("component.")},
+                }
+            )
+        return sorted(rows, key=lambda r: int(r["version"]), reverse=True)
+

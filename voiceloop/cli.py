@@ -1,0 +1,228 @@
+"""The ``voiceloop`` command.
+
+Examples::
+
+    voiceloop simulate-calls --n 40 --out data/calls
+    voiceloop simulate-calls --split golden --per-intent 10 --out data/golden
+    voiceloop retrain                 # pull, redact, validate, train, gate, promote
+    voiceloop retrain --json          # the same, summary as JSON for machines
+    voiceloop status                  # champion bundle, recent runs and verdicts
+    voiceloop schedule --cron "0 3 * * 1"
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from voiceloop.config import Settings, load_settings
+from voiceloop.runtime import prepare
+
+app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
+                  pretty_exceptions_enable=False)
+console = Console(stderr=True)
+
+ParamsOption = Annotated[Path | None, typer.Option("--params", help="params file (default: ./params.yaml)")]
+JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
+RoleOption = Annotated[str | None, typer.Option("--as", envvar="VOICELOOP_ROLE", help="role to act as")]
+
+
+def _settings(params: Path | None) -> Settings:
+    if params is not None and not params.exists():
+        raise typer.BadParameter(f"{params} does not exist", param_hint="--params")
+    settings = load_settings(params)
+    prepare(settings.root, settings.threads or None)
+    return settings
+
+
+def _fail(message: str, code: int = 1) -> None:
+    console.print(f"[bold red]error:[/] {message}")
+    raise typer.Exit(code)
+
+
+@app.command("simulate-calls")
+def simulate_calls(
+    out: Annotated[Path, typer.Option(help="call store folder to write <call_id>.json + audio/ into")],
+    n: Annotated[int, typer.Option(help="number of calls (train split)")] = 20,
+    split: Annotated[str, typer.Option(help="train: BANKING77 train utterances; golden: test utterances, "
+                                            "a held-out voice")] = "train",
+    per_intent: Annotated[int, typer.Option(help="golden: labelled turns per intent (>=10 for a real gate)")] = 0,
+    seed: Annotated[int, typer.Option(help="random seed; different seeds give different call ids")] = 0,
+    consent_rate: Annotated[float, typer.Option(help="share of callers who consented to training")] = 0.9,
+    params: ParamsOption = None,
+) -> None:
+    """Build simulated production calls: espeak-ng voices, telephone channel, fake PII, real ASR text."""
+    _settings(params)
+    from voiceloop.simulate.calls import build_calls
+
+    if split not in ("train", "golden"):
+        raise typer.BadParameter("split must be 'train' or 'golden'", param_hint="--split")
+    with Progress(TextColumn("[bold]simulating calls"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console) as bar:
+        job = bar.add_task("calls", total=None)
+        report = build_calls(out, n, split=split, seed=seed, per_intent=per_intent,  # type: ignore[arg-type]
+                             consent_rate=consent_rate,
+                             progress=lambda done, total: bar.update(job, completed=done, total=total))
+    console.print(f"wrote {report.calls} calls to {out} ({report.customer_turns} customer turns, "
+                  f"{report.audio_seconds:.0f} s of audio)")
+
+
+def _summary_table(summary: dict[str, Any]) -> Table:
+    table = Table(title="voiceloop retrain", show_lines=False)
+    table.add_column("step")
+    table.add_column("result")
+    table.add_column("time (s)", justify="right")
+    timings = summary.get("timings_s", {})
+    for split, stats in summary["ingest"].items():
+        table.add_row(f"ingest ({split})", f"{stats['ingested']} new, {stats['already_seen']} seen, "
+                      f"{stats['no_consent']} no consent, {stats['quarantined']} quarantined", "")
+    table.add_row("", "", str(timings.get("ingest", "")))
+    red = summary["redaction"]
+    table.add_row("redact", f"{red['calls']} calls, {red['turns']} turns, {red['leaking_turns']} leaking turns "
+                  "quarantined", str(timings.get("redact", "")))
+    val = summary["validation"]
+    table.add_row("validate", f"{val['passed']}/{val['rows']} turns passed {val['expectations']} expectations",
+                  str(timings.get("validate", "")))
+    table.add_row("datasets", ", ".join(f"{k}@{v['digest'][:10]} ({v['rows']} rows)"
+                                        for k, v in summary["datasets"].items()), str(timings.get("datasets", "")))
+    tr = summary["training"]
+    table.add_row("fine-tune", f"golden accuracy {tr['golden_accuracy']:.4f}" + (" (reused run)" if tr["reused"]
+                                                                                  else ""),
+                  str(timings.get("finetune", "")))
+    gate = summary["gate"]
+    verdict = "[green]PROMOTED[/]" if gate["promoted"] else "[yellow]NOT PROMOTED[/]"
+    table.add_row("gate", f"bundle v{gate['bundle_version']}: {verdict}; champion is v{gate['champion']}",
+                  str(timings.get("gate", "")))
+    for reason in gate["reasons"]:
+        table.add_row("", f"[yellow]{reason}[/]", "")
+    return table
+
+
+@app.command()
+def retrain(params: ParamsOption = None, as_role: RoleOption = None, json_out: JsonOption = False) -> None:
+    """Run the retrain flow once, now (Prefect's ephemeral API unless PREFECT_API_URL is set)."""
+    settings = _settings(params)
+    from flows.retrain import retrain as retrain_flow
+
+    try:
+        summary = retrain_flow(params_file=str(params) if params else None, role=as_role or settings.identity.role)
+    except Exception as error:  # the flow's own log has the traceback
+        _fail(f"retrain failed: {error}. Fix the cause and run `voiceloop retrain` again: finished steps are "
+              "skipped.")
+        return
+    if json_out:
+        sys.stdout.write(json.dumps(summary, indent=1, default=str) + "\n")
+    else:
+        Console().print(_summary_table(summary))
+
+
+@app.command()
+def status(params: ParamsOption = None, json_out: JsonOption = False) -> None:
+    """Show the champion bundle, the latest bundles and their verdicts."""
+    settings = _settings(params)
+    from training.registry import CHAMPION, Registry
+
+    registry = Registry(settings)
+    champion = registry.by_alias(CHAMPION)
+    history = registry.history()[:10]
+    state = {"champion": champion.__dict__ if champion else None, "bundles": history,
+             "tracking_uri": settings.tracking_uri, "project_dir": str(settings.root)}
+    if json_out:
+        sys.stdout.write(json.dumps(state, indent=1, default=str) + "\n")
+        return
+    out = Console()
+    out.print(f"champion: [bold]{'v' + champion.version if champion else 'none yet'}[/]"
+              + (f" ({', '.join(f'{k}={v}' for k, v in champion.components.items())})" if champion else ""))
+    table = Table(title="latest bundles")
+    for column in ("version", "aliases", "verdict", "components", "run"):
+        table.add_column(column)
+    for row in history:
+        table.add_row(row["version"], ", ".join(row["aliases"]), str(row["verdict"] or "-"),
+                      ", ".join(f"{k}={v}" for k, v in row["components"].items()), (row["run_id"] or "")[:12])
+    out.print(table)
+
+
+@app.command()
+def quarantine(params: ParamsOption = None, stage: str | None = None, json_out: JsonOption = False) -> None:
+    """List quarantined items and why (reasons only: no call content)."""
+    settings = _settings(params)
+    from governance.session import open_store
+
+    store = open_store(settings, settings.identity.role, "qa-review")
+    items = store.quarantined(stage)
+    if json_out:
+        sys.stdout.write(json.dumps(items, indent=1) + "\n")
+        return
+    table = Table(title=f"quarantine ({len(items)} items)")
+    for column in ("stage", "item", "reason"):
+        table.add_column(column)
+    for item in items:
+        table.add_row(item["stage"], item["item"], item["reason"])
+    Console().print(table)
+
+
+@app.command()
+def schedule(
+    cron: Annotated[str, typer.Option(help='cron expression, e.g. "0 3 * * 1" (Mondays 03:00)')],
+    name: Annotated[str, typer.Option(help="deployment name")] = "weekly-retrain",
+    timezone: Annotated[str, typer.Option(help="timezone of the cron expression")] = "UTC",
+    serve: Annotated[bool, typer.Option(help="stay in the foreground and execute the scheduled runs")] = False,
+    params: ParamsOption = None,
+) -> None:
+    """Create (or update) a Prefect deployment that runs the retrain flow on a cron schedule."""
+    settings = _settings(params)
+    from flows.schedule import schedule_retrain, serve_deployments
+    from flows.server import ensure_server
+
+    try:
+        api_url = ensure_server(settings.root)
+        info = schedule_retrain(cron, name=name, timezone=timezone,
+                                params_file=str(params) if params else None, api_url=api_url)
+    except ValueError as error:
+        _fail(str(error), code=2)
+        return
+    console.print(f"deployment [bold]{info.name}[/] ({info.deployment_id}) scheduled '{info.cron}' on {api_url}")
+    for when in info.next_runs:
+        console.print(f"  next run: {when}")
+    if serve:
+        serve_deployments(cron, name=name, timezone=timezone, params_file=str(params) if params else None)
+    else:
+        console.print("runs execute where `voiceloop schedule --serve` (or a Prefect worker) is running")
+
+
+@app.command("build-datasets")
+def build_datasets_command(params: ParamsOption = None, json_out: JsonOption = False) -> None:
+    """DVC stage: validate the redacted zone and build the dataset versions (same digests as the flow)."""
+    settings = _settings(params)
+    from governance.session import open_store
+    from governance.validation import turn_rows, validate_turns
+    from training.datasets import build_versions, label_names
+
+    store = open_store(settings, settings.identity.role, "validation")
+    report = validate_turns(turn_rows(store.read_redacted()), settings.validation, label_names())
+    versions = build_versions(store.as_purpose("training"), report.passed, settings.intent.include_banking77_train,
+                              settings.intent.banking77_limit)
+    digests = {name: v.digest for name, v in versions.items()}
+    out = settings.root / "dvc-stage" / "datasets.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
+    if json_out:
+        sys.stdout.write(json.dumps(digests) + "\n")
+    else:
+        for name, digest in digests.items():
+            console.print(f"{name}: {digest}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
