@@ -66,7 +66,8 @@ def _load_call(fs: Any, root: str, json_path: str, split: str) -> tuple[dict[str
     try:
         document = json.loads(raw_bytes)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise BadCall(f"{name}: malformed JSON ({error.__class__.__name__} at byte {getattr(error, 'pos', '?')})") from None
+        where = getattr(error, "pos", "?")
+        raise BadCall(f"{name}: malformed JSON ({error.__class__.__name__} at byte {where})") from None
     try:
         record = parse_call(document, name)
     except ContractError as error:

@@ -104,9 +104,11 @@ def validate_turns(frame: pd.DataFrame, config: ValidationConfig, label_set: lis
     for outcome in result.results:
         if outcome.success:
             continue
-        kwargs = outcome.expectation_config.kwargs
+        expectation = outcome.expectation_config
+        assert expectation is not None  # GX fills it for every result of a suite run
+        kwargs = expectation.kwargs
         column = kwargs.get("column") or f"{kwargs.get('column_A')}>{kwargs.get('column_B')}"
-        name = f"{outcome.expectation_config.type}({column})"
+        name = f"{expectation.type}({column})"
         indices = outcome.result.get("unexpected_index_list")
         if indices is None:  # a table-level failure: every row fails it
             indices = [{ROW_ID: r} for r in frame[ROW_ID]]

@@ -107,7 +107,8 @@ def tiny_corpus() -> Path:
     """A few simulated calls (train) and a small golden set, built once with the real simulator."""
     from voiceloop.simulate.calls import build_calls
 
-    root = _SESSION_HOME / "corpus"
+    # VOICELOOP_TEST_CACHE keeps the corpus between local sessions; CI builds it fresh.
+    root = Path(os.environ.get("VOICELOOP_TEST_CACHE", _SESSION_HOME)) / "corpus"
     if not (root / "golden").exists():
         build_calls(root / "calls", 8, split="train", seed=1, consent_rate=0.75)
         build_calls(root / "golden-tmp", 0, split="golden", seed=2, per_intent=1)

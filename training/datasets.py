@@ -105,3 +105,10 @@ def build_versions(
     if include_banking77:
         versions["banking77-train"] = build_text_dataset(store, banking77_limit)
     return versions
+
+
+def open_version(store: GovernedStore, name: str, digest: str) -> DatasetVersion:
+    """A stored dataset version, handed out (and audited) by the store."""
+    manifest = json.loads((store.dataset_dir(name, digest) / "manifest.json").read_text())
+    path = store.open_dataset(name, digest, manifest["call_ids"])
+    return DatasetVersion(name, digest, path, manifest["rows"], tuple(manifest["call_ids"]))

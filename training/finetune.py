@@ -10,12 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
+from mlflow.data.pandas_dataset import from_pandas
 
 from training.datasets import DatasetVersion
 from training.evaluate import accuracy, confusion_matrix_plot
@@ -62,10 +64,32 @@ def _finished_run(key: str) -> str | None:
     return runs[0].info.run_id if runs else None
 
 
-def _golden(golden: DatasetVersion) -> tuple[list[str], list[str]]:
+def golden_references(golden: DatasetVersion) -> tuple[list[str], list[str]]:
     data = golden.load()
     texts = [t or s for t, s in zip(data["transcript"], data["text"], strict=True)]
     return texts, list(data["intent"])
+
+
+def train_and_predict(
+    train_sets: list[DatasetVersion],
+    golden_texts: list[str],
+    golden_labels: list[str],
+    label_names: list[str],
+    config: IntentConfig,
+    model_dir: Path,
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = False,
+) -> list[str]:
+    """Train on the call turns' ASR text plus any text datasets; predict the golden references."""
+    texts: list[str] = []
+    labels: list[str] = []
+    for dataset in train_sets:
+        data = dataset.load()
+        texts += list(data["text"])
+        labels += list(data["intent"])
+    train_intent_model(texts, labels, label_names, config, model_dir, eval_texts=golden_texts,
+                       eval_labels=golden_labels, on_epoch=on_epoch, progress=progress)
+    return IntentModel.load(model_dir).predict(golden_texts)
 
 
 def finetune_intent(
@@ -79,7 +103,7 @@ def finetune_intent(
 ) -> ChallengerRun:
     """Train (or reuse) the challenger and predict the golden set with it."""
     key = train_key([*train_sets, golden], config)
-    golden_texts, golden_labels = _golden(golden)
+    golden_texts, golden_labels = golden_references(golden)
     reused_run = _finished_run(key)
     if reused_run:
         model_dir = Path(
@@ -90,31 +114,25 @@ def finetune_intent(
         return ChallengerRun(reused_run, model_dir, golden_texts, golden_labels, predictions,
                              accuracy(golden_labels, predictions), reused=True)
 
-    texts: list[str] = []
-    labels: list[str] = []
-    for dataset in train_sets:
-        data = dataset.load()
-        texts += list(data["text"])
-        labels += list(data["intent"])
     with mlflow.start_run(run_name="retrain-intent", tags={TRAIN_KEY_TAG: key, **(tags or {})}) as run:
         mlflow.log_params(_flat("intent", config.model_dump()))
         mlflow.log_params({f"dataset.{d.name}": d.digest for d in [*train_sets, golden]})
-        mlflow.log_params({"train_rows": len(texts), "golden_rows": len(golden_texts)})
         for dataset, context in [*((d, "training") for d in train_sets), (golden, "evaluation")]:
             frame = pd.DataFrame({"intent": dataset.load()["intent"]})
             mlflow.log_input(
-                mlflow.data.from_pandas(frame, source=str(dataset.path), name=dataset.short,
+                from_pandas(frame, source=str(dataset.path), name=dataset.short,
                                         digest=dataset.digest[:32]),
                 context=context,
             )
         model_dir = work_dir / key / MODEL_ARTIFACT
-        train_intent_model(
-            texts, labels, label_names, config, model_dir,
-            eval_texts=golden_texts, eval_labels=golden_labels,
-            on_epoch=lambda epoch, metrics: mlflow.log_metrics(metrics, step=epoch),
+
+        def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
+            mlflow.log_metrics(metrics, step=epoch)
+
+        predictions = train_and_predict(
+            train_sets, golden_texts, golden_labels, label_names, config, model_dir, on_epoch=log_epoch,
             progress=progress,
         )
-        predictions = IntentModel.load(model_dir).predict(golden_texts)
         golden_accuracy = accuracy(golden_labels, predictions)
         mlflow.log_metric("golden_accuracy", golden_accuracy)
         with tempfile.TemporaryDirectory() as tmp:

@@ -34,6 +34,6 @@ class DvcVersioner:
         """Add (idempotently) and push ``folder``; return DVC's content hash for it."""
         dvc_file = folder.with_name(folder.name + ".dvc")
         if not dvc_file.exists():
-            self.repo.add(str(folder.relative_to(self.root)))
-        self.repo.push(targets=[str(dvc_file.relative_to(self.root))])
+            self.repo.add(str(folder))
+        self.repo.push(targets=[str(dvc_file)])
         return str(yaml.safe_load(dvc_file.read_text())["outs"][0]["md5"])

@@ -185,14 +185,18 @@ def schedule(
         api_url = ensure_server(settings.root)
         info = schedule_retrain(cron, name=name, timezone=timezone,
                                 params_file=str(params) if params else None, api_url=api_url)
-    except ValueError as error:
+    except (ValueError, FileNotFoundError) as error:  # bad cron/timezone, missing params file
         _fail(str(error), code=2)
+        return
+    except RuntimeError as error:  # the Prefect server could not be reached or started
+        _fail(str(error))
         return
     console.print(f"deployment [bold]{info.name}[/] ({info.deployment_id}) scheduled '{info.cron}' on {api_url}")
     for when in info.next_runs:
         console.print(f"  next run: {when}")
     if serve:
-        serve_deployments(cron, name=name, timezone=timezone, params_file=str(params) if params else None)
+        serve_deployments(cron, name=name, timezone=timezone, params_file=str(params) if params else None,
+                          api_url=api_url)
     else:
         console.print("runs execute where `voiceloop schedule --serve` (or a Prefect worker) is running")
 
@@ -218,6 +222,28 @@ def build_datasets_command(params: ParamsOption = None, json_out: JsonOption = F
     else:
         for name, digest in digests.items():
             console.print(f"{name}: {digest}")
+
+
+@app.command("train-intent")
+def train_intent_command(params: ParamsOption = None) -> None:
+    """DVC stage: train the intent model on the datasets of the last `build-datasets` (no MLflow, no gate)."""
+    settings = _settings(params)
+    from governance.session import open_store
+    from training.datasets import label_names, open_version
+    from training.evaluate import accuracy
+    from training.finetune import golden_references, train_and_predict
+
+    stage_dir = settings.root / "dvc-stage"
+    digests = json.loads((stage_dir / "datasets.json").read_text())
+    store = open_store(settings, settings.identity.role, "training")
+    versions = {name: open_version(store, name, digest) for name, digest in digests.items()}
+    golden = versions.pop("intent-golden")
+    texts, labels = golden_references(golden)
+    predictions = train_and_predict(list(versions.values()), texts, labels, label_names(), settings.intent,
+                                    stage_dir / "intent_model", progress=True)
+    metrics = {"golden_accuracy": accuracy(labels, predictions), "golden_rows": len(labels)}
+    (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+    console.print(f"golden accuracy {metrics['golden_accuracy']:.4f} on {len(labels)} utterances")
 
 
 def main() -> None:

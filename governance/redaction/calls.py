@@ -88,7 +88,7 @@ def redact_calls(
     progress: Callable[[int, int], None] | None = None,
 ) -> RedactionReport:
     """Redact the given raw calls; already-redacted calls are the caller's business to skip."""
-    redactor = redactor or Redactor(config)
+    redactor = redactor or Redactor(config, entities=config.entities)
     report = RedactionReport()
     pending: list[dict[str, Any]] = []
     ids = sorted(call_ids)

@@ -1,0 +1,54 @@
+# voiceloop: the two commands.
+#   make demo   set up everything on a fresh machine, build the demo corpus, run the retrain flow
+#   make test   set up everything and run the test suite (what CI runs through .ci/run)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export PATH := $(abspath $(BIN)):$(PATH)
+DEMO_CALLS ?= 120
+GOLDEN_PER_INTENT ?= 10
+
+.PHONY: demo test setup system-packages lint corpus clean-state
+
+demo: setup corpus
+	$(BIN)/voiceloop retrain
+	$(BIN)/voiceloop status
+
+test: setup
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/python -m pytest
+
+setup: system-packages $(VENV)/.installed
+
+# espeak-ng and sox synthesise and degrade the demo speech; installed only when missing.
+system-packages:
+	@missing=""; \
+	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v sox >/dev/null || missing="$$missing sox libsox-fmt-all"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+# The constraints file pins every transitive version that resolved together (see STACK notes in README).
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+corpus: data/calls/.built data/golden/.built
+
+data/calls/.built: $(VENV)/.installed
+	$(BIN)/voiceloop simulate-calls --n $(DEMO_CALLS) --out data/calls --seed 0
+	touch $@
+
+data/golden/.built: $(VENV)/.installed
+	$(BIN)/voiceloop simulate-calls --split golden --per-intent $(GOLDEN_PER_INTENT) --out data/golden --seed 0
+	touch $@
+
+clean-state:
+	rm -rf .voiceloop

@@ -1,0 +1,51 @@
+"""Wall time of the main job (`voiceloop retrain`) on the demo corpus, per stage.
+
+Runs the flow on a fresh project folder (so nothing is reused) against the demo corpus that
+`make demo` builds, and prints one JSON line per stage plus the total. The corpus build itself
+is excluded (it is `make corpus`).
+
+    .venv/bin/python benchmarks/pipeline.py --calls data/calls --golden data/golden
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", default="data/calls")
+    parser.add_argument("--golden", default="data/golden")
+    parser.add_argument("--project-dir", default=None, help="default: a fresh temporary folder")
+    args = parser.parse_args()
+    project = Path(args.project_dir or tempfile.mkdtemp(prefix="voiceloop-bench-"))
+    os.environ["VOICELOOP_PROJECT_DIR"] = str(project)
+    os.environ["VOICELOOP__SOURCES__CALL_STORE"] = str(Path(args.calls).resolve())
+    os.environ["VOICELOOP__SOURCES__GOLDEN_STORE"] = str(Path(args.golden).resolve())
+
+    from voiceloop.config import load_settings
+    from voiceloop.runtime import prepare
+
+    prepare(load_settings().root)
+    from flows.retrain import retrain
+
+    start = time.perf_counter()
+    summary = retrain()
+    total = time.perf_counter() - start
+    for stage, seconds in summary["timings_s"].items():
+        print(json.dumps({"figure": "retrain_stage_seconds", "stage": stage, "seconds": seconds}))
+    print(json.dumps({
+        "figure": "retrain_total_seconds", "seconds": round(total, 1),
+        "calls": summary["ingest"]["train"]["ingested"] + summary["ingest"]["golden"]["ingested"],
+        "golden_accuracy": summary["training"]["golden_accuracy"], "verdict": summary["gate"]["verdict"],
+        "cpu_count": os.cpu_count(),
+    }))
+
+
+if __name__ == "__main__":
+    main()

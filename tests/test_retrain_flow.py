@@ -1,0 +1,194 @@
+"""The retrain flow end to end on the tiny corpus, with real Prefect, MLflow, GX, Presidio and DVC."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from governance.audit import AuditLog
+from tests.conftest import REPO, TINY_INTENT, write_params
+from voiceloop.config import load_settings
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+
+def _run(params: Path) -> dict[str, Any]:
+    from flows.retrain import retrain
+
+    return retrain(params_file=str(params))
+
+
+def _params(folder: Path, sources: Path, **intent: Any) -> Path:
+    return write_params(
+        folder,
+        sources={"call_store": str(sources / "calls"), "golden_store": str(sources / "golden")},
+        intent={**TINY_INTENT, **intent},
+        gate={"floor": 0.0, "margin": 0.01, "n_bootstrap": 1000},
+    )
+
+
+@pytest.fixture(scope="module")
+def first_run(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("retrain")
+    sources = folder / "sources"
+    shutil.copytree(tiny_corpus, sources)
+    params = _params(folder, sources)
+    return params, _run(params)
+
+
+def _consent(sources: Path) -> dict[str, bool]:
+    return {p.stem: json.loads(p.read_text())["consent"]["training"] for p in (sources / "calls").glob("*.json")}
+
+
+def test_first_run_trains_gates_and_promotes(first_run: tuple[Path, dict[str, Any]]) -> None:
+    params, summary = first_run
+    settings = load_settings(params)
+    consent = _consent(params.parent / "sources")
+    assert summary["ingest"]["train"]["ingested"] == sum(consent.values())
+    assert summary["ingest"]["train"]["no_consent"] == len(consent) - sum(consent.values())
+    assert summary["gate"]["verdict"] == "promote" and summary["gate"]["champion"] == "1"
+
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient()
+    run = client.get_run(summary["training"]["run_id"])
+    assert run.data.params["intent.lora.r"] == str(settings.intent.lora.r)
+    assert {i.dataset.name.split("@")[0] for i in run.inputs.dataset_inputs} == {
+        "intent-train", "intent-golden", "banking77-train"}
+    assert len(client.get_metric_history(run.info.run_id, "train_loss")) == TINY_INTENT["epochs"]
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"intent_model", "plots", "gate", "bundle"} <= artifacts
+    champion = client.get_model_version_by_alias(settings.tracking.bundle_name, "champion")
+    assert champion.tags["component.intent"] == f"{settings.tracking.intent_model_name}/1"
+
+    audit = AuditLog(settings.audit_url)
+    assert audit.verify().ok
+    actions = {e.action for e in audit.entries()}
+    assert {"raw.write", "raw.read", "redacted.write", "datasets.write", "gate.decision", "registry.promote"} <= actions
+    # every dataset version is tracked by DVC and pushed to the remote
+    for name, info in summary["datasets"].items():
+        assert (settings.zones_dir / "datasets" / name / f"{info['digest']}.dvc").exists()
+    assert any(Path(settings.dvc_remote_url).rglob("*.dir"))
+
+
+def test_no_consent_call_never_reaches_a_dataset(first_run: tuple[Path, dict[str, Any]]) -> None:
+    params, _ = first_run
+    settings = load_settings(params)
+    refused = {call for call, ok in _consent(params.parent / "sources").items() if not ok}
+    assert refused, "the tiny corpus should hold at least one no-consent call"
+    in_datasets = set()
+    for manifest in settings.zones_dir.glob("datasets/*/*/manifest.json"):
+        in_datasets |= set(json.loads(manifest.read_text())["call_ids"])
+    assert in_datasets and not (refused & in_datasets)
+    assert not any((settings.zones_dir / "raw" / call).exists() for call in refused)
+
+
+def test_redacted_zone_holds_no_caller_ids(first_run: tuple[Path, dict[str, Any]]) -> None:
+    params, _ = first_run
+    settings = load_settings(params)
+    callers = {json.loads(p.read_text())["caller_id"] for p in (params.parent / "sources/calls").glob("*.json")}
+    for path in (settings.zones_dir / "redacted").glob("*.json"):
+        text = path.read_text()
+        assert not any(caller in text for caller in callers)
+
+
+def test_second_run_pulls_nothing_new_and_repeats_nothing(first_run: tuple[Path, dict[str, Any]]) -> None:
+    params, first = first_run
+    again = _run(params)
+    assert again["ingest"]["train"]["ingested"] == 0 and again["ingest"]["golden"]["ingested"] == 0
+    assert again["redaction"]["calls"] == 0
+    assert again["datasets"] == first["datasets"]
+    assert again["training"]["reused"] and again["gate"]["repeated"]
+    assert again["gate"]["bundle_version"] == first["gate"]["bundle_version"]
+
+
+def test_late_call_is_picked_up_and_a_worse_challenger_is_not_promoted(
+    first_run: tuple[Path, dict[str, Any]],
+) -> None:
+    params, first = first_run
+    sources = params.parent / "sources" / "calls"
+    donor = next(p for p in sorted(sources.glob("*.json")) if json.loads(p.read_text())["consent"]["training"])
+    document = json.loads(donor.read_text())
+    late_id = "late-" + document["call_id"]
+    document.update(call_id=late_id, started_at="2020-01-01T00:00:00+00:00")
+    (sources / f"{late_id}.json").write_text(json.dumps(document))
+    # a challenger that barely trains: the gate must block it against the champion
+    worse = _params(params.parent, params.parent / "sources", learning_rate=1e-7, head_learning_rate=1e-7, epochs=1)
+    summary = _run(worse)
+    assert summary["ingest"]["train"]["ingested"] == 1
+    gate = summary["gate"]
+    assert gate["verdict"] == "reject" and not gate["promoted"]
+    assert gate["champion"] == first["gate"]["bundle_version"]
+    assert int(gate["bundle_version"]) > int(first["gate"]["bundle_version"])
+    assert any("non-inferiority" in reason for reason in gate["reasons"])
+    settings = load_settings(worse)
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    challenger = MlflowClient().get_model_version_by_alias(settings.tracking.bundle_name, "challenger")
+    assert challenger.version == gate["bundle_version"] and challenger.tags["gate.verdict"] == "reject"
+
+
+def _training_started(tracking_uri: str) -> bool:
+    if not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+        return False
+    try:
+        runs = MlflowClient(tracking_uri).search_runs(
+            [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()],
+            filter_string="attributes.status = 'RUNNING'",
+        )
+    except Exception:  # the subprocess may be creating the schema right now
+        return False
+    return bool(runs)
+
+
+def test_killed_run_resumes_without_redoing_finished_steps(tiny_corpus: Path, tmp_path: Path) -> None:
+    sources = tmp_path / "sources"
+    shutil.copytree(tiny_corpus, sources)
+    params = _params(tmp_path, sources)
+    settings = load_settings(params)
+    env = {**os.environ, "VOICELOOP_PARAMS": str(params)}
+    env.pop("PREFECT_API_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "voiceloop.cli", "retrain", "--params", str(params)],
+                            cwd=REPO, env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None and not _training_started(settings.tracking_uri):
+        time.sleep(1)
+    assert proc.poll() is None, "the run ended before training started; cannot test a kill"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(30)
+    raw_before = sorted(p.name for p in (settings.zones_dir / "raw").iterdir())
+    assert raw_before, "the killed run should have ingested calls"
+
+    resumed = _run(params)
+    assert resumed["ingest"]["train"]["ingested"] == 0 and resumed["redaction"]["calls"] == 0
+    assert not resumed["training"]["reused"]  # the killed training run never finished
+    assert resumed["gate"]["verdict"] == "promote"
+    assert sorted(p.name for p in (settings.zones_dir / "raw").iterdir()) == raw_before
+    assert AuditLog(settings.audit_url).verify().ok
+
+
+def test_dvc_repro_gives_the_flows_dataset_digests(first_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
+    params, summary = first_run
+    workspace = tmp_path / "workspace"
+    workspace.mkdir()
+    for name in ("dvc.yaml", "data", "training", "governance"):
+        (workspace / name).symlink_to(REPO / name)
+    shutil.copy(params, workspace / "params.yaml")
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1"}
+    env.pop("VOICELOOP_PARAMS", None)
+    subprocess.run([str(bin_dir / "dvc"), "init", "--no-scm", "-q"], cwd=workspace, env=env, check=True)
+    subprocess.run([str(bin_dir / "dvc"), "repro", "datasets"], cwd=workspace, env=env, check=True,
+                   capture_output=True)
+    digests = json.loads((load_settings(params).root / "dvc-stage" / "datasets.json").read_text())
+    assert digests == {name: info["digest"] for name, info in summary["datasets"].items()}

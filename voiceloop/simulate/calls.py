@@ -1,0 +1,225 @@
+"""Build a call store of simulated contact-center calls: ``<call_id>.json`` + ``audio/<call_id>.wav``.
+
+Each call is planned from the seed (``plan``), rendered to audio in worker processes (``render``),
+then every turn is run through the real ASR model as the bot heard it (after the channel): the
+turn's ``text`` is what the recogniser made of it, the label's ``transcript`` what was said. The
+documents satisfy ``governance.contract`` so the pipeline ingests them like production calls.
+
+Writes are per call and atomic (audio first, then the JSON), so an interrupted build leaves only
+complete calls behind, and builds with different seeds or splits can share one store.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import soundfile as sf
+
+from serving.asr import BUNDLED_MODEL, AsrEngine
+from voiceloop.simulate.plan import BOT_VOICE, CallPlan, plan_calls
+from voiceloop.simulate.render import Rendered, render_call
+from voiceloop.simulate.sources import sample_dir as resolve_sample_dir
+from voiceloop.simulate.speech import RATE, check_voices, to_rate
+
+SOURCE = "voiceloop-simulator"
+
+
+@dataclass
+class SimulationReport:
+    """What a build wrote."""
+
+    out: Path
+    split: str
+    seed: int
+    calls: int = 0
+    customer_turns: int = 0
+    intent_turns: int = 0  # customer turns labelled with an intent
+    pii_turns: int = 0  # customer turns whose true transcript holds PII
+    audio_seconds: float = 0.0
+    voices: list[str] = field(default_factory=list)
+    channels: dict[str, int] = field(default_factory=dict)
+    turns_per_intent: dict[str, int] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    call_ids: list[str] = field(default_factory=list)
+
+    @property
+    def intents_covered(self) -> int:
+        return len(self.turns_per_intent)
+
+    @property
+    def min_per_intent(self) -> int:
+        return min(self.turns_per_intent.values(), default=0)
+
+
+class _Recogniser:
+    """The ASR engine plus a cache keyed by the exact samples (identical audio, identical text)."""
+
+    def __init__(self, model: str | None) -> None:
+        self.engine = AsrEngine(model)
+        self.cache: dict[bytes, str] = {}
+
+    def __call__(self, segments: list[np.ndarray]) -> list[str]:
+        keys = [hashlib.blake2b(s.tobytes(), digest_size=16).digest() for s in segments]
+        todo = {k: s for k, s in zip(keys, segments, strict=True) if k not in self.cache}
+        if todo:
+            texts = self.engine.transcribe_arrays(list(todo.values()))
+            self.cache.update(zip(todo, texts, strict=True))
+        return [self.cache[k] for k in keys]
+
+
+def _document(plan: CallPlan, rendered: Rendered, texts: list[str], asr_name: str) -> dict[str, Any]:
+    rate = rendered.sample_rate
+    turns = [
+        {"speaker": t.speaker, "start_s": round(a / rate, 3), "end_s": round(b / rate, 3), "text": text}
+        for t, (a, b), text in zip(plan.turns, rendered.bounds, texts, strict=True)
+    ]
+    labels: list[dict[str, Any]] = []
+    for i, turn in enumerate(plan.turns):
+        if turn.speaker != "customer":
+            continue
+        label: dict[str, Any] = {"turn": i, "transcript": turn.transcript, "intent": turn.intent}
+        label["pii"] = [{"entity": s.entity, "start": s.start, "end": s.end} for s in turn.pii]
+        if turn.source:
+            label["source"] = turn.source
+        labels.append(label)
+    return {
+        "call_id": plan.call_id,
+        "started_at": plan.started_at,
+        "caller_id": plan.caller_id,
+        "consent": {"training": plan.consent},
+        "audio": f"audio/{plan.call_id}.wav",
+        "turns": turns,
+        "labels": labels,
+        "outcome": plan.outcome,
+        "meta": {
+            "voice": plan.voice,
+            "channel": plan.channel,
+            "snr_db": plan.snr_db,
+            "split": plan.split,
+            "source": SOURCE,
+            "sample_rate": rate,
+            "duration_s": round(rendered.duration_s, 3),
+            "speaking_rate_wpm": plan.rate_wpm,
+            "pitch": plan.pitch,
+            "bot_voice": BOT_VOICE,
+            "digit_speaker": plan.digit_speaker
+            if any(s.digits for t in plan.turns for s in t.segments)
+            else None,
+            "asr_model": asr_name,
+        },
+    }
+
+
+def _write_json(path: Path, document: dict[str, Any]) -> None:
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(partial, path)
+
+
+def _rendered(plans: list[CallPlan], out: Path, folder: Path, workers: int) -> Iterator[Rendered]:
+    """Render calls in order, ``workers`` at a time, a few calls ahead of the ASR.
+
+    Threads, not processes: rendering is espeak-ng and sox subprocesses plus numpy, which all
+    release the GIL, and threads work from any entry point (stdin, notebooks, forked servers)
+    without re-importing ``__main__``.
+    """
+    jobs = [(plan, out / "audio" / f"{plan.call_id}.wav", folder) for plan in plans]
+    if workers <= 1:
+        for job in jobs:
+            yield render_call(*job)
+        return
+    ahead = 3 * workers
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voiceloop-render") as pool:
+        pending: deque[Future[Rendered]] = deque()
+        queue = iter(jobs)
+        try:
+            for job in queue:
+                pending.append(pool.submit(render_call, *job))
+                if len(pending) >= ahead:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        finally:
+            for future in pending:
+                future.cancel()
+
+
+def build_calls(
+    out: Path,
+    n: int,
+    *,
+    split: Literal["train", "golden"] = "train",
+    seed: int = 0,
+    per_intent: int = 0,
+    consent_rate: float = 0.9,
+    telephone_rate: float = 0.5,
+    asr_model: str | None = None,
+    sample_dir: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    workers: int = 2,
+    now: datetime | None = None,
+) -> SimulationReport:
+    """Write ``n`` simulated calls (golden with ``per_intent``: until every intent has that many) to ``out``.
+
+    ``asr_model``: None or "tiny.en-bundled" for the bundled Whisper tiny.en, else a faster-whisper
+    model path or hub id. ``now`` anchors ``started_at`` (default: today 00:00 UTC), the only input
+    besides the arguments that the output depends on.
+    """
+    started = time.monotonic()
+    out = Path(out)
+    folder = resolve_sample_dir(sample_dir)
+    plans = plan_calls(
+        n,
+        split=split,
+        seed=seed,
+        per_intent=per_intent,
+        consent_rate=consent_rate,
+        telephone_rate=telephone_rate,
+        sample_dir_path=folder,
+        now=now,
+    )
+    check_voices({BOT_VOICE} | {plan.voice for plan in plans})
+    (out / "audio").mkdir(parents=True, exist_ok=True)
+    report = SimulationReport(out=out, split=split, seed=seed)
+    if progress:
+        progress(0, len(plans))
+    recognise = _Recogniser(asr_model)
+    asr_name = asr_model or BUNDLED_MODEL
+    voices: set[str] = set()
+    channels: Counter[str] = Counter()
+    per_intent_count: Counter[str] = Counter()
+    for plan, rendered in zip(plans, _rendered(plans, out, folder, workers), strict=True):
+        audio, rate = sf.read(out / "audio" / f"{plan.call_id}.wav", dtype="float32", always_2d=False)
+        segments = [to_rate(audio[a:b], rate, RATE) for a, b in rendered.bounds]
+        _write_json(out / f"{plan.call_id}.json", _document(plan, rendered, recognise(segments), asr_name))
+        report.calls += 1
+        report.call_ids.append(plan.call_id)
+        report.audio_seconds += rendered.duration_s
+        voices.add(plan.voice)
+        channels[plan.channel] += 1
+        for turn in plan.turns:
+            if turn.speaker == "customer":
+                report.customer_turns += 1
+                report.pii_turns += bool(turn.pii)
+                if turn.intent:
+                    report.intent_turns += 1
+                    per_intent_count[turn.intent] += 1
+        if progress:
+            progress(report.calls, len(plans))
+    report.voices = sorted(voices)
+    report.channels = dict(channels)
+    report.turns_per_intent = dict(sorted(per_intent_count.items()))
+    report.audio_seconds = round(report.audio_seconds, 2)
+    report.elapsed_s = round(time.monotonic() - started, 2)
+    return report
