@@ -192,3 +192,26 @@ def test_dvc_repro_gives_the_flows_dataset_digests(first_run: tuple[Path, dict[s
                    capture_output=True)
     digests = json.loads((load_settings(params).root / "dvc-stage" / "datasets.json").read_text())
     assert digests == {name: info["digest"] for name, info in summary["datasets"].items()}
+
+
+def test_status_command_shows_the_champion(first_run: tuple[Path, dict[str, Any]]) -> None:
+    from typer.testing import CliRunner
+
+    from voiceloop.cli import app
+
+    params, summary = first_run
+    result = CliRunner().invoke(app, ["status", "--json", "--params", str(params)])
+    assert result.exit_code == 0, result.output
+    state = json.loads(result.stdout)
+    assert state["champion"]["version"] == summary["gate"]["champion"]
+    assert {b["verdict"] for b in state["bundles"]} <= {"promote", "reject"}
+
+
+def test_cli_names_a_missing_params_file() -> None:
+    from typer.testing import CliRunner
+
+    from voiceloop.cli import app
+
+    result = CliRunner().invoke(app, ["retrain", "--params", "/nonexistent/params.yaml"])
+    assert result.exit_code == 2
+    assert "/nonexistent/params.yaml does not exist" in result.output
