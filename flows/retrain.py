@@ -85,7 +85,7 @@ def build_datasets(settings: Settings, store: GovernedStore, validated: Any) -> 
     versions = build_versions(store.as_purpose("training"), validated, settings.intent.include_banking77_train,
                               settings.intent.banking77_limit)
     if settings.dvc.enabled:
-        dvc = DvcVersioner(settings.root, settings.dvc_remote_url)
+        dvc = DvcVersioner(settings.zones_dir / "datasets", settings.dvc_remote_url, settings.root / "dvc-cache")
         for version in versions.values():
             dvc.track(version.path)
     return versions

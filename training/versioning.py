@@ -1,7 +1,8 @@
 """Version dataset folders with DVC: a cache and a remote, both configurable.
 
-The project folder is its own DVC repository (``--no-scm``), so versioning works wherever
-state lives (including test temp dirs) and never touches the source checkout. Each dataset
+The datasets zone is its own DVC repository (``--no-scm``), so versioning works wherever
+state lives (including test temp dirs), never touches the source checkout, and stays clear
+of the outputs of the checkout's own ``dvc.yaml`` stages. Each dataset
 version gets a ``.dvc`` file beside it and is pushed to the remote, so a fresh machine can
 ``dvc pull`` exactly what a model was trained on.
 """
@@ -15,7 +16,7 @@ import yaml
 
 
 class DvcVersioner:
-    def __init__(self, root: Path, remote_url: str) -> None:
+    def __init__(self, root: Path, remote_url: str, cache_dir: Path) -> None:
         from dvc.repo import Repo
 
         logging.getLogger("dvc").setLevel(logging.WARNING)
@@ -24,7 +25,7 @@ class DvcVersioner:
             Repo.init(str(root), no_scm=True)
         repo = Repo(str(root))
         with repo.config.edit() as config:
-            config["cache"]["dir"] = str(root / "dvc-cache")
+            config["cache"]["dir"] = str(cache_dir)
             config["core"]["remote"] = "store"
             config["remote"]["store"] = {"url": remote_url}
         self.repo = Repo(str(root))
