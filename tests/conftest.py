@@ -111,7 +111,7 @@ def tiny_corpus() -> Path:
     root = Path(os.environ.get("VOICELOOP_TEST_CACHE", _SESSION_HOME)) / "corpus"
     if not (root / "golden").exists():
         build_calls(root / "calls", 8, split="train", seed=1, consent_rate=0.75)
-        build_calls(root / "golden-tmp", 0, split="golden", seed=2, per_intent=1)
+        build_calls(root / "golden-tmp", 0, split="golden", seed=2, per_intent=1, consent_rate=1.0)
         (root / "golden-tmp").rename(root / "golden")
     return root
 

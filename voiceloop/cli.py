@@ -55,7 +55,9 @@ def simulate_calls(
                                             "a held-out voice")] = "train",
     per_intent: Annotated[int, typer.Option(help="golden: labelled turns per intent (>=10 for a real gate)")] = 0,
     seed: Annotated[int, typer.Option(help="random seed; different seeds give different call ids")] = 0,
-    consent_rate: Annotated[float, typer.Option(help="share of callers who consented to training")] = 0.9,
+    consent_rate: Annotated[float | None, typer.Option(
+        help="share of callers who consented to training (default: 0.9 for train, 1.0 for the curated golden set)"
+    )] = None,
     params: ParamsOption = None,
 ) -> None:
     """Build simulated production calls: espeak-ng voices, telephone channel, fake PII, real ASR text."""
@@ -68,7 +70,8 @@ def simulate_calls(
                   console=console) as bar:
         job = bar.add_task("calls", total=None)
         report = build_calls(out, n, split=split, seed=seed, per_intent=per_intent,  # type: ignore[arg-type]
-                             consent_rate=consent_rate,
+                             consent_rate=consent_rate if consent_rate is not None else
+                             (1.0 if split == "golden" else 0.9),
                              progress=lambda done, total: bar.update(job, completed=done, total=total))
     console.print(f"wrote {report.calls} calls to {out} ({report.customer_turns} customer turns, "
                   f"{report.audio_seconds:.0f} s of audio)")

@@ -6,7 +6,9 @@ project folder. Call :func:`prepare` once, first thing, from every entry point.
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
 from pathlib import Path
 
 _OFFLINE_DEFAULTS = {
@@ -22,7 +24,12 @@ _OFFLINE_DEFAULTS = {
     "TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS": "",
     "TOKENIZERS_PARALLELISM": "false",
     "DO_NOT_TRACK": "1",
+    # quiet libraries: voiceloop reports progress itself
+    "TRANSFORMERS_VERBOSITY": "error",
+    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
 }
+
+_QUIET_LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "mlflow", "alembic", "great_expectations", "dvc")
 
 
 def prepare(project_dir: Path, threads: int | None = None) -> None:
@@ -44,6 +51,10 @@ def prepare(project_dir: Path, threads: int | None = None) -> None:
         if key not in os.environ:
             path.mkdir(parents=True, exist_ok=True)
             os.environ[key] = str(path)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
     n = str(threads or os.cpu_count() or 1)
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(key, n)
