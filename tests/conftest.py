@@ -19,6 +19,7 @@ import pytest
 import soundfile as sf
 import yaml
 
+REPO = Path(__file__).resolve().parents[1]
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="voiceloop-tests-"))
 os.environ.setdefault("VOICELOOP_TEST_HOME", str(_SESSION_HOME))
 
@@ -30,22 +31,24 @@ import torch  # noqa: E402
 
 torch.set_num_threads(2)
 
-REPO = Path(__file__).resolve().parents[1]
 
 # Small, fast settings for flow tests; the real defaults live in params.yaml / voiceloop.config.
 TINY_INTENT = {
-    "epochs": 3,
+    "epochs": 2,
     "batch_size": 32,
-    "max_length": 32,
-    "banking77_limit": 1500,
+    "max_length": 24,
+    "banking77_limit": 800,
+    "lora": {"top_layers": 1},  # lower layers are cached: fast on 2 cores
     "seed": 0,
 }
 
 
 def write_params(folder: Path, **sections: Any) -> Path:
-    """A params.yaml for one test project folder (state under ``folder/state``)."""
-    data: dict[str, Any] = {"project_dir": str(folder / "state"), "threads": 2}
-    data.update(sections)
+    """The repo's params.yaml with ``sections`` merged in, state under ``folder/state``."""
+    data: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())
+    data.update(project_dir=str(folder / "state"), threads=2)
+    for name, values in sections.items():
+        data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
     path = folder / "params.yaml"
     path.write_text(yaml.safe_dump(data))
     return path

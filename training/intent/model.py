@@ -43,7 +43,7 @@ def portable_ref(name_or_path: str) -> str:
     return str(Path(name_or_path).expanduser().resolve())
 
 
-def load_encoder(base: str) -> nn.Module:
+def load_encoder(base: str) -> Any:
     """The bare transformer, without the pooler sentence-transformers never uses."""
     from transformers import AutoModel
 
@@ -60,8 +60,8 @@ def load_tokenizer(base: str) -> Any:
     return AutoTokenizer.from_pretrained(resolve_base_model(base))
 
 
-def num_layers(encoder: nn.Module) -> int:
-    return int(encoder.config.num_hidden_layers)  # type: ignore[union-attr]
+def num_layers(encoder: Any) -> int:
+    return int(encoder.config.num_hidden_layers)
 
 
 def lora_config(settings: LoraSettings, n_layers: int) -> Any:
@@ -125,7 +125,7 @@ class IntentClassifier(nn.Module):
         return self.head(self.embed(input_ids, attention_mask))
 
     # Layer-split execution (BERT-style encoders) ------------------------------------
-    def _bert(self) -> nn.Module:
+    def _bert(self) -> Any:
         get_base = getattr(self.encoder, "get_base_model", None)
         return get_base() if callable(get_base) else self.encoder
 
@@ -140,7 +140,7 @@ class IntentClassifier(nn.Module):
 
         bert = self._bert()
         mask = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
-        for layer in bert.encoder.layer[start:]:  # type: ignore[union-attr,index]
+        for layer in bert.encoder.layer[start:]:
             hidden = layer(hidden, mask)
             if isinstance(hidden, tuple):  # older transformers return tuples
                 hidden = hidden[0]

@@ -31,6 +31,8 @@ CONFIG_FILE = "intent_config.json"
 
 def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
     """Token ids without padding (padding happens per batch)."""
+    if not texts:  # the tokenizer raises on an empty batch
+        return []
     return list(tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"])
 
 

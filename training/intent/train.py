@@ -59,6 +59,20 @@ class IntentTrainingResult:
     train_seconds: float = 0.0
 
 
+def native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 natively (AVX512-BF16 / AMX): there bf16 autocast makes
+    training 1.5-2.5x faster; elsewhere it is emulated and slower than float32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(flag in flags for flag in ("avx512_bf16", "amx_bf16"))
+
+
+def autocast(enabled: bool) -> Any:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
@@ -85,28 +99,42 @@ class LayerCache:
     fit the head (LoRA's B matrices start at zero, so the model equals the base model then).
     """
 
-    def __init__(self, model: IntentClassifier, seqs: list[list[int]], pad_id: int, start: int) -> None:
+    def __init__(
+        self, model: IntentClassifier, seqs: list[list[int]], pad_id: int, start: int, bf16: bool = False
+    ) -> None:
         self.start = start
         self.states: list[torch.Tensor] = [torch.empty(0)] * len(seqs)
         pooled = torch.empty((len(seqs), int(model.head.weight.shape[1])))
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(bf16):
             for idx in _chunks(length_sorted_order([len(s) for s in seqs]), 256):
                 ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
                 out = model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
-                lower = out.hidden_states[start]
+                lower = out.hidden_states[start].float()
                 for row, i in enumerate(idx):
                     self.states[i] = lower[row, : len(seqs[i])].clone()
-                pooled[torch.tensor(idx)] = mean_pool(out.last_hidden_state, mask)
+                pooled[torch.tensor(idx)] = mean_pool(out.last_hidden_state.float(), mask)
         self.frozen_embeddings = pooled
 
-    def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(
+        self, idx: list[int], drop: float = 0.0, gen: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         states = [self.states[i] for i in idx]
+        if drop > 0:
+            states = [s[kept_positions(s.shape[0], drop, gen)] for s in states]
         hidden = nn.utils.rnn.pad_sequence(states, batch_first=True)
         mask = torch.zeros(hidden.shape[:2], dtype=torch.long)
         for row, s in enumerate(states):
             mask[row, : s.shape[0]] = 1
         return hidden, mask
+
+
+def kept_positions(length: int, drop: float, gen: torch.Generator | None) -> torch.Tensor:
+    """Token dropout: drop inner positions with probability ``drop`` (first and last, the
+    special tokens, always stay), so the model cannot lean on any single word."""
+    keep = torch.rand(length, generator=gen) >= drop
+    keep[0] = keep[-1] = True
+    return keep.nonzero().squeeze(1)
 
 
 def _chunks(items: list[int], size: int) -> Iterator[list[int]]:
@@ -148,6 +176,54 @@ def fit_head(model: IntentClassifier, emb: torch.Tensor, y: torch.Tensor, config
         opt.zero_grad()
         loss_fn(model.head(emb), y).backward()
         opt.step()
+
+
+def _with_margin(logits: torch.Tensor, target: torch.Tensor, config: IntentConfig) -> torch.Tensor:
+    """CosFace-style additive margin: the true class must win by ``head_margin`` in cosine,
+    which tightens classes around their prototypes (training only)."""
+    if config.head_margin <= 0:
+        return logits
+    onehot = nn.functional.one_hot(target, logits.shape[1]).to(logits.dtype)
+    return logits - config.head_scale * config.head_margin * onehot
+
+
+def _train_logits(
+    model: IntentClassifier,
+    cache: LayerCache | None,
+    seqs: list[list[int]],
+    idx: list[int],
+    pad_id: int,
+    config: IntentConfig,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Training forward pass (from the layer cache when there is one). With R-Drop the batch
+    goes through twice, stacked, so the two dropout masks cost one bigger matmul."""
+    if cache is not None:
+        hidden, mask = cache.batch(idx, config.token_dropout, gen)
+        if config.rdrop_alpha > 0:
+            hidden, mask = torch.cat([hidden, hidden]), torch.cat([mask, mask])
+        return model.forward_from(hidden, mask, cache.start)
+    batch = [seqs[i] for i in idx]
+    if config.token_dropout > 0:
+        batch = [[s[j] for j in kept_positions(len(s), config.token_dropout, gen)] for s in batch]
+    ids, mask = pad_batch(batch, pad_id)
+    if config.rdrop_alpha > 0:
+        ids, mask = torch.cat([ids, ids]), torch.cat([mask, mask])
+    return model(ids, mask)
+
+
+def _loss(logits: torch.Tensor, target: torch.Tensor, config: IntentConfig, ce: nn.Module) -> torch.Tensor:
+    """Cross-entropy (label smoothing, optional margin); with R-Drop, on both passes plus the
+    symmetric KL between them, which penalises predictions that hinge on dropout noise."""
+    if config.rdrop_alpha <= 0:
+        return ce(_with_margin(logits, target, config), target)
+    first, second = logits.chunk(2)
+    loss = 0.5 * (ce(_with_margin(first, target, config), target) + ce(_with_margin(second, target, config), target))
+    log_p, log_q = first.log_softmax(-1), second.log_softmax(-1)
+    kl = nn.functional.kl_div(log_p, log_q, log_target=True, reduction="batchmean") + nn.functional.kl_div(
+        log_q, log_p, log_target=True, reduction="batchmean"
+    )
+    return loss + config.rdrop_alpha * 0.5 * kl
 
 
 def _optimizer(model: IntentClassifier, config: IntentConfig) -> torch.optim.Optimizer:
@@ -210,13 +286,16 @@ def train_intent_model(
     model = build_model(config.base_model, len(label_names), config.lora, config.head_scale)
     n_layers = num_layers(model.encoder)
     start = n_layers - config.lora.top_layers if 0 < config.lora.top_layers < n_layers else 0
+    bf16 = config.bf16 and native_bf16()
     if start and not config.lora.modules_to_save and split_works(model, seqs, pad_id, start):
-        cache: LayerCache | None = LayerCache(model, seqs, pad_id, start)
+        cache: LayerCache | None = LayerCache(model, seqs, pad_id, start, bf16)
         frozen = cache.frozen_embeddings  # type: ignore[union-attr]
     else:
         cache = None
-        frozen = _frozen_embeddings(model, seqs, pad_id)
-    log.info("frozen pass done in %.1f s (cached from layer %d)", time.perf_counter() - started, start * bool(cache))
+        with autocast(bf16):
+            frozen = _frozen_embeddings(model, seqs, pad_id).float()
+    log.info("frozen pass: %.1f s (cache from layer %s, bf16 %s)", time.perf_counter() - started,
+             cache.start if cache else None, bf16)
     fit_head(model, frozen, y, config)
     log.info("head probe done at %.1f s", time.perf_counter() - started)
 
@@ -224,6 +303,7 @@ def train_intent_model(
     eval_y = [index.get(label, -1) for label in eval_labels] if eval_labels else None
     opt = _optimizer(model, config)
     rng = np.random.default_rng(config.seed)
+    gen = torch.Generator().manual_seed(config.seed)
     lengths = [len(s) for s in seqs]
     steps_per_epoch = math.ceil(len(seqs) / config.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(
@@ -237,13 +317,9 @@ def train_intent_model(
         total, count = 0.0, 0
         bar = _progress(steps_per_epoch, progress, f"intent epoch {epoch}/{config.epochs}")
         for idx in bucketed_batches(lengths, config.batch_size, rng):
-            if cache is not None:
-                hidden, mask = cache.batch(idx)
-                logits = model.forward_from(hidden, mask, cache.start)
-            else:
-                ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
-                logits = model(ids, mask)
-            loss = loss_fn(logits, y[idx])
+            with autocast(bf16):
+                logits = _train_logits(model, cache, seqs, idx, pad_id, config, gen)
+            loss = _loss(logits.float(), y[idx], config, loss_fn)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -256,7 +332,7 @@ def train_intent_model(
         metrics = {"train_loss": total / count}
         if eval_seqs is not None and eval_y is not None:
             if cache is not None and eval_cache is None:
-                eval_cache = LayerCache(model, eval_seqs, pad_id, cache.start)
+                eval_cache = LayerCache(model, eval_seqs, pad_id, cache.start)  # float32, like predict
             metrics["eval_accuracy"] = _accuracy(model, eval_seqs, eval_y, pad_id, eval_cache)
         history.append(metrics)
         if on_epoch is not None:
