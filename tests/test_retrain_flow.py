@@ -136,7 +136,7 @@ def test_late_call_is_picked_up_and_a_worse_challenger_is_not_promoted(
     settings = load_settings(worse)
     mlflow.set_tracking_uri(settings.tracking_uri)
     challenger = MlflowClient().get_model_version_by_alias(settings.tracking.bundle_name, "challenger")
-    assert challenger.version == gate["bundle_version"] and challenger.tags["gate.verdict"] == "reject"
+    assert str(challenger.version) == gate["bundle_version"] and challenger.tags["gate.verdict"] == "reject"
 
 
 def _training_started(audit_url: str) -> bool:
@@ -158,6 +158,7 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_corpus: Path, tm
     settings = load_settings(params)
     env = {**os.environ, "VOICELOOP_PARAMS": str(params)}
     env.pop("PREFECT_API_URL", None)
+    env.pop("MLFLOW_TRACKING_URI", None)
     proc = subprocess.Popen([sys.executable, "-m", "voiceloop.cli", "retrain", "--params", str(params)],
                             cwd=REPO, env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

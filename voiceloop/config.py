@@ -72,6 +72,7 @@ class IntentConfig(_Section):
     head_margin: float = 0.0  # additive cosine margin for the true class during training
     token_dropout: float = 0.0  # share of inner tokens dropped per training example (augmentation)
     rdrop_alpha: float = 0.0  # R-Drop: weight of the KL between two dropout passes (0: off)
+    ema_decay: float = 0.0  # per-step moving average of the trained weights, used at the end (0: off)
     probe_steps: int = 200  # full-batch steps fitting the head on frozen embeddings first
     bf16: bool = True  # bf16 autocast in training where the CPU has native bf16 (else float32)
     seed: int = 0
@@ -132,9 +133,9 @@ class Settings(_Section):
 
     @property
     def tracking_uri(self) -> str:
-        return os.environ.get("MLFLOW_TRACKING_URI") or self.tracking.tracking_uri or (
-            f"sqlite:///{self.root / 'mlflow.db'}"
-        )
+        # Not MLFLOW_TRACKING_URI: mlflow.set_tracking_uri() exports it, so one project's URI would
+        # leak into every later one in the process. Override with VOICELOOP__TRACKING__TRACKING_URI.
+        return self.tracking.tracking_uri or f"sqlite:///{self.root / 'mlflow.db'}"
 
     @property
     def artifact_location(self) -> str:
