@@ -23,15 +23,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-DEFAULT_DATA = Path("data/sample/banking77")
-SHARED_DATA = Path("/work/shared/data/banking77")
-
-
-def data_dir(requested: Path) -> Path:
-    """The requested folder; the shared copy only when the default one is missing."""
-    if requested.exists() or requested != DEFAULT_DATA:
-        return requested
-    return SHARED_DATA
+DEFAULT_DATA = Path(__file__).resolve().parent.parent / "data" / "sample" / "banking77"
 
 
 def read_split(path: Path) -> tuple[list[str], list[str]]:
@@ -99,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
     from voiceloop.config import IntentConfig
 
     torch.set_num_threads(args.threads)
-    folder = data_dir(args.data)
+    folder = args.data
     train, test = read_split(folder / "train.csv"), read_split(folder / "test.csv")
     names = label_names(folder, train[1])
     base = IntentConfig()

@@ -17,7 +17,7 @@ def open_store(settings: Settings, role: str, purpose: str, flow_run_id: str | N
 
 def pseudonym_salt(settings: Settings) -> str:
     """A per-installation secret, so caller pseudonyms cannot be reversed by hashing guesses."""
-    path: Path = settings.root / "keys" / "pseudonym.key"
+    path: Path = settings.keys_dir / "pseudonym.key"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(secrets.token_hex(32))

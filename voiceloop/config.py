@@ -98,6 +98,27 @@ class TrackingConfig(_Section):
 
 class AuditConfig(_Section):
     url: str = ""  # empty: sqlite under the project folder
+    head_file: str = ""  # empty: <project_dir>/audit.head (the chain head, anchored outside the database)
+
+
+class KeysConfig(_Section):
+    """Where secrets come from. Environment variables win over key files; neither lives in the repo.
+
+    ``VOICELOOP_AUDIT_KEY`` (HMAC key of the audit chain, hex) and ``VOICELOOP_RAW_KEYS``
+    (comma-separated Fernet keys, the first encrypts, all decrypt: that is key rotation).
+    """
+
+    dir: str = ""  # empty: <project_dir>/keys (created with mode 0700 on first use)
+
+
+class AccessConfig(_Section):
+    policy_file: str = ""  # empty: the policy shipped in governance/policy.yaml
+
+
+class RetentionConfig(_Section):
+    raw_days: int = 30  # raw calls (audio + unredacted transcripts) older than this are deleted
+    keep_redacted: bool = True  # keep redacted derivatives of expired raw calls (training reproducibility)
+    erasure_deadline_days: int = 30  # legal deadline of a right-to-erasure request (GDPR art. 12(3): one month)
 
 
 class DvcConfig(_Section):
@@ -115,6 +136,9 @@ class Settings(_Section):
     gate: GateConfig = GateConfig()
     tracking: TrackingConfig = TrackingConfig()
     audit: AuditConfig = AuditConfig()
+    keys: KeysConfig = KeysConfig()
+    access: AccessConfig = AccessConfig()
+    retention: RetentionConfig = RetentionConfig()
     dvc: DvcConfig = DvcConfig()
     threads: int = 0  # 0: all cores
 
@@ -130,6 +154,14 @@ class Settings(_Section):
     @property
     def audit_url(self) -> str:
         return self.audit.url or f"sqlite:///{self.root / 'audit.db'}"
+
+    @property
+    def audit_head_file(self) -> Path:
+        return Path(self.audit.head_file).expanduser() if self.audit.head_file else self.root / "audit.head"
+
+    @property
+    def keys_dir(self) -> Path:
+        return Path(self.keys.dir).expanduser() if self.keys.dir else self.root / "keys"
 
     @property
     def tracking_uri(self) -> str:
