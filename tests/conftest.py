@@ -39,6 +39,7 @@ TINY_INTENT = {
     "max_length": 24,
     "banking77_limit": 800,
     "lora": {"top_layers": 1},  # lower layers are cached: fast on 2 cores
+    "members": 1,
     "seed": 0,
 }
 

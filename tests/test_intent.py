@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -51,7 +52,7 @@ NAMES = sorted(CORPUS)
 
 def tiny_config(**lora: object) -> IntentConfig:
     return IntentConfig(
-        epochs=1, batch_size=8, max_length=32, probe_steps=50, seed=0,
+        epochs=1, batch_size=8, max_length=32, probe_steps=50, seed=0, members=1,
         lora=LoraSettings(r=4, alpha=8, **lora),  # type: ignore[arg-type]
     )
 
@@ -123,3 +124,31 @@ def test_resolve_base_model(tmp_path: Path) -> None:
     assert (packaged / "config.json").exists() and (packaged / "model.safetensors").exists()
     assert resolve_base_model(str(tmp_path)) == str(tmp_path.resolve())
     assert resolve_base_model("sentence-transformers/all-mpnet-base-v2") == "sentence-transformers/all-mpnet-base-v2"
+
+
+@pytest.mark.parametrize("top_layers", [2, 0])  # from the shared layer cache / full passes per member
+def test_members_are_distinct_and_averaged(tmp_path: Path, top_layers: int) -> None:
+    config = tiny_config(top_layers=top_layers).model_copy(update={"members": 2})
+    seen: list[int] = []
+    result = train_intent_model(TEXTS, LABELS, NAMES, config, tmp_path / "m",
+                                on_epoch=lambda step, _m: seen.append(step))
+    assert seen == [1, 2]  # member k's epoch e is step k * epochs + e
+    model = IntentModel.load(result.out_dir)
+    assert model.model.members == ["default", "member1"]
+    assert (result.out_dir / "adapter" / "member1" / "adapter_config.json").exists()
+    ensemble = model.predict_proba(TEXTS)
+    per_member = []
+    for name in model.model.members:
+        model.model.use(name)
+        model.first_adapted_layer, start = 0, model.first_adapted_layer  # plain single-member forward
+        only = IntentModel(type(model.model)(model.model.encoder, model.model.head, name), model.tokenizer,
+                           model.labels, model.max_length)
+        per_member.append(only.predict_proba(TEXTS))
+        model.first_adapted_layer = start
+    model.model.use("default")
+    weights = {n: p for n, p in model.model.named_parameters() if "lora_A." in n}
+    first = {n: p for n, p in weights.items() if ".default." in n}
+    second = {n.replace(".member1.", ".default."): p for n, p in weights.items() if ".member1." in n}
+    assert first.keys() == second.keys() and first  # same layers adapted...
+    assert all(not torch.equal(first[n], second[n]) for n in first)  # ...from different seeds
+    np.testing.assert_allclose(ensemble, (per_member[0] + per_member[1]) / 2, atol=1e-5)

@@ -49,8 +49,8 @@ class ValidationConfig(_Section):
 
 
 class LoraSettings(_Section):
-    r: int = 16
-    alpha: int = 32
+    r: int = 32
+    alpha: int = 64
     dropout: float = 0.1
     target_modules: list[str] = ["query", "key", "value", "dense"]
     top_layers: int = 2  # LoRA only in the top N layers (0: all); lower ones are cached in training
@@ -65,14 +65,15 @@ class IntentConfig(_Section):
     learning_rate: float = 2e-3
     head_learning_rate: float = 3e-3
     max_length: int = 48
-    label_smoothing: float = 0.1
+    label_smoothing: float = 0.0
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     head_scale: float = 20.0  # cosine-head temperature (logit = scale * cos)
     head_margin: float = 0.0  # additive cosine margin for the true class during training
     token_dropout: float = 0.0  # share of inner tokens dropped per training example (augmentation)
     rdrop_alpha: float = 0.0  # R-Drop: weight of the KL between two dropout passes (0: off)
-    ema_decay: float = 0.0  # per-step moving average of the trained weights, used at the end (0: off)
+    ema_decay: float = 0.998  # per-step moving average of the trained weights, used at the end (0: off)
+    members: int = 1  # independently seeded adapters + heads, probabilities averaged (shared frozen layers)
     probe_steps: int = 200  # full-batch steps fitting the head on frozen embeddings first
     bf16: bool = True  # bf16 autocast in training where the CPU has native bf16 (else float32)
     seed: int = 0

