@@ -4,7 +4,9 @@ The store's state keeps a watermark (the latest ``started_at`` seen) and the set
 files already handled, each with the digest of its JSON. A file is read again only when it is
 new (late arrivals included: they are new ids, whatever their ``started_at``) or its content
 changed (a fixed, previously quarantined call). Every bad call is quarantined with a reason
-that names the file and the fix, and the rest of the batch goes on.
+that names the file and the fix, and the rest of the batch goes on; the quarantined original is
+encrypted like raw data and tagged with the call id and caller pseudonym it claims, so an
+erasure request finds it too.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import fsspec
 import soundfile as sf
 
-from governance.contract import ContractError, parse_call
+from governance.contract import SAFE_ID, ContractError, parse_call
 from governance.store import GovernedStore
 
 BATCH = 200
@@ -137,7 +139,16 @@ def ingest(
             document, audio, suffix = _load_call(fs, root, json_path, split)
         except BadCall as bad:
             reason = str(bad)
-            store.quarantine("ingest", name, reason, payload=None, files={name: fs.cat_file(json_path)})
+            original = fs.cat_file(json_path)
+            call_id, caller_id = _claimed_identity(original)
+            store.quarantine(
+                "ingest",
+                name,
+                reason,
+                call_id=call_id,
+                caller_ref=store.caller_ref(caller_id) if caller_id else None,
+                files={name: original},
+            )
             report.quarantined.append((name, reason))
             seen[name] = _digest(fs, json_path)
             continue
@@ -159,6 +170,25 @@ def ingest(
     store.write_state(state_name, {"seen": seen, "watermark": watermark})
     report.watermark = watermark
     return report
+
+
+def _claimed_identity(data: bytes) -> tuple[str | None, str | None]:
+    """The call id and caller id a bad document claims, if it can be read that far.
+
+    Quarantined originals hold the caller's data, so erasure must find them by caller; a document
+    too broken to name its caller is found by its file name only.
+    """
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    call_id, caller_id = document.get("call_id"), document.get("caller_id")
+    return (
+        call_id if isinstance(call_id, str) and SAFE_ID.match(call_id) else None,
+        caller_id if isinstance(caller_id, str) and caller_id else None,
+    )
 
 
 def _digest(fs: Any, path: str) -> str:

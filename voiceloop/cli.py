@@ -22,12 +22,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from voiceloop.cli_audit import audit_app
 from voiceloop.config import Settings, load_settings
 from voiceloop.runtime import prepare
 
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 console = Console(stderr=True)
+app.add_typer(audit_app, name="audit")
 
 ParamsOption = Annotated[Path | None, typer.Option("--params", help="params file (default: ./params.yaml)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
