@@ -23,30 +23,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from voiceloop.cli_audit import audit_app
-from voiceloop.config import Settings, load_settings
-from voiceloop.runtime import prepare
+from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, console
+from voiceloop.cli_common import fail as _fail
+from voiceloop.cli_common import load as _settings
 
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-console = Console(stderr=True)
 app.add_typer(audit_app, name="audit")
 
-ParamsOption = Annotated[Path | None, typer.Option("--params", help="params file (default: ./params.yaml)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
-RoleOption = Annotated[str | None, typer.Option("--as", envvar="VOICELOOP_ROLE", help="role to act as")]
-
-
-def _settings(params: Path | None) -> Settings:
-    if params is not None and not params.exists():
-        raise typer.BadParameter(f"{params} does not exist", param_hint="--params")
-    settings = load_settings(params)
-    prepare(settings.root, settings.threads or None)
-    return settings
-
-
-def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
 
 
 @app.command("simulate-calls")
@@ -252,7 +236,18 @@ def train_intent_command(params: ParamsOption = None) -> None:
 
 
 def main() -> None:
-    app()
+    """Entry point: governance refusals become one clear line and exit code 2, never a traceback."""
+    from governance.access import AccessDenied
+    from governance.audit import AuditIntegrityError
+    from governance.audit_chain import AuditKeyError
+    from governance.crypto import RawKeyError
+    from governance.policy import PolicyError
+
+    try:
+        app()
+    except (AccessDenied, PolicyError, RawKeyError, AuditKeyError, AuditIntegrityError) as error:
+        console.print(f"[bold red]error:[/] {error}")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

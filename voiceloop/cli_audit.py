@@ -24,18 +24,15 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from voiceloop.config import Settings, load_settings
-from voiceloop.runtime import prepare
+from voiceloop.cli_common import JsonOption, ParamsOption, console, fail
+from voiceloop.cli_common import load as _settings
+from voiceloop.config import Settings
 
 if TYPE_CHECKING:  # imported in the commands: `voiceloop --help` stays fast
     from governance.audit import AuditEntry, AuditLog
 
 audit_app = typer.Typer(help="The tamper-evident audit log: who touched which calls, in which role, and why.",
                         no_args_is_help=True, pretty_exceptions_enable=False)
-console = Console(stderr=True)
-
-ParamsOption = Annotated[Path | None, typer.Option("--params", help="params file (default: ./params.yaml)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
 SinceOption = Annotated[str | None, typer.Option("--since", help="ISO date/time (UTC unless given) or an age: "
                                                                   "30m, 12h, 7d, 2w")]
 _AGE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -54,22 +51,13 @@ def parse_since(value: str, now: datetime | None = None) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-def _settings(params: Path | None) -> Settings:
-    if params is not None and not params.exists():
-        raise typer.BadParameter(f"{params} does not exist", param_hint="--params")
-    settings = load_settings(params)
-    prepare(settings.root, settings.threads or None)
-    return settings
-
-
 def _open(settings: Settings) -> AuditLog:
     from governance.audit import AuditIntegrityError, AuditKeyError, open_audit
 
     try:
         return open_audit(settings)
     except (AuditKeyError, AuditIntegrityError) as error:
-        console.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(1) from None
+        fail(str(error), 1)
 
 
 def _short(values: list[str], keep: int = 3) -> str:
@@ -156,13 +144,11 @@ def rotate_key_command(params: ParamsOption = None) -> None:
     log = _open(settings)  # the chain must verify under the old key before it is handed over
     before = log.verify()
     if not before.ok:
-        console.print(f"[bold red]error:[/] the log fails verification, not rotating: {before.reason}")
-        raise typer.Exit(1)
+        fail(f"the log fails verification, not rotating: {before.reason}", 1)
     try:
         old_id, new_id = rotate_key_files(settings.keys_dir)
     except AuditKeyError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(2) from None
+        fail(str(error), 2)
     _open(settings).record_key_rotation()
     console.print(f"audit key rotated: {old_id} -> {new_id} (the old key stays in {settings.keys_dir} as "
                   f"audit.{old_id}.key: it is needed to verify the entries it MACed)")
@@ -181,6 +167,5 @@ def reanchor_command(
     try:
         result = log.reanchor(Actor(role=settings.identity.role, purpose="incident-response"), reason=reason)
     except AuditIntegrityError as error:
-        console.print(f"[bold red]error:[/] {error}")
-        raise typer.Exit(1) from None
+        fail(str(error), 1)
     console.print(f"head re-anchored: {result.summary()}")
