@@ -127,7 +127,9 @@ def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun) ->
             "challenger_run_id": challenger.run_id, "training_reused": challenger.reused}
 
 
-@flow(name="voiceloop-retrain", log_prints=True)
+# log_prints stays off: Prefect's print hook defeats dill's stdout capture (datasets fingerprints
+# functions with dis.dis), which filled the run log with bytecode listings.
+@flow(name="voiceloop-retrain", log_prints=False)
 def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     """Pull new calls, redact, validate, build datasets, fine-tune, gate and promote."""
     settings = load_settings(Path(params_file) if params_file else None)

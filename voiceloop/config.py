@@ -127,6 +127,8 @@ class DvcConfig(_Section):
 
 
 class Settings(_Section):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
     project_dir: str = ".voiceloop"
     sources: SourcesConfig = SourcesConfig()
     identity: IdentityConfig = IdentityConfig()
@@ -136,7 +138,8 @@ class Settings(_Section):
     gate: GateConfig = GateConfig()
     tracking: TrackingConfig = TrackingConfig()
     audit: AuditConfig = AuditConfig()
-    keys: KeysConfig = KeysConfig()
+    # Not named `keys`: Prefect reads task parameters with dict(model), which calls model.keys().
+    key_files: Annotated[KeysConfig, Field(alias="keys")] = KeysConfig()
     access: AccessConfig = AccessConfig()
     retention: RetentionConfig = RetentionConfig()
     dvc: DvcConfig = DvcConfig()
@@ -161,7 +164,7 @@ class Settings(_Section):
 
     @property
     def keys_dir(self) -> Path:
-        return Path(self.keys.dir).expanduser() if self.keys.dir else self.root / "keys"
+        return Path(self.key_files.dir).expanduser() if self.key_files.dir else self.root / "keys"
 
     @property
     def tracking_uri(self) -> str:
