@@ -47,7 +47,7 @@ from governance.retention import forget_retained, retained_calls_of
 from governance.session import open_store
 from governance.store import CallerFootprint, DatasetInfo, GovernedStore
 from training.datasets import SPLIT_DATASETS, canonical_digest, open_version
-from training.datasets import _publish as publish_version
+from training.datasets import publish as publish_version
 from training.evaluate import accuracy
 from training.finetune import golden_references
 from training.lineage import lineage_of_datasets, mark_retrain_required

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from tests.conftest import TINY_INTENT, write_params
 from voiceloop.config import Settings, load_settings
@@ -49,29 +48,8 @@ def flow_params(folder: Path, sources: Path, **sections: Any) -> Path:
         sources={"call_store": str(sources / "calls"), "golden_store": str(sources / "golden")},
         intent=intent,
         gate={"floor": 0.0, "margin": 0.01, "n_bootstrap": 1000},
-        access={"policy_file": str(erasure_policy_file(folder))},
         **sections,
     )
-
-
-def erasure_policy_file(folder: Path) -> Path:
-    """The shipped policy, plus ``erasure`` on ``datasets.read``/``datasets.write`` if it lacks them.
-
-    Erasure rebuilds every dataset version that held the caller (a write, for purpose erasure) and
-    re-evaluates the champion on the rebuilt golden set (a read). Once the shipped policy grants
-    both, this file is an exact copy of it.
-    """
-    from governance.policy import load_policy
-
-    shipped = Path(load_policy().source)
-    rules = yaml.safe_load(shipped.read_text())
-    for operation in ("read", "write"):
-        granted = rules["zones"]["datasets"].setdefault(operation, [])
-        if "erasure" not in granted:
-            granted.append("erasure")
-    path = folder / "policy.yaml"
-    path.write_text(yaml.safe_dump(rules, sort_keys=False))
-    return path
 
 
 def _share_a_caller(sources: Path) -> tuple[str, tuple[str, ...]]:
@@ -148,12 +126,9 @@ def project_fixture(name: str, fixture_name: str = "project") -> Any:
 
 
 def cli(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Any:
-    """Invoke ``voiceloop`` with the governance commands registered (as ``voiceloop/cli.py`` does)."""
+    """Invoke the ``voiceloop`` command in-process."""
     from typer.testing import CliRunner
 
     from voiceloop.cli import app
-    from voiceloop.cli_governance import register
 
-    if "erase" not in {command.name for command in app.registered_commands}:
-        register(app)
     return CliRunner().invoke(app, list(args), env=env, input=input)

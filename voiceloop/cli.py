@@ -26,10 +26,12 @@ from voiceloop.cli_audit import audit_app
 from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, console
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
+from voiceloop.cli_governance import register as register_governance
 
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(audit_app, name="audit")
+register_governance(app)
 
 
 
@@ -71,7 +73,8 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     timings = summary.get("timings_s", {})
     for split, stats in summary["ingest"].items():
         table.add_row(f"ingest ({split})", f"{stats['ingested']} new, {stats['already_seen']} seen, "
-                      f"{stats['no_consent']} no consent, {stats['quarantined']} quarantined", "")
+                      f"{stats['no_consent']} no consent, {stats['quarantined']} quarantined"
+                      + (f", {stats['erased']} erased (skipped)" if stats.get("erased") else ""), "")
     table.add_row("", "", str(timings.get("ingest", "")))
     red = summary["redaction"]
     table.add_row("redact", f"{red['calls']} calls, {red['turns']} turns, {red['leaking_turns']} leaking turns "
