@@ -45,7 +45,8 @@ RIGHTS: dict[str, set[str]] = {
     "evaluation": {"datasets.read"},
     "qa-review": {"raw.read", "redacted.read", "quarantine.read"},
     "audit": set(),
-    "erasure": {"raw.delete", "redacted.delete", "datasets.delete", "quarantine.delete"},
+    "erasure": {"raw.delete", "redacted.delete", "datasets.read", "datasets.write", "datasets.delete",
+                "quarantine.delete"},
     "retention": {"raw.delete", "redacted.delete", "quarantine.delete"},
     "key-rotation": {"raw.write", "quarantine.write"},
 }
@@ -213,7 +214,7 @@ def test_a_hand_built_policy_still_cannot_let_training_read_raw() -> None:
          r"roles\.Serving Team\.\[key\]: String should match"),
         (lambda t: t.replace("version: 1", "version: 2"), r"version: Input should be 1"),
         (lambda t: t.replace("roles:", "roles: [oops", 1), r"not valid YAML at line \d+"),
-        (lambda t: t.replace("    read: [training, evaluation]", "    read: training"), r"zones\.datasets\.read"),
+        (lambda t: t.replace("    read: [training, evaluation, erasure]", "    read: training"), r"zones\.datasets\.read"),
     ],
 )
 def test_a_bad_policy_file_gives_a_clear_error(edit: Callable[[str], str], expected: str, tmp_path: Path) -> None:
