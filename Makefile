@@ -23,11 +23,13 @@ test: setup
 
 setup: system-packages $(VENV)/.installed
 
-# espeak-ng and sox synthesise and degrade the demo speech; installed only when missing.
+# espeak-ng and sox synthesise and degrade the demo speech; PostgreSQL serves the tests of the
+# PostgreSQL audit path (started by the tests on 127.0.0.1). Installed only when missing.
 system-packages:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v sox >/dev/null || missing="$$missing sox libsox-fmt-all"; \
+	{ command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; } || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

@@ -44,6 +44,7 @@ def ingest_calls(settings: Settings, store: GovernedStore) -> Summary:
             "ingested": len(report.ingested),
             "no_consent": len(report.no_consent),
             "quarantined": len(report.quarantined),
+            "erased": len(report.erased),
             "watermark": report.watermark,
         }
         for name, reason in report.quarantined:

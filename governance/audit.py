@@ -1,20 +1,29 @@
-"""Append-only, hash-chained audit trail (SQLAlchemy; SQLite by default).
+"""Append-only, keyed (HMAC) hash chain of who touched which calls, in which role, and why.
 
-Each entry stores the hash of the previous entry and a hash over its own canonical content,
-so editing, deleting or reordering rows breaks the chain and :meth:`AuditLog.verify` names the
-first bad entry. The chain hash is computed by :func:`chain_hash`, the one place a keyed
-(HMAC) chain and an external head anchor plug in later.
+Every entry is MACed with a key that lives outside the database (see
+:mod:`governance.audit_chain` for the format), and the chain's last id and MAC are anchored in a
+*head file* outside the database too. Whoever can write the database but lacks the key cannot
+edit, delete, insert or reorder entries, nor cut the tail off, without :meth:`AuditLog.verify`
+naming the first bad entry. Caller ids are stored only as keyed pseudonyms, so an erasure
+request never forces an edit of the log.
+
+Use :func:`open_audit` in product code (key from ``VOICELOOP_AUDIT_KEY`` or the keys folder,
+head file from the settings). ``AuditLog(url)`` alone is a library convenience for SQLite files:
+key and head then sit beside the database (``<db>.key``, ``<db>.head``), which is fine for tests
+and worthless against someone who can read that folder.
 """
 
 from __future__ import annotations
 
 import getpass
 import hashlib
+import hmac
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     JSON,
@@ -22,15 +31,56 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    cast,
     create_engine,
     event,
+    insert,
+    or_,
     select,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-GENESIS = "0" * 64
+from governance import migrations
+from governance.audit_chain import (
+    GENESIS,
+    LINK_COLUMNS,
+    PAYLOAD_COLUMNS,
+    REANCHOR_ACTION,
+    ROTATION_ACTION,
+    SEAL_ACTION,
+    AuditKeyError,
+    ChainKey,
+    ChainTip,
+    FileLock,
+    Head,
+    HeadError,
+    WalkResult,
+    audit_key,
+    audit_keyring,
+    canonical_json,
+    entry_mac,
+    entry_payload,
+    load_key_file,
+    plain_hash,
+    read_head,
+    rotation_target,
+    ts_text,
+    walk_chain,
+    write_head,
+)
+
+if TYPE_CHECKING:
+    from voiceloop.config import Settings
+
+__all__ = [
+    "GENESIS", "Actor", "AuditEntry", "AuditIntegrityError", "AuditKeyError", "AuditLog", "EntryDraft",
+    "VerifyResult", "audit_key", "audit_keyring", "chain_hash", "open_audit",
+]
+
+PSEUDONYM_PREFIX = "cp_"
+_SUPPORTED = ("sqlite", "postgresql")
 
 
 class Base(DeclarativeBase):
@@ -38,12 +88,14 @@ class Base(DeclarativeBase):
 
 
 class AuditEntry(Base):
+    """One row of the log (read side; rows are written by :class:`AuditLog` only)."""
+
     __tablename__ = "audit_log"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    ts: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     actor: Mapped[str] = mapped_column(String(128))
-    role: Mapped[str] = mapped_column(String(64))
+    role: Mapped[str] = mapped_column(String(64), index=True)
     purpose: Mapped[str] = mapped_column(String(64))
     action: Mapped[str] = mapped_column(String(64), index=True)
     zone: Mapped[str | None] = mapped_column(String(32), nullable=True)
@@ -54,13 +106,20 @@ class AuditEntry(Base):
     prev_hash: Mapped[str] = mapped_column(String(64))
     entry_hash: Mapped[str] = mapped_column(String(64), unique=True)
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)  # None: a foundation-era entry
+    key_id: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    caller: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)  # keyed pseudonym
+
+    @property
+    def when(self) -> datetime:
+        """The timestamp, always timezone-aware UTC (SQLite hands back naive UTC)."""
+        return self.ts.replace(tzinfo=UTC) if self.ts.tzinfo is None else self.ts.astimezone(UTC)
 
     def content(self) -> dict[str, Any]:
-        """The fields the hash covers, in a stable form."""
-        ts = self.ts if self.ts.tzinfo else self.ts.replace(tzinfo=UTC)
+        """The fields the foundation's unkeyed hash covers (kept for :func:`chain_hash` callers)."""
         return {
             "id": self.id,
-            "ts": ts.astimezone(UTC).isoformat(timespec="microseconds"),
+            "ts": self.when.isoformat(timespec="microseconds"),
             "actor": self.actor,
             "role": self.role,
             "purpose": self.purpose,
@@ -73,8 +132,13 @@ class AuditEntry(Base):
             "note": self.note,
         }
 
+    def as_dict(self) -> dict[str, Any]:
+        """Everything but the chain columns, JSON-ready (CLI and reports)."""
+        return {**self.content(), "caller": self.caller, "key_id": self.key_id}
+
 
 def chain_hash(prev_hash: str, content: dict[str, Any]) -> str:
+    """The foundation's unkeyed chain hash (foundation-era rows are still verified with it)."""
     payload = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256((prev_hash + payload).encode()).hexdigest()
 
@@ -92,16 +156,52 @@ class Actor:
         return Actor(role=self.role, purpose=purpose, user=self.user, flow_run_id=self.flow_run_id)
 
 
+@dataclass(frozen=True)
+class EntryDraft:
+    """An entry before it is chained (``caller`` in clear: only its pseudonym is stored)."""
+
+    actor: Actor
+    action: str
+    zone: str | None = None
+    call_ids: Sequence[str] = ()
+    outcome: str = "ok"
+    detail: dict[str, Any] | None = None
+    note: str | None = None
+    caller: str | None = None
+    ts: datetime | None = None  # None: now (bulk imports pass the original time)
+
+
 @dataclass
 class VerifyResult:
     ok: bool
     checked: int
-    first_bad_id: int | None = None
+    first_bad_id: int | None = None  # None with ok=False: the head file itself is bad
     reason: str = ""
+    head: str = ""  # how the head file compares, when the chain is intact
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"{self.checked} entries, chain intact, head {self.head}"
+        return f"verification FAILED after {self.checked} good entries: {self.reason}"
 
 
-def _sqlite_immediate(engine: Engine) -> None:
-    """Make SQLite writers take the write lock at BEGIN, so concurrent appenders serialise."""
+class AuditIntegrityError(RuntimeError):
+    """Writing now would bury evidence of tampering (or chain onto a broken log): refused."""
+
+
+def _system_actor(purpose: str) -> Actor:
+    return Actor(role="system", purpose=purpose)
+
+
+def _public(draft: EntryDraft) -> EntryDraft:
+    """Key rotations are written by the log itself: a hand-made one would hijack the chain's key."""
+    if draft.action == ROTATION_ACTION:
+        raise ValueError(f"{ROTATION_ACTION!r} entries are written by the audit log itself (see rotate_key_files)")
+    return draft
+
+
+def _sqlite_setup(engine: Engine) -> None:
+    """WAL, a busy timeout, and BEGIN IMMEDIATE for writers only (readers never block them)."""
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection: Any, _record: Any) -> None:
@@ -110,20 +210,97 @@ def _sqlite_immediate(engine: Engine) -> None:
         dbapi_connection.execute("PRAGMA journal_mode = WAL")
 
     @event.listens_for(engine, "begin")
-    def _begin(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("audit_write") else "BEGIN")
+
+
+def _sqlite_file(url: str) -> Path | None:
+    parsed = make_url(url)
+    database = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _mentions(value: Any, needle: str) -> bool:
+    """Whether a JSON value names ``needle`` as a string anywhere (dict keys aside)."""
+    if isinstance(value, str):
+        return value == needle
+    if isinstance(value, dict):
+        return any(_mentions(v, needle) for v in value.values())
+    if isinstance(value, list):
+        return any(_mentions(v, needle) for v in value)
+    return False
 
 
 class AuditLog:
-    """The single writer of audit entries. Rows are only ever inserted."""
+    """The single writer of audit entries. Rows are only ever inserted.
 
-    def __init__(self, url: str) -> None:
+    ``key``: the current audit secret (bytes); ``retired_keys``: earlier ones, still needed to
+    verify the segments they MACed. ``head_file``: where the chain head is anchored; its
+    ``.lock`` sibling serialises writers across processes on this host.
+    """
+
+    def __init__(self, url: str, *, key: bytes | None = None, head_file: Path | None = None,
+                 retired_keys: Iterable[bytes] = ()) -> None:
         self.url = url
-        self.engine = create_engine(url, future=True)
-        if self.engine.dialect.name == "sqlite":
-            _sqlite_immediate(self.engine)
-        Base.metadata.create_all(self.engine)
+        db_file = _sqlite_file(url)
+        if (key is None or head_file is None) and db_file is None:
+            raise ValueError("an audit log outside a SQLite file needs an explicit key and head_file "
+                             "(use governance.audit.open_audit(settings))")
+        if db_file is not None:
+            db_file.parent.mkdir(parents=True, exist_ok=True)
+        if key is None:
+            key = load_key_file(Path(f"{db_file}.key"))
+        self.head_file = Path(head_file) if head_file is not None else Path(f"{db_file}.head")
+        self._key = ChainKey.of(key)
+        self._keys = {self._key.id: self._key}
+        for old in retired_keys:
+            self._keys.setdefault(ChainKey.of(old).id, ChainKey.of(old))
+        self._lock = FileLock(self.head_file.with_name(self.head_file.name + ".lock"))
+        self.engine = create_engine(url, json_serializer=canonical_json)
+        self.dialect = self.engine.dialect.name
+        if self.dialect not in _SUPPORTED:
+            raise ValueError(f"audit logs live in SQLite or PostgreSQL, not {self.dialect}")
+        if self.dialect == "sqlite":
+            _sqlite_setup(self.engine)
+        self._writer = self.engine.execution_options(audit_write=True)
+        if migrations.needs_upgrade(self.engine):
+            with self._lock.exclusive():
+                migrations.upgrade(self._writer)
+        self._seal_foundation_entries()
 
+    # -- identity --------------------------------------------------------------------------------
+    @property
+    def key_id(self) -> str:
+        """The public id of the current audit key (recorded in every entry it MACs)."""
+        return self._key.id
+
+    def pseudonym(self, value: str) -> str:
+        """A keyed, stable stand-in for a caller id: linkable by whoever holds the key, nobody else."""
+        return self._pseudonym(self._key, value)
+
+    @staticmethod
+    def _pseudonym(key: ChainKey, value: str) -> str:
+        return PSEUDONYM_PREFIX + hmac.digest(key.pseudonym, value.encode(), "sha256").hex()[:32]
+
+    def sign(self, payload: bytes | dict[str, Any]) -> str:
+        """HMAC of ``payload`` (a dict is canonicalised first) for documents that point into the log,
+        e.g. erasure certificates. A key derived for signatures only: never valid as an entry MAC."""
+        data = canonical_json(payload).encode() if isinstance(payload, dict) else payload
+        return hmac.digest(self._key.sign, data, "sha256").hex()
+
+    def verify_signature(self, payload: bytes | dict[str, Any], signature: str) -> bool:
+        """Whether ``signature`` came from :meth:`sign` with the current or a retired key."""
+        data = canonical_json(payload).encode() if isinstance(payload, dict) else payload
+        return any(hmac.compare_digest(hmac.digest(k.sign, data, "sha256").hex().encode(), signature.encode())
+                   for k in self._keys.values())
+
+    # -- writing ---------------------------------------------------------------------------------
     def append(
         self,
         actor: Actor,
@@ -134,55 +311,316 @@ class AuditLog:
         outcome: str = "ok",
         detail: dict[str, Any] | None = None,
         note: str | None = None,
+        caller: str | None = None,
     ) -> AuditEntry:
-        with Session(self.engine) as session, session.begin():
-            if self.engine.dialect.name == "postgresql":
-                session.execute(text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
-            last = session.execute(
-                select(AuditEntry.id, AuditEntry.entry_hash).order_by(AuditEntry.id.desc()).limit(1)
-            ).first()
-            prev_id, prev_hash = (last[0], last[1]) if last else (0, GENESIS)
-            entry = AuditEntry(
-                id=prev_id + 1,
-                ts=datetime.now(UTC),
-                actor=actor.user,
-                role=actor.role,
-                purpose=actor.purpose,
-                action=action,
-                zone=zone,
-                call_ids=sorted(set(call_ids)),
-                flow_run_id=actor.flow_run_id,
-                outcome=outcome,
-                detail=detail or {},
-                note=note,
-                prev_hash=prev_hash,
-                entry_hash="",
-            )
-            entry.entry_hash = chain_hash(prev_hash, entry.content())
-            session.add(entry)
-        return entry
+        """Chain one entry; ``caller`` (a caller id in clear) is stored only as :meth:`pseudonym`."""
+        draft = EntryDraft(actor, action, zone, tuple(call_ids), outcome, detail, note, caller)
+        return AuditEntry(**self._write([_public(draft)])[-1])
 
-    def entries(self, *, action: str | None = None, since_id: int = 0) -> Iterator[AuditEntry]:
+    def append_many(self, drafts: Iterable[EntryDraft], *, batch_size: int = 5000) -> int:
+        """Chain many entries in one transaction (imports, benchmarks); returns how many."""
+        return len(self._write(map(_public, drafts), batch_size=batch_size, keep=False))
+
+    def record_key_rotation(self) -> bool:
+        """Write the pending ``audit.key-rotated`` entry now (else the next append does); True if written."""
+        return bool(self._write([]))
+
+    def _write(self, drafts: Iterable[EntryDraft], *, batch_size: int = 5000, keep: bool = True,
+               when: Callable[[ChainTip], bool] | None = None) -> list[dict[str, Any]]:
+        """Under the file lock (and the table lock on PostgreSQL): check the head, chain, insert,
+        commit, then move the head. Returns the rows written (empty dicts when ``keep`` is False,
+        so a million-row import does not hold a million rows)."""
+        written: list[dict[str, Any]] = []
+        with self._lock.exclusive():
+            with self._writer.begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(text("LOCK TABLE audit_log IN EXCLUSIVE MODE"))
+                tip = self._tip(conn)
+                if when is not None and not when(tip):
+                    return []
+                rotation = self._rotation_draft(tip.key_id) if tip.key_id not in (None, self._key.id) else None
+                self._check_head_before_write(conn, tip)
+                pending = [self._chain_row(rotation, tip)] if rotation else []
+                for draft in drafts:
+                    pending.append(self._chain_row(draft, tip))
+                    if len(pending) >= batch_size:
+                        written.extend(self._insert(conn, pending, keep))
+                        pending = []
+                if pending:
+                    written.extend(self._insert(conn, pending, keep))
+            if written and tip.last_mac is not None:
+                write_head(self.head_file, Head.seal(self._key, tip.last_id, tip.last_mac, tip.last_id))
+        return written
+
+    @staticmethod
+    def _insert(conn: Connection, rows: list[dict[str, Any]], keep: bool) -> list[dict[str, Any]]:
+        conn.execute(insert(AuditEntry), rows)
+        return rows if keep else [{}] * len(rows)
+
+    def _rotation_draft(self, old_id: str | None) -> EntryDraft:
+        if old_id is None or old_id not in self._keys:
+            raise AuditKeyError(
+                f"this log is MACed with key {old_id}, but the configured audit key is {self._key.id} and "
+                f"{old_id} is not among the retired keys: restore the right key (VOICELOOP_AUDIT_KEY or "
+                "keys/audit.key), or keep the old one as a retired key to record a rotation"
+            )
+        return EntryDraft(_system_actor("audit-key-rotation"), ROTATION_ACTION,
+                          detail={"old_key_id": old_id, "new_key_id": self._key.id})
+
+    def _chain_row(self, draft: EntryDraft, tip: ChainTip) -> dict[str, Any]:
+        """MAC one draft onto ``tip`` (advancing it). A rotation entry is MACed with the old key."""
+        old_id = tip.key_id
+        rotating = draft.action == ROTATION_ACTION and old_id is not None and old_id != self._key.id
+        key = self._keys[old_id] if rotating and old_id is not None else self._key
+        ts = _utc(draft.ts) if draft.ts else datetime.now(UTC)
+        call_ids = sorted(set(draft.call_ids))
+        detail = draft.detail or {}
+        caller = self.pseudonym(draft.caller) if draft.caller else None
+        actor = draft.actor
+        row_id = tip.last_id + 1
+        payload = entry_payload((row_id, ts_text(ts), actor.user, actor.role, actor.purpose, draft.action, draft.zone,
+                                 canonical_json(call_ids), actor.flow_run_id, draft.outcome, canonical_json(detail),
+                                 draft.note, caller, key.id))
+        mac = entry_mac(key, tip.prev_link, payload)
+        entry_hash = plain_hash(tip.prev_hash, payload)
+        row = {"id": row_id, "ts": ts, "actor": actor.user, "role": actor.role, "purpose": actor.purpose,
+               "action": draft.action, "zone": draft.zone, "call_ids": call_ids, "flow_run_id": actor.flow_run_id,
+               "outcome": draft.outcome, "detail": detail, "note": draft.note, "prev_hash": tip.prev_hash,
+               "entry_hash": entry_hash, "mac": mac, "key_id": key.id, "caller": caller}
+        tip.last_id, tip.prev_hash, tip.prev_link, tip.last_mac = row_id, entry_hash, mac, mac
+        tip.key_id = self._key.id if rotating else key.id
+        return row
+
+    # -- database access -------------------------------------------------------------------------
+    def _text(self, column: str) -> str:
+        """SQL giving a column exactly as the MAC covers it (PostgreSQL renders ts/JSON differently)."""
+        if self.dialect == "postgresql":
+            if column == "ts":
+                return "to_char(ts AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')"
+            if column in ("call_ids", "detail"):
+                return f"CAST({column} AS TEXT)"
+        return column
+
+    def _tip(self, conn: Connection) -> ChainTip:
+        detail = self._text("detail")
+        row = conn.execute(text(
+            f"SELECT id, entry_hash, mac, key_id, action, {detail} FROM audit_log ORDER BY id DESC LIMIT 1"
+        )).first()
+        if row is None:
+            return ChainTip()
+        kid = rotation_target(row[5]) if row[4] == ROTATION_ACTION and row[2] else row[3]
+        return ChainTip(last_id=row[0], prev_hash=row[1], prev_link=row[2] or row[1], key_id=kid, last_mac=row[2])
+
+    def _check_head_before_write(self, conn: Connection, tip: ChainTip) -> None:
+        """Refuse to move a head that disagrees with the table: that would erase the evidence."""
+        try:
+            head = read_head(self.head_file)
+        except HeadError as error:
+            raise AuditIntegrityError(f"refusing to write: {error}; run `voiceloop audit verify`") from None
+        if head is None:
+            if tip.last_mac is not None:
+                raise AuditIntegrityError(
+                    f"refusing to write: the head file {self.head_file} is missing but the log has keyed entries "
+                    f"up to {tip.last_id}. Restore it, or re-anchor after a clean verify (`voiceloop audit reanchor`)"
+                )
+            return
+        problem = self._head_problem(head, tip.last_id,
+                                     conn.execute(text("SELECT mac FROM audit_log WHERE id = :id"),
+                                                  {"id": head.last_id}).scalar())
+        if problem:
+            raise AuditIntegrityError(f"refusing to write: {problem[1]}; run `voiceloop audit verify`")
+
+    def _head_problem(self, head: Head, last_id: int, mac_at_head: str | None) -> tuple[int | None, str] | None:
+        if not head.authentic(self._keys):
+            return None, (f"the head file {self.head_file} does not carry a valid MAC: it was forged or damaged "
+                          "(or written with a key this verifier does not hold)")
+        if head.last_id > last_id:
+            return last_id + 1, (f"log ends at entry {last_id} but the head says {head.last_id}: the tail was cut "
+                                 f"({head.last_id - last_id} entries missing)")
+        if mac_at_head != head.last_mac:
+            return head.last_id, (f"entry {head.last_id}: its MAC differs from the head file's: the tail was "
+                                  "replaced, or the head belongs to another log")
+        return None
+
+    def _walk(self, last_id: int, watch_id: int | None = None) -> WalkResult:
+        """Stream rows 1..last_id with a plain SELECT (no ORM objects) through :func:`walk_chain`."""
+        columns = ", ".join(self._text(c) for c in (*PAYLOAD_COLUMNS, *LINK_COLUMNS))
+        mark = "?" if self.dialect == "sqlite" else "%s"
+        sql = f"SELECT {columns} FROM audit_log WHERE id <= {mark} ORDER BY id"
+        with self.engine.connect() as conn:
+            dbapi: Any = conn.connection.dbapi_connection
+            if self.dialect == "postgresql":
+                cursor = dbapi.cursor(name="audit_verify")  # server-side: a million rows never sit in memory
+                cursor.itersize = 20000
+            else:
+                cursor = dbapi.cursor()
+            try:
+                cursor.execute(sql, (last_id,))
+                return walk_chain(cursor, self._keys, watch_id)
+            finally:
+                cursor.close()
+
+    def _seal_foundation_entries(self) -> None:
+        """Anchor foundation-era (unkeyed) entries under the key: one ``audit.sealed`` entry whose MAC
+        chains onto their last hash, written once, after checking them (a broken log is never sealed)."""
+        with self.engine.connect() as conn:
+            last = conn.execute(text("SELECT id, mac, entry_hash FROM audit_log ORDER BY id DESC LIMIT 1")).first()
+        if last is None or last[1] is not None:
+            return
+        walk = self._walk(last[0])
+        if walk.bad_id is not None:
+            raise AuditIntegrityError(f"the foundation-era audit log fails verification, so it is not sealed: "
+                                      f"{walk.reason}")
+        draft = EntryDraft(_system_actor("audit-migration"), SEAL_ACTION, detail={
+            "legacy_entries": last[0], "legacy_last_hash": last[2],
+            "scheme": "from here on every entry carries an HMAC-SHA256 chained onto the entry before",
+        })
+        self._write([draft], when=lambda tip: tip.last_mac is None and tip.last_id == last[0])
+
+    # -- reading ---------------------------------------------------------------------------------
+    def entries(
+        self,
+        *,
+        action: str | None = None,
+        since_id: int = 0,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        role: str | None = None,
+        call_id: str | None = None,
+        caller: str | None = None,
+        outcome: str | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> Iterator[AuditEntry]:
+        """Entries in id order (or newest first), filtered.
+
+        ``action`` is exact, or a prefix with ``.*`` (``erasure.*``). ``call_id`` matches entries
+        whose call ids include it and entries that name it in their detail or note. ``caller`` is a
+        caller id in clear, matched through its pseudonym under every key this log holds.
+        """
+        query = select(AuditEntry).where(AuditEntry.id > since_id)
+        if action:
+            query = query.where(AuditEntry.action.startswith(action[:-1], autoescape=True)
+                                if action.endswith(".*") else AuditEntry.action == action)
+        if since is not None:
+            query = query.where(AuditEntry.ts >= _utc(since))
+        if until is not None:
+            query = query.where(AuditEntry.ts < _utc(until))
+        if role:
+            query = query.where(AuditEntry.role == role)
+        if outcome:
+            query = query.where(AuditEntry.outcome == outcome)
+        if caller:
+            query = query.where(AuditEntry.caller.in_({self._pseudonym(k, caller) for k in self._keys.values()}))
+        if call_id:
+            quoted = json.dumps(call_id)
+            query = query.where(or_(cast(AuditEntry.call_ids, Text).contains(quoted, autoescape=True),
+                                    cast(AuditEntry.detail, Text).contains(quoted, autoescape=True),
+                                    AuditEntry.note.contains(call_id, autoescape=True)))
+        query = query.order_by(AuditEntry.id.desc() if newest_first else AuditEntry.id)
+        if limit is not None and not call_id:
+            query = query.limit(limit)
+        found = 0
         with Session(self.engine) as session:
-            query = select(AuditEntry).where(AuditEntry.id > since_id).order_by(AuditEntry.id)
-            if action:
-                query = query.where(AuditEntry.action == action)
-            for (entry,) in session.execute(query):
+            for entry in session.scalars(query.execution_options(yield_per=1000)):
+                if call_id and not (call_id in entry.call_ids or _mentions(entry.detail, call_id)
+                                    or (entry.note is not None and call_id in entry.note)):
+                    continue
                 yield entry
+                found += 1
+                if limit is not None and found >= limit:
+                    return
 
     def count(self) -> int:
-        with Session(self.engine) as session:
-            return int(session.execute(text("SELECT COUNT(*) FROM audit_log")).scalar_one())
+        with self.engine.connect() as conn:
+            return int(conn.execute(text("SELECT COUNT(*) FROM audit_log")).scalar_one())
 
+    # -- verifying -------------------------------------------------------------------------------
     def verify(self) -> VerifyResult:
-        """Walk the chain from the start; report the first entry whose link or hash is wrong."""
-        prev_hash, expected_id, checked = GENESIS, 1, 0
-        for entry in self.entries():
-            if entry.id != expected_id:
-                return VerifyResult(False, checked, entry.id, f"entry {expected_id} is missing")
-            if entry.prev_hash != prev_hash:
-                return VerifyResult(False, checked, entry.id, "link to the previous entry is broken")
-            if chain_hash(prev_hash, entry.content()) != entry.entry_hash:
-                return VerifyResult(False, checked, entry.id, "content does not match its hash")
-            prev_hash, expected_id, checked = entry.entry_hash, expected_id + 1, checked + 1
-        return VerifyResult(True, checked)
+        """Walk the whole chain, then compare its end with the head file; name the first bad entry.
+
+        The head and the table's last id are read together under the shared lock, so an append
+        in flight is never mistaken for tampering; the rows are then streamed without the lock.
+        """
+        head_error = ""
+        with self._lock.shared():
+            try:
+                head = read_head(self.head_file)
+            except HeadError as error:
+                head, head_error = None, str(error)
+            with self.engine.connect() as conn:
+                last_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM audit_log")).scalar_one())
+        walk = self._walk(last_id, head.last_id if head else None)
+        if walk.bad_id is not None:
+            return VerifyResult(False, walk.checked, walk.bad_id, walk.reason)
+        return self._judge_head(walk, head, head_error)
+
+    def _judge_head(self, walk: WalkResult, head: Head | None, head_error: str) -> VerifyResult:
+        tip, checked = walk.tip, walk.checked
+
+        def bad(first_bad_id: int | None, reason: str) -> VerifyResult:
+            return VerifyResult(False, checked, first_bad_id, reason)
+
+        if head_error:
+            return bad(None, f"{head_error}: it was damaged or forged")
+        if head is None:
+            if tip.last_mac is None:
+                return VerifyResult(True, checked, head="not needed yet (no keyed entries)")
+            return bad(None, f"the head file {self.head_file} is missing but the log has keyed entries up to "
+                             f"{tip.last_id}: it was deleted or moved, so a cut tail cannot be ruled out")
+        problem = self._head_problem(head, tip.last_id, walk.watched_link)
+        if problem:
+            return bad(*problem)
+        lag = tip.last_id - head.last_id
+        if lag == 0:
+            if head.key_id != tip.key_id:
+                return bad(None, f"the head file is signed with key {head.key_id} but the chain ends under key "
+                                 f"{tip.key_id}: forged with a retired key?")
+            return VerifyResult(True, checked, head="matches")
+        if lag == 1:
+            return VerifyResult(True, checked, head=f"lags by one entry ({tip.last_id}): an append was interrupted "
+                                                   "before it moved the head; the next append moves it")
+        return bad(head.last_id + 1, f"entries {head.last_id + 1}-{tip.last_id} are not covered by the head file, "
+                                     f"which says the log ends at entry {head.last_id}: the head was rolled back "
+                                     "(replaced by an older copy)")
+
+    def reanchor(self, actor: Actor | None = None, reason: str = "") -> VerifyResult:
+        """Rewrite a lost or distrusted head from the table, if the chain itself verifies, and record it.
+
+        The one sanctioned way past :class:`AuditIntegrityError` after a head file was lost. It
+        cannot tell a cut tail from an intact one (that is what the head was for): the entry it
+        writes says so, for the auditors.
+        """
+        with self._lock.exclusive():
+            try:
+                previous = read_head(self.head_file)
+                previous_text = previous.to_json() if previous else None
+            except HeadError as error:
+                previous_text = str(error)
+            with self.engine.connect() as conn:
+                last_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM audit_log")).scalar_one())
+            walk = self._walk(last_id)
+            if walk.bad_id is not None:
+                raise AuditIntegrityError(f"refusing to re-anchor a chain that fails verification: {walk.reason}")
+            if walk.tip.last_mac is not None and walk.tip.key_id is not None:
+                key = self._keys.get(walk.tip.key_id, self._key)
+                write_head(self.head_file, Head.seal(key, last_id, walk.tip.last_mac, last_id))
+        self.append(actor or _system_actor("audit-reanchor"), REANCHOR_ACTION, note=reason or None,
+                    detail={"anchored_at": last_id, "previous_head": previous_text})
+        return self.verify()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> AuditLog:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+
+def open_audit(settings: Settings) -> AuditLog:
+    """The product's audit log: key (and retired keys) from the environment or the keys folder,
+    the head file where the settings put it (off the database host in production)."""
+    keys = audit_keyring(settings.keys_dir)
+    return AuditLog(settings.audit_url, key=keys[0], retired_keys=keys[1:], head_file=settings.audit_head_file)

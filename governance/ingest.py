@@ -4,7 +4,12 @@ The store's state keeps a watermark (the latest ``started_at`` seen) and the set
 files already handled, each with the digest of its JSON. A file is read again only when it is
 new (late arrivals included: they are new ids, whatever their ``started_at``) or its content
 changed (a fixed, previously quarantined call). Every bad call is quarantined with a reason
-that names the file and the fix, and the rest of the batch goes on.
+that names the file and the fix, and the rest of the batch goes on; the quarantined original is
+encrypted like raw data and tagged with the call id and caller pseudonym it claims, so an
+erasure request finds it too.
+
+Erased calls are tombstoned (state ``erased``: call id -> erasure request id) and never read from
+the call store again, whatever the call store still holds; they are counted as ``erased``.
 """
 
 from __future__ import annotations
@@ -21,10 +26,12 @@ from typing import Any
 import fsspec
 import soundfile as sf
 
-from governance.contract import ContractError, parse_call
+from governance.contract import SAFE_ID, ContractError, parse_call
 from governance.store import GovernedStore
 
 BATCH = 200
+ERASED_STATE = "erased"
+_INGEST_STATE = "ingest-"
 
 
 @dataclass
@@ -35,6 +42,7 @@ class IngestReport:
     already_seen: int = 0
     ingested: list[str] = field(default_factory=list)
     no_consent: list[str] = field(default_factory=list)
+    erased: list[str] = field(default_factory=list)  # tombstoned by an erasure: never imported again
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     watermark: str | None = None
 
@@ -113,6 +121,7 @@ def ingest(
     state = store.read_state(state_name)
     seen: dict[str, str] = state.get("seen", {})
     watermark: str | None = state.get("watermark")
+    erased = erased_calls(store)
     listing = sorted(p for p in fs.find(root, maxdepth=1) if p.endswith(".json"))
     report.listed = len(listing)
 
@@ -130,6 +139,9 @@ def ingest(
         name = posixpath.basename(json_path)
         if progress:
             progress(done, len(listing))
+        if posixpath.splitext(name)[0] in erased:
+            report.erased.append(posixpath.splitext(name)[0])
+            continue
         if name in seen and seen[name] == _digest(fs, json_path):
             report.already_seen += 1
             continue
@@ -137,7 +149,16 @@ def ingest(
             document, audio, suffix = _load_call(fs, root, json_path, split)
         except BadCall as bad:
             reason = str(bad)
-            store.quarantine("ingest", name, reason, payload=None, files={name: fs.cat_file(json_path)})
+            original = fs.cat_file(json_path)
+            call_id, caller_id = _claimed_identity(original)
+            store.quarantine(
+                "ingest",
+                name,
+                reason,
+                call_id=call_id,
+                caller_ref=store.caller_ref(caller_id) if caller_id else None,
+                files={name: original},
+            )
             report.quarantined.append((name, reason))
             seen[name] = _digest(fs, json_path)
             continue
@@ -156,9 +177,56 @@ def ingest(
         store.audit.append(
             store.actor, "ingest.no_consent", call_ids=report.no_consent, detail={"count": len(report.no_consent)}
         )
+    if report.erased:
+        store.audit.append(store.actor, "ingest.erased", call_ids=report.erased,
+                           detail={"count": len(report.erased), "skipped": "tombstoned by an erasure request"})
     store.write_state(state_name, {"seen": seen, "watermark": watermark})
     report.watermark = watermark
     return report
+
+
+def erased_calls(store: GovernedStore) -> dict[str, str]:
+    """Tombstones: call id -> the erasure request that removed it."""
+    return dict(store.read_state(ERASED_STATE).get("calls", {}))
+
+
+def tombstone(store: GovernedStore, call_ids: list[str], request_id: str) -> int:
+    """Record erased calls so ingest never brings them back; returns how many tombstones exist.
+
+    Written before any data is deleted, so a killed erasure cannot leave a call that the next
+    ingest re-imports. The seen-digests of the erased files are dropped from the ingest states at
+    the same time: a digest of an erased document is a fingerprint of it, and the tombstone now
+    does its job.
+    """
+    calls = erased_calls(store)
+    calls.update({call_id: calls.get(call_id, request_id) for call_id in call_ids})
+    store.write_state(ERASED_STATE, {"calls": dict(sorted(calls.items()))})
+    names = {f"{call_id}.json" for call_id in call_ids}
+    for path in sorted((store.root / "state").glob(f"{_INGEST_STATE}*.json")):
+        state = store.read_state(path.stem)
+        seen = state.get("seen", {})
+        if names & set(seen):
+            store.write_state(path.stem, {**state, "seen": {k: v for k, v in seen.items() if k not in names}})
+    return len(calls)
+
+
+def _claimed_identity(data: bytes) -> tuple[str | None, str | None]:
+    """The call id and caller id a bad document claims, if it can be read that far.
+
+    Quarantined originals hold the caller's data, so erasure must find them by caller; a document
+    too broken to name its caller is found by its file name only.
+    """
+    try:
+        document = json.loads(data)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None, None
+    if not isinstance(document, dict):
+        return None, None
+    call_id, caller_id = document.get("call_id"), document.get("caller_id")
+    return (
+        call_id if isinstance(call_id, str) and SAFE_ID.match(call_id) else None,
+        caller_id if isinstance(caller_id, str) and caller_id else None,
+    )
 
 
 def _digest(fs: Any, path: str) -> str:

@@ -1,25 +1,34 @@
-"""Open the governed store for an actor: the one way pipeline code gets at call data."""
+"""Open the governed store for an actor: the one way pipeline code gets at call data.
+
+Opening checks who is acting (the role must exist in the access policy; the OS user is
+recorded with every entry by :class:`Actor`) and records the policy in force in the audit log
+when it changed since the last store was opened.
+"""
 
 from __future__ import annotations
 
-import secrets
-from pathlib import Path
-
-from governance.audit import Actor, AuditLog
+from governance.audit import Actor, open_audit
+from governance.crypto import Keyring, load_pseudonym_key
+from governance.policy import audit_policy, load_policy, require_purpose
 from governance.store import GovernedStore
 from voiceloop.config import Settings
 
 
 def open_store(settings: Settings, role: str, purpose: str, flow_run_id: str | None = None) -> GovernedStore:
-    audit = AuditLog(settings.audit_url)
-    return GovernedStore(settings.zones_dir, audit, Actor(role=role, purpose=purpose, flow_run_id=flow_run_id))
+    """A store acting as ``role`` for ``purpose``; unknown roles or purposes fail here, clearly.
+
+    Raises :class:`governance.policy.PolicyError` (or its ``UnknownRole`` / ``UnknownPurpose``)
+    before anything is touched.
+    """
+    policy = load_policy(settings.access.policy_file or None)
+    policy.require_role(role)
+    require_purpose(purpose)
+    audit = open_audit(settings)
+    actor = Actor(role=role, purpose=purpose, flow_run_id=flow_run_id)
+    audit_policy(audit, actor, policy)
+    return GovernedStore(settings.zones_dir, audit, actor, policy=policy, keyring=Keyring(settings.keys_dir))
 
 
 def pseudonym_salt(settings: Settings) -> str:
     """A per-installation secret, so caller pseudonyms cannot be reversed by hashing guesses."""
-    path: Path = settings.keys_dir / "pseudonym.key"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(secrets.token_hex(32))
-        path.chmod(0o600)
-    return path.read_text().strip()
+    return load_pseudonym_key(settings.keys_dir)

@@ -2,9 +2,17 @@
 
 Four zones live under one folder: ``raw`` (calls as ingested, with audio), ``redacted``
 (PII-free transcripts and audio facts), ``datasets`` (versioned training/evaluation sets) and
-``quarantine`` (what failed a check, with the reason). Every operation is checked against
-the access policy for the actor's purpose and written to the audit trail, denied ones too.
-Writes are atomic (temp file + rename) so a killed run never leaves half a record.
+``quarantine`` (what failed a check, with the reason). Every operation is checked by
+:func:`governance.access.check` for the actor's role and purpose and written to the audit
+trail, denied ones too. Writes are atomic (temp file + rename) so a killed run never leaves
+half a record.
+
+Raw call data is encrypted at rest (Fernet, :mod:`governance.crypto`): each raw call is a
+folder with ``call.json.enc`` (the document), ``audio<suffix>.enc`` and a plaintext
+``meta.json`` that holds no PII (dates, split, consent, caller pseudonym) so that retention and
+erasure can find calls without decrypting anything. Quarantined payloads and files are
+encrypted the same way (they may hold the raw PII that failed a check); their ``reason.json``
+stays readable and names the failure, never the data.
 """
 
 from __future__ import annotations
@@ -12,16 +20,29 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
+import uuid
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
+
+import yaml
 
 from governance import access
 from governance.access import AccessDenied, Operation
 from governance.audit import Actor, AuditLog
 from governance.contract import SAFE_ID
+from governance.crypto import Keyring, RawKeyError, pseudonym
+from governance.policy import Policy, load_policy
+
+ENCRYPTED = ".enc"
+RAW_DOCUMENT = "call.json" + ENCRYPTED
+RAW_META = "meta.json"
+REASON = "reason.json"
+_SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -35,32 +56,132 @@ def _dump(document: Any) -> bytes:
     return json.dumps(document, indent=1, sort_keys=True, default=str).encode()
 
 
-def _safe(call_id: str) -> str:
-    if not SAFE_ID.match(call_id):
-        raise ValueError("unsafe call id rejected by the store (letters, digits, '_', '-', '.' only)")
-    return call_id
+def _safe(value: str, what: str = "call id") -> str:
+    """Ids become path parts: only SAFE_ID characters, so nothing can leave its zone."""
+    if not SAFE_ID.match(value):
+        raise ValueError(f"unsafe {what} rejected by the store (letters, digits, '_', '-', '.' only)")
+    return value
+
+
+# -- what the store hands out ---------------------------------------------------------------------
+class RawCall(NamedTuple):
+    """A decrypted raw call: the document as ingested and its audio bytes."""
+
+    document: dict[str, Any]
+    audio: bytes
+
+
+@dataclass(frozen=True)
+class RawIndexEntry:
+    """What the store knows about a raw call without decrypting it: no PII."""
+
+    call_id: str
+    started_at: str
+    ingested_at: str
+    split: str | None
+    consent_training: bool
+    caller_ref: str  # keyed pseudonym of the caller id, the same as redacted documents carry
+
+
+@dataclass(frozen=True)
+class QuarantinedItem:
+    key: str  # "<stage>/<item>", the handle delete_quarantined(items=...) takes
+    reason: dict[str, Any]
+    payload: dict[str, Any] | None
+    files: dict[str, bytes]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    digest: str
+    rows: int | None
+    call_ids: tuple[str, ...]
+    path: Path
+
+
+@dataclass(frozen=True)
+class CallerFootprint:
+    """Where one caller's calls are, by zone (ids and quarantine keys only)."""
+
+    caller_ref: str
+    raw: tuple[str, ...]
+    redacted: tuple[str, ...]
+    quarantine: tuple[str, ...]  # quarantine item keys
+    quarantine_call_ids: tuple[str, ...]
+
+    @property
+    def call_ids(self) -> tuple[str, ...]:
+        return tuple(sorted(set(self.raw) | set(self.redacted) | set(self.quarantine_call_ids)))
+
+
+@dataclass
+class Deletion:
+    """What a delete removed: evidence for the erasure/retention record."""
+
+    zone: str
+    call_ids: list[str] = field(default_factory=list)  # calls whose data was removed
+    missing: list[str] = field(default_factory=list)  # asked for, nothing there
+    paths: list[str] = field(default_factory=list)  # files removed, relative to the store root
+    bytes: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def files(self) -> int:
+        return len(self.paths)
+
+
+@dataclass
+class RotationReport:
+    files: int = 0
+    bytes: int = 0
+    call_ids: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # relative paths no configured key could decrypt
+    primary: str = ""  # fingerprint of the key everything is now encrypted with
 
 
 class GovernedStore:
-    """Zones on a local folder, accessed on behalf of one :class:`Actor`."""
+    """Zones on a local folder, accessed on behalf of one :class:`Actor` under one :class:`Policy`.
 
-    def __init__(self, root: Path, audit: AuditLog, actor: Actor) -> None:
+    ``keyring`` defaults to ``<root>/../keys``: the layout of :class:`voiceloop.config.Settings`
+    (``<project_dir>/zones`` and ``<project_dir>/keys``); :func:`governance.session.open_store`
+    always passes the configured one. ``policy`` defaults to the shipped policy.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        audit: AuditLog,
+        actor: Actor,
+        *,
+        policy: Policy | None = None,
+        keyring: Keyring | None = None,
+    ) -> None:
         self.root = root
         self.audit = audit
         self.actor = actor
+        self.policy = policy or load_policy()
+        self.keys = keyring or Keyring(root.parent / "keys")
         for zone in access.ZONES:
             (root / zone).mkdir(parents=True, exist_ok=True)
         (root / "state").mkdir(parents=True, exist_ok=True)
 
     def as_purpose(self, purpose: str) -> GovernedStore:
         """The same store, used for another purpose (each purpose is checked on its own)."""
-        return GovernedStore(self.root, self.audit, self.actor.for_purpose(purpose))
+        return GovernedStore(
+            self.root, self.audit, self.actor.for_purpose(purpose), policy=self.policy, keyring=self.keys
+        )
+
+    def caller_ref(self, caller_id: str) -> str:
+        """The caller pseudonym the store and redacted documents use (for erasure requests)."""
+        return pseudonym(caller_id, self.keys.pseudonym_key)
 
     # -- access and audit -------------------------------------------------
-    def _authorise(self, zone: str, operation: Operation, call_ids: Iterable[str] = ()) -> None:
+    def _authorise(self, zone: str, operation: Operation) -> None:
         try:
-            access.check(self.actor.role, self.actor.purpose, zone, operation)
+            access.check(self.policy, self.actor, zone, operation)
         except AccessDenied as denied:
+            # No call ids: a denial records the rule that refused, not what was asked for.
             self.audit.append(
                 self.actor, f"{zone}.{operation}", zone=zone, outcome="denied", detail={"reason": str(denied)}
             )
@@ -71,31 +192,87 @@ class GovernedStore:
         if ids or detail:
             self.audit.append(self.actor, action, zone=zone, call_ids=ids, detail=detail)
 
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
     # -- raw zone -----------------------------------------------------------
     def raw_dir(self, call_id: str) -> Path:
         return self.root / "raw" / _safe(call_id)
 
     def write_raw(self, records: list[tuple[dict[str, Any], bytes, str]]) -> None:
-        """Store calls as ingested: (document, audio bytes, audio file suffix) each."""
+        """Store calls as ingested, encrypted: (document, audio bytes, audio file suffix) each."""
         self._authorise("raw", "write")
+        cipher = self.keys.raw
         for document, audio, suffix in records:
             folder = self.raw_dir(document["call_id"])
-            _atomic_write(folder / f"audio{suffix}", audio)
-            _atomic_write(folder / "call.json", _dump({**document, "audio": f"audio{suffix}"}))
-        self._record("raw", "raw.write", [d["call_id"] for d, _, _ in records])
+            audio_name = f"audio{suffix if _SUFFIX.match(suffix) else '.bin'}"
+            _atomic_write(folder / (audio_name + ENCRYPTED), cipher.encrypt(audio))
+            for stale in folder.glob(f"audio*{ENCRYPTED}"):
+                if stale.name != audio_name + ENCRYPTED:
+                    stale.unlink()
+            _atomic_write(folder / RAW_META, _dump(asdict(self._index_entry(document))))
+            # The document goes last: its presence is what makes the call part of the zone.
+            _atomic_write(folder / RAW_DOCUMENT, cipher.encrypt(_dump({**document, "audio": audio_name})))
+        self._record("raw", "raw.write", [d["call_id"] for d, _, _ in records], key=cipher.primary)
+
+    def _index_entry(self, document: dict[str, Any]) -> RawIndexEntry:
+        ingest_info = document.get("_ingest") or {}
+        return RawIndexEntry(
+            call_id=document["call_id"],
+            started_at=str(document["started_at"]),
+            ingested_at=str(ingest_info.get("ingested_at") or datetime.now(UTC).isoformat()),
+            split=ingest_info.get("split"),
+            consent_training=bool((document.get("consent") or {}).get("training")),
+            caller_ref=self.caller_ref(str(document["caller_id"])),
+        )
 
     def raw_call_ids(self) -> set[str]:
-        return {p.parent.name for p in (self.root / "raw").glob("*/call.json")}
+        return {p.parent.name for p in (self.root / "raw").glob(f"*/{RAW_DOCUMENT}")}
 
-    def read_raw(self, call_ids: Iterable[str]) -> Iterator[tuple[dict[str, Any], Path]]:
-        """Yield (document, audio path) for each call; one audit entry for the whole read."""
+    def raw_index(self) -> dict[str, RawIndexEntry]:
+        """call_id -> non-PII facts of every raw call (for retention and erasure; no decryption)."""
+        index = {}
+        for path in sorted((self.root / "raw").glob(f"*/{RAW_META}")):
+            entry = RawIndexEntry(**json.loads(path.read_text()))
+            index[entry.call_id] = entry
+        return index
+
+    def read_raw(self, call_ids: Iterable[str]) -> Iterator[RawCall]:
+        """Decrypted (document, audio bytes) per call; checked and audited once, when called."""
         ids = sorted(call_ids)
-        self._authorise("raw", "read", ids)
-        self._record("raw", "raw.read", ids)
+        self._authorise("raw", "read")
+        if ids:
+            self._record("raw", "raw.read", ids, content="documents+audio")
+        return (RawCall(document, self._decrypt_audio(document)) for document in self._raw_documents(ids))
+
+    def read_raw_documents(self, call_ids: Iterable[str]) -> Iterator[dict[str, Any]]:
+        """Decrypted documents only, for steps that need no audio (redaction): less exposure, less work."""
+        ids = sorted(call_ids)
+        self._authorise("raw", "read")
+        if ids:
+            self._record("raw", "raw.read", ids, content="documents")
+        return self._raw_documents(ids)
+
+    def _raw_documents(self, ids: list[str]) -> Iterator[dict[str, Any]]:
         for call_id in ids:
-            folder = self.raw_dir(call_id)
-            document = json.loads((folder / "call.json").read_text())
-            yield document, folder / document["audio"]
+            path = self.raw_dir(call_id) / RAW_DOCUMENT
+            if not path.exists():
+                raise FileNotFoundError(f"call {call_id} is not in the raw zone (removed by retention or erasure?)")
+            yield json.loads(self.keys.raw.decrypt(path.read_bytes(), self._rel(path)))
+
+    def _decrypt_audio(self, document: dict[str, Any]) -> bytes:
+        path = self.raw_dir(document["call_id"]) / (Path(document["audio"]).name + ENCRYPTED)
+        return self.keys.raw.decrypt(path.read_bytes(), self._rel(path))
+
+    def delete_raw(self, call_ids: Iterable[str]) -> Deletion:
+        """Remove raw calls (documents, audio and index entries) for good."""
+        self._authorise("raw", "delete")
+        result = Deletion("raw")
+        for call_id in sorted(set(call_ids)):
+            found = self._remove(self.raw_dir(call_id), result)
+            (result.call_ids if found else result.missing).append(call_id)
+        self._audit_deletion(result)
+        return result
 
     # -- redacted zone --------------------------------------------------------
     def _redacted_path(self, call_id: str) -> Path:
@@ -112,10 +289,19 @@ class GovernedStore:
 
     def read_redacted(self, call_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         ids = sorted(self.redacted_call_ids() if call_ids is None else call_ids)
-        self._authorise("redacted", "read", ids)
+        self._authorise("redacted", "read")
         documents = [json.loads(self._redacted_path(c).read_text()) for c in ids]
         self._record("redacted", "redacted.read", ids)
         return documents
+
+    def delete_redacted(self, call_ids: Iterable[str]) -> Deletion:
+        self._authorise("redacted", "delete")
+        result = Deletion("redacted")
+        for call_id in sorted(set(call_ids)):
+            found = self._remove(self._redacted_path(call_id), result)
+            (result.call_ids if found else result.missing).append(call_id)
+        self._audit_deletion(result)
+        return result
 
     # -- quarantine -------------------------------------------------------------
     def quarantine(
@@ -125,26 +311,38 @@ class GovernedStore:
         reason: str,
         *,
         call_id: str | None = None,
+        caller_ref: str | None = None,
         payload: dict[str, Any] | None = None,
         files: dict[str, bytes] | None = None,
     ) -> Path:
-        """Keep what failed, with why; nothing that fails a check is ever dropped."""
+        """Keep what failed, with why; nothing that fails a check is ever dropped.
+
+        The payload and files are encrypted like raw data; ``reason.json`` stays readable and
+        carries the call id and caller pseudonym (taken from the raw index when not given) so
+        erasure finds the item.
+        """
         self._authorise("quarantine", "write")
         safe_item = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in item_id)[:150] or "item"
         folder = self.root / "quarantine" / stage / safe_item
+        if caller_ref is None and call_id and SAFE_ID.match(call_id):
+            meta = self.raw_dir(call_id) / RAW_META
+            caller_ref = json.loads(meta.read_text())["caller_ref"] if meta.exists() else None
         record = {
             "stage": stage,
             "item": item_id if SAFE_ID.match(item_id) else safe_item,
             "call_id": call_id,
+            "caller_ref": caller_ref,
             "reason": reason,
             "quarantined_at": datetime.now(UTC).isoformat(),
             "flow_run_id": self.actor.flow_run_id,
         }
-        _atomic_write(folder / "reason.json", _dump(record))
-        if payload is not None:
-            _atomic_write(folder / "payload.json", _dump(payload))
-        for name, data in (files or {}).items():
-            _atomic_write(folder / Path(name).name, data)
+        if payload is not None or files:
+            cipher = self.keys.raw
+            if payload is not None:
+                _atomic_write(folder / ("payload.json" + ENCRYPTED), cipher.encrypt(_dump(payload)))
+            for name, data in (files or {}).items():
+                _atomic_write(folder / (Path(name).name + ENCRYPTED), cipher.encrypt(data))
+        _atomic_write(folder / REASON, _dump(record))
         self.audit.append(
             self.actor,
             "quarantine.write",
@@ -154,14 +352,61 @@ class GovernedStore:
         )
         return folder
 
+    def _quarantine_items(self) -> list[tuple[str, Path, dict[str, Any]]]:
+        """(key, folder, reason) of every quarantined item."""
+        out = []
+        for path in sorted((self.root / "quarantine").glob(f"*/*/{REASON}")):
+            folder = path.parent
+            out.append((f"{folder.parent.name}/{folder.name}", folder, json.loads(path.read_text())))
+        return out
+
     def quarantined(self, stage: str | None = None) -> list[dict[str, Any]]:
         """Reasons only (no payloads): safe for summaries and the CLI."""
-        pattern = f"{stage}/*/reason.json" if stage else "*/*/reason.json"
+        pattern = f"{stage}/*/{REASON}" if stage else f"*/*/{REASON}"
         return [json.loads(p.read_text()) for p in sorted((self.root / "quarantine").glob(pattern))]
+
+    def read_quarantined(self, key: str) -> QuarantinedItem:
+        """One item with its decrypted payload and files (for QA review), audited."""
+        self._authorise("quarantine", "read")
+        matches = [(folder, reason) for k, folder, reason in self._quarantine_items() if k == key]
+        if not matches:
+            raise FileNotFoundError(f"no quarantined item {key!r}; list them with `voiceloop quarantine`")
+        folder, reason = matches[0]
+        cipher = self.keys.raw
+        payload, files = None, {}
+        for path in sorted(folder.glob(f"*{ENCRYPTED}")):
+            data = cipher.decrypt(path.read_bytes(), self._rel(path))
+            name = path.name[: -len(ENCRYPTED)]
+            if name == "payload.json":
+                payload = json.loads(data)
+            else:
+                files[name] = data
+        call_id = reason.get("call_id")
+        self._record("quarantine", "quarantine.read", [call_id] if call_id else [], item=key)
+        return QuarantinedItem(key, reason, payload, files)
+
+    def delete_quarantined(self, call_ids: Iterable[str] = (), *, items: Iterable[str] = ()) -> Deletion:
+        """Remove every quarantined item whose reason names one of ``call_ids``, and the ``items`` keys."""
+        self._authorise("quarantine", "delete")
+        wanted_calls, wanted_items = set(call_ids), set(items)
+        result = Deletion("quarantine")
+        removed_calls: set[str] = set()
+        removed_items: list[str] = []
+        for key, folder, reason in self._quarantine_items():
+            if key in wanted_items or reason.get("call_id") in wanted_calls:
+                self._remove(folder, result)
+                removed_items.append(key)
+                if reason.get("call_id"):
+                    removed_calls.add(reason["call_id"])
+        result.call_ids = sorted(removed_calls)
+        result.missing = sorted((wanted_calls - removed_calls) | (wanted_items - set(removed_items)))
+        result.extra["items"] = removed_items
+        self._audit_deletion(result)
+        return result
 
     # -- datasets zone ------------------------------------------------------------
     def dataset_dir(self, name: str, digest: str) -> Path:
-        return self.root / "datasets" / name / digest
+        return self.root / "datasets" / _safe(name, "dataset name") / _safe(digest, "dataset digest")
 
     def write_dataset(self, name: str, digest: str, writer: Any, call_ids: Iterable[str], **detail: Any) -> Path:
         """Run ``writer(tmp_dir)`` and publish the folder atomically as ``datasets/name/digest``."""
@@ -185,6 +430,107 @@ class GovernedStore:
         self._record("datasets", "datasets.read", call_ids, dataset=name, digest=digest)
         return path
 
+    def list_datasets(self) -> list[DatasetInfo]:
+        """Every published dataset version with the calls its manifest lists (metadata only)."""
+        out = []
+        for manifest_path in sorted((self.root / "datasets").glob("*/*/manifest.json")):
+            folder = manifest_path.parent
+            if folder.name.startswith(".") or folder.parent.name.startswith("."):
+                continue
+            manifest = json.loads(manifest_path.read_text())
+            out.append(
+                DatasetInfo(
+                    name=folder.parent.name,
+                    digest=folder.name,
+                    rows=manifest.get("rows"),
+                    call_ids=tuple(manifest.get("call_ids", [])),
+                    path=folder,
+                )
+            )
+        return out
+
+    def delete_dataset(self, name: str, digest: str) -> Deletion:
+        """Remove a dataset version and its DVC pointer file.
+
+        DVC's cache and remote still hold a copy: ``extra["dvc_md5"]`` names it so the caller
+        can remove it there too (``dvc gc`` or deleting that object).
+        """
+        self._authorise("datasets", "delete")
+        folder = self.dataset_dir(name, digest)
+        result = Deletion("datasets", extra={"dataset": name, "digest": digest})
+        manifest = folder / "manifest.json"
+        call_ids = json.loads(manifest.read_text()).get("call_ids", []) if manifest.exists() else []
+        dvc_file = folder.with_name(folder.name + ".dvc")
+        if dvc_file.exists():
+            outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
+            result.extra["dvc_md5"] = outs[0].get("md5")
+            self._remove(dvc_file, result)
+        if self._remove(folder, result):
+            result.call_ids = sorted(call_ids)
+        else:
+            result.missing = [f"{name}@{digest}"]
+        if folder.parent.exists() and not any(folder.parent.iterdir()):
+            folder.parent.rmdir()
+        self._audit_deletion(result)
+        return result
+
+    # -- retention / erasure support -------------------------------------------------
+    def calls_of_caller(self, caller_ref: str) -> CallerFootprint:
+        """Every call of one caller (by pseudonym) across raw, redacted and quarantine; the lookup is audited."""
+        raw = sorted(cid for cid, entry in self.raw_index().items() if entry.caller_ref == caller_ref)
+        redacted = sorted(
+            path.stem
+            for path in (self.root / "redacted").glob("*.json")
+            if json.loads(path.read_text()).get("caller_ref") == caller_ref
+        )
+        known = set(raw) | set(redacted)
+        items, item_calls = [], set()
+        for key, _folder, reason in self._quarantine_items():
+            if reason.get("caller_ref") == caller_ref or reason.get("call_id") in known:
+                items.append(key)
+                if reason.get("call_id"):
+                    item_calls.add(reason["call_id"])
+        footprint = CallerFootprint(caller_ref, tuple(raw), tuple(redacted), tuple(items), tuple(sorted(item_calls)))
+        self.audit.append(
+            self.actor,
+            "store.find_caller",
+            call_ids=footprint.call_ids,
+            detail={"caller_ref": caller_ref, "raw": len(raw), "redacted": len(redacted), "quarantine": len(items)},
+        )
+        return footprint
+
+    def _remove(self, path: Path, result: Deletion) -> bool:
+        """Move ``path`` out of its zone at once (rename), then unlink its files; False if absent."""
+        if not path.exists():
+            return False
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for file in files:
+            result.paths.append(self._rel(file))
+            result.bytes += file.stat().st_size
+        trash = self.root / ".trash"
+        trash.mkdir(exist_ok=True)
+        doomed = trash / uuid.uuid4().hex
+        os.replace(path, doomed)
+        self._empty_trash()
+        return True
+
+    def _empty_trash(self) -> None:
+        """Unlink what earlier deletes moved aside (a killed delete leaves it here, not in a zone)."""
+        for leftover in (self.root / ".trash").iterdir():
+            if leftover.is_dir():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
+
+    def _audit_deletion(self, result: Deletion) -> None:
+        self.audit.append(
+            self.actor,
+            f"{result.zone}.delete",
+            zone=result.zone,
+            call_ids=result.call_ids,
+            detail={"files": result.files, "bytes": result.bytes, "missing": result.missing, **result.extra},
+        )
+
     # -- small state files (watermarks, stage markers) ------------------------------
     def read_state(self, name: str) -> dict[str, Any]:
         path = self.root / "state" / f"{name}.json"
@@ -192,6 +538,48 @@ class GovernedStore:
 
     def write_state(self, name: str, state: dict[str, Any]) -> None:
         _atomic_write(self.root / "state" / f"{name}.json", _dump(state))
+
+
+def rotate_raw_keys(store: GovernedStore) -> RotationReport:
+    """Re-encrypt every encrypted file (raw zone and quarantine) with the primary key, file by file.
+
+    Each file is replaced atomically, so a killed rotation leaves every file readable with the
+    configured keys and can simply be run again. Files no key can decrypt are reported in
+    ``failed`` (and the audit entry's outcome is ``partial``): do not drop an old key until a
+    rotation reports none.
+    """
+    store._authorise("raw", "write")
+    store._authorise("quarantine", "write")
+    store.keys.reload()
+    cipher = store.keys.raw
+    report = RotationReport(primary=cipher.primary)
+    files = sorted((store.root / "raw").glob(f"*/*{ENCRYPTED}")) + sorted(
+        (store.root / "quarantine").glob(f"*/*/*{ENCRYPTED}")
+    )
+    calls: set[str] = set()
+    for path in files:
+        relative = store._rel(path)
+        try:
+            rotated = cipher.rotate(path.read_bytes(), relative)
+        except RawKeyError:
+            report.failed.append(relative)
+            continue
+        _atomic_write(path, rotated)
+        report.files += 1
+        report.bytes += len(rotated)
+        if relative.startswith("raw/"):
+            calls.add(path.parent.name)
+    report.call_ids = sorted(calls)
+    store.audit.append(
+        store.actor,
+        "keys.rotate",
+        zone="raw",
+        call_ids=report.call_ids,
+        outcome="partial" if report.failed else "ok",
+        detail={"files": report.files, "failed": report.failed, "primary": cipher.primary,
+                "keys": len(cipher.fingerprints)},
+    )
+    return report
 
 
 def file_digest(path: Path) -> str:

@@ -35,7 +35,7 @@ def test_second_run_pulls_nothing_and_late_calls_are_picked_up(tmp_path: Path) -
     late = ingest(store, str(source), "train")
     assert late.ingested == ["call-late"]
     assert store.raw_call_ids() == {"call-1", "call-2", "call-late"}
-    raw = json.loads((tmp_path / "zones/raw/call-1/call.json").read_text())
+    [raw] = store.as_purpose("redaction").read_raw_documents(["call-1"])
     assert raw["_ingest"]["audio"]["sample_rate"] == 16000 and raw["audio"] == "audio.wav"
 
 
@@ -96,8 +96,11 @@ def test_each_kind_of_bad_call_is_quarantined_with_its_reason(tmp_path: Path) ->
         assert expected in reasons[f"{name}.json"], (name, reasons[f"{name}.json"])
     kept = {item["item"] for item in store.quarantined("ingest")}
     assert kept == {f"{name}.json" for name in BAD_CALLS}
-    # the original document is kept in quarantine: nothing is lost
-    assert (tmp_path / "zones/quarantine/ingest/malformed.json/malformed.json").read_text().startswith('{"call_id"')
+    # the original document is kept in quarantine (encrypted like raw data): nothing is lost
+    reviewer = GovernedStore(store.root, store.audit, Actor(role="ml-engineer", purpose="qa-review", user="qa"))
+    kept_file = reviewer.read_quarantined("ingest/malformed.json").files["malformed.json"]
+    assert kept_file.startswith(b'{"call_id"')
+    assert not (tmp_path / "zones/quarantine/ingest/malformed.json/malformed.json").exists()
     # a re-run does not quarantine the same files again
     assert ingest(store, str(source), "train").quarantined == []
 

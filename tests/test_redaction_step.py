@@ -36,18 +36,29 @@ def _ingested(tmp_path: Path) -> GovernedStore:
 
 def test_spoken_pii_is_redacted_and_caller_pseudonymised(tmp_path: Path) -> None:
     store = _ingested(tmp_path)
-    report = redact_calls(store, ["clean", "with-pii"], RedactionConfig(), salt="s")
+    report = redact_calls(store, ["clean", "with-pii"], RedactionConfig())
     assert report.leaks == [] and sorted(report.calls) == ["clean", "with-pii"]
     stored = (tmp_path / "zones/redacted/with-pii.json").read_text()
     assert "four one five" not in stored and "caller-with-pii" not in stored
     turn = json.loads(stored)["turns"][2]
     assert "<" in turn["text"] and turn["pii_types"]
+    # raw index and redacted document carry the same pseudonym: erasure finds the caller in both zones
+    ref = store.caller_ref("caller-with-pii")
+    assert json.loads(stored)["caller_ref"] == store.raw_index()["with-pii"].caller_ref == ref
+    footprint = store.calls_of_caller(ref)
+    assert footprint.raw == footprint.redacted == ("with-pii",)
+
+
+def test_redaction_refuses_a_salt_that_would_break_erasure_lookups(tmp_path: Path) -> None:
+    store = _ingested(tmp_path)
+    with pytest.raises(ValueError, match="pseudonym key"):
+        redact_calls(store, ["clean"], RedactionConfig(), salt="not-the-store-key")
 
 
 def test_a_planted_leak_is_quarantined_by_the_independent_check(tmp_path: Path) -> None:
     store = _ingested(tmp_path)
     broken = RedactionConfig(entities=["PERSON"], leak_max_share=1.0)  # phone numbers slip through
-    report = redact_calls(store, ["clean", "with-pii"], broken, salt="s")
+    report = redact_calls(store, ["clean", "with-pii"], broken)
     assert [(call, turn) for call, turn, _ in report.leaks] == [("with-pii", 2)]
     document = json.loads((tmp_path / "zones/redacted/with-pii.json").read_text())
     assert [t["index"] for t in document["turns"]] == [0, 1] and document["quarantined_turns"] == 1
@@ -59,5 +70,5 @@ def test_a_planted_leak_is_quarantined_by_the_independent_check(tmp_path: Path) 
 def test_too_many_leaks_fail_the_batch_before_anything_is_written(tmp_path: Path) -> None:
     store = _ingested(tmp_path)
     with pytest.raises(RedactionBroken, match="still hold PII"):
-        redact_calls(store, ["clean", "with-pii"], RedactionConfig(entities=["PERSON"], leak_max_share=0.0), salt="s")
+        redact_calls(store, ["clean", "with-pii"], RedactionConfig(entities=["PERSON"], leak_max_share=0.0))
     assert store.redacted_call_ids() == set()

@@ -17,7 +17,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
-from governance.audit import AuditLog
+from governance.audit import open_audit
 from tests.conftest import REPO, TINY_INTENT, write_params
 from voiceloop.config import load_settings
 
@@ -72,7 +72,7 @@ def test_first_run_trains_gates_and_promotes(first_run: tuple[Path, dict[str, An
     champion = client.get_model_version_by_alias(settings.tracking.bundle_name, "champion")
     assert champion.tags["component.intent"] == f"{settings.tracking.intent_model_name}/1"
 
-    audit = AuditLog(settings.audit_url)
+    audit = open_audit(settings)
     assert audit.verify().ok
     actions = {e.action for e in audit.entries()}
     assert {"raw.write", "raw.read", "redacted.write", "datasets.write", "gate.decision", "registry.promote"} <= actions
@@ -176,7 +176,7 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_corpus: Path, tm
     assert not resumed["training"]["reused"]  # the killed training run never finished
     assert resumed["gate"]["verdict"] == "promote"
     assert sorted(p.name for p in (settings.zones_dir / "raw").iterdir()) == raw_before
-    assert AuditLog(settings.audit_url).verify().ok
+    assert open_audit(settings).verify().ok
 
 
 def test_dvc_repro_gives_the_flows_dataset_digests(first_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:

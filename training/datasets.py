@@ -52,7 +52,7 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{c: row[c] for c in COLUMNS} for row in frame.to_dict("records")]
 
 
-def _publish(store: GovernedStore, name: str, rows: list[dict[str, Any]], **detail: Any) -> DatasetVersion:
+def publish(store: GovernedStore, name: str, rows: list[dict[str, Any]], **detail: Any) -> DatasetVersion:
     digest = canonical_digest(rows)
     call_ids = tuple(sorted({r["call_id"] for r in rows if r.get("call_id")}))
 
@@ -71,7 +71,7 @@ def build_call_datasets(store: GovernedStore, validated: pd.DataFrame) -> dict[s
     out = {}
     for split, name in SPLIT_DATASETS.items():
         rows = _records(labelled[labelled["split"] == split])
-        out[name] = _publish(store, name, rows, split=split)
+        out[name] = publish(store, name, rows, split=split)
     return out
 
 
@@ -105,7 +105,7 @@ def label_names(sample_dir: Path = SAMPLE_DIR) -> list[str]:
 
 
 def build_text_dataset(store: GovernedStore, limit: int | None = None) -> DatasetVersion:
-    return _publish(store, "banking77-train", load_banking77("train", limit=limit), source="BANKING77 (CC BY 4.0)")
+    return publish(store, "banking77-train", load_banking77("train", limit=limit), source="BANKING77 (CC BY 4.0)")
 
 
 def build_versions(

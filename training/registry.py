@@ -20,6 +20,8 @@ from mlflow.tracking import MlflowClient
 from voiceloop.config import Settings
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
+RETRAIN_REQUIRED_TAG = "voiceloop.retrain_required"  # value: the erasure request that made it stale
+BASELINE_PREFIX = "voiceloop.baseline."  # golden digest and accuracy the champion was re-measured on
 
 
 def setup_tracking(settings: Settings) -> MlflowClient:
@@ -44,6 +46,12 @@ class BundleVersion:
     @property
     def intent_model(self) -> str | None:
         return self.components.get("intent")
+
+
+def with_request(current: str | None, request_id: str) -> str:
+    """A ``retrain_required`` value naming ``request_id`` after any requests it already named."""
+    requests = [r for r in (current or "").split(",") if r]
+    return ",".join(requests if request_id in requests else [*requests, request_id])
 
 
 class Registry:
@@ -130,3 +138,29 @@ class Registry:
             )
         return sorted(rows, key=lambda r: int(r["version"]), reverse=True)
 
+    # -- governance: erasure marks and re-baselines ------------------------------------------------
+    def aliases(self) -> dict[str, list[str]]:
+        """Bundle version -> its aliases (``search_model_versions`` leaves aliases empty)."""
+        out: dict[str, list[str]] = {}
+        try:
+            registered = self.client.get_registered_model(self.bundle_name)
+        except MlflowException:
+            return out
+        for alias, version in (registered.aliases or {}).items():
+            out.setdefault(str(version), []).append(alias)
+        return out
+
+    def tag_retrain_required(self, name: str, version: str, request_id: str) -> None:
+        """Mark a model or bundle version as trained on erased calls: it must be retrained before reuse.
+
+        The value names the erasure request; an earlier request's mark is kept (comma-joined), so the
+        tag says every erasure that touched the version.
+        """
+        current = self.client.get_model_version(name, version).tags.get(RETRAIN_REQUIRED_TAG)
+        self.client.set_model_version_tag(name, version, RETRAIN_REQUIRED_TAG, with_request(current, request_id))
+
+    def record_baseline(self, version: str, golden_digest: str, accuracy: float, request_id: str) -> None:
+        """Record the champion's accuracy on a rebuilt golden set (the set the next gate compares on)."""
+        for key, value in (("golden_digest", golden_digest), ("golden_accuracy", f"{accuracy:.6f}"),
+                           ("request_id", request_id)):
+            self.client.set_model_version_tag(self.bundle_name, version, BASELINE_PREFIX + key, value)

@@ -22,29 +22,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from voiceloop.config import Settings, load_settings
-from voiceloop.runtime import prepare
+from voiceloop.cli_audit import audit_app
+from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, console
+from voiceloop.cli_common import fail as _fail
+from voiceloop.cli_common import load as _settings
+from voiceloop.cli_governance import register as register_governance
 
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-console = Console(stderr=True)
+app.add_typer(audit_app, name="audit")
+register_governance(app)
 
-ParamsOption = Annotated[Path | None, typer.Option("--params", help="params file (default: ./params.yaml)")]
-JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
-RoleOption = Annotated[str | None, typer.Option("--as", envvar="VOICELOOP_ROLE", help="role to act as")]
-
-
-def _settings(params: Path | None) -> Settings:
-    if params is not None and not params.exists():
-        raise typer.BadParameter(f"{params} does not exist", param_hint="--params")
-    settings = load_settings(params)
-    prepare(settings.root, settings.threads or None)
-    return settings
-
-
-def _fail(message: str, code: int = 1) -> None:
-    console.print(f"[bold red]error:[/] {message}")
-    raise typer.Exit(code)
 
 
 @app.command("simulate-calls")
@@ -85,7 +73,8 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     timings = summary.get("timings_s", {})
     for split, stats in summary["ingest"].items():
         table.add_row(f"ingest ({split})", f"{stats['ingested']} new, {stats['already_seen']} seen, "
-                      f"{stats['no_consent']} no consent, {stats['quarantined']} quarantined", "")
+                      f"{stats['no_consent']} no consent, {stats['quarantined']} quarantined"
+                      + (f", {stats['erased']} erased (skipped)" if stats.get("erased") else ""), "")
     table.add_row("", "", str(timings.get("ingest", "")))
     red = summary["redaction"]
     table.add_row("redact", f"{red['calls']} calls, {red['turns']} turns, {red['leaking_turns']} leaking turns "
@@ -250,7 +239,18 @@ def train_intent_command(params: ParamsOption = None) -> None:
 
 
 def main() -> None:
-    app()
+    """Entry point: governance refusals become one clear line and exit code 2, never a traceback."""
+    from governance.access import AccessDenied
+    from governance.audit import AuditIntegrityError
+    from governance.audit_chain import AuditKeyError
+    from governance.crypto import RawKeyError
+    from governance.policy import PolicyError
+
+    try:
+        app()
+    except (AccessDenied, PolicyError, RawKeyError, AuditKeyError, AuditIntegrityError) as error:
+        console.print(f"[bold red]error:[/] {error}")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,8 @@
 
 A redacted call keeps what training and evaluation need (redacted ASR text, redacted
 reference transcript, intent, timings, audio facts, channel/voice metadata) and nothing that
-identifies the caller: the caller id becomes a pseudonym. A turn whose redacted text still
+identifies the caller: the caller id becomes a pseudonym (the store's keyed hash, the same one its
+raw index holds, so erasure finds a caller's calls in both zones). A turn whose redacted text still
 trips the independent leak check is quarantined (the call, turn and entity types are named,
 never the value) and left out of the redacted call; when more than ``leak_max_share`` of the
 batch's turns leak, redaction itself is broken and the batch is refused.
@@ -10,15 +11,17 @@ batch's turns leak, redaction itself is broken and the batch is refused.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from governance.crypto import pseudonym
 from governance.redaction.leaks import find_leaks
 from governance.redaction.redactor import Redactor
 from governance.store import GovernedStore
 from voiceloop.config import RedactionConfig
+
+__all__ = ["RedactionBroken", "RedactionReport", "pseudonym", "redact_calls"]
 
 BATCH = 100
 
@@ -37,10 +40,6 @@ class RedactionReport:
     @property
     def leak_share(self) -> float:
         return len(self.leaks) / self.turns if self.turns else 0.0
-
-
-def pseudonym(value: str, salt: str) -> str:
-    return "caller-" + hashlib.sha256((salt + value).encode()).hexdigest()[:16]
 
 
 def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], salt: str) -> dict[str, Any]:
@@ -83,18 +82,27 @@ def redact_calls(
     store: GovernedStore,
     call_ids: list[str],
     config: RedactionConfig,
-    salt: str,
+    salt: str | None = None,
     redactor: Redactor | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> RedactionReport:
-    """Redact the given raw calls; already-redacted calls are the caller's business to skip."""
+    """Redact the given raw calls; already-redacted calls are the caller's business to skip.
+
+    Caller pseudonyms use the store's pseudonym key; ``salt``, if given, must be that key (it is
+    kept for callers that pass ``pseudonym_salt(settings)``): a different key would make redacted
+    calls unfindable by erasure.
+    """
+    if salt is not None and salt != store.keys.pseudonym_key:
+        raise ValueError("salt differs from the store's pseudonym key; leave it out (the store's key is used)")
+    salt = store.keys.pseudonym_key
     redactor = redactor or Redactor(config, entities=config.entities)
     report = RedactionReport()
     pending: list[dict[str, Any]] = []
     ids = sorted(call_ids)
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
-        documents = [doc for doc, _audio in store.read_raw(chunk)]
+        # Documents only: the audio facts redaction keeps were measured at ingest (document["_ingest"]).
+        documents = list(store.read_raw_documents(chunk))
         keys: list[tuple[str, int, str]] = []
         texts: list[str] = []
         for document in documents:

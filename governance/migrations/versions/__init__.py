@@ -1,0 +1,1 @@
+"""Audit log revisions (loaded by Alembic from this folder, not imported)."""

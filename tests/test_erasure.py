@@ -1,0 +1,272 @@
+"""Right to erasure, end to end, on a project trained by the real flow (real store, DVC, MLflow, audit).
+
+The caller erased here has a call in ``intent-train`` and one in the golden set. Completeness is
+checked by searching every file of the project (zones, trash, DVC cache and remote, MLflow database
+and artifacts, audit database, certificates), decrypting every encrypted file on the way, for the
+caller's id, a chunk of their audio and their transcript texts; the same search must find all of
+them before the erasure, so a search that finds nothing proves something.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import pytest
+from mlflow.tracking import MlflowClient
+
+from governance.audit import open_audit
+from governance.crypto import Keyring, RawKeyError
+from governance.ingest import ingest
+from governance.session import open_store
+from tests.conftest import REPO
+from tests.flow_helpers import TrainedProject, cli, project_fixture
+from training.registry import BASELINE_PREFIX, RETRAIN_REQUIRED_TAG
+from training.versioning import DvcVersioner
+from voiceloop.config import Settings
+
+project = project_fixture("erasure")
+BANKING77 = REPO / "data" / "sample" / "banking77"
+
+
+def _audio_chunk(audio: bytes) -> bytes:
+    """64 bytes from the middle of the recording that are not silence (silence matches anything)."""
+    for start in range(len(audio) // 2, len(audio) - 64, 64):
+        chunk = audio[start:start + 64]
+        if len(set(chunk)) > 32:
+            return chunk
+    raise AssertionError("no distinctive audio chunk found")
+
+
+def _needles(project: TrainedProject) -> dict[str, bytes]:
+    """The caller's id, audio and customer-turn texts (raw and redacted) that no other call and no
+    public BANKING77 sentence contains."""
+    settings = project.settings
+    needles = {"caller id": project.caller_id.encode()}
+    train_call, _golden_call = project.call_ids
+    needles["audio"] = _audio_chunk((project.sources / "calls" / "audio" / f"{train_call}.wav").read_bytes())
+    redacted = {p.stem: p.read_text() for p in (settings.zones_dir / "redacted").glob("*.json")}
+    sources = {p.stem: p.read_text() for p in project.sources.glob("*/*.json")}
+    public = "\n".join(p.read_text() for p in BANKING77.glob("*.csv"))
+    others = "\n".join(text for zone in (redacted, sources) for cid, text in zone.items()
+                       if cid not in project.call_ids)
+    elsewhere = public + others
+    for call_id in project.call_ids:
+        for origin, document in (("raw", json.loads(sources[call_id])), ("redacted", json.loads(redacted[call_id]))):
+            texts = [t["text"] for t in document["turns"] if t["speaker"] == "customer"]
+            texts += [t.get("transcript") or "" for t in document["turns"]]  # redacted references
+            texts += [label.get("transcript") or "" for label in document.get("labels", [])]  # raw references
+            for index, text in enumerate(texts):
+                if len(text) >= 20 and text.isascii() and '"' not in text and text not in elsewhere:
+                    needles[f"{origin} text {call_id}#{index}"] = text.encode()
+    return needles
+
+
+def _search(settings: Settings, needles: dict[str, bytes]) -> dict[str, set[str]]:
+    """Needle -> project files holding it, in clear or inside an encrypted file."""
+    cipher = Keyring(settings.keys_dir).raw
+    hits: dict[str, set[str]] = {name: set() for name in needles}
+    for path in settings.root.rglob("*"):
+        if not path.is_file() or path.is_symlink():
+            continue
+        data = path.read_bytes()
+        if path.name.endswith(".enc"):
+            with contextlib.suppress(RawKeyError):
+                data += cipher.decrypt(data, path.name)
+        for name, needle in needles.items():
+            if needle in data:
+                hits[name].add(path.relative_to(settings.root).as_posix())
+    return hits
+
+
+@dataclass
+class Erasure:
+    certificate: dict[str, Any]
+    needles: dict[str, bytes]
+    before: dict[str, set[str]]
+    datasets_before: dict[str, dict[str, Any]]  # digest -> manifest facts
+
+
+@pytest.fixture(scope="module")
+def erasure(project: TrainedProject) -> Erasure:
+    settings = project.settings
+    needles = _needles(project)
+    before = _search(settings, needles)
+    store = open_store(settings, "compliance-officer", "audit")
+    datasets_before = {d.digest: {"name": d.name, "rows": d.rows, "call_ids": d.call_ids}
+                       for d in store.list_datasets()}
+    result = cli("erase", "--caller-id", project.caller_id, "--as", "compliance-officer", "--json",
+                 "--params", str(project.params))
+    assert result.exit_code == 0, result.output
+    return Erasure(json.loads(result.stdout), needles, before, datasets_before)
+
+
+def test_nothing_of_the_caller_is_left_anywhere_in_the_project(project: TrainedProject, erasure: Erasure) -> None:
+    settings = project.settings
+    texts = [name for name in erasure.needles if "text" in name]
+    assert texts, "the caller's calls should have distinctive transcript texts"
+    # positive controls: the search finds every needle before the erasure, in datasets and DVC too
+    assert all(erasure.before[name] for name in erasure.needles), erasure.before
+    in_dvc = set().union(*(erasure.before[name] for name in texts))
+    for where in ("zones/raw/", "zones/redacted/", "zones/datasets/", "dvc-cache/", "dvc-remote/"):
+        assert any(path.startswith(where) for path in in_dvc), f"no caller text found under {where} before erasure"
+    assert (settings.root / "mlartifacts").is_dir() and (settings.root / "audit.db").is_file()
+
+    after = _search(settings, erasure.needles)
+    assert {name: paths for name, paths in after.items() if paths} == {}
+
+
+def test_datasets_are_rebuilt_without_the_caller(project: TrainedProject, erasure: Erasure) -> None:
+    settings = project.settings
+    store = open_store(settings, "compliance-officer", "audit")
+    stored = {d.digest: d for d in store.list_datasets()}
+    assert not any(set(project.call_ids) & set(d.call_ids) for d in stored.values())
+    rebuilt = {d["name"]: d for d in erasure.certificate["datasets"]}
+    assert set(rebuilt) == {"intent-train", "intent-golden"}
+    for name, entry in rebuilt.items():
+        old = erasure.datasets_before[entry["old_digest"]]
+        assert entry["old_digest"] not in stored and entry["old_digest_reproduced"]
+        new = stored[entry["new_digest"]]
+        assert new.name == name and set(new.call_ids) == set(old["call_ids"]) - set(project.call_ids)
+        assert entry["rows_after"] == new.rows < old["rows"] == entry["rows_before"]
+        manifest = json.loads((new.path / "manifest.json").read_text())
+        assert manifest["rebuilt_from"] == entry["old_digest"]
+        assert manifest["erasure_request"] == erasure.certificate["request_id"]
+    # the DVC stage rebuilds the same versions from the redacted zone the erasure left behind
+    result = cli("build-datasets", "--json", "--params", str(project.params))
+    assert result.exit_code == 0, result.output
+    digests = json.loads(result.stdout)
+    assert {name: digests[name] for name in rebuilt} == {name: e["new_digest"] for name, e in rebuilt.items()}
+    assert digests["banking77-train"] == project.summary["datasets"]["banking77-train"]["digest"]
+
+
+def test_dvc_cache_and_remote_lose_the_old_objects_and_keep_the_rest(project: TrainedProject,
+                                                                     erasure: Erasure) -> None:
+    settings = project.settings
+    dvc = erasure.certificate["dvc"]
+    assert len(dvc["versions"]) == 2 and dvc["cache"]["objects"] and dvc["remote"]["bytes"] > 0
+    assert set(dvc["cache"]["objects"]) == set(dvc["remote"]["objects"])
+    assert {f"{v}" for v in dvc["versions"]} <= set(dvc["cache"]["objects"])
+    for oid in dvc["cache"]["objects"]:
+        for base in (settings.root / "dvc-cache", Path(settings.dvc_remote_url)):
+            assert not (base / "files" / "md5" / oid[:2] / oid[2:]).exists()
+    versioner = DvcVersioner(settings.zones_dir / "datasets", settings.dvc_remote_url, settings.root / "dvc-cache")
+    assert versioner.missing_objects() == {"cache": [], "remote": []}  # remaining versions are whole
+    assert not set(dvc["cache"]["objects"]) & versioner.referenced_objects()
+    assert {p.stem for p in versioner.dvc_files()} >= {d["new_digest"] for d in erasure.certificate["datasets"]}
+
+
+def test_models_are_tagged_and_the_champion_is_rebaselined(project: TrainedProject, erasure: Erasure) -> None:
+    settings = project.settings
+    request_id = erasure.certificate["request_id"]
+    run_id = project.summary["training"]["run_id"]
+    intent = f"{settings.tracking.intent_model_name}/1"
+    bundle = f"{settings.tracking.bundle_name}/1"
+    assert erasure.certificate["models"] == {"tag": RETRAIN_REQUIRED_TAG, "runs": [run_id],
+                                             "model_versions": [intent], "bundle_versions": [bundle]}
+    mlflow.set_tracking_uri(settings.tracking_uri)
+    client = MlflowClient()
+    assert client.get_run(run_id).data.tags[RETRAIN_REQUIRED_TAG] == request_id
+    assert client.get_model_version(*intent.split("/")).tags[RETRAIN_REQUIRED_TAG] == request_id
+    champion = client.get_model_version_by_alias(settings.tracking.bundle_name, "champion")
+    assert champion.tags[RETRAIN_REQUIRED_TAG] == request_id
+
+    golden = erasure.certificate["golden"]
+    new_golden = next(d for d in erasure.certificate["datasets"] if d["name"] == "intent-golden")
+    assert golden["in_golden_set"] and golden["rebaselined"] and golden["rows"] == new_golden["rows_after"]
+    assert champion.tags[BASELINE_PREFIX + "golden_digest"] == new_golden["new_digest"]
+    assert float(champion.tags[BASELINE_PREFIX + "golden_accuracy"]) == pytest.approx(golden["accuracy"], abs=1e-6)
+    [entry] = open_audit(settings).entries(action="erasure.rebaseline")
+    assert entry.detail["request_id"] == request_id and entry.detail["new_digest"] == new_golden["new_digest"]
+
+
+def test_mlflow_artifacts_hold_no_call_text(project: TrainedProject, erasure: Erasure) -> None:
+    """Decision JSON, plots, bundle JSON and the model folder: none holds any call's text (only intents)."""
+    settings = project.settings
+    sources = [json.loads(p.read_text()) for p in project.sources.glob("*/*.json")]
+    texts = {t["text"] for doc in sources for t in doc["turns"] if len(t["text"]) >= 20}
+    callers = {doc["caller_id"] for doc in sources}
+    blobs = [p.read_bytes() for p in (settings.root / "mlartifacts").rglob("*") if p.is_file()]
+    assert blobs
+    assert not [t for t in texts | callers if any(t.encode() in blob for blob in blobs)]
+
+
+def test_the_certificate_verifies_and_a_tampered_one_does_not(project: TrainedProject, erasure: Erasure,
+                                                              tmp_path: Path) -> None:
+    settings = project.settings
+    certificate = dict(erasure.certificate)
+    path = Path(certificate.pop("certificate_file"))
+    assert path == settings.root / "erasure-certificates" / f"{certificate['request_id']}.json"
+    assert json.loads(path.read_text()) == certificate
+    assert certificate["caller"] == open_audit(settings).pseudonym(project.caller_id)
+    assert project.caller_id not in path.read_text()
+    assert sorted(certificate["call_ids"]) == sorted(project.call_ids)
+    assert certificate["zones"]["raw"]["files"] == 6 and certificate["by"]["role"] == "compliance-officer"
+
+    ok = cli("erase", "--verify-certificate", str(path), "--params", str(project.params))
+    assert ok.exit_code == 0 and "valid" in ok.output
+    for field, value in (("call_ids", certificate["call_ids"][:1]), ("completed_at", "2020-01-01T00:00:00+00:00")):
+        forged = tmp_path / f"forged-{field}.json"
+        forged.write_text(json.dumps({**certificate, field: value}))
+        bad = cli("erase", "--verify-certificate", str(forged), "--params", str(project.params))
+        assert bad.exit_code == 1 and "INVALID" in bad.output
+    garbage = tmp_path / "garbage.json"
+    garbage.write_text("{not json")
+    assert cli("erase", "--verify-certificate", str(garbage), "--params", str(project.params)).exit_code == 2
+    [completed] = open_audit(settings).entries(action="erasure.completed", caller=project.caller_id)
+    assert completed.detail["signature"] == certificate["signature"]["value"]
+
+
+def test_ingest_never_brings_an_erased_call_back(project: TrainedProject, erasure: Erasure) -> None:
+    settings = project.settings
+    store = open_store(settings, "pipeline", "ingest")
+    for (split, folder), call_id in zip((("train", "calls"), ("golden", "golden")), project.call_ids, strict=True):
+        source = project.sources / folder / f"{call_id}.json"
+        document = json.loads(source.read_text())
+        source.write_text(json.dumps({**document, "outcome": "changed after the erasure"}))  # a changed file
+        report = ingest(store, str(project.sources / folder), split)
+        assert report.erased == [call_id] and report.ingested == []
+        assert call_id not in store.raw_call_ids()
+    assert open_audit(settings).verify().ok
+
+
+def test_erase_list_shows_pending_and_overdue_requests(project: TrainedProject, erasure: Erasure) -> None:
+    params = str(project.params)
+    late = cli("erase", "--caller-id", "caller-overdue", "--request-only", "--as", "compliance-officer", "--json",
+               "--params", params, env={"VOICELOOP__RETENTION__ERASURE_DEADLINE_DAYS": "-3"})
+    assert late.exit_code == 0, late.output
+    pending = cli("erase", "--caller-id", "-", "--request-only", "--as", "admin", "--json", "--params", params,
+                  input="caller-pending\n")  # the id from stdin, out of the shell history
+    assert pending.exit_code == 0, pending.output
+    late_id, pending_id = json.loads(late.stdout)["request_id"], json.loads(pending.stdout)["request_id"]
+
+    listed = cli("erase", "--list", "--json", "--params", params)
+    assert listed.exit_code == 0, listed.output
+    status = {r["request_id"]: r["status"] for r in json.loads(listed.stdout)}
+    assert status == {late_id: "overdue", pending_id: "pending"}  # the completed request is not open
+    table = cli("erase", "--list", "--params", params)
+    assert table.exit_code == 0 and "overdue" in table.output and pending_id in table.output
+
+    wrong = cli("erase", "--caller-id", "caller-overdue", "--request-id", pending_id, "--as", "admin",
+                "--params", params)
+    assert wrong.exit_code == 2 and "not an erasure request of this caller" in wrong.output
+    done = cli("erase", "--caller-id", "caller-pending", "--as", "admin", "--json", "--params", params)
+    assert done.exit_code == 0, done.output
+    finished = json.loads(done.stdout)
+    assert finished["request_id"] == pending_id and finished["call_ids"] == []  # nothing held: still certified
+    listed = cli("erase", "--list", "--json", "--params", params)
+    assert [r["request_id"] for r in json.loads(listed.stdout)] == [late_id]
+
+
+def test_erase_needs_a_role_holding_the_erasure_purpose(project: TrainedProject, erasure: Erasure) -> None:
+    settings = project.settings
+    requests = len(list(open_audit(settings).entries(action="erasure.request")))
+    refused = cli("erase", "--caller-id", "someone", "--as", "ml-engineer", "--params", str(project.params))
+    assert refused.exit_code == 2
+    assert "may not act for purpose 'erasure'" in refused.output and "compliance-officer" in refused.output
+    assert len(list(open_audit(settings).entries(action="erasure.request"))) == requests
+    assert cli("erase", "--params", str(project.params)).exit_code == 2  # no mode given

@@ -1,0 +1,74 @@
+"""No PII through the side doors: after a real retrain, no caller id and no spoken PII value is
+readable in clear anywhere in the project (logs, audit and MLflow databases, MLflow artifacts, DVC
+cache and remote, datasets, state files) nor in Prefect's database (task parameters, results,
+logs). Raw and quarantined call data exist only encrypted, which is the point.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.flow_helpers import TrainedProject, trained_template
+
+
+@pytest.fixture(scope="module")
+def project(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory, prefect_harness: None) -> TrainedProject:
+    return trained_template(tiny_corpus, tmp_path_factory)  # read only here: the shared template is enough
+
+
+def _pii_needles(sources: Path) -> dict[str, bytes]:
+    """Every caller id, and every PII span (as spoken, from the human transcripts) of every call."""
+    needles: dict[str, bytes] = {}
+    for path in sorted(sources.glob("*/*.json")):
+        call: dict[str, Any] = json.loads(path.read_text())
+        needles[f"caller id of {call['call_id']}"] = call["caller_id"].encode()
+        for label in call.get("labels", []):
+            for span in label.get("pii", []):
+                value = label["transcript"][span["start"]:span["end"]]
+                if len(value) >= 8:  # shorter spans ("six") match innocent text
+                    needles[f"{span['entity']} in {call['call_id']} turn {label['turn']}"] = value.encode()
+    return needles
+
+
+def _prefect_database() -> Path:
+    from prefect.settings import get_current_settings
+
+    url = str(get_current_settings().server.database.connection_url.get_secret_value())
+    return Path(url.split("///", 1)[1])
+
+
+def _clear_text_hits(files: list[Path], needles: dict[str, bytes]) -> dict[str, list[str]]:
+    hits: dict[str, list[str]] = {}
+    for path in files:
+        data = path.read_bytes()
+        for name, needle in needles.items():
+            if needle in data or needle.lower() in data:
+                hits.setdefault(name, []).append(str(path))
+    return hits
+
+
+def test_no_caller_id_or_pii_value_is_readable_anywhere(project: TrainedProject) -> None:
+    needles = _pii_needles(project.sources)
+    assert any(name.startswith("caller id") for name in needles) and any("in call-" in n for n in needles)
+    # the search itself works: every needle is found in the call store it came from
+    assert set(_clear_text_hits(sorted(project.sources.glob("*/*.json")), needles)) == set(needles)
+    root = project.settings.root
+    files = [p for p in root.rglob("*") if p.is_file() and not p.name.endswith(".enc")]
+    database = _prefect_database()
+    files += [p for p in database.parent.glob(database.name + "*") if p.is_file()]  # the db and its WAL
+    assert any(p.name == "mlflow.db" for p in files) and any(p.name == "audit.db" for p in files)
+    assert _clear_text_hits(files, needles) == {}
+
+
+def test_raw_and_quarantine_hold_call_data_only_encrypted(project: TrainedProject) -> None:
+    zones = project.settings.zones_dir
+    raw_files = [p for p in (zones / "raw").rglob("*") if p.is_file()]
+    assert raw_files, "the flow should have ingested calls"
+    clear = [p for p in raw_files if not p.name.endswith(".enc") and p.name != "meta.json"]
+    assert clear == []
+    quarantined = [p for p in (zones / "quarantine").rglob("*") if p.is_file()]
+    assert all(p.name.endswith(".enc") or p.name == "reason.json" for p in quarantined)

@@ -1,0 +1,139 @@
+"""Store support for retention and erasure: a PII-free index, caller lookups, audited real deletes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from governance.audit import Actor, AuditLog
+from governance.ingest import ingest
+from governance.store import GovernedStore
+from tests.conftest import write_call
+
+
+def _store(tmp_path: Path, purpose: str, role: str = "admin") -> GovernedStore:
+    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
+    return GovernedStore(tmp_path / "zones", audit, Actor(role=role, purpose=purpose, user="t"))
+
+
+def _setup(tmp_path: Path) -> GovernedStore:
+    """Two calls of caller A (one also quarantined at validation), one of B, one bad call of A."""
+    source = tmp_path / "calls"
+    write_call(source, "a1", caller_id="caller-A", started_at="2026-11-01T09:00:00+00:00")
+    write_call(source, "a2", caller_id="caller-A")
+    write_call(source, "b1", caller_id="caller-B")
+    write_call(source, "a-bad", caller_id="caller-A", audio_bytes=b"")
+    write_call(source, "nobody", consent=False)
+    assert len(ingest(_store(tmp_path, "ingest"), str(source), "train").ingested) == 3
+    redactor = _store(tmp_path, "redaction")
+    redactor.write_redacted(
+        [{"call_id": c, "caller_ref": redactor.caller_ref(who), "turns": []}
+         for c, who in (("a1", "caller-A"), ("a2", "caller-A"), ("b1", "caller-B"))]
+    )
+    _store(tmp_path, "validation").quarantine("validation", "a2.turn1", "text too short", call_id="a2",
+                                              payload={"text": "ok"})
+    trainer = _store(tmp_path, "training")
+    for name, calls in (("intent-train", ["a1", "b1"]), ("intent-golden", ["a2"])):
+        trainer.write_dataset(name, f"{name.split('-')[1]}digest", _manifest(name, calls), calls)
+    (tmp_path / "zones/datasets/intent-train/traindigest.dvc").write_text("outs:\n- md5: abc123.dir\n  path: x\n")
+    return redactor
+
+
+def _manifest(name: str, calls: list[str]):  # type: ignore[no-untyped-def]
+    def write(folder: Path) -> None:
+        (folder / "data").mkdir()
+        (folder / "data" / "rows.arrow").write_bytes(b"\0" * 100)
+        (folder / "manifest.json").write_text(json.dumps({"name": name, "rows": len(calls), "call_ids": calls}))
+
+    return write
+
+
+def test_the_raw_index_holds_facts_and_pseudonyms_never_a_clear_caller_id(tmp_path: Path) -> None:
+    store = _setup(tmp_path)
+    index = store.raw_index()
+    assert sorted(index) == ["a1", "a2", "b1"]
+    a1 = index["a1"]
+    assert (a1.started_at, a1.split, a1.consent_training) == ("2026-11-01T09:00:00+00:00", "train", True)
+    assert a1.ingested_at > "2026" and a1.caller_ref == store.caller_ref("caller-A") != store.caller_ref("caller-B")
+    metas = b"".join(p.read_bytes() for p in (tmp_path / "zones/raw").glob("*/meta.json"))
+    assert b"caller-A" not in metas and b"caller-B" not in metas and b"card" not in metas
+
+
+def test_calls_of_caller_finds_raw_redacted_and_quarantine_and_is_audited(tmp_path: Path) -> None:
+    store = _setup(tmp_path)
+    ref = store.caller_ref("caller-A")
+    found = store.calls_of_caller(ref)
+    assert found.raw == ("a1", "a2") and found.redacted == ("a1", "a2")
+    assert found.quarantine == ("ingest/a-bad.json", "validation/a2.turn1")  # the bad call named its caller
+    assert found.call_ids == ("a-bad", "a1", "a2")
+    [entry] = list(store.audit.entries(action="store.find_caller"))
+    assert entry.call_ids == ["a-bad", "a1", "a2"] and entry.detail["caller_ref"] == ref
+    assert "caller-A" not in json.dumps(entry.detail)
+    assert store.calls_of_caller(store.caller_ref("caller-nobody")).call_ids == ()
+
+
+def test_delete_raw_removes_every_file_and_is_audited(tmp_path: Path) -> None:
+    _setup(tmp_path)
+    eraser = _store(tmp_path, "erasure", role="compliance-officer")
+    result = eraser.delete_raw(["a1", "a2", "ghost"])
+    assert (result.call_ids, result.missing) == (["a1", "a2"], ["ghost"])
+    files = ("audio.wav.enc", "call.json.enc", "meta.json")
+    assert result.paths == [f"raw/{c}/{f}" for c in ("a1", "a2") for f in files]
+    assert result.files == 6 and result.bytes > 2 * 64000
+    assert not (tmp_path / "zones/raw/a1").exists() and list((tmp_path / "zones/.trash").iterdir()) == []
+    assert eraser.raw_call_ids() == {"b1"} and set(eraser.raw_index()) == {"b1"}
+    [entry] = list(eraser.audit.entries(action="raw.delete"))
+    assert (entry.zone, entry.call_ids, entry.purpose) == ("raw", ["a1", "a2"], "erasure")
+    assert entry.detail["files"] == 6 and entry.detail["missing"] == ["ghost"]
+
+
+def test_delete_redacted_and_quarantined(tmp_path: Path) -> None:
+    _setup(tmp_path)
+    retention = _store(tmp_path, "retention", role="compliance-officer")
+    redacted = retention.delete_redacted(["a2"])
+    assert redacted.paths == ["redacted/a2.json"] and retention.redacted_call_ids() == {"a1", "b1"}
+
+    quarantined = retention.delete_quarantined(["a2"], items=["ingest/a-bad.json"])
+    assert quarantined.call_ids == ["a-bad", "a2"] and quarantined.missing == []
+    assert sorted(quarantined.paths) == [
+        "quarantine/ingest/a-bad.json/a-bad.json.enc", "quarantine/ingest/a-bad.json/reason.json",
+        "quarantine/validation/a2.turn1/payload.json.enc", "quarantine/validation/a2.turn1/reason.json",
+    ]
+    assert quarantined.extra["items"] == ["ingest/a-bad.json", "validation/a2.turn1"]
+    assert retention.quarantined() == []
+    actions = [(e.action, e.call_ids) for e in retention.audit.entries() if e.action.endswith(".delete")]
+    assert actions == [("redacted.delete", ["a2"]), ("quarantine.delete", ["a-bad", "a2"])]
+
+
+def test_datasets_are_listed_with_their_calls_and_deleted_with_their_dvc_pointer(tmp_path: Path) -> None:
+    _setup(tmp_path)
+    eraser = _store(tmp_path, "erasure", role="compliance-officer")
+    listed = {(d.name, d.digest): d.call_ids for d in eraser.list_datasets()}
+    assert listed == {("intent-golden", "goldendigest"): ("a2",), ("intent-train", "traindigest"): ("a1", "b1")}
+
+    result = eraser.delete_dataset("intent-train", "traindigest")
+    assert result.call_ids == ["a1", "b1"] and result.extra["dvc_md5"] == "abc123.dir"
+    assert sorted(result.paths) == [
+        "datasets/intent-train/traindigest.dvc", "datasets/intent-train/traindigest/data/rows.arrow",
+        "datasets/intent-train/traindigest/manifest.json",
+    ]
+    assert not (tmp_path / "zones/datasets/intent-train").exists()
+    assert [d.name for d in eraser.list_datasets()] == ["intent-golden"]
+    [entry] = list(eraser.audit.entries(action="datasets.delete"))
+    assert entry.call_ids == ["a1", "b1"] and entry.detail["dataset"] == "intent-train"
+    assert eraser.delete_dataset("intent-train", "traindigest").missing == ["intent-train@traindigest"]
+
+
+def test_deletes_need_the_delete_right(tmp_path: Path) -> None:
+    from governance.access import AccessDenied
+
+    _setup(tmp_path)
+    engineer = _store(tmp_path, "training", role="ml-engineer")
+    with pytest.raises(AccessDenied, match="may not delete zone 'datasets'"):
+        engineer.delete_dataset("intent-train", "traindigest")
+    retention = _store(tmp_path, "retention", role="compliance-officer")
+    with pytest.raises(AccessDenied, match="may not delete zone 'datasets'"):
+        retention.delete_dataset("intent-train", "traindigest")
+    assert len(engineer.list_datasets()) == 2

@@ -1,0 +1,171 @@
+"""``voiceloop audit``: browse, verify and report on the tamper-evident audit log.
+
+Examples::
+
+    voiceloop audit log --since 7d --role analyst          # the last week's entries of one role
+    voiceloop audit log --call-id 3f2a9c --json             # everything that names one call
+    voiceloop audit log --caller +15550001234               # matched through the keyed pseudonym
+    voiceloop audit verify                                  # exit 0: "N entries, chain intact, head matches"
+    voiceloop audit report --out audit-report.html          # for compliance officers
+    voiceloop audit rotate-key                              # new audit key; the log records the rotation
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from voiceloop.cli_common import JsonOption, ParamsOption, console, fail
+from voiceloop.cli_common import load as _settings
+from voiceloop.config import Settings
+
+if TYPE_CHECKING:  # imported in the commands: `voiceloop --help` stays fast
+    from governance.audit import AuditEntry, AuditLog
+
+audit_app = typer.Typer(help="The tamper-evident audit log: who touched which calls, in which role, and why.",
+                        no_args_is_help=True, pretty_exceptions_enable=False)
+SinceOption = Annotated[str | None, typer.Option("--since", help="ISO date/time (UTC unless given) or an age: "
+                                                                  "30m, 12h, 7d, 2w")]
+_AGE = re.compile(r"^(\d+)\s*([mhdw])$")
+_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_since(value: str, now: datetime | None = None) -> datetime:
+    """``7d`` -> seven days ago; ``2026-05-01`` / ``2026-05-01T12:00+02:00`` -> that moment (UTC if naive)."""
+    match = _AGE.match(value.strip().lower())
+    if match:
+        return (now or datetime.now(UTC)) - timedelta(**{_UNITS[match[2]]: int(match[1])})
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is neither an ISO date nor an age like 7d", param_hint="--since") from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _open(settings: Settings) -> AuditLog:
+    from governance.audit import AuditIntegrityError, AuditKeyError, open_audit
+
+    try:
+        return open_audit(settings)
+    except (AuditKeyError, AuditIntegrityError) as error:
+        fail(str(error), 1)
+
+
+def _short(values: list[str], keep: int = 3) -> str:
+    return ", ".join(values[:keep]) + (f" +{len(values) - keep}" if len(values) > keep else "")
+
+
+def _row(entry: AuditEntry) -> list[str]:
+    detail = json.dumps(entry.detail, sort_keys=True, default=str)
+    outcome = f"[red]{entry.outcome}[/]" if entry.outcome != "ok" else entry.outcome
+    return [str(entry.id), entry.when.strftime("%Y-%m-%d %H:%M:%S"), entry.actor, entry.role, entry.purpose,
+            entry.action, outcome, entry.zone or "", _short(entry.call_ids), detail if len(detail) <= 60
+            else detail[:59] + "…"]
+
+
+@audit_app.command("log")
+def log_command(
+    since: SinceOption = None,
+    role: Annotated[str | None, typer.Option(help="only entries of this role")] = None,
+    call_id: Annotated[str | None, typer.Option("--call-id", help="entries whose calls include it, or that "
+                                                                  "name it in their detail or note")] = None,
+    caller: Annotated[str | None, typer.Option(help="a caller id in clear, matched through its pseudonym")] = None,
+    action: Annotated[str | None, typer.Option(help="exact action, or a prefix like 'erasure.*'")] = None,
+    denied: Annotated[bool, typer.Option("--denied", help="only denied attempts")] = False,
+    limit: Annotated[int, typer.Option(help="show the most recent N matches (0: all)")] = 100,
+    json_out: JsonOption = False,
+    params: ParamsOption = None,
+) -> None:
+    """Show audit entries, oldest first, filtered."""
+    log = _open(_settings(params))
+    entries = list(log.entries(since=parse_since(since) if since else None, role=role, call_id=call_id,
+                               caller=caller, action=action, outcome="denied" if denied else None,
+                               limit=limit or None, newest_first=True))[::-1]
+    if json_out:
+        sys.stdout.write(json.dumps([{"id": e.id, **e.as_dict()} for e in entries], indent=1, default=str) + "\n")
+        return
+    table = Table(title=f"audit log ({len(entries)} entries{', most recent ' + str(limit) if limit else ''})")
+    for column in ("id", "time (UTC)", "user", "role", "purpose", "action", "outcome", "zone", "calls", "detail"):
+        table.add_column(column, justify="right" if column == "id" else "left")
+    for entry in entries:
+        table.add_row(*_row(entry))
+    Console().print(table)
+
+
+@audit_app.command("verify")
+def verify_command(json_out: JsonOption = False, params: ParamsOption = None) -> None:
+    """Check every entry's MAC and link, and the chain's end against the head file. Exit 1 if tampered."""
+    result = _open(_settings(params)).verify()
+    if json_out:
+        sys.stdout.write(json.dumps(asdict(result)) + "\n")
+    elif result.ok:
+        Console().print(f"[green]{result.summary()}[/]")
+    else:
+        Console().print(f"[bold red]TAMPERED:[/] {result.reason}"
+                        + (f" (first bad entry: {result.first_bad_id})" if result.first_bad_id else "")
+                        + f"; {result.checked} entries checked before it")
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("report")
+def report_command(
+    out: Annotated[Path | None, typer.Option(help="HTML file to write (default: <project>/reports/"
+                                                  "audit-report-<date>.html)")] = None,
+    since: SinceOption = None,
+    params: ParamsOption = None,
+) -> None:
+    """Write a self-contained HTML report for compliance officers."""
+    settings = _settings(params)
+    from governance.audit_report import write_report
+
+    target = out or settings.root / "reports" / f"audit-report-{datetime.now(UTC):%Y-%m-%d}.html"
+    data = write_report(_open(settings), target, since=parse_since(since) if since else None)
+    state = "chain intact" if data.verify.ok else f"[bold red]VERIFICATION FAILED[/] ({data.verify.reason})"
+    console.print(f"wrote {target}: {state}; {sum(g.entries for g in data.raw_access)} raw accesses, "
+                  f"{len(data.denied)} denied, {len(data.overdue)} overdue erasure requests")
+
+
+@audit_app.command("rotate-key")
+def rotate_key_command(params: ParamsOption = None) -> None:
+    """Retire the audit key and start a new one; the log records the hand-over, MACed with the old key."""
+    settings = _settings(params)
+    from governance.audit_chain import AuditKeyError, rotate_key_files
+
+    log = _open(settings)  # the chain must verify under the old key before it is handed over
+    before = log.verify()
+    if not before.ok:
+        fail(f"the log fails verification, not rotating: {before.reason}", 1)
+    try:
+        old_id, new_id = rotate_key_files(settings.keys_dir)
+    except AuditKeyError as error:
+        fail(str(error), 2)
+    _open(settings).record_key_rotation()
+    console.print(f"audit key rotated: {old_id} -> {new_id} (the old key stays in {settings.keys_dir} as "
+                  f"audit.{old_id}.key: it is needed to verify the entries it MACed)")
+
+
+@audit_app.command("reanchor")
+def reanchor_command(
+    reason: Annotated[str, typer.Option(help="why the head file had to be rewritten (recorded in the log)")],
+    params: ParamsOption = None,
+) -> None:
+    """Rewrite a lost head file from the table, if the chain verifies; the log records who did it and why."""
+    settings = _settings(params)
+    from governance.audit import Actor, AuditIntegrityError
+
+    log = _open(settings)
+    try:
+        result = log.reanchor(Actor(role=settings.identity.role, purpose="incident-response"), reason=reason)
+    except AuditIntegrityError as error:
+        fail(str(error), 1)
+    console.print(f"head re-anchored: {result.summary()}")
