@@ -214,7 +214,8 @@ def test_a_hand_built_policy_still_cannot_let_training_read_raw() -> None:
          r"roles\.Serving Team\.\[key\]: String should match"),
         (lambda t: t.replace("version: 1", "version: 2"), r"version: Input should be 1"),
         (lambda t: t.replace("roles:", "roles: [oops", 1), r"not valid YAML at line \d+"),
-        (lambda t: t.replace("    read: [training, evaluation, erasure]", "    read: training"), r"zones\.datasets\.read"),
+        (lambda t: t.replace("    read: [training, evaluation, erasure]", "    read: training"),
+         r"zones\.datasets\.read"),
     ],
 )
 def test_a_bad_policy_file_gives_a_clear_error(edit: Callable[[str], str], expected: str, tmp_path: Path) -> None:
