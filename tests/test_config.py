@@ -31,3 +31,11 @@ def test_unknown_keys_are_refused(tmp_path: Path) -> None:
     params.write_text("gate:\n  margn: 0.02\n")
     with pytest.raises(ValueError, match="margn"):
         load_settings(params)
+
+
+def test_voiceloop_role_sets_who_acts_for_every_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    params = tmp_path / "params.yaml"
+    params.write_text("identity:\n  role: pipeline\n")
+    assert load_settings(params).identity.role == "pipeline"
+    monkeypatch.setenv("VOICELOOP_ROLE", "compliance-officer")
+    assert load_settings(params).identity.role == "compliance-officer"

@@ -142,12 +142,13 @@ def status(params: ParamsOption = None, json_out: JsonOption = False) -> None:
 
 
 @app.command()
-def quarantine(params: ParamsOption = None, stage: str | None = None, json_out: JsonOption = False) -> None:
+def quarantine(params: ParamsOption = None, stage: str | None = None, as_role: RoleOption = None,
+               json_out: JsonOption = False) -> None:
     """List quarantined items and why (reasons only: no call content)."""
     settings = _settings(params)
     from governance.session import open_store
 
-    store = open_store(settings, settings.identity.role, "qa-review")
+    store = open_store(settings, as_role or settings.identity.role, "qa-review")
     items = store.quarantined(stage)
     if json_out:
         sys.stdout.write(json.dumps(items, indent=1) + "\n")
@@ -194,14 +195,15 @@ def schedule(
 
 
 @app.command("build-datasets")
-def build_datasets_command(params: ParamsOption = None, json_out: JsonOption = False) -> None:
+def build_datasets_command(params: ParamsOption = None, as_role: RoleOption = None,
+                           json_out: JsonOption = False) -> None:
     """DVC stage: validate the redacted zone and build the dataset versions (same digests as the flow)."""
     settings = _settings(params)
     from governance.session import open_store
     from governance.validation import turn_rows, validate_turns
     from training.datasets import build_versions, label_names
 
-    store = open_store(settings, settings.identity.role, "validation")
+    store = open_store(settings, as_role or settings.identity.role, "validation")
     report = validate_turns(turn_rows(store.read_redacted()), settings.validation, label_names())
     versions = build_versions(store.as_purpose("training"), report.passed, settings.intent.include_banking77_train,
                               settings.intent.banking77_limit)
@@ -217,7 +219,7 @@ def build_datasets_command(params: ParamsOption = None, json_out: JsonOption = F
 
 
 @app.command("train-intent")
-def train_intent_command(params: ParamsOption = None) -> None:
+def train_intent_command(params: ParamsOption = None, as_role: RoleOption = None) -> None:
     """DVC stage: train the intent model on the datasets of the last `build-datasets` (no MLflow, no gate)."""
     settings = _settings(params)
     from governance.session import open_store
@@ -227,7 +229,7 @@ def train_intent_command(params: ParamsOption = None) -> None:
 
     stage_dir = settings.root / "dvc-stage"
     digests = json.loads((stage_dir / "datasets.json").read_text())
-    store = open_store(settings, settings.identity.role, "training")
+    store = open_store(settings, as_role or settings.identity.role, "training")
     versions = {name: open_version(store, name, digest) for name, digest in digests.items()}
     golden = versions.pop("intent-golden")
     texts, labels = golden_references(golden)

@@ -226,4 +226,6 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     data = _merge(data, overrides)
     if "project_dir" not in overrides and os.environ.get("VOICELOOP_PROJECT_DIR"):
         data["project_dir"] = os.environ["VOICELOOP_PROJECT_DIR"]
+    if os.environ.get("VOICELOOP_ROLE"):  # who is acting, for every command (``--as`` wins)
+        data["identity"] = {**data.get("identity", {}), "role": os.environ["VOICELOOP_ROLE"]}
     return Settings.model_validate(data)
