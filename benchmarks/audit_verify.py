@@ -12,14 +12,12 @@ Prints one JSON line per figure::
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import statistics
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
+
+from common import emit, scratch  # benchmarks/common.py
 
 from governance.audit import Actor, AuditLog, EntryDraft
 
@@ -38,9 +36,6 @@ def drafts(n: int) -> Iterator[EntryDraft]:
                          ts=start + timedelta(seconds=30 * i))
 
 
-def emit(**figure: object) -> None:
-    print(json.dumps(figure), flush=True)
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -49,8 +44,7 @@ def main() -> None:
     parser.add_argument("--appends", type=int, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="voiceloop-audit-bench-"))
-    try:
+    with scratch("voiceloop-audit-bench-", args.keep) as folder:
         url = f"sqlite:///{folder / 'audit.db'}"
         log = AuditLog(url)
         start = time.perf_counter()
@@ -75,11 +69,6 @@ def main() -> None:
              ms_per_append=round(1000 * seconds / args.appends, 2))
         assert log.verify().ok
         log.close()
-    finally:
-        if args.keep:
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -18,10 +18,7 @@ golden set, about 5 s for the intent model on 2 cores plus prediction time) is n
 from __future__ import annotations
 
 import argparse
-import json
 import random
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -29,13 +26,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+from common import emit, scratch  # benchmarks/common.py
 
 T = TypeVar("T")
 ROLE = "compliance-officer"
 
-
-def emit(**figure: object) -> None:
-    print(json.dumps(figure), flush=True)
 
 
 def timed(figure: str, fn: Callable[[], T], **extra: object) -> T:
@@ -141,8 +136,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="voiceloop-erasure-bench-"))
-    try:
+    with scratch("voiceloop-erasure-bench-", args.keep) as folder:
         from voiceloop.config import load_settings
         from voiceloop.runtime import prepare
 
@@ -169,11 +163,6 @@ def main() -> None:
              dvc_cache_objects=len(certificate["dvc"]["cache"]["objects"]),
              dvc_remote_objects=len(certificate["dvc"]["remote"]["objects"]),
              models_tagged=certificate["models"]["model_versions"] + certificate["models"]["bundle_versions"])
-    finally:
-        if args.keep:
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":
