@@ -26,13 +26,13 @@ from training.intent.model import (
 
 ADAPTER_DIR = "adapter"
 HEAD_FILE = "head.safetensors"
+LABELS_FILE = "labels.json"
+CONFIG_FILE = "intent_config.json"
 
 
 def head_file(member: str) -> str:
     """``head.safetensors`` for the first member (the single-model layout), ``head.<name>...`` after."""
     return HEAD_FILE if member == DEFAULT_MEMBER else f"head.{member}.safetensors"
-LABELS_FILE = "labels.json"
-CONFIG_FILE = "intent_config.json"
 
 
 def tokenize(tokenizer: Any, texts: list[str], max_length: int) -> list[list[int]]:
