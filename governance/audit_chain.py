@@ -30,6 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from governance.secret_files import create_secret, secure_dir
+
 GENESIS = "0" * 64
 KEY_ENV = "VOICELOOP_AUDIT_KEY"
 KEY_FILE = "audit.key"
@@ -78,21 +80,10 @@ def load_key_file(path: Path, *, private_dir: bool = False) -> bytes:
     makes the folder 0700 (the keys folder; not the folder of a library-default ``<db>.key``).
     """
     if private_dir:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        path.parent.chmod(0o700)
+        secure_dir(path.parent, strict=True)
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
-        try:
-            with os.fdopen(fd, "w") as handle:
-                handle.write(secrets.token_hex(32) + "\n")
-                handle.flush()
-                os.fsync(handle.fileno())
-            with contextlib.suppress(FileExistsError):
-                os.link(tmp, path)
-        finally:
-            os.unlink(tmp)
+    create_secret(path, secrets.token_hex(32) + "\n")
     return parse_key(path.read_text(), str(path))
 
 

@@ -10,7 +10,6 @@ Errors name where the keys came from and a key's fingerprint, never a key.
 from __future__ import annotations
 
 import binascii
-import contextlib
 import hashlib
 import os
 import secrets
@@ -18,6 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from governance.secret_files import create_secret, replace_secret, secure_dir
 
 RAW_KEYS_ENV = "VOICELOOP_RAW_KEYS"
 RAW_KEYS_FILE = "raw.keys"
@@ -43,22 +44,14 @@ def pseudonym(value: str, key: str) -> str:
 
 
 # -- files holding secrets ---------------------------------------------------------------------
-def _secure_dir(folder: Path) -> None:
-    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with contextlib.suppress(PermissionError):  # a shared folder we do not own: file modes still protect
-        folder.chmod(0o700)
-
-
 def _write_secret(path: Path, text: str, *, replace: bool) -> None:
-    """Write ``text`` with mode 0600 from the start (never world-readable, not even briefly)."""
-    _secure_dir(path.parent)
-    target = path.with_name(f".{path.name}.tmp-{os.getpid()}") if replace else path
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if replace else os.O_EXCL)
-    fd = os.open(target, flags, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
+    """Write ``text`` with mode 0600 from the start, in the private keys folder; without
+    ``replace``, only if the file does not exist yet (a concurrent creator's value wins)."""
+    secure_dir(path.parent)
     if replace:
-        os.replace(target, path)
+        replace_secret(path, text)
+    else:
+        create_secret(path, text)
 
 
 def _check_private(path: Path) -> None:
@@ -73,9 +66,7 @@ def _read_key_lines(path: Path) -> list[str]:
 def load_pseudonym_key(keys_dir: Path) -> str:
     """The per-installation pseudonym key, created on first use (a guessed caller id cannot be hashed)."""
     path = keys_dir / PSEUDONYM_KEY_FILE
-    if not path.exists():
-        with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
-            _write_secret(path, secrets.token_hex(32), replace=False)
+    _write_secret(path, secrets.token_hex(32), replace=False)
     return path.read_text().strip()
 
 
@@ -137,9 +128,7 @@ def load_raw_cipher(keys_dir: Path, environ: Mapping[str, str] | None = None) ->
         keys = [k.strip() for k in env[RAW_KEYS_ENV].split(",") if k.strip()]
         return RawCipher(keys, RAW_KEYS_ENV)
     path = keys_dir / RAW_KEYS_FILE
-    if not path.exists():
-        with contextlib.suppress(FileExistsError):  # another process created it first: use theirs
-            _write_secret(path, generate_key() + "\n", replace=False)
+    _write_secret(path, generate_key() + "\n", replace=False)
     _check_private(path)
     return RawCipher(_read_key_lines(path), str(path))
 
