@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -266,13 +266,7 @@ class GovernedStore:
 
     def delete_raw(self, call_ids: Iterable[str]) -> Deletion:
         """Remove raw calls (documents, audio and index entries) for good."""
-        self._authorise("raw", "delete")
-        result = Deletion("raw")
-        for call_id in sorted(set(call_ids)):
-            found = self._remove(self.raw_dir(call_id), result)
-            (result.call_ids if found else result.missing).append(call_id)
-        self._audit_deletion(result)
-        return result
+        return self._delete_calls("raw", call_ids, self.raw_dir)
 
     # -- redacted zone --------------------------------------------------------
     def _redacted_path(self, call_id: str) -> Path:
@@ -295,13 +289,7 @@ class GovernedStore:
         return documents
 
     def delete_redacted(self, call_ids: Iterable[str]) -> Deletion:
-        self._authorise("redacted", "delete")
-        result = Deletion("redacted")
-        for call_id in sorted(set(call_ids)):
-            found = self._remove(self._redacted_path(call_id), result)
-            (result.call_ids if found else result.missing).append(call_id)
-        self._audit_deletion(result)
-        return result
+        return self._delete_calls("redacted", call_ids, self._redacted_path)
 
     # -- quarantine -------------------------------------------------------------
     def quarantine(
@@ -521,6 +509,16 @@ class GovernedStore:
                 shutil.rmtree(leftover)
             else:
                 leftover.unlink()
+
+    def _delete_calls(self, zone: str, call_ids: Iterable[str], location: Callable[[str], Path]) -> Deletion:
+        """Delete each call's file or folder (``location(call_id)``) in a per-call zone, audited."""
+        self._authorise(zone, "delete")
+        result = Deletion(zone)
+        for call_id in sorted(set(call_ids)):
+            found = self._remove(location(call_id), result)
+            (result.call_ids if found else result.missing).append(call_id)
+        self._audit_deletion(result)
+        return result
 
     def _audit_deletion(self, result: Deletion) -> None:
         self.audit.append(
