@@ -23,7 +23,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from voiceloop.cli_audit import audit_app
-from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, console
+from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, console, print_json
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 from voiceloop.cli_governance import register as register_governance
@@ -110,7 +110,7 @@ def retrain(params: ParamsOption = None, as_role: RoleOption = None, json_out: J
               "skipped.")
         return
     if json_out:
-        sys.stdout.write(json.dumps(summary, indent=1, default=str) + "\n")
+        print_json(summary)
     else:
         Console().print(_summary_table(summary))
 
@@ -127,7 +127,7 @@ def status(params: ParamsOption = None, json_out: JsonOption = False) -> None:
     state = {"champion": champion.__dict__ if champion else None, "bundles": history,
              "tracking_uri": settings.tracking_uri, "project_dir": str(settings.root)}
     if json_out:
-        sys.stdout.write(json.dumps(state, indent=1, default=str) + "\n")
+        print_json(state)
         return
     out = Console()
     out.print(f"champion: [bold]{'v' + champion.version if champion else 'none yet'}[/]"
@@ -151,7 +151,7 @@ def quarantine(params: ParamsOption = None, stage: str | None = None, as_role: R
     store = open_store(settings, as_role or settings.identity.role, "qa-review")
     items = store.quarantined(stage)
     if json_out:
-        sys.stdout.write(json.dumps(items, indent=1) + "\n")
+        print_json(items)
         return
     table = Table(title=f"quarantine ({len(items)} items)")
     for column in ("stage", "item", "reason"):
@@ -212,7 +212,7 @@ def build_datasets_command(params: ParamsOption = None, as_role: RoleOption = No
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
     if json_out:
-        sys.stdout.write(json.dumps(digests) + "\n")
+        print_json(digests, indent=None)
     else:
         for name, digest in digests.items():
             console.print(f"{name}: {digest}")

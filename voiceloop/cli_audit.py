@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from voiceloop.cli_common import JsonOption, ParamsOption, console, fail
+from voiceloop.cli_common import JsonOption, ParamsOption, console, fail, print_json
 from voiceloop.cli_common import load as _settings
 from voiceloop.config import Settings
 
@@ -91,7 +90,7 @@ def log_command(
                                caller=caller, action=action, outcome="denied" if denied else None,
                                limit=limit or None, newest_first=True))[::-1]
     if json_out:
-        sys.stdout.write(json.dumps([{"id": e.id, **e.as_dict()} for e in entries], indent=1, default=str) + "\n")
+        print_json([{"id": e.id, **e.as_dict()} for e in entries])
         return
     table = Table(title=f"audit log ({len(entries)} entries{', most recent ' + str(limit) if limit else ''})")
     for column in ("id", "time (UTC)", "user", "role", "purpose", "action", "outcome", "zone", "calls", "detail"):
@@ -106,7 +105,7 @@ def verify_command(json_out: JsonOption = False, params: ParamsOption = None) ->
     """Check every entry's MAC and link, and the chain's end against the head file. Exit 1 if tampered."""
     result = _open(_settings(params)).verify()
     if json_out:
-        sys.stdout.write(json.dumps(asdict(result)) + "\n")
+        print_json(asdict(result), indent=None)
     elif result.ok:
         Console().print(f"[green]{result.summary()}[/]")
     else:

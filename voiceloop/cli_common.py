@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -26,6 +28,11 @@ def load(params: Path | None) -> Settings:
     settings = load_settings(params)
     prepare(settings.root, settings.threads or None)
     return settings
+
+
+def print_json(data: Any, indent: int | None = 1) -> None:
+    """Machine-readable output (``--json``) on stdout; everything for humans goes to stderr."""
+    sys.stdout.write(json.dumps(data, indent=indent, default=str) + "\n")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, console
+from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, console, print_json
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 
@@ -59,10 +59,6 @@ def _role(settings: Settings, as_role: str | None, purpose: str) -> str:
         _fail(f"role {role!r} may not act for purpose {purpose!r}; roles that may: "
               f"{', '.join(policy.roles_for(purpose)) or 'none'} (act as one with --as ROLE or VOICELOOP_ROLE)", 2)
     return role
-
-
-def _emit(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=1, default=str) + "\n")
 
 
 def _size(n: int) -> str:
@@ -119,7 +115,7 @@ def _list_requests(settings: Settings, json_out: bool) -> None:
     now = datetime.now(UTC)
     requests = open_requests(open_audit(settings), now)
     if json_out:
-        _emit([r.as_dict(now) for r in requests])
+        print_json([r.as_dict(now) for r in requests])
         return
     table = Table(title=f"open erasure requests ({len(requests)})")
     for column in ("request", "requested (UTC)", "deadline", "status"):
@@ -142,7 +138,7 @@ def _verify(settings: Settings, path: Path, json_out: bool) -> None:
         _fail(f"cannot read certificate {path}: {error}", 2)
     check = verify_certificate(open_audit(settings), document)
     if json_out:
-        _emit(check.__dict__)
+        print_json(check.__dict__)
     elif check.ok:
         Console().print(f"[green]valid:[/] {check.reason}")
     else:
@@ -162,7 +158,7 @@ def _erase(settings: Settings, caller_id: str, request_only: bool, request_id: s
         store = open_store(settings, role, "erasure")
         request = record_request(store.audit, store.actor, caller_id, settings.retention.erasure_deadline_days)
         if json_out:
-            _emit(request.as_dict(datetime.now(UTC)))
+            print_json(request.as_dict(datetime.now(UTC)))
         else:
             console.print(f"recorded erasure request [bold]{request.request_id}[/] (deadline {request.deadline}); "
                           "carry it out with `voiceloop erase --caller-id ...`")
@@ -179,7 +175,7 @@ def _erase(settings: Settings, caller_id: str, request_only: bool, request_id: s
         except (AccessDenied, ErasureError) as error:
             _fail(str(error), 2)
     if json_out:
-        _emit({"certificate_file": str(outcome.path), **outcome.certificate})
+        print_json({"certificate_file": str(outcome.path), **outcome.certificate})
     else:
         Console().print(_certificate_table(outcome.certificate, outcome.path))
 
@@ -237,7 +233,7 @@ def lineage(
                                                                                    version or "")
     tables = data.pop("tables")
     if json_out:
-        _emit(data)
+        print_json(data)
         return
     out = Console()
     for title, rows in tables.items():
@@ -326,7 +322,7 @@ def retention_apply(
     except AccessDenied as error:
         _fail(str(error), 2)
     if json_out:
-        _emit(report.as_dict())
+        print_json(report.as_dict())
         return
     verb = "would delete" if dry_run else "deleted"
     table = Table(title=f"retention ({'dry run' if dry_run else 'applied'}): raw calls started before "
