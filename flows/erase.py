@@ -22,7 +22,6 @@ caller id is the one thing an erasure must not write anywhere.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -92,8 +91,7 @@ def rebuild_without(store: GovernedStore, info: DatasetInfo, call_ids: set[str],
     """
     rows = open_version(store, info.name, info.digest).load().to_list()
     kept = [row for row in rows if row.get("call_id") not in call_ids]
-    manifest = json.loads((info.path / "manifest.json").read_text())
-    detail = {k: v for k, v in manifest.items() if k not in _MANIFEST_KEYS}
+    detail = {k: v for k, v in info.manifest.items() if k not in _MANIFEST_KEYS}
     new_digest = None
     if kept:
         new = publish_version(store, info.name, kept, **detail, rebuilt_from=info.digest, erasure_request=request_id)

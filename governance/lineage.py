@@ -11,7 +11,6 @@ rebuild produced. Older versions stay until an erasure removes them.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -60,9 +59,8 @@ def current_versions(store: GovernedStore, names: set[str] | None = None) -> dic
 
 
 def _facts(info: DatasetInfo, current: dict[str, str]) -> DatasetFacts:
-    manifest = json.loads((info.path / "manifest.json").read_text())
     return DatasetFacts(info.name, info.digest, True, current.get(info.name) == info.digest, info.rows,
-                        len(info.call_ids), manifest.get("rebuilt_from"), manifest.get("erasure_request"))
+                        len(info.call_ids), info.manifest.get("rebuilt_from"), info.manifest.get("erasure_request"))
 
 
 def locate_call(store: GovernedStore, call_id: str) -> CallLocation:

@@ -98,6 +98,7 @@ class DatasetInfo:
     rows: int | None
     call_ids: tuple[str, ...]
     path: Path
+    manifest: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # as written at publish
 
 
 @dataclass(frozen=True)
@@ -433,6 +434,7 @@ class GovernedStore:
                     rows=manifest.get("rows"),
                     call_ids=tuple(manifest.get("call_ids", [])),
                     path=folder,
+                    manifest=manifest,
                 )
             )
         return out
