@@ -13,25 +13,29 @@ from dataclasses import dataclass
 from presidio_analyzer import BatchAnalyzerEngine, RecognizerResult
 from spacy.lang.en.stop_words import STOP_WORDS
 
+from governance.redaction import entity_types as T
 from governance.redaction.engine import LANGUAGE, get_analyzer
-from governance.redaction.spoken import DIGITS
 from voiceloop.config import RedactionConfig
 
 # LOCATION, DATE_TIME and NRP are left out on purpose: on banking text they fire on "UK",
 # "yesterday", "British" and would blank out the words the intent model needs.
 DEFAULT_ENTITIES: tuple[str, ...] = (
-    "PERSON",
-    "PHONE_NUMBER",
-    "CREDIT_CARD",
-    "EMAIL_ADDRESS",
-    "US_SSN",
+    T.PERSON,
+    T.PHONE,
+    T.CARD,
+    T.EMAIL,
+    T.SSN,
+    T.PIN,
+    T.DOB,
+    T.ACCOUNT,
+    T.ADDRESS,
+    T.ZIP,
     "IBAN_CODE",
     "IP_ADDRESS",
     "US_BANK_NUMBER",
-    "ACCOUNT_NUMBER",
-    "DIGIT_STRING",
+    T.DIGITS,
 )
-_GENERIC = {DIGITS}
+_GENERIC = {T.DIGITS}
 _WORD_RE = re.compile(r"[^\W\d_]+")
 _ARTICLE_BEFORE_RE = re.compile(r"\b(?:the|a|an)\s+$", re.IGNORECASE)
 # Capitalised banking words that spaCy's small model takes for names ("Visa or Mastercard",

@@ -1,0 +1,314 @@
+"""Person names in lowercase, unpunctuated ASR text, where NER has no capital letters to go on.
+
+A run of name-like words (in the name list, or in no English dictionary) is a name when:
+- a word in it is a name and no English word ("priya", "szollosy"), or
+- strong context introduces it: "my name is ...", "this is ... speaking", "mr ...", "my wife ...",
+  "can i speak to ...", "ask for ...", or
+- weak context ("to", "from", "call", "email", "thanks", ...) comes before a word that is no
+  English word ("call raju"), or
+- in cased text, it is capitalised mid-sentence, or it is "first-name last-name" ("will smith").
+"mark my words", "i hope so", "my name is wrong on the card" stay text: every word there is an
+English word with no context that makes it a name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from presidio_analyzer import EntityRecognizer, RecognizerResult
+from presidio_analyzer.nlp_engine import NlpArtifacts
+from spacy.lang.en.stop_words import STOP_WORDS
+
+from governance.redaction.entity_types import PERSON
+from governance.redaction.name_lexicon import NameLexicon, fold
+from governance.redaction.normalize import TEENS, TENS, UNITS, Token, tokenize
+
+_NAME, _AMBIGUOUS, _UNKNOWN, _WORD = range(4)
+_MAX_NAME_WORDS = 4
+_SENTENCE_END = frozenset({".", "!", "?", ":", ";", '"'})
+
+_TITLES = frozenset({
+     "mr", "mrs", "ms", "miss", "mister", "missus", "dr", "doctor", "prof", "professor", "sir",
+     "madam", "dame", "lord", "lady", "agent", "officer",
+})  # fmt: skip
+_RELATIONS = frozenset({
+    "wife", "husband", "son", "daughter", "mother", "father", "mum", "mom", "dad", "brother",
+    "sister", "partner", "friend", "colleague", "boss", "manager", "landlord", "landlady",
+    "grandmother", "grandfather", "grandma", "grandpa", "aunt", "uncle", "cousin", "nephew",
+    "niece", "fiance", "fiancee", "girlfriend", "boyfriend", "neighbour", "neighbor", "tenant",
+})  # fmt: skip
+# Word sequences that end right before a name, read backwards from the name.
+_STRONG_BEFORE: tuple[tuple[str, ...], ...] = (
+    ("name", "is"), ("name's",), ("names",), ("name", "was"), ("names", "is"), ("surname", "is"),
+    ("called",), ("named",),
+    ("holder", "is"), ("speak", "to"), ("speak", "with"), ("spoke", "to"), ("spoke", "with"),
+    ("speaking", "to"), ("speaking", "with"), ("talk", "to"), ("talked", "to"), ("talking", "to"),
+    ("talk", "with"), ("ask", "for"), ("asked", "for"), ("through", "to"), ("transfer", "me", "to"),
+    ("dear",), ("signed",), ("regards",), ("attention", "of"), ("care", "of"), ("behalf", "of"),
+    ("account", "of"), ("name", "of"), ("spelled",), ("spelt",), ("is", "that"),
+)  # fmt: skip
+_STRONG_AFTER = frozenset({"here", "speaking", "calling"})
+# "this is ...", "i'm ...": a name only if the words are listed names, or "... speaking/from".
+_INTROS: tuple[tuple[str, ...], ...] = (("this", "is"), ("i'm",), ("i", "am"), ("it's",), ("it", "is"), ("im",))
+_INTRO_FOLLOWERS = _STRONG_AFTER | {"from"}
+# Words that often come right before a name; enough for a word no dictionary knows ("call raju").
+_WEAK_BEFORE = frozenset(
+    {
+        "call",
+        "called",
+        "email",
+        "emailed",
+        "text",
+        "texted",
+        "message",
+        "messaged",
+        "tell",
+        "told",
+        "meet",
+        "met",
+        "hi",
+        "hello",
+        "hey",
+        "thanks",
+        "dear",
+        "cc",
+        "contact",
+        "ask",
+        "asked",
+        "remind",
+        "invite",
+        "visit",
+        "pay",
+        "paid",
+        "owe",
+        "owes",
+        "add",
+        "named",
+        "phone",
+        "ring",
+        "reply",
+        "forward",
+        "wish",
+        "congratulate",
+        "thank",
+    }
+)
+# "... from/to <name>" after a word for a message or payment: "emails from claire".
+_WEAK_PAIRS = frozenset({"from", "to", "for", "with", "by"})
+_WEAK_PAIR_HEADS = frozenset({
+    "email", "emails", "message", "messages", "call", "calls", "text", "texts", "letter",
+    "payment", "payments", "transfer", "money", "invite", "invitation", "meeting", "appointment",
+    "reply", "note", "gift", "present", "birthday", "party", "dinner", "lunch",
+})  # fmt: skip
+_NOT_NAME = frozenset(UNITS) | frozenset(TEENS) | frozenset(TENS) | {"hundred", "thousand", "double", "triple"}
+
+
+class SpokenNameRecognizer(EntityRecognizer):
+    """Names from a name list, English words and the context around them (no NER needed)."""
+
+    def __init__(self, lexicon: NameLexicon) -> None:
+        self.lexicon = lexicon
+        super().__init__(supported_entities=[PERSON], name="SpokenNameRecognizer")
+
+    def load(self) -> None:
+        """Nothing to load: the lexicon is given."""
+
+    def analyze(
+        self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
+    ) -> list[RecognizerResult]:
+        if PERSON not in entities:
+            return []
+        doc = getattr(nlp_artifacts, "tokens", None)
+        others = [(e.start_char, e.end_char) for e in doc.ents if e.label_ != "PERSON"] if doc is not None else []
+        return [RecognizerResult(PERSON, start, end, score) for start, end, score in self.find(text, others)]
+
+    def find(self, text: str, other_entities: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int, float]]:
+        """(start, end, score) of each name; ``other_entities`` are spans NER gave another label."""
+        tokens = tokenize(text)
+        kinds = [self._kind(tok) for tok in tokens]
+        for start, end in other_entities:
+            for k, tok in enumerate(tokens):
+                if tok.start < end and tok.end > start:
+                    kinds[k] = _WORD
+        found = []
+        i = 0
+        while i < len(tokens):
+            if kinds[i] == _WORD:
+                i += 1
+                continue
+            j = i
+            while (
+                j + 1 < len(tokens)
+                and j + 1 - i < _MAX_NAME_WORDS
+                and (kinds[j + 1] != _WORD or _initial_or_hyphen(tokens, kinds, j + 1))
+            ):
+                j += 1
+            score = self._judge(tokens, kinds, i, j)
+            if score is not None:
+                first, last = self._widen(tokens, kinds, i, j)
+                found.append((tokens[first].start, tokens[last].end, score))
+            i = j + 1
+        return found + self._after_introductions(tokens, other_entities) + _spelled_names(tokens)
+
+    def _widen(self, tokens: Sequence[Token], kinds: Sequence[int], i: int, j: int) -> tuple[int, int]:
+        """Take in one neighbouring word that can only be a noun: "toby [scholz]", "[donald] trump"."""
+        if i > 0 and self._noun_only(tokens[i - 1]) and (i < 2 or tokens[i - 2].low not in _INTRO_LAST):
+            i -= 1
+        elif j + 1 < len(tokens) and self._noun_only(tokens[j + 1]):
+            j += 1
+        return i, j
+
+    def _noun_only(self, tok: Token) -> bool:
+        word = fold(tok.low)
+        return _free_word(tok) and not self.lexicon.is_descriptive(word) and word not in _WEAK_BEFORE
+
+    def _after_introductions(
+        self, tokens: Sequence[Token], other_entities: Sequence[tuple[int, int]]
+    ) -> list[tuple[int, int, float]]:
+        """Up to three words after "my name is", "mr", "my wife", or between "this is" and "calling":
+        a name even if they are English words."""
+        found = []
+        for i in range(1, len(tokens)):
+            strong = _ends_with(tokens, i, _STRONG_INTROS)
+            related = tokens[i - 1].low in _TITLES or tokens[i - 1].low in _RELATIONS
+            medium = _ends_with(tokens, i, _INTROS)
+            if not (strong or related or medium):
+                continue
+            j = i
+            while j < len(tokens) and j - i < 3 and _free_word(tokens[j]):
+                if not strong and self.lexicon.is_descriptive(fold(tokens[j].low)):
+                    break
+                j += 1
+            if j == i or (
+                medium and not strong and not related and (j >= len(tokens) or tokens[j].low not in _INTRO_FOLLOWERS)
+            ):
+                continue
+            if not any(s < tokens[j - 1].end and e > tokens[i].start for s, e in other_entities):
+                found.append((tokens[i].start, tokens[j - 1].end, 0.8))
+        return found
+
+    def _kind(self, tok: Token) -> int:
+        if not tok.text[0].isalpha():
+            return _WORD
+        word = fold(tok.low[:-2] if tok.low.endswith("'s") else tok.low)
+        if len(word) < 2 or word in _NOT_NAME or (word in STOP_WORDS and not _capitalised(tok)):
+            return _WORD
+        if word in _TITLES or word in _RELATIONS:
+            return _WORD
+        english = self.lexicon.is_english(word)
+        if self.lexicon.is_name(word):
+            return _AMBIGUOUS if english or len(word) < 3 else _NAME
+        if english or len(word) < 3 or not word.isalpha():
+            return _WORD
+        return _UNKNOWN
+
+    def _judge(self, tokens: Sequence[Token], kinds: Sequence[int], i: int, j: int) -> float | None:
+        span = kinds[i : j + 1]
+        if _strong_context(tokens, i, j):
+            return 0.85
+        if _NAME in span:
+            return 0.8
+        if _ends_with(tokens, i, _INTROS) and j + 1 < len(tokens) and tokens[j + 1].low in _INTRO_FOLLOWERS:
+            return 0.75
+        capitalised = any(_capitalised_mid_sentence(tokens, k) for k in range(i, j + 1) if kinds[k] != _WORD)
+        if capitalised and _UNKNOWN not in span:
+            return 0.7
+        if (_UNKNOWN in span or capitalised) and _weak_context(tokens, i):
+            return 0.6
+        if _UNKNOWN in span and _AMBIGUOUS not in span:
+            return 0.5  # a word no dictionary or name list knows: most often a name
+        return None
+
+
+# Words after "my name is" that say something about the name instead of being one.
+_NOT_AFTER_INTRO = frozenset({
+    "wrong", "incorrect", "misspelled", "misspelt", "spelled", "spelt", "different", "missing",
+    "showing", "shown", "listed", "printed", "changed", "displayed", "correct", "right", "fine",
+    "ok", "okay", "there", "here", "calling", "speaking", "from", "regarding", "about", "sorry",
+    "trying", "going", "looking", "waiting", "having", "just", "still", "really", "actually",
+    "sure", "afraid", "customer", "account", "card", "bank", "name", "names", "please", "thanks",
+    "yesterday", "today", "tomorrow", "tonight", "earlier", "again", "back", "twice", "morning",
+    "afternoon", "evening", "week", "month", "year", "recently", "once", "everyone",
+})  # fmt: skip
+_STRONG_INTROS: tuple[tuple[str, ...], ...] = (
+    ("name", "is"), ("name's",), ("names", "is"), ("name", "was"), ("surname", "is"), ("called",),
+    ("named",), ("holder", "is"), ("name", "on", "the", "account", "is"), ("name", "on", "the", "card", "is"),
+)  # fmt: skip
+
+
+_INTRO_LAST = frozenset({"is", "am", "i'm", "it's", "name's", "called", "named"})
+_SPELL_WORDS = frozenset({"spelled", "spelt", "spell", "spelling", "name", "surname", "initials"})
+_MIN_SPELLED = 3
+
+
+def _spelled_names(tokens: Sequence[Token]) -> list[tuple[int, int, float]]:
+    """Letters spelled one by one after "spelled" or a name word: "that's vicente spelled c o r i s h"."""
+    found = []
+    i = 0
+    while i < len(tokens):
+        j = i
+        while j < len(tokens) and len(tokens[j].text) == 1 and tokens[j].text.isalpha():
+            j += 1
+        if j - i >= _MIN_SPELLED and any(t.low in _SPELL_WORDS for t in tokens[max(0, i - 5) : i]):
+            found.append((tokens[i].start, tokens[j - 1].end, 0.75))
+        i = max(j, i + 1)
+    return found
+
+
+def _free_word(tok: Token) -> bool:
+    low = tok.low
+    return (
+        tok.text[0].isalpha()
+        and len(low) > 1
+        and ("'" not in low or low[:2] in ("o'", "d'"))
+        and low not in STOP_WORDS
+        and low not in _NOT_AFTER_INTRO
+        and low not in _NOT_NAME
+        and low not in _TITLES
+        and low not in _RELATIONS
+    )
+
+
+def _weak_context(tokens: Sequence[Token], i: int) -> bool:
+    before = tokens[i - 1].low if i > 0 else ""
+    if before in _WEAK_BEFORE:
+        return True
+    return before in _WEAK_PAIRS and i > 1 and tokens[i - 2].low in _WEAK_PAIR_HEADS
+
+
+def _initial_or_hyphen(tokens: Sequence[Token], kinds: Sequence[int], k: int) -> bool:
+    """A middle initial ("john j smith") or hyphen ("anna-maria") between two name words."""
+    if k + 1 >= len(tokens) or kinds[k + 1] == _WORD:
+        return False
+    text = tokens[k].text
+    return text == "-" or (len(text) == 1 and text.isalpha() and text.lower() not in {"a", "i"})
+
+
+def _strong_context(tokens: Sequence[Token], i: int, j: int) -> bool:
+    if j + 1 < len(tokens) and tokens[j + 1].low in _STRONG_AFTER:
+        return True
+    if i == 0:
+        return False
+    prev = tokens[i - 1].low
+    if prev in _TITLES or prev in _RELATIONS:
+        return True
+    return _ends_with(tokens, i, _STRONG_BEFORE)
+
+
+def _ends_with(tokens: Sequence[Token], i: int, patterns: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether the tokens right before index i spell one of ``patterns``."""
+    for pattern in patterns:
+        n = len(pattern)
+        if i >= n and tuple(t.low for t in tokens[i - n : i]) == pattern:
+            return True
+    return False
+
+
+def _capitalised(tok: Token) -> bool:
+    """Capitalised like a name: "Mark", not "I", "UK" or "mark"."""
+    text = tok.text
+    return text[0].isupper() and not (len(text) > 1 and text.isupper()) and text != "I"
+
+
+def _capitalised_mid_sentence(tokens: Sequence[Token], k: int) -> bool:
+    return _capitalised(tokens[k]) and k > 0 and tokens[k - 1].text not in _SENTENCE_END
