@@ -85,17 +85,27 @@ def validate_turns(frame: pd.DataFrame, config: ValidationConfig, label_set: lis
     """Run the suite on ``frame``; split it into passing rows and per-row failure reasons."""
     if frame.empty:
         return ValidationReport(rows=0, passed=frame)
+    expectations = build_suite(config, label_set)
+    failures = run_expectations(frame, expectations, "voiceloop_turns")
+    passed = frame[~frame[ROW_ID].isin(failures)].reset_index(drop=True)
+    return ValidationReport(rows=len(frame), passed=passed, failures=failures, expectations=len(expectations))
+
+
+def run_expectations(frame: pd.DataFrame, expectations: list[Any], suite_name: str) -> dict[int, list[str]]:
+    """Run expectations on ``frame`` (which has a ``row_id`` column) in an ephemeral GX context.
+
+    Returns row id -> names of the expectations that row failed, as ``type(column)``.
+    """
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = {"globally": False, "metric_calculations": False}  # type: ignore[assignment]
     batch = (
         context.data_sources.add_pandas("voiceloop")
-        .add_dataframe_asset("turns")
+        .add_dataframe_asset(suite_name)
         .add_batch_definition_whole_dataframe("batch")
     )
-    expectations = build_suite(config, label_set)
-    suite = context.suites.add(gx.ExpectationSuite(name="voiceloop_turns", expectations=expectations))
-    definition = context.validation_definitions.add(gx.ValidationDefinition(name="turns", data=batch, suite=suite))
+    suite = context.suites.add(gx.ExpectationSuite(name=suite_name, expectations=expectations))
+    definition = context.validation_definitions.add(gx.ValidationDefinition(name=suite_name, data=batch, suite=suite))
     result = definition.run(
         batch_parameters={"dataframe": frame},
         result_format={"result_format": "COMPLETE", "unexpected_index_column_names": [ROW_ID]},
@@ -109,10 +119,11 @@ def validate_turns(frame: pd.DataFrame, config: ValidationConfig, label_set: lis
         kwargs = expectation.kwargs
         column = kwargs.get("column") or f"{kwargs.get('column_A')}>{kwargs.get('column_B')}"
         name = f"{expectation.type}({column})"
+        if expectation.meta and expectation.meta.get("label"):
+            name = str(expectation.meta["label"])
         indices = outcome.result.get("unexpected_index_list")
         if indices is None:  # a table-level failure: every row fails it
             indices = [{ROW_ID: r} for r in frame[ROW_ID]]
         for item in indices:
             failures.setdefault(int(item[ROW_ID]), []).append(name)
-    passed = frame[~frame[ROW_ID].isin(failures)].reset_index(drop=True)
-    return ValidationReport(rows=len(frame), passed=passed, failures=failures, expectations=len(expectations))
+    return failures

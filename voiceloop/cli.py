@@ -8,6 +8,7 @@ Examples::
     voiceloop retrain --json          # the same, summary as JSON for machines
     voiceloop status                  # champion bundle, recent runs and verdicts
     voiceloop schedule --cron "0 3 * * 1"
+    voiceloop redact --in transcripts.jsonl --out redacted.jsonl
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, console, 
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 from voiceloop.cli_governance import register as register_governance
+from voiceloop.cli_redact import register as register_redact
 
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(audit_app, name="audit")
 register_governance(app)
+register_redact(app)
 
 
 

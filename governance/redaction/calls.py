@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from governance.crypto import pseudonym
-from governance.redaction.leaks import find_leaks
+from governance.redaction.leak_gate import TurnText, leak_gate
 from governance.redaction.redactor import Redactor
 from governance.store import GovernedStore
 from voiceloop.config import RedactionConfig
@@ -119,12 +119,24 @@ def redact_calls(
             by_call.setdefault(call_id, {})[(index, kind)] = result
             for entity in result.entities:
                 report.entities[entity.type] = report.entities.get(entity.type, 0) + 1
-        for document in documents:
-            redacted = _redacted_call(document, by_call[document["call_id"]], salt)
+        redacted_calls = [_redacted_call(doc, by_call[doc["call_id"]], salt) for doc in documents]
+        leaks = {
+            (leak.call_id, leak.turn): list(leak.types)
+            for leak in leak_gate(
+                [
+                    TurnText(call["call_id"], turn["index"], text)
+                    for call in redacted_calls
+                    for turn in call["turns"]
+                    for text in (turn["text"], turn["transcript"])
+                    if text
+                ]
+            )
+        }
+        for redacted in redacted_calls:
             kept = []
             for turn in redacted["turns"]:
                 report.turns += 1
-                leaked = sorted(set(find_leaks(turn["text"]) + find_leaks(turn["transcript"] or "")))
+                leaked = leaks.get((redacted["call_id"], turn["index"]))
                 if leaked:
                     report.leaks.append((redacted["call_id"], turn["index"], leaked))
                     store.quarantine(

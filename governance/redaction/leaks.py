@@ -6,6 +6,9 @@ of blunt patterns over a normalised copy of the text: number words become digits
 "at" / "dot" become "@" / ".", and then any run of 4+ digits or anything e-mail shaped is a
 leak. Amounts ("1,000 dollars", "$100"), decimals and bare years are not. Only entity types
 are returned, never the values, so the result can go into logs and audit records.
+
+The rule is ``LEAK_PATTERNS`` over ``normal_form(text)``; ``leak_gate`` runs the same patterns as
+Great Expectations expectations over a batch of turns.
 """
 
 from __future__ import annotations
@@ -66,43 +69,63 @@ def _spoken_email(text: str) -> str:
     return re.sub(r"\s+(?:dash|hyphen)\s+", "-", text, flags=re.IGNORECASE)
 
 
-def _luhn(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch) * (2 if i % 2 else 1)
-        total += d - 9 if d > 9 else d
-    return total % 10 == 0
+# The leak rule: patterns over the normal form, one per entity type. The same patterns run as
+# Python regexes (``find_leaks``, one text) and as Great Expectations expectations
+# (``leak_gate``, a batch), so both give the same answer by construction.
+LEAK_PATTERNS: dict[str, str] = {
+    "CREDIT_CARD": r"(?<!\d)\d{13,19}(?!\d)",
+    "PHONE_NUMBER": r"(?<!\d)\d{10,12}(?!\d)",
+    "DIGIT_STRING": r"(?<!\d)\d{4,9}(?!\d)",
+    "EMAIL_ADDRESS": r"[a-z0-9][a-z0-9._+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24}",
+}
+_COMPILED = {kind: re.compile(pattern) for kind, pattern in LEAK_PATTERNS.items()}
 
 
-def _digit_leaks(text: str) -> set[str]:
-    found: set[str] = set()
+def _digit_runs(text: str) -> str:
+    """Each digit string that could be PII becomes one run of digits; amounts, decimals and
+    years are blanked out, so that only candidates are left for the patterns."""
+    parts: list[str] = []
+    pos = 0
     for m in _RUN_RE.finditer(text):
         run = m.group().strip(" ,-()")
         digits = re.sub(r"\D", "", run)
+        parts.append(text[pos : m.start()])
+        pos = m.end()
         if len(digits) < 4 or _QUANTITY_RE.fullmatch(run):
+            parts.append(" # ")
             continue
         after = _CURRENCY_AFTER_RE if len(digits) <= 6 else _CURRENCY_NEXT_RE
         if len(digits) <= 9 and (_CURRENCY_BEFORE_RE.search(text[: m.start()]) or after.match(text[m.end() :])):
+            parts.append(" # ")
             continue
         if run.isdecimal() and len(run) == 4 and 1000 <= int(run) <= 2099:
-            continue  # a year
-        if 13 <= len(digits) <= 19 and _luhn(digits):
-            found.add("CREDIT_CARD")
-        elif 10 <= len(digits) <= 13:
-            found.add("PHONE_NUMBER")
-        else:
-            found.add("DIGIT_STRING")
-    return found
+            parts.append(" # ")  # a year
+            continue
+        parts.append(f" {digits} ")
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
-def _email_leaks(text: str) -> set[str]:
-    for m in _EMAIL_RE.finditer(text):
-        if m.group("local").lower() not in _NOT_LOCAL:
-            return {"EMAIL_ADDRESS"}
-    return set()
+def _emails(text: str) -> str:
+    """E-mail shapes written out as ``local@domain``; "bought it at amazon dot com" is left broken."""
+    spoken = _spoken_email(text)
+    return _EMAIL_RE.sub(
+        lambda m: re.sub(r"\s+", "", m.group()) if m.group("local").lower() not in _NOT_LOCAL else " ", spoken
+    ).lower()
+
+
+def normal_form(text: str) -> str:
+    """The text as the leak patterns read it: placeholders as barriers, number words as digits,
+    PII-shaped digit strings joined into one run, spoken e-mails written."""
+    cleaned = _PLACEHOLDER_RE.sub(_BARRIER, text)
+    return _emails(_digit_runs(_spoken_numbers(cleaned)))
+
+
+def leak_types(normalised: str) -> list[str]:
+    """Sorted entity types whose pattern matches an already normalised text."""
+    return sorted(kind for kind, pattern in _COMPILED.items() if pattern.search(normalised))
 
 
 def find_leaks(text: str) -> list[str]:
     """Sorted entity types that still look like PII in ``text`` (empty list: clean)."""
-    cleaned = _PLACEHOLDER_RE.sub(_BARRIER, text)
-    return sorted(_digit_leaks(_spoken_numbers(cleaned)) | _email_leaks(_spoken_email(cleaned)))
+    return leak_types(normal_form(text))
