@@ -60,7 +60,8 @@ def redact(settings: Settings, store: GovernedStore) -> Summary:
         return {"calls": 0, "turns": 0, "leaking_turns": 0, "entities": {}}
     report = redact_calls(store, pending, settings.redaction, pseudonym_salt(settings))
     return {"calls": len(report.calls), "turns": report.turns, "leaking_turns": len(report.leaks),
-            "entities": report.entities}
+            "entities": report.entities, "audio_calls": len(report.audio.calls),
+            "audio_quarantined": len(report.audio.quarantined), "audio_seconds_masked": report.audio.seconds_masked}
 
 
 @task(name="validate", cache_policy=NO_CACHE)

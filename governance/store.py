@@ -290,7 +290,43 @@ class GovernedStore:
         return documents
 
     def delete_redacted(self, call_ids: Iterable[str]) -> Deletion:
-        return self._delete_calls("redacted", call_ids, self._redacted_path)
+        """Remove redacted calls: the document and, with it, the call's redacted audio."""
+        return self._delete_calls("redacted", call_ids, self._redacted_path, self._redacted_audio_dir)
+
+    def _redacted_audio_dir(self, call_id: str) -> Path:
+        """``redacted/audio/<call_id>/``: one folder per call, so a delete removes every format written."""
+        return self.root / "redacted" / "audio" / _safe(call_id)
+
+    def write_redacted_audio(self, call_id: str, data: bytes, suffix: str) -> str:
+        """Store a call's PII-masked audio beside its redacted document; returns its zone-relative name.
+
+        Not encrypted: it holds no PII once masked and verified (the raw audio stays encrypted in
+        the raw zone, untouched). The redacted document must be written first, so retention and
+        erasure, which find redacted calls by their documents, always find the audio too.
+        """
+        self._authorise("redacted", "write")
+        if not _SUFFIX.match(suffix) or suffix == ".json":
+            raise ValueError(f"audio suffix {suffix!r} rejected (a dot and 1-10 letters or digits, not .json)")
+        if not self._redacted_path(call_id).exists():
+            raise FileNotFoundError(f"call {call_id} has no redacted document; write it before its audio")
+        folder = self._redacted_audio_dir(call_id)
+        path = folder / f"audio{suffix}"
+        _atomic_write(path, data)
+        for stale in folder.glob("audio.*"):
+            if stale != path:
+                stale.unlink()
+        self._record("redacted", "redacted.write", [call_id], content="audio", file=path.name, bytes=len(data))
+        return self._rel(path)
+
+    def read_redacted_audio(self, call_id: str) -> bytes:
+        """A call's redacted audio bytes (checked and audited like redacted documents)."""
+        self._authorise("redacted", "read")
+        found = sorted(self._redacted_audio_dir(call_id).glob("audio.*"))
+        if not found:
+            raise FileNotFoundError(f"call {call_id} has no redacted audio")
+        data = found[0].read_bytes()
+        self._record("redacted", "redacted.read", [call_id], content="audio")
+        return data
 
     # -- quarantine -------------------------------------------------------------
     def quarantine(
@@ -512,12 +548,20 @@ class GovernedStore:
             else:
                 leftover.unlink()
 
-    def _delete_calls(self, zone: str, call_ids: Iterable[str], location: Callable[[str], Path]) -> Deletion:
-        """Delete each call's file or folder (``location(call_id)``) in a per-call zone, audited."""
+    def _delete_calls(
+        self,
+        zone: str,
+        call_ids: Iterable[str],
+        location: Callable[[str], Path],
+        *companions: Callable[[str], Path],
+    ) -> Deletion:
+        """Delete each call's file or folder (``location(call_id)``, then each ``companions(call_id)``), audited."""
         self._authorise(zone, "delete")
         result = Deletion(zone)
         for call_id in sorted(set(call_ids)):
             found = self._remove(location(call_id), result)
+            for companion in companions:
+                found = self._remove(companion(call_id), result) or found
             (result.call_ids if found else result.missing).append(call_id)
         self._audit_deletion(result)
         return result

@@ -15,6 +15,7 @@ same time ..."), and a loop would otherwise run to 448 tokens, costing seconds p
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,19 @@ SAMPLE_RATE = 16_000
 _MIN_SAMPLES = SAMPLE_RATE // 100
 _MAX_TOKENS = 440  # Whisper's decoder holds 448 positions, prompt included
 _WINDOW_S = 30.0
+# faster-whisper's defaults for word timestamps: punctuation joins the word next to it
+_PREPEND_PUNCTUATION = "\"'“¿([{-"
+_APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+@dataclass(frozen=True)
+class Word:
+    """One recognised word with its time in seconds from the start of the audio given."""
+
+    text: str
+    start: float
+    end: float
+    probability: float
 
 
 def resolve_asr_model(name_or_path: str | None) -> str:
@@ -70,21 +84,74 @@ class AsrEngine:
         """Transcribe float32 mono arrays sampled at 16 kHz, one text per array."""
         return [self._one(np.asarray(audio, dtype=np.float32).reshape(-1)) for audio in audios]
 
-    def _one(self, audio: np.ndarray) -> str:
+    def transcribe_words(self, audio: np.ndarray) -> list[Word]:
+        """Words with start/end seconds of one float32 16 kHz mono array, decoded like ``transcribe_arrays``.
+
+        The same greedy settings keep the words as close as possible to the turn text they are
+        aligned with (audio redaction); the timings come from Whisper's cross-attention, so they
+        are approximate (tens of milliseconds) and callers pad them.
+        """
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
         if audio.size < _MIN_SAMPLES:
-            return ""
+            return []
+        segments, _info = self._model.transcribe(audio, word_timestamps=True, **self._greedy(audio))
+        return [
+            Word(w.word.strip(), float(w.start), float(w.end), float(w.probability))
+            for segment in segments
+            for w in segment.words or ()
+            if w.word.strip()
+        ]
+
+    def align_words(self, audio: np.ndarray, text: str) -> list[Word]:
+        """Word timings of a known ``text`` in one float32 16 kHz mono array: forced alignment, no decoding.
+
+        Whisper's own word-timing step (cross-attention + DTW, what ``transcribe_words`` runs after
+        decoding) on the given text's tokens: about half the cost of ``transcribe_words``, and the
+        words are exactly those of ``text``. Relies on faster-whisper internals (``encode``,
+        ``find_alignment``; checked with 1.2.1). Audio longer than one 30 s window goes through
+        ``transcribe_words`` instead.
+        """
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.tokenizer import Tokenizer
+        from faster_whisper.transcribe import merge_punctuations
+
+        audio = np.asarray(audio, dtype=np.float32).reshape(-1)
+        if audio.size < _MIN_SAMPLES or not text.strip():
+            return []
+        if audio.size > _WINDOW_S * SAMPLE_RATE:
+            return self.transcribe_words(audio)
+        model = self._model
+        features = model.feature_extractor(audio)
+        frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
+        encoded = model.encode(pad_or_trim(features[:, :frames]))
+        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en")
+        tokens = tokenizer.encode(" " + text.strip())[:_MAX_TOKENS]
+        (alignment,) = model.find_alignment(tokenizer, [tokens], encoded, frames)
+        merge_punctuations(alignment, _PREPEND_PUNCTUATION, _APPEND_PUNCTUATION)  # as transcribe_words has them
+        return [
+            Word(w["word"].strip(), float(w["start"]), float(w["end"]), float(w["probability"]))
+            for w in alignment
+            if w["word"].strip()
+        ]
+
+    def _greedy(self, audio: np.ndarray) -> dict[str, Any]:
+        """The deterministic decoding options every transcription uses (see the module docstring)."""
         cap = None
         if self.max_tokens_per_second is not None:
             seconds = min(audio.size / SAMPLE_RATE, _WINDOW_S)  # the cap applies per 30 s window
             cap = min(int(self.max_tokens_per_second * seconds) + 12, _MAX_TOKENS)
-        segments, _info = self._model.transcribe(
-            audio,
-            language="en",
-            beam_size=1,
-            temperature=0.0,
-            vad_filter=False,
-            condition_on_previous_text=False,
-            without_timestamps=self.without_timestamps,
-            max_new_tokens=cap,
-        )
+        return {
+            "language": "en",
+            "beam_size": 1,
+            "temperature": 0.0,
+            "vad_filter": False,
+            "condition_on_previous_text": False,
+            "without_timestamps": self.without_timestamps,
+            "max_new_tokens": cap,
+        }
+
+    def _one(self, audio: np.ndarray) -> str:
+        if audio.size < _MIN_SAMPLES:
+            return ""
+        segments, _info = self._model.transcribe(audio, **self._greedy(audio))
         return " ".join(segment.text.strip() for segment in segments).strip()

@@ -47,6 +47,11 @@ def test_spoken_pii_is_redacted_and_caller_pseudonymised(tmp_path: Path) -> None
     assert json.loads(stored)["caller_ref"] == store.raw_index()["with-pii"].caller_ref == ref
     footprint = store.calls_of_caller(ref)
     assert footprint.raw == footprint.redacted == ("with-pii",)
+    # the audio went through audio redaction into the redacted zone; the raw audio is untouched
+    assert report.audio.calls == ["clean", "with-pii"] and report.audio.quarantined == []
+    raw_audio = next(store.read_raw(["with-pii"])).audio
+    assert store.as_purpose("training").read_redacted_audio("with-pii")
+    assert next(store.read_raw(["with-pii"])).audio == raw_audio
 
 
 def test_redaction_refuses_a_salt_that_would_break_erasure_lookups(tmp_path: Path) -> None:

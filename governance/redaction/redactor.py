@@ -107,7 +107,7 @@ class Redactor:
         self.config = config or RedactionConfig()
         # Explicit argument, then ``config.entities``, then every type this package knows.
         self.entities = list(entities or getattr(self.config, "entities", None) or DEFAULT_ENTITIES)
-        self._analyzer = get_analyzer(self.config.spacy_model)
+        self._analyzer = get_analyzer(self.config.spacy_model, tuple(self.config.extra_names))
         self._batch = BatchAnalyzerEngine(analyzer_engine=self._analyzer)
 
     def redact(self, text: str) -> Redaction:
