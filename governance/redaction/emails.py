@@ -63,12 +63,17 @@ class SpokenEmailRecognizer(EntityRecognizer):
 
 
 def _local_start(text: str, start: int) -> int:
-    """Extend a spoken local part back over words that belong to it ("baksu one nine nine o")."""
+    """Extend a spoken local part back over words that belong to it ("baksu one nine nine o",
+    "renee fifty nine"), and over letters spelled one by one ("h a r at ...") even where a
+    letter is also a word ("a", "i")."""
+    spelled = len(text[start:].split(maxsplit=1)[0]) == 1 if text[start:].strip() else False
     for _ in range(_MAX_LOCAL_WORDS):
         m = _LOCAL_WORD_RE.search(text, 0, start)
         word = m.group(1).lower() if m else ""
-        if m is None or word in _STOP_WORDS or word in _NOT_LOCAL or word in _NOT_LOCAL_WORD:
+        letter = len(word) == 1 and spelled
+        if m is None or (not letter and (word in _STOP_WORDS or word in _NOT_LOCAL or word in _NOT_LOCAL_WORD)):
             break
+        spelled = len(word) == 1
         start = m.start(1)
     return start
 
@@ -76,7 +81,9 @@ def _local_start(text: str, start: int) -> int:
 def _load_stop_words() -> frozenset[str]:
     from spacy.lang.en.stop_words import STOP_WORDS
 
-    return frozenset(STOP_WORDS) - {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"}
+    from governance.redaction.normalize import TEENS, TENS, UNITS
+
+    return frozenset(STOP_WORDS) - set(UNITS) - set(TEENS) - set(TENS)
 
 
 _STOP_WORDS = _load_stop_words()

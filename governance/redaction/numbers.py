@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
+from spacy.lang.en.stop_words import STOP_WORDS
 
 from governance.redaction import entity_types as T
 from governance.redaction.normalize import (
@@ -27,6 +28,8 @@ from governance.redaction.normalize import (
 )
 
 MIN_DIGITS = 4
+IBAN = "IBAN_CODE"  # Presidio's names, for IBANs and IP addresses said aloud
+IP = "IP_ADDRESS"
 
 _CURRENCY_SYMBOLS = {"£", "$", "€", "¥", "₹"}
 CURRENCY_WORDS = frozenset(
@@ -159,7 +162,7 @@ _PRIORITY = [T.SSN, T.DOB, T.ZIP, T.PIN, T.CARD, T.ACCOUNT, T.PHONE]
 class SpokenDigitsRecognizer(EntityRecognizer):
     """Digit strings in any mix of words and digits: phone, card, account numbers, PINs, SSNs."""
 
-    ENTITIES = [T.PHONE, T.CARD, T.ACCOUNT, T.SSN, T.PIN, T.ZIP, T.DOB, T.DIGITS]
+    ENTITIES = [T.PHONE, T.CARD, T.ACCOUNT, T.SSN, T.PIN, T.ZIP, T.DOB, T.DIGITS, IBAN, IP]
 
     def __init__(self) -> None:
         super().__init__(supported_entities=list(self.ENTITIES), name="SpokenDigitsRecognizer")
@@ -172,9 +175,109 @@ class SpokenDigitsRecognizer(EntityRecognizer):
     ) -> list[RecognizerResult]:
         tokens = tokenize(text)
         lows = spelled_words(tokens)
+        runs = find_digit_runs(tokens)
         results = []
-        for run in find_digit_runs(tokens):
+        for run in runs:
             found = classify_run(tokens, run, lows)
             if found is not None and found[0] in entities:
                 results.append(RecognizerResult(found[0], run.start, run.end, found[1]))
+        for kind, spans in ((IBAN, find_ibans(tokens)), (IP, find_spoken_ips(tokens, runs))):
+            if kind in entities:
+                results += [RecognizerResult(kind, tokens[a].start, tokens[b].end, 0.9) for a, b in spans]
         return results
+
+
+# IBAN length per issuing country (ISO 3166 code): with the mod-97 check, one candidate per
+# country code, so a random digit string passes about once in a hundred country-code hits.
+_IBAN_LENGTHS = {
+    "ad": 24, "ae": 23, "al": 28, "at": 20, "az": 28, "ba": 20, "be": 16, "bg": 22, "bh": 22,
+    "br": 29, "by": 28, "ch": 21, "cr": 22, "cy": 28, "cz": 24, "de": 22, "dk": 18, "do": 28,
+    "ee": 20, "eg": 29, "es": 24, "fi": 18, "fo": 18, "fr": 27, "gb": 22, "ge": 22, "gi": 23,
+    "gl": 18, "gr": 27, "gt": 28, "hr": 21, "hu": 28, "ie": 22, "il": 23, "iq": 23, "is": 26,
+    "it": 27, "jo": 30, "kw": 30, "kz": 20, "lb": 28, "lc": 32, "li": 21, "lt": 20, "lu": 20,
+    "lv": 21, "ly": 25, "mc": 27, "md": 24, "me": 22, "mk": 19, "mr": 27, "mt": 31, "mu": 30,
+    "nl": 18, "no": 15, "pk": 24, "pl": 28, "ps": 29, "pt": 25, "qa": 29, "ro": 24, "rs": 22,
+    "sa": 24, "sc": 31, "se": 24, "si": 19, "sk": 24, "sm": 27, "st": 25, "sv": 28, "tl": 23,
+    "tn": 24, "tr": 26, "ua": 29, "va": 22, "vg": 24, "xk": 20,
+}  # fmt: skip
+_IP_DOTS = frozenset({"dot", "point", "."})
+
+
+def iban_ok(code: str) -> bool:
+    """The IBAN mod-97 check: country and check digits moved to the end, letters as 10..35."""
+    moved = code[4:] + code[:4]
+    return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
+
+
+def find_ibans(tokens: Sequence[Token]) -> list[tuple[int, int]]:
+    """Token ranges (inclusive) of IBANs said in any mix of words, digits and letters ("g b five
+    nine i f u e four zero ..."); a span counts only when its mod-97 check holds."""
+    found: list[tuple[int, int]] = []
+    i = 0
+    while i < len(tokens):
+        end = _iban_at(tokens, i)
+        if end is None:
+            i += 1
+            continue
+        found.append((i, end))
+        i = end + 1
+    return found
+
+
+def _iban_at(tokens: Sequence[Token], i: int) -> int | None:
+    """Last token of the longest valid IBAN starting at token i, or None."""
+    k = i + 1
+    country = tokens[i].low
+    if len(country) == 1 and i + 1 < len(tokens) and len(tokens[i + 1].low) == 1:
+        country, k = country + tokens[i + 1].low, i + 2
+    length = _IBAN_LENGTHS.get(country)
+    if length is None or not tokens[i].text.isalpha() or not _iban_country_said(tokens, i, k):
+        return None
+    chars = country.upper()
+    while k < len(tokens) and len(chars) < length:
+        piece = read_piece(tokens, k)
+        if piece is not None:
+            chars, k = chars + piece[0], piece[1]
+        elif tokens[k].text.isascii() and tokens[k].text.isalnum() and len(tokens[k].text) <= 4 and len(chars) >= 4:
+            chars, k = chars + tokens[k].text.upper(), k + 1  # bank code: "hxdo", "i f u e"
+        else:
+            break
+    if len(chars) == length and chars[2:4].isdecimal() and iban_ok(chars):
+        return k - 1
+    return None
+
+
+def _iban_country_said(tokens: Sequence[Token], i: int, k: int) -> bool:
+    """A country code that is also an English word ("is", "it", "no") counts only when spelled
+    ("i s"), written in capitals, or after the word "iban"."""
+    if k == i + 2 or tokens[i].text.isupper() or tokens[i].low not in STOP_WORDS:
+        return True
+    return any(t.low == "iban" for t in tokens[max(0, i - 6) : i])
+
+
+def find_spoken_ips(tokens: Sequence[Token], runs: Sequence[DigitRun]) -> list[tuple[int, int]]:
+    """Token ranges of IPv4 addresses said with "dot": "one nine two dot one six eight dot ...".
+
+    Four numbers of up to three digits (0-255) joined by "dot"; a run of single digits before
+    the first dot or after the last keeps only its three digits nearest the dot."""
+    by_first = {run.first: run for run in runs}
+    found = []
+    for run in runs:
+        groups = [run]
+        while len(groups) < 4:
+            dot = groups[-1].last + 1
+            nxt = by_first.get(dot + 1)
+            if dot >= len(tokens) or tokens[dot].low not in _IP_DOTS or nxt is None:
+                break
+            groups.append(nxt)
+        middle_ok = all(len(g.digits) <= 3 and int(g.digits) <= 255 for g in groups[1:3])
+        if len(groups) == 4 and middle_ok:
+            found.append((_edge(tokens, groups[0], last=True), _edge(tokens, groups[3], last=False)))
+    return found
+
+
+def _edge(tokens: Sequence[Token], run: DigitRun, last: bool) -> int:
+    """First (``last``) or last token of the up to three digit words of a run nearest the dot."""
+    if len(run.digits) <= 3 or run.last - run.first + 1 != len(run.digits):
+        return run.first if last else run.last
+    return run.last - 2 if last else run.first + 2
