@@ -35,6 +35,7 @@ from faker import Faker
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from governance.redaction.normalize import luhn_ok  # noqa: E402
 from governance.redaction.scoring import Example, Span, write_examples  # noqa: E402
 
 DEFAULT_SHARED = REPO.parent / "shared" / "data"
@@ -365,16 +366,6 @@ def luhn_complete(prefix: str, length: int, rng: random.Random) -> str:
             d = d * 2 - 9 if d > 4 else d * 2
         total += d
     return body + str((10 - total % 10) % 10)
-
-
-def luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = int(ch)
-        if i % 2:
-            d = d * 2 - 9 if d > 4 else d * 2
-        total += d
-    return total % 10 == 0
 
 
 _FOLD = str.maketrans({"ł": "l", "ø": "o", "ß": "ss", "æ": "ae", "œ": "oe", "đ": "d", "ı": "i", "þ": "th", "ð": "d"})

@@ -29,6 +29,8 @@ import numpy as np
 import soundfile as sf
 from scipy.signal import resample_poly
 
+from governance.redaction.normalize import REPEAT, TEENS, TENS, UNITS
+
 if TYPE_CHECKING:  # only types: importing this module loads neither Presidio nor Whisper
     from governance.redaction.redactor import Entity, Redaction
     from serving.asr import AsrEngine, Word
@@ -390,20 +392,12 @@ def redact_call_audio(
 
 
 # -- verification ---------------------------------------------------------------------------------
-_UNITS = {
-    "zero": "0", "oh": "0", "o": "0", "nought": "0", "nil": "0", "one": "1", "two": "2",
-    "three": "3", "four": "4", "for": "4", "five": "5", "six": "6", "seven": "7", "eight": "8",
-    "nine": "9",
-}  # fmt: skip
-_TEENS = {
-    "ten": "10", "eleven": "11", "twelve": "12", "thirteen": "13", "fourteen": "14",
-    "fifteen": "15", "sixteen": "16", "seventeen": "17", "eighteen": "18", "nineteen": "19",
-}  # fmt: skip
-_TENS = {
-    "twenty": "2", "thirty": "3", "forty": "4", "fifty": "5", "sixty": "6", "seventy": "7",
-    "eighty": "8", "ninety": "9",
-}  # fmt: skip
-_REPEAT = {"double": 2, "triple": 3, "treble": 3}
+# The recognizers' number words, plus "for": ASR writes a heard "four" so, and verification
+# should rather over-hear than miss a digit.
+_UNITS = {**UNITS, "for": "4"}
+_TEENS = TEENS
+_TENS = TENS
+_REPEAT = REPEAT
 _JOINERS = {",", "-", ".", "(", ")", "/", "uh", "um", "umm", "er", "erm", "ah", "eh", "hmm", "mm"}
 # Words of an e-mail or name value that identify nobody on their own.
 _NOT_NAME = {"dot", "at", "com", "net", "org", "co", "uk", "underscore", "dash", "hyphen", "mr", "mrs",

@@ -25,7 +25,7 @@ TENS = {
     "twenty": "2", "thirty": "3", "forty": "4", "fourty": "4", "fifty": "5",
     "sixty": "6", "seventy": "7", "eighty": "8", "ninety": "9",
 }  # fmt: skip
-_REPEAT = {"double": 2, "triple": 3, "treble": 3}
+REPEAT = {"double": 2, "triple": 3, "treble": 3}
 FILLERS = frozenset({"uh", "um", "umm", "uhm", "er", "erm", "ah", "eh", "hmm", "mm"})
 # Tokens that may sit between two pieces of one number without ending it.
 _JOINERS = FILLERS | {",", "-", "/"}
@@ -103,10 +103,10 @@ def read_piece(tokens: Sequence[Token], i: int) -> tuple[str, int, bool] | None:
         if low == "o" and not _next_is_digit(tokens, i):
             return None  # a lone letter "o" is a digit only inside a number
         return UNITS[low], i + 1, False
-    if low in _REPEAT and nxt is not None:
+    if low in REPEAT and nxt is not None:
         digit = _single_digit(nxt)
         if digit is not None:
-            return digit * _REPEAT[low], i + 2, False
+            return digit * REPEAT[low], i + 2, False
         return None
     if low in TEENS:
         return TEENS[low], i + 1, True
