@@ -94,9 +94,9 @@ def redact_calls(
 ) -> RedactionReport:
     """Redact the given raw calls; already-redacted calls are the caller's business to skip.
 
-    With ``config.audio.enabled`` the audio of each redacted call is masked too (after its
-    document is written: the store keeps the two together); ``asr`` is the engine for word times
-    and verification, loaded when needed if not given.
+    With ``config.audio.enabled`` the audio of each redacted call of ``config.audio.splits`` is
+    masked too (after its document is written: the store keeps the two together); ``asr`` is the
+    engine for word times and verification, loaded when needed if not given.
 
     Caller pseudonyms use the store's pseudonym key; ``salt``, if given, must be that key (it is
     kept for callers that pass ``pseudonym_salt(settings)``): a different key would make redacted
@@ -131,8 +131,9 @@ def redact_calls(
             for entity in result.entities:
                 report.entities[entity.type] = report.entities.get(entity.type, 0) + 1
         redacted_calls = [_redacted_call(doc, by_call[doc["call_id"]], salt) for doc in documents]
-        for call_id, texts_of_call in by_call.items():
-            audio_inputs[call_id] = group_turn_redactions(texts_of_call)
+        for document in documents:
+            if document["_ingest"]["split"] in config.audio.splits:
+                audio_inputs[document["call_id"]] = group_turn_redactions(by_call[document["call_id"]])
         leaks = {
             (leak.call_id, leak.turn): list(leak.types)
             for leak in leak_gate(
