@@ -24,7 +24,7 @@ from typing import Any
 HELD_OUT_FILE = Path(__file__).with_name("held_out_names.txt")
 
 # Words that Faker lists as names but that a caller says as words, and fintech brands.
-_NEVER_NAMES = frozenset(
+NEVER_NAMES = frozenset(
     {
         "app", "atm", "atms", "ok", "okay", "hi", "hey", "hello", "yeah", "yes", "yep", "nope", "pls",
         "thanks", "thank", "cheers", "bye", "sorry", "gonna", "wanna", "gotta", "dunno", "covid",
@@ -41,7 +41,9 @@ _NEVER_NAMES = frozenset(
         "december", "pounds", "dollars", "quid", "bucks", "cash", "cheque", "check", "transfer", "til",
         "till", "hae", "login", "logins", "username", "usernames", "password", "passwords", "passcode",
         "offline", "apps", "texted", "emailed", "googled", "app's", "fintech", "btw", "lol", "plz", "im", "ive",
-        "dont", "didnt", "cant", "wont", "isnt", "wasnt", "thats",
+        "dont", "didnt", "cant", "wont", "isnt", "wasnt", "thats", "dob", "ssn", "nino", "shall", "ain",
+        "havent", "havnt", "hasnt", "doesnt", "arent", "werent",
+        "wouldnt", "couldnt", "shouldnt",
     }
 )  # fmt: skip
 _SUFFIXES = ("ies", "ied", "ing", "ers", "est", "ed", "es", "er", "ly", "s", "d", "'s")
@@ -60,20 +62,26 @@ class NameLexicon:
     english: frozenset[str]
     places: frozenset[str] = frozenset()
     descriptive: frozenset[str] = frozenset()  # verbs, adjectives and adverbs: never a surname
+    nouns: frozenset[str] = frozenset()  # WordNet nouns: "bob", "mark" are nouns too, "sent" no
 
     def is_descriptive(self, word: str) -> bool:
         """A verb, adjective or adverb (with inflections): "said", "green", "quickly"."""
-        return word in self.descriptive or any(
-            word.endswith(suffix) and word[: -len(suffix)] in self.descriptive
-            for suffix in ("s", "ed", "d", "ing", "ly")
-        )
+        if word in self.descriptive:
+            return True
+        for suffix in ("s", "ed", "d", "ing", "ly"):
+            stem = word[: -len(suffix)]
+            if word.endswith(suffix) and (
+                stem in self.descriptive or (len(stem) >= 3 and stem + "e" in self.descriptive)
+            ):
+                return True  # "charged", "including" -> "include"
+        return False
 
     def is_name(self, word: str) -> bool:
         return (word in self.first or word in self.last) and word not in self.places
 
     def is_english(self, word: str) -> bool:
         """A dictionary word, allowing regular inflections ("charged", "cards", "topping")."""
-        if word in self.english or word in _NEVER_NAMES or "'" in word:
+        if word in self.english or word in NEVER_NAMES or "'" in word:
             return True
         for suffix in _SUFFIXES:
             if word.endswith(suffix) and len(word) - len(suffix) >= 3:
@@ -135,15 +143,27 @@ def held_out_names() -> set[str]:
 def english_words(lookups: object | None = None) -> tuple[set[str], set[str]]:
     """WordNet lemmas (spaCy's English lemmatizer tables) plus spaCy's stop words, and the subset
     that are verbs, adjectives or adverbs."""
+    words, descriptive, _ = english_word_classes(lookups)
+    return words, descriptive
+
+
+def english_word_classes(lookups: object | None = None) -> tuple[set[str], set[str], set[str]]:
+    """``english_words`` and the WordNet nouns."""
     from spacy.lang.en.stop_words import STOP_WORDS
 
     words = set(STOP_WORDS)
     descriptive: set[str] = set()
+    nouns: set[str] = set()
     if lookups is not None:
         index = lookups.get_table("lemma_index") if lookups.has_table("lemma_index") else {}  # type: ignore[attr-defined]
+        if "noun" in index:
+            nouns.update(fold(w) for w in index["noun"] if "_" not in w)
+        exceptions = lookups.get_table("lemma_exc") if lookups.has_table("lemma_exc") else {}  # type: ignore[attr-defined]
         for pos in ("verb", "adj", "adv"):
             if pos in index:
                 descriptive.update(fold(w) for w in index[pos] if "_" not in w)
+            if pos == "verb" and pos in exceptions:  # irregular verb forms: "flew", "began"
+                descriptive.update(fold(w) for w in exceptions[pos] if "_" not in w)
         for table_name in ("lemma_index", "lemma_exc"):
             if lookups.has_table(table_name):  # type: ignore[attr-defined]
                 table = lookups.get_table(table_name)  # type: ignore[attr-defined]
@@ -153,7 +173,7 @@ def english_words(lookups: object | None = None) -> tuple[set[str], set[str]]:
                     if isinstance(entries, dict):
                         for forms in entries.values():
                             words.update(forms)
-    return {fold(w) for w in words}, descriptive
+    return {fold(w) for w in words}, descriptive, nouns
 
 
 @functools.cache
@@ -164,18 +184,21 @@ def load_lexicon(spacy_model: str, extra_names: tuple[str, ...] = ()) -> NameLex
     nlp = spacy.load(spacy_model, exclude=["tok2vec", "tagger", "parser", "attribute_ruler", "ner", "senter"])
     lemmatizer: Any = nlp.get_pipe("lemmatizer") if "lemmatizer" in nlp.pipe_names else None
     lookups = lemmatizer.lookups if lemmatizer is not None else None
-    english, descriptive = english_words(lookups)
-    return build_lexicon(english, descriptive, extra_names)
+    english, descriptive, nouns = english_word_classes(lookups)
+    return build_lexicon(english, descriptive, extra_names, nouns)
 
 
-def build_lexicon(english: set[str], descriptive: set[str], extra_names: Iterable[str] = ()) -> NameLexicon:
+def build_lexicon(
+    english: set[str], descriptive: set[str], extra_names: Iterable[str] = (), nouns: Iterable[str] = ()
+) -> NameLexicon:
     first, last = faker_names()
     held_out = held_out_names()
     extra = {fold(n) for n in extra_names}
     return NameLexicon(
-        first=frozenset((first - held_out - _NEVER_NAMES) | extra),
-        last=frozenset(last - held_out - _NEVER_NAMES),
+        first=frozenset((first - held_out - NEVER_NAMES) | extra),
+        last=frozenset(last - held_out - NEVER_NAMES),
         english=frozenset(english),
         places=frozenset(place_words()),
         descriptive=frozenset(descriptive),
+        nouns=frozenset(nouns),
     )

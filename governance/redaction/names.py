@@ -7,20 +7,23 @@ A run of name-like words (in the name list, or in no English dictionary) is a na
 - weak context ("to", "from", "call", "email", "thanks", ...) comes before a word that is no
   English word ("call raju"), or
 - in cased text, it is capitalised mid-sentence, or it is "first-name last-name" ("will smith").
+Where the sentence calls for a person, one to three English words are a name too: "shouted at
+gary", "who is tom hanks", "emails from sam", "email david about ...", "add rachel as a payee",
+"pay rachel back", "when was X born", "did mike send ...", "X speaking", "jean's email".
 "mark my words", "i hope so", "my name is wrong on the card" stay text: every word there is an
 English word with no context that makes it a name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from governance.redaction.entity_types import PERSON
-from governance.redaction.name_lexicon import NameLexicon, fold
+from governance.redaction.name_lexicon import NEVER_NAMES, NameLexicon, fold
 from governance.redaction.normalize import TEENS, TENS, UNITS, Token, tokenize
 
 _NAME, _AMBIGUOUS, _UNKNOWN, _WORD = range(4)
@@ -100,6 +103,54 @@ _WEAK_PAIR_HEADS = frozenset({
     "payment", "payments", "transfer", "money", "invite", "invitation", "meeting", "appointment",
     "reply", "note", "gift", "present", "birthday", "party", "dinner", "lunch",
 })  # fmt: skip
+# Words right before a person, read backwards: "shouted at X", "directed by X", "who is X",
+# "meeting with X", "emails from X". The name may be an English word here ("who is tom").
+_PERSON_BEFORE: tuple[tuple[str, ...], ...] = (
+    ("shouted", "at"), ("yelled", "at"), ("directed", "by"), ("written", "by"), ("produced", "by"),
+    ("sung", "by"), ("starring",), ("who", "is"), ("who", "was"), ("old", "is"), ("old", "was"),
+    ("movies", "of"), ("films", "of"), ("movies", "with"), ("films", "with"), ("meeting", "with"),
+    ("meet", "with"), ("lunch", "with"), ("dinner", "with"), ("appointment", "with"), ("call", "with"),
+    ("email", "from"), ("emails", "from"), ("message", "from"), ("messages", "from"), ("texts", "from"),
+    ("call", "from"), ("calls", "from"), ("letter", "from"), ("email", "to"), ("reply", "to"),
+    ("respond", "to"), ("message", "to"), ("write", "to"), ("letter", "to"), ("meet",),
+)  # fmt: skip
+# Verbs whose object is a person, if the name ends the text or a clause follows: "email tom",
+# "tell bob smith", "email david about the meeting" (not "text message", "email address").
+_PERSON_VERBS = frozenset({"email", "tell", "text", "message", "ring", "remind", "invite", "thank", "congratulate"})
+_CLAUSE_AFTER = frozenset({"about", "saying", "that", "to", "and", "please", "if", "when", "back", "asking"})
+# Words right after a person: "add X as a payee", "X lives at".
+_PERSON_AFTER: tuple[tuple[str, ...], ...] = (
+    ("as", "a", "payee"), ("as", "payee"), ("as", "a", "beneficiary"), ("as", "beneficiary"),
+    ("as", "guardian"), ("as", "a", "guardian"), ("as", "a", "contact"), ("as", "a", "new", "contact"),
+    ("as", "an", "authorised", "user"), ("as", "an", "authorized", "user"), ("to", "my", "contacts"),
+    ("to", "my", "contact", "list"),
+)  # fmt: skip
+# Verbs of a person at the start of a sentence: "david lives on ...", "leon shouted at ...".
+_PERSON_VERBS_AFTER = frozenset({"lives", "shouted", "yelled", "said", "says", "told"})
+# What a person has: "jean's email", "paul's retirement", "john's last name".
+_PERSONAL = frozenset({
+    "email", "emails", "message", "messages", "text", "texts", "birthday", "party", "wedding",
+    "retirement", "anniversary", "funeral", "graduation", "number", "phone", "address", "last",
+    "first", "middle", "full", "name", "surname", "house", "place", "home", "car", "podcast",
+    "office", "flight", "new", "latest", "daughter", "son", "wife", "husband", "mother", "father",
+    "mum", "mom", "dad", "brother", "sister", "kids", "children", "approval",
+})  # fmt: skip
+_DETERMINERS = frozenset({
+    "the", "a", "an", "my", "your", "our", "their", "his", "her", "its", "this", "that", "these",
+    "those", "each", "every", "any", "some", "no", "which", "what", "whose", "today's", "one",
+})  # fmt: skip
+# Things, not people, that money words take as objects: "pay the money back".
+_THINGS = frozenset({
+    "money", "cash", "amount", "fee", "fees", "balance", "loan", "debt", "rent", "card",
+    "account", "refund", "deposit", "charge", "payment", "transfer", "everything", "everyone",
+    "somebody", "someone", "anybody", "anyone", "support", "service", "team", "letter", "email",
+})  # fmt: skip
+# Context words that end a run of person words: "when was benjamin franklin [born]".
+_RUN_STOP = frozenset({"born", "back", "speaking", "calling", "here", "there", "ever", "as"})
+_WH = frozenset({"when", "why", "where"})
+_INTERJECTIONS = frozenset(
+    {"yes", "yeah", "yep", "no", "nope", "oh", "okay", "ok", "hello", "hi", "hey", "right", "well", "sure", "thanks"}
+)
 _NOT_NAME = frozenset(UNITS) | frozenset(TEENS) | frozenset(TENS) | {"hundred", "thousand", "double", "triple"}
 
 
@@ -144,15 +195,32 @@ class SpokenNameRecognizer(EntityRecognizer):
             ):
                 j += 1
             score = self._judge(tokens, kinds, i, j)
+            if score is None and _UNKNOWN in kinds[i : j + 1]:
+                # "myriam jaggi [date] of birth": drop listed-but-English words at the edges of
+                # two or more unknown words ("amazon dot com" keeps "dot").
+                first, last = i, j
+                while kinds[first] == _AMBIGUOUS:
+                    first += 1
+                while kinds[last] == _AMBIGUOUS:
+                    last -= 1
+                if (first, last) != (i, j) and kinds[first : last + 1].count(_UNKNOWN) >= 2:
+                    score = self._judge(tokens, kinds, first, last)
+                    if score is not None:
+                        first, last = self._widen(tokens, kinds, first, last)
+                        found.append((tokens[first].start, tokens[last].end, score))
+                i = j + 1
+                continue
             if score is not None:
                 first, last = self._widen(tokens, kinds, i, j)
                 found.append((tokens[first].start, tokens[last].end, score))
             i = j + 1
-        return found + self._after_introductions(tokens, other_entities) + _spelled_names(tokens)
+        found += self._after_introductions(tokens, other_entities) + _spelled_names(tokens)
+        found += self._person_contexts(tokens, kinds, other_entities)
+        return found + _coordinated(tokens, kinds, found, lambda tok: self._person_word(tok, verbs=False))
 
     def _widen(self, tokens: Sequence[Token], kinds: Sequence[int], i: int, j: int) -> tuple[int, int]:
         """Take in one neighbouring word that can only be a noun: "toby [scholz]", "[donald] trump"."""
-        if i > 0 and self._noun_only(tokens[i - 1]) and (i < 2 or tokens[i - 2].low not in _INTRO_LAST):
+        if i > 0 and self._noun_only(tokens[i - 1]):
             i -= 1
         elif j + 1 < len(tokens) and self._noun_only(tokens[j + 1]):
             j += 1
@@ -160,7 +228,114 @@ class SpokenNameRecognizer(EntityRecognizer):
 
     def _noun_only(self, tok: Token) -> bool:
         word = fold(tok.low)
-        return _free_word(tok) and not self.lexicon.is_descriptive(word) and word not in _WEAK_BEFORE
+        return (
+            _free_word(tok)
+            and not self.lexicon.is_descriptive(word)
+            and word not in _WEAK_BEFORE
+            and word not in _INTERJECTIONS
+        )
+
+    def _person_word(self, tok: Token, *, verbs: bool = True) -> bool:
+        """A word that can be a name where the context says a person comes: a listed name, a word
+        in no dictionary, or a singular noun ("tom", "bob"); with ``verbs`` False no word that can
+        be a verb or adjective."""
+        low = tok.low[:-2] if tok.low.endswith("'s") else tok.low
+        if not (tok.text[0].isalpha() and len(low) > 1 and low.isalpha()):
+            return False
+        if low in STOP_WORDS or low in _NOT_AFTER_INTRO or low in _NOT_NAME or low in _TITLES or low in _RELATIONS:
+            return False
+        word = fold(low)
+        if word in _INTERJECTIONS or word in _THINGS or word in _WEAK_BEFORE or word in _PERSON_VERBS:
+            return False
+        lexicon = self.lexicon
+        if lexicon.is_name(word) or not lexicon.is_english(word):
+            return True
+        if word in NEVER_NAMES or (word.endswith("s") and not word.endswith("ss") and lexicon.is_english(word[:-1])):
+            return False  # a plural: "emails from customers"
+        if word.endswith(("ing", "ed")):
+            return False  # "who is giving me ...", "know about topping up"
+        if lexicon.is_descriptive(word):
+            return verbs and word in lexicon.descriptive and word in lexicon.nouns  # "bob", "mark"; not "sent"
+        return True
+
+    def _surname_word(self, tok: Token) -> bool:
+        """A second name word may be a plural-looking noun or colour: "tom [hanks]", "george [brown]"."""
+        low = tok.low
+        if not (low.isalpha() and len(low) > 1) or low in STOP_WORDS or low in _NOT_AFTER_INTRO or low in _NOT_NAME:
+            return False
+        word = fold(low)
+        stem = word[:-1] if word.endswith("s") else word
+        return (
+            word not in NEVER_NAMES
+            and word not in _THINGS
+            and (stem in self.lexicon.nouns or word in self.lexicon.nouns)
+        )
+
+    def _person_contexts(
+        self, tokens: Sequence[Token], kinds: Sequence[int], other_entities: Sequence[tuple[int, int]]
+    ) -> list[tuple[int, int, float]]:
+        """One to three words where the context calls for a person, even English words: "who is
+        tom hanks", "shouted at gary", "email tom", "add X as a payee", "pay rachel back", "when
+        was X born", "reply to jean's email", "david lives on ..."."""
+        n = len(tokens)
+        found = []
+        for i in range(n):
+            if not self._person_word(tokens[i]):
+                continue
+            j = i
+            while (
+                j < n
+                and j - i < 3
+                and tokens[j].low not in _RUN_STOP
+                and (self._person_word(tokens[j]) or (j > i and self._surname_word(tokens[j])))
+                and (j == i or not tokens[j - 1].low.endswith("'s"))
+            ):
+                j += 1
+            prev = tokens[i - 1].low if i > 0 else ""
+            nxt = tokens[j].low if j < n else ""
+            ok = _ends_with(tokens, i, _PERSON_BEFORE)
+            ok = ok or (prev in ("says", "said") and self._person_word(tokens[i], verbs=False))
+            ok = ok or (
+                prev in _PERSON_VERBS
+                and (not nxt or nxt in _CLAUSE_AFTER or nxt in _SENTENCE_END or nxt == ",")
+                and self._person_word(tokens[i], verbs=False)
+            )
+            ok = ok or _starts_with(tokens, j, _PERSON_AFTER)
+            ok = ok or (nxt == "born" and prev in ("was", "is"))
+            # "did mike send ...", "when is bruno mars coming", "has sally fields ever won", "is X there"
+            ok = ok or (
+                prev in ("did", "does", "has", "is")
+                and (i == 1 or tokens[i - 2].low in _WH or tokens[i - 2].low in _INTERJECTIONS)
+                and j < n
+                and (
+                    nxt in ("ever", "there")
+                    or (prev != "is" and self.lexicon.is_descriptive(fold(nxt)) and nxt not in STOP_WORDS)
+                    or (prev == "is" and nxt.endswith("ing") and self.lexicon.is_descriptive(fold(nxt)))
+                )
+                and all(self._person_word(t, verbs=False) for t in tokens[i : i + 1])
+            )
+            # "matthew da costa speaking", "yes elizabeth from your fraud team"
+            ok = ok or (nxt in ("speaking", "calling") and (i == 0 or prev in _SENTENCE_END or prev in _INTERJECTIONS))
+            ok = ok or (_starts_with(tokens, j, (("from", "your"),)) and prev not in _DETERMINERS)
+            ok = ok or (nxt == "back" and prev in ("pay", "paid", "owe", "repay"))
+            ok = ok or (
+                nxt in _PERSON_VERBS_AFTER
+                and (i == 0 or prev in _SENTENCE_END)
+                and all(self._person_word(t, verbs=False) for t in tokens[i:j])
+            )
+            if ok and not any(s < tokens[j - 1].end and e > tokens[i].start for s, e in other_entities):
+                found.append((tokens[i].start, tokens[j - 1].end, 0.7))
+            # "reply to jean's email", "what is john's last name": a possessive before what a person has.
+            for k in range(i, j):
+                if (
+                    tokens[k].low.endswith("'s")
+                    and k + 1 < n
+                    and tokens[k + 1].low in _PERSONAL
+                    and (k == 0 or tokens[k - 1].low not in _DETERMINERS)
+                ):
+                    begin = k - 1 if k > i and kinds[k - 1] != _WORD else k
+                    found.append((tokens[begin].start, tokens[k].end, 0.7))
+        return found
 
     def _after_introductions(
         self, tokens: Sequence[Token], other_entities: Sequence[tuple[int, int]]
@@ -255,6 +430,38 @@ def _spelled_names(tokens: Sequence[Token]) -> list[tuple[int, int, float]]:
     return found
 
 
+def _coordinated(
+    tokens: Sequence[Token],
+    kinds: Sequence[int],
+    found: Sequence[tuple[int, int, float]],
+    noun: Callable[[Token], bool] = lambda tok: False,
+) -> list[tuple[int, int, float]]:
+    """The other name of a pair joined by "and", when one of the two is a name: "marrero and
+    [murphy]", "[park] and mann". The other side must be name-like (a listed name or no English
+    word), one or two words, or one noun that can be no verb or adjective ("park and [mann]"),
+    so "john and the bank" stays text."""
+    at_start = {tok.start: k for k, tok in enumerate(tokens)}
+    at_end = {tok.end: k for k, tok in enumerate(tokens)}
+    extra = []
+    for start, end, score in found:
+        first, last = at_start.get(start), at_end.get(end)
+        if first is None or last is None:
+            continue
+        if last + 2 < len(tokens) and tokens[last + 1].low == "and":
+            if kinds[last + 2] != _WORD:
+                stop = last + 2 + (last + 3 < len(tokens) and kinds[last + 3] != _WORD)
+                extra.append((tokens[last + 2].start, tokens[stop].end, min(score, 0.7)))
+            elif noun(tokens[last + 2]):
+                extra.append((tokens[last + 2].start, tokens[last + 2].end, min(score, 0.6)))
+        if first >= 2 and tokens[first - 1].low == "and":
+            if kinds[first - 2] != _WORD:
+                begin = first - 2 - (first >= 3 and kinds[first - 3] != _WORD)
+                extra.append((tokens[begin].start, tokens[first - 2].end, min(score, 0.7)))
+            elif noun(tokens[first - 2]):
+                extra.append((tokens[first - 2].start, tokens[first - 2].end, min(score, 0.6)))
+    return extra
+
+
 def _free_word(tok: Token) -> bool:
     low = tok.low
     return (
@@ -293,6 +500,15 @@ def _strong_context(tokens: Sequence[Token], i: int, j: int) -> bool:
     if prev in _TITLES or prev in _RELATIONS:
         return True
     return _ends_with(tokens, i, _STRONG_BEFORE)
+
+
+def _starts_with(tokens: Sequence[Token], j: int, patterns: tuple[tuple[str, ...], ...]) -> bool:
+    """Whether the tokens from index j on spell one of ``patterns``."""
+    for pattern in patterns:
+        n = len(pattern)
+        if j + n <= len(tokens) and tuple(t.low for t in tokens[j : j + n]) == pattern:
+            return True
+    return False
 
 
 def _ends_with(tokens: Sequence[Token], i: int, patterns: tuple[tuple[str, ...], ...]) -> bool:
