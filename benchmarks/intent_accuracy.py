@@ -1,7 +1,9 @@
 """BANKING77 intent accuracy of the LoRA recipe (and optionally the frozen-embedding baseline).
 
 Trains on the train split (10,003 utterances) with ``IntentConfig`` defaults, reloads the saved
-model from disk and scores the full test split (3,080), once per seed. One JSON line per figure:
+model from disk and scores the full test split (3,080), once per seed. With the lexical blend on
+(``lexical_weight`` > 0, the default) each seed also reports the encoder and the lexical model
+alone. One JSON line per figure:
 
     python benchmarks/intent_accuracy.py --seeds 0 1 2 --baseline
     python benchmarks/intent_accuracy.py --seeds 0 1 2 --set label_smoothing=0.1   # a variant
@@ -69,8 +71,13 @@ def baseline(train: tuple[list[str], list[str]], test: tuple[list[str], list[str
 
     clf = LogisticRegression(C=10, max_iter=2000).fit(embed(train[0]).numpy(), train[1])
     accuracy = float((clf.predict(embed(test[0]).numpy()) == test[1]).mean())
-    emit({"figure": "intent_accuracy_baseline_frozen_lr", "accuracy": round(accuracy, 4),
-          "seconds": round(time.perf_counter() - started, 1)})
+    emit(
+        {
+            "figure": "intent_accuracy_baseline_frozen_lr",
+            "accuracy": round(accuracy, 4),
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -82,8 +89,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--baseline", action="store_true", help="also run frozen embeddings + LR (C=10)")
     parser.add_argument("--out", type=Path, default=None, help="keep the trained models here")
     parser.add_argument("--progress", action="store_true")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                        help="override an IntentConfig field for every seed (YAML value), e.g. label_smoothing=0.1")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override an IntentConfig field for every seed (YAML value), e.g. label_smoothing=0.1",
+    )
     args = parser.parse_args(argv)
 
     import numpy as np
@@ -113,20 +126,47 @@ def main(argv: list[str] | None = None) -> None:
             if args.epochs is not None:
                 overrides["epochs"] = args.epochs
             config = base.model_copy(update=overrides)
-            result = train_intent_model(
-                train[0], train[1], names, config, root / f"seed{seed}", progress=args.progress
-            )
+            result = train_intent_model(train[0], train[1], names, config, root / f"seed{seed}", progress=args.progress)
             model = IntentModel.load(result.out_dir)
-            accuracy = float(np.mean(np.array(model.predict(test[0])) == np.array(test[1])))
+            truth = np.array(test[1])
+            accuracy = float(np.mean(np.array(model.predict(test[0])) == truth))
             accuracies.append(accuracy)
             seconds.append(result.train_seconds)
-            emit({"figure": "intent_accuracy", "seed": seed, "accuracy": round(accuracy, 4),
-                  "train_seconds": round(result.train_seconds, 1), "epochs": config.epochs,
-                  "threads": args.threads, "n_train": len(train[0]), "n_test": len(test[0])})
-    emit({"figure": "intent_accuracy_mean", "seeds": args.seeds, "overrides": args.overrides,
-          "accuracy": round(float(np.mean(accuracies)), 4),
-          "accuracy_std": round(float(np.std(accuracies)), 4), "train_seconds_mean": round(float(np.mean(seconds)), 1),
-          "train_seconds_max": round(float(np.max(seconds)), 1)})
+            parts: dict[str, object] = {}
+            if model.lexical is not None:
+                lexical = np.array(model.labels)[model.lexical.log_proba(test[0]).argmax(1)]
+                weight, model.lexical_weight = model.lexical_weight, 0.0
+                encoder = np.array(model.predict(test[0]))
+                model.lexical_weight = weight
+                parts = {
+                    "lexical_weight": weight,
+                    "accuracy_encoder_alone": round(float(np.mean(encoder == truth)), 4),
+                    "accuracy_lexical_alone": round(float(np.mean(lexical == truth)), 4),
+                }
+            emit(
+                {
+                    "figure": "intent_accuracy",
+                    "seed": seed,
+                    "accuracy": round(accuracy, 4),
+                    **parts,
+                    "train_seconds": round(result.train_seconds, 1),
+                    "epochs": config.epochs,
+                    "threads": args.threads,
+                    "n_train": len(train[0]),
+                    "n_test": len(test[0]),
+                }
+            )
+    emit(
+        {
+            "figure": "intent_accuracy_mean",
+            "seeds": args.seeds,
+            "overrides": args.overrides,
+            "accuracy": round(float(np.mean(accuracies)), 4),
+            "accuracy_std": round(float(np.std(accuracies)), 4),
+            "train_seconds_mean": round(float(np.mean(seconds)), 1),
+            "train_seconds_max": round(float(np.max(seconds)), 1),
+        }
+    )
 
 
 if __name__ == "__main__":

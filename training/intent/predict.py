@@ -1,7 +1,9 @@
 """Load a trained intent model folder and classify text.
 
-The folder holds only the small parts (LoRA adapter, head, labels, config); the base encoder
-is resolved again from the recorded reference, so folders stay a few MB and portable.
+The folder holds only the small parts (LoRA adapter, head, labels, config, and the lexical
+model when trained with one); the base encoder is resolved again from the recorded reference,
+so folders stay small and portable. With a lexical model the encoder's (member-averaged)
+probabilities are blended with it log-linearly; folders without one predict from the encoder alone.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from training.intent.lexical import LexicalModel, blend
 from training.intent.model import (
     DEFAULT_MEMBER,
     CosineHead,
@@ -89,6 +92,8 @@ class IntentModel:
     labels: list[str]
     max_length: int
     first_adapted_layer: int = 0
+    lexical: LexicalModel | None = None
+    lexical_weight: float = 0.0  # 0: the encoder alone (also when there is no lexical model)
 
     @classmethod
     def load(cls, model_dir: Path) -> IntentModel:
@@ -111,13 +116,30 @@ class IntentModel:
             encoder.load_adapter(str(model_dir / ADAPTER_DIR / member), adapter_name=member)
             model.heads[member] = head(member)
         model.use(DEFAULT_MEMBER)
-        return cls(model.eval(), load_tokenizer(meta["base_model"]), labels, int(meta["max_length"]),
-                   int(meta.get("first_adapted_layer", 0)))
+        weight = float(meta.get("lexical_weight", 0.0))  # older folders: no key, no lexical files
+        lexical = LexicalModel.load(model_dir) if weight > 0 and LexicalModel.exists(model_dir) else None
+        if lexical is not None and lexical.labels != labels:
+            raise ValueError(f"{model_dir}: the lexical model's labels differ from {LABELS_FILE}")
+        return cls(
+            model.eval(),
+            load_tokenizer(meta["base_model"]),
+            labels,
+            int(meta["max_length"]),
+            int(meta.get("first_adapted_layer", 0)),
+            lexical,
+            weight if lexical is not None else 0.0,
+        )
 
     def _logits(self, texts: list[str], batch_size: int) -> torch.Tensor:
+        """Scores whose softmax is the prediction's distribution: the encoder's logits, or the
+        log of its blend with the lexical model."""
         seqs = tokenize(self.tokenizer, texts, self.max_length)
-        return batched_logits(self.model, seqs, int(self.tokenizer.pad_token_id or 0), batch_size,
-                              self.first_adapted_layer)
+        logits = batched_logits(
+            self.model, seqs, int(self.tokenizer.pad_token_id or 0), batch_size, self.first_adapted_layer
+        )
+        if self.lexical is None or self.lexical_weight <= 0 or not texts:
+            return logits
+        return blend(logits, self.lexical.log_proba(list(texts)), self.lexical_weight)
 
     def predict_proba(self, texts: list[str], batch_size: int = 128) -> np.ndarray:
         """Class probabilities, shape (len(texts), len(labels)), columns in ``labels`` order."""

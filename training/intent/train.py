@@ -7,7 +7,10 @@ Recipe (why each piece is there):
   the cost otherwise;
 - LoRA only in the top layers (``lora.top_layers``): the frozen lower layers' outputs are
   computed once and cached, so each epoch only runs the adapted layers;
-- warmup + linear decay, label smoothing, separate (higher) learning rate for the head.
+- warmup + linear decay, label smoothing, separate (higher) learning rate for the head;
+- a lexical model (TF-IDF n-grams + logistic regression, ``lexical.py``) fitted on the same data
+  and shipped alongside: predictions blend it in log-linearly (``lexical_weight``), the reported
+  eval accuracy included.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from training.intent.lexical import LEXICAL_ARRAYS, LEXICAL_JSON, LexicalModel, blend
 from training.intent.model import (
     DEFAULT_MEMBER,
     CosineHead,
@@ -302,6 +306,8 @@ class _Batches:
     eval_seqs: list[list[int]] | None = None
     eval_y: list[int] | None = None
     eval_cache: LayerCache | None = None
+    eval_lexical: np.ndarray | None = None  # the lexical model's log-probabilities of the eval texts
+    lexical_weight: float = 0.0
 
 
 def member_name(k: int) -> str:
@@ -348,7 +354,15 @@ def _train_member(
         metrics = {"train_loss": total / count}
         if data.eval_seqs is not None and data.eval_y is not None:
             with ema.applied() if ema is not None else nullcontext():
-                metrics["eval_accuracy"] = _accuracy(model, data.eval_seqs, data.eval_y, data.pad_id, data.eval_cache)
+                metrics["eval_accuracy"] = _accuracy(
+                    model,
+                    data.eval_seqs,
+                    data.eval_y,
+                    data.pad_id,
+                    data.eval_cache,
+                    data.eval_lexical,
+                    data.lexical_weight,
+                )
         report(epoch, metrics)
     if ema is not None:
         ema.swap()  # keep the averaged weights
@@ -380,6 +394,9 @@ def train_intent_model(
     if unknown:
         raise ValueError(f"labels not in label_names: {unknown[:5]}")
     started = time.perf_counter()
+    lexical = LexicalModel.fit(texts, labels, label_names, config.lexical_c) if config.lexical_weight > 0 else None
+    if lexical is not None:
+        log.info("lexical model: %d features, %.1f s", lexical.n_features, time.perf_counter() - started)
     seed_everything(config.seed)
     tokenizer = load_tokenizer(config.base_model)
     pad_id = int(tokenizer.pad_token_id or 0)
@@ -396,8 +413,12 @@ def train_intent_model(
         cache = None
         with autocast(bf16):
             frozen = _frozen_embeddings(model, seqs, pad_id).float()
-    log.info("frozen pass: %.1f s (cache from layer %s, bf16 %s)", time.perf_counter() - started,
-             cache.start if cache else None, bf16)
+    log.info(
+        "frozen pass: %.1f s (cache from layer %s, bf16 %s)",
+        time.perf_counter() - started,
+        cache.start if cache else None,
+        bf16,
+    )
     fit_head(model, frozen, y, config)
     probed = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
     log.info("head probe done at %.1f s", time.perf_counter() - started)
@@ -406,14 +427,19 @@ def train_intent_model(
     if eval_texts:
         data.eval_seqs = tokenize(tokenizer, eval_texts, config.max_length)
         data.eval_y = [index.get(label, -1) for label in eval_labels or []]
+        if lexical is not None:
+            data.eval_lexical, data.lexical_weight = lexical.log_proba(list(eval_texts)), config.lexical_weight
         if cache is not None:
             data.eval_cache = LayerCache(model, data.eval_seqs, pad_id, cache.start)  # float32, like predict
     history: list[dict[str, float]] = []
     for k in range(config.members):
         if k:
             torch.manual_seed(config.seed + 1000 * k)
-            model.add_member(member_name(k), lora_config(config.lora, n_layers),
-                             CosineHead(frozen.shape[1], len(label_names), config.head_scale))
+            model.add_member(
+                member_name(k),
+                lora_config(config.lora, n_layers),
+                CosineHead(frozen.shape[1], len(label_names), config.head_scale),
+            )
             model.head.load_state_dict(probed)  # the probe is deterministic: fit once, start every member there
 
         def report(epoch: int, metrics: dict[str, float], k: int = k) -> None:
@@ -426,7 +452,7 @@ def train_intent_model(
 
     model.eval()
     model.use(DEFAULT_MEMBER)
-    save_model(model, out_dir, config, label_names, start)
+    save_model(model, out_dir, config, label_names, start, lexical)
     return IntentTrainingResult(
         out_dir=Path(out_dir),
         epochs=config.epochs,
@@ -436,19 +462,28 @@ def train_intent_model(
 
 
 def _accuracy(
-    model: IntentClassifier, seqs: list[list[int]], y: list[int], pad_id: int, cache: LayerCache | None
+    model: IntentClassifier,
+    seqs: list[list[int]],
+    y: list[int],
+    pad_id: int,
+    cache: LayerCache | None,
+    lexical: np.ndarray | None = None,
+    weight: float = 0.0,
 ) -> float:
-    """Accuracy on held-out text; through the layer cache when there is one (much cheaper)."""
+    """Accuracy on held-out text, blended with the lexical log-probabilities as predictions are;
+    through the layer cache when there is one (much cheaper)."""
     model.eval()
     if cache is None:
-        pred = batched_logits(model, seqs, pad_id).argmax(-1)
+        logits = batched_logits(model, seqs, pad_id)
     else:
-        pred = torch.empty(len(seqs), dtype=torch.long)
+        logits = torch.empty((len(seqs), int(model.head.weight.shape[0])))
         with torch.inference_mode():
             for idx in _chunks(length_sorted_order([len(s) for s in seqs]), 128):
                 hidden, mask = cache.batch(idx)
-                pred[torch.tensor(idx)] = model.forward_from(hidden, mask, cache.start).argmax(-1)
-    return float((pred == torch.tensor(y)).float().mean())
+                logits[torch.tensor(idx)] = model.forward_from(hidden, mask, cache.start).float()
+    if lexical is not None and weight > 0:
+        logits = blend(logits, lexical, weight)
+    return float((logits.argmax(-1) == torch.tensor(y)).float().mean())
 
 
 def _frozen_embeddings(model: IntentClassifier, seqs: list[list[int]], pad_id: int) -> torch.Tensor:
@@ -462,12 +497,18 @@ def _frozen_embeddings(model: IntentClassifier, seqs: list[list[int]], pad_id: i
 
 
 def save_model(
-    model: IntentClassifier, out_dir: Path, config: IntentConfig, label_names: list[str], start: int = 0
+    model: IntentClassifier,
+    out_dir: Path,
+    config: IntentConfig,
+    label_names: list[str],
+    start: int = 0,
+    lexical: LexicalModel | None = None,
 ) -> None:
     """Adapter folder(s) + head weights + labels + the config needed to rebuild the model.
 
     PEFT saves the first member's adapter in ``adapter/`` and the others in ``adapter/<name>/``;
-    heads go to ``head.safetensors`` and ``head.<name>.safetensors``.
+    heads go to ``head.safetensors`` and ``head.<name>.safetensors``; the lexical model, if any,
+    to ``lexical.json`` + ``lexical.npz`` (no pickle).
     """
     from safetensors.torch import save_file
 
@@ -477,6 +518,11 @@ def save_model(
     for name, head in model.heads.items():
         save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(out_dir / head_file(name)))
     (out_dir / LABELS_FILE).write_text(json.dumps(list(label_names), indent=1))
+    if lexical is not None:
+        lexical.save(out_dir)
+    else:  # a folder reused from an earlier run must not keep a stale lexical model
+        for name in (LEXICAL_JSON, LEXICAL_ARRAYS):
+            (out_dir / name).unlink(missing_ok=True)
     meta = {
         "format": "voiceloop-intent/1",
         "base_model": portable_ref(config.base_model),
@@ -487,6 +533,7 @@ def save_model(
         "n_labels": len(label_names),
         "members": model.members,
         "first_adapted_layer": start,
+        "lexical_weight": config.lexical_weight if lexical is not None else 0.0,
         "config": config.model_dump(),
     }
     (out_dir / CONFIG_FILE).write_text(json.dumps(meta, indent=1))
