@@ -134,38 +134,7 @@ def redact_calls(
         for document in documents:
             if document["_ingest"]["split"] in config.audio.splits:
                 audio_inputs[document["call_id"]] = group_turn_redactions(by_call[document["call_id"]])
-        leaks = {
-            (leak.call_id, leak.turn): list(leak.types)
-            for leak in leak_gate(
-                [
-                    TurnText(call["call_id"], turn["index"], text)
-                    for call in redacted_calls
-                    for turn in call["turns"]
-                    for text in (turn["text"], turn["transcript"])
-                    if text
-                ]
-            )
-        }
-        for redacted in redacted_calls:
-            kept = []
-            for turn in redacted["turns"]:
-                report.turns += 1
-                leaked = leaks.get((redacted["call_id"], turn["index"]))
-                if leaked:
-                    report.leaks.append((redacted["call_id"], turn["index"], leaked))
-                    store.quarantine(
-                        "redaction",
-                        f"{redacted['call_id']}.turn{turn['index']}",
-                        f"PII survived redaction in call {redacted['call_id']} turn {turn['index']}: "
-                        f"{', '.join(leaked)}",
-                        call_id=redacted["call_id"],
-                        payload=turn,
-                    )
-                else:
-                    kept.append(turn)
-            redacted["quarantined_turns"] = len(redacted["turns"]) - len(kept)
-            redacted["turns"] = kept
-            pending.append(redacted)
+        pending.extend(_gate(store, redacted_calls, report))
         if progress:
             progress(min(start + BATCH, len(ids)), len(ids))
     if report.leak_share > config.leak_max_share:
@@ -190,6 +159,41 @@ def redact_calls(
             timings=config.audio.timings,
         )
     return report
+
+
+def _gate(store: GovernedStore, redacted_calls: list[dict[str, Any]], report: RedactionReport) -> list[dict[str, Any]]:
+    """Run the leak gate over the calls' turns; quarantine leaking turns and drop them from the calls."""
+    leaks = {
+        (leak.call_id, leak.turn): list(leak.types)
+        for leak in leak_gate(
+            [
+                TurnText(call["call_id"], turn["index"], text)
+                for call in redacted_calls
+                for turn in call["turns"]
+                for text in (turn["text"], turn["transcript"])
+                if text
+            ]
+        )
+    }
+    for redacted in redacted_calls:
+        kept = []
+        for turn in redacted["turns"]:
+            report.turns += 1
+            leaked = leaks.get((redacted["call_id"], turn["index"]))
+            if not leaked:
+                kept.append(turn)
+                continue
+            report.leaks.append((redacted["call_id"], turn["index"], leaked))
+            store.quarantine(
+                "redaction",
+                f"{redacted['call_id']}.turn{turn['index']}",
+                f"PII survived redaction in call {redacted['call_id']} turn {turn['index']}: {', '.join(leaked)}",
+                call_id=redacted["call_id"],
+                payload=turn,
+            )
+        redacted["quarantined_turns"] = len(redacted["turns"]) - len(kept)
+        redacted["turns"] = kept
+    return redacted_calls
 
 
 def _asr_engine(model: str | None) -> AsrEngine:
