@@ -313,6 +313,12 @@ def test_names_joined_by_and(redactor: Redactor) -> None:
         ("matthew da costa speaking", "matthew da costa"),
         ("yes elizabeth from your fraud team called me", "elizabeth"),
         ("david lives on the high street", "david"),
+        ("walker began writing as a teenager", "walker"),
+        ("anna is from the london office", "anna"),
+        ("i would like to add my kid florence to the account", "florence"),
+        ("can i speak to miss smit please", "smit"),
+        ("mr green called about the loan", "green"),
+        ("tell me tom hanks middle name", "tom hanks"),
     ],
 )
 def test_names_where_the_context_calls_for_a_person(redactor: Redactor, text: str, name: str) -> None:
@@ -328,6 +334,10 @@ def test_names_where_the_context_calls_for_a_person(redactor: Redactor, text: st
         ("yes chuki moore tenth october", ["chuki moore"]),  # "yes" is no part of a name
         ("we invited priya and bowers to the meeting", ["priya", "bowers"]),
         ("is there a song by priya and mann", ["priya", "mann"]),  # one noun after "and"
+        ("the best song on this list ostrowiak and bowers wrote", ["ostrowiak", "bowers"]),  # "list" trimmed
+        ("name juliusz a kwiatkowski lives there", ["juliusz a kwiatkowski"]),  # "a" as middle initial
+        ("mrs diana ostrowiak suite nine four two high street", ["diana ostrowiak"]),  # not "suite"
+        ("when is bruno mars coming to town", ["bruno mars"]),  # not "coming"
     ],
 )
 def test_name_edges(redactor: Redactor, text: str, names: list[str]) -> None:
@@ -356,6 +366,10 @@ def test_name_edges(redactor: Redactor, text: str, names: list[str]) -> None:
         "when is my refund coming",
         "mr smith flew to paris on friday",
         "i got an email from customers saying it failed",
+        "My withdrawl is still pending.",
+        "did i miss payment last month",
+        "the money is from my salary",
+        "what is my middle name on the account",
     ],
 )
 def test_person_contexts_leave_banking_words(redactor: Redactor, text: str) -> None:

@@ -9,7 +9,10 @@ A run of name-like words (in the name list, or in no English dictionary) is a na
 - in cased text, it is capitalised mid-sentence, or it is "first-name last-name" ("will smith").
 Where the sentence calls for a person, one to three English words are a name too: "shouted at
 gary", "who is tom hanks", "emails from sam", "email david about ...", "add rachel as a payee",
-"pay rachel back", "when was X born", "did mike send ...", "X speaking", "jean's email".
+"pay rachel back", "when was X born", "did mike send ...", "X speaking", "jean's email",
+"X began writing", "X is from ...", "tell me X middle name", "mr green", "speak to miss X".
+Listed English words at the edge of an unknown word are dropped ("[list] usamov and bowers"),
+"a"/"i" between two unlisted name words is a middle initial, and address words ("suite") end a name.
 "mark my words", "i hope so", "my name is wrong on the card" stay text: every word there is an
 English word with no context that makes it a name.
 """
@@ -34,12 +37,15 @@ _TITLES = frozenset({
      "mr", "mrs", "ms", "miss", "mister", "missus", "dr", "doctor", "prof", "professor", "sir",
      "madam", "dame", "lord", "lady", "agent", "officer",
 })  # fmt: skip
+_PLAIN_TITLES = frozenset({"mr", "mrs", "ms", "mister", "missus", "dr", "prof", "professor"})
 _RELATIONS = frozenset({
     "wife", "husband", "son", "daughter", "mother", "father", "mum", "mom", "dad", "brother",
     "sister", "partner", "friend", "colleague", "boss", "manager", "landlord", "landlady",
     "grandmother", "grandfather", "grandma", "grandpa", "aunt", "uncle", "cousin", "nephew",
-    "niece", "fiance", "fiancee", "girlfriend", "boyfriend", "neighbour", "neighbor", "tenant",
+    "niece", "fiance", "fiancee", "girlfriend", "boyfriend", "neighbour", "neighbor", "tenant", "kid",
 })  # fmt: skip
+# Words of an address that follow a name on a form: "mrs diana usamov [suite] nine ...".
+_ADDRESS_UNITS = frozenset({"apartment", "apt", "unit", "suite", "ste", "flat", "floor", "box", "postbox", "psc"})
 # Word sequences that end right before a name, read backwards from the name.
 _STRONG_BEFORE: tuple[tuple[str, ...], ...] = (
     ("name", "is"), ("name's",), ("names",), ("name", "was"), ("names", "is"), ("surname", "is"),
@@ -123,10 +129,11 @@ _PERSON_AFTER: tuple[tuple[str, ...], ...] = (
     ("as", "a", "payee"), ("as", "payee"), ("as", "a", "beneficiary"), ("as", "beneficiary"),
     ("as", "guardian"), ("as", "a", "guardian"), ("as", "a", "contact"), ("as", "a", "new", "contact"),
     ("as", "an", "authorised", "user"), ("as", "an", "authorized", "user"), ("to", "my", "contacts"),
-    ("to", "my", "contact", "list"),
+    ("to", "my", "contact", "list"), ("middle", "name"), ("last", "name"), ("first", "name"),
 )  # fmt: skip
-# Verbs of a person at the start of a sentence: "david lives on ...", "leon shouted at ...".
-_PERSON_VERBS_AFTER = frozenset({"lives", "shouted", "yelled", "said", "says", "told"})
+# Verbs of a person at the start of a sentence: "david lives on ...", "leon shouted at ...",
+# "walker began writing ..."; also "anna is from plotwatt".
+_PERSON_VERBS_AFTER = frozenset({"lives", "shouted", "yelled", "said", "says", "told", "began"})
 # What a person has: "jean's email", "paul's retirement", "john's last name".
 _PERSONAL = frozenset({
     "email", "emails", "message", "messages", "text", "texts", "birthday", "party", "wedding",
@@ -146,7 +153,7 @@ _THINGS = frozenset({
     "somebody", "someone", "anybody", "anyone", "support", "service", "team", "letter", "email",
 })  # fmt: skip
 # Context words that end a run of person words: "when was benjamin franklin [born]".
-_RUN_STOP = frozenset({"born", "back", "speaking", "calling", "here", "there", "ever", "as"})
+_RUN_STOP = frozenset({"born", "back", "speaking", "calling", "here", "there", "ever", "as", "middle"})
 _WH = frozenset({"when", "why", "where"})
 _INTERJECTIONS = frozenset(
     {"yes", "yeah", "yep", "no", "nope", "oh", "okay", "ok", "hello", "hi", "hey", "right", "well", "sure", "thanks"}
@@ -196,14 +203,24 @@ class SpokenNameRecognizer(EntityRecognizer):
                 j += 1
             score = self._judge(tokens, kinds, i, j)
             if score is None and _UNKNOWN in kinds[i : j + 1]:
-                # "myriam jaggi [date] of birth": drop listed-but-English words at the edges of
-                # two or more unknown words ("amazon dot com" keeps "dot").
+                # "myriam jaggi [date] of birth", "[list] usamov and bowers": drop listed-but-English
+                # words at the edges of unknown words ("amazon dot com" keeps "dot"); with one
+                # unknown word, no stop word ("My withdrawl" is a typo, not a name) and no short word.
                 first, last = i, j
                 while kinds[first] == _AMBIGUOUS:
                     first += 1
                 while kinds[last] == _AMBIGUOUS:
                     last -= 1
-                if (first, last) != (i, j) and kinds[first : last + 1].count(_UNKNOWN) >= 2:
+                unknown = kinds[first : last + 1].count(_UNKNOWN)
+                dropped = [*tokens[i:first], *tokens[last + 1 : j + 1]]
+                if (first, last) != (i, j) and (
+                    unknown >= 2
+                    or (
+                        unknown == 1
+                        and not any(t.low in STOP_WORDS for t in dropped)
+                        and all(len(tokens[k].low) > 3 for k in range(first, last + 1) if kinds[k] == _UNKNOWN)
+                    )
+                ):
                     score = self._judge(tokens, kinds, first, last)
                     if score is not None:
                         first, last = self._widen(tokens, kinds, first, last)
@@ -269,6 +286,7 @@ class SpokenNameRecognizer(EntityRecognizer):
             word not in NEVER_NAMES
             and word not in _THINGS
             and (stem in self.lexicon.nouns or word in self.lexicon.nouns)
+            and (not word.endswith("ing") or self.lexicon.is_name(word))  # "bruno mars [coming]"
         )
 
     def _person_contexts(
@@ -319,7 +337,7 @@ class SpokenNameRecognizer(EntityRecognizer):
             ok = ok or (_starts_with(tokens, j, (("from", "your"),)) and prev not in _DETERMINERS)
             ok = ok or (nxt == "back" and prev in ("pay", "paid", "owe", "repay"))
             ok = ok or (
-                nxt in _PERSON_VERBS_AFTER
+                (nxt in _PERSON_VERBS_AFTER or _starts_with(tokens, j, (("is", "from"), ("was", "from"))))
                 and (i == 0 or prev in _SENTENCE_END)
                 and all(self._person_word(t, verbs=False) for t in tokens[i:j])
             )
@@ -344,14 +362,18 @@ class SpokenNameRecognizer(EntityRecognizer):
         a name even if they are English words."""
         found = []
         for i in range(1, len(tokens)):
+            prev = tokens[i - 1].low
+            related = prev in _TITLES or prev in _RELATIONS
+            # "mr green", "speak to miss smit": right after a title (not one that is also a verb,
+            # "miss"), an English word is a name too; "mr leiva [flew]" stops at a verb after it.
+            titled = prev in _TITLES and (prev in _PLAIN_TITLES or _ends_with(tokens, i - 1, _STRONG_BEFORE))
             strong = _ends_with(tokens, i, _STRONG_INTROS)
-            related = tokens[i - 1].low in _TITLES or tokens[i - 1].low in _RELATIONS
             medium = _ends_with(tokens, i, _INTROS)
             if not (strong or related or medium):
                 continue
             j = i
             while j < len(tokens) and j - i < 3 and _free_word(tokens[j]):
-                if not strong and self.lexicon.is_descriptive(fold(tokens[j].low)):
+                if not (strong or (titled and j == i)) and self.lexicon.is_descriptive(fold(tokens[j].low)):
                     break
                 j += 1
             if j == i or (
@@ -368,7 +390,7 @@ class SpokenNameRecognizer(EntityRecognizer):
         word = fold(tok.low[:-2] if tok.low.endswith("'s") else tok.low)
         if len(word) < 2 or word in _NOT_NAME or (word in STOP_WORDS and not _capitalised(tok)):
             return _WORD
-        if word in _TITLES or word in _RELATIONS:
+        if word in _TITLES or word in _RELATIONS or word in _ADDRESS_UNITS:
             return _WORD
         english = self.lexicon.is_english(word)
         if self.lexicon.is_name(word):
@@ -473,6 +495,7 @@ def _free_word(tok: Token) -> bool:
         and low not in _NOT_NAME
         and low not in _TITLES
         and low not in _RELATIONS
+        and low not in _ADDRESS_UNITS
     )
 
 
@@ -484,11 +507,14 @@ def _weak_context(tokens: Sequence[Token], i: int) -> bool:
 
 
 def _initial_or_hyphen(tokens: Sequence[Token], kinds: Sequence[int], k: int) -> bool:
-    """A middle initial ("john j smith") or hyphen ("anna-maria") between two name words."""
+    """A middle initial ("john j smith") or hyphen ("anna-maria") between two name words; "a" and
+    "i" only between two words that are no English words ("juliusz a kwiatkowski")."""
     if k + 1 >= len(tokens) or kinds[k + 1] == _WORD:
         return False
     text = tokens[k].text
-    return text == "-" or (len(text) == 1 and text.isalpha() and text.lower() not in {"a", "i"})
+    if text.lower() in ("a", "i"):
+        return _AMBIGUOUS not in (kinds[k - 1], kinds[k + 1])
+    return text == "-" or (len(text) == 1 and text.isalpha())
 
 
 def _strong_context(tokens: Sequence[Token], i: int, j: int) -> bool:
