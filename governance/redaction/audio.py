@@ -481,18 +481,17 @@ def verify_audio_redaction(
 ) -> list[str]:
     """Re-transcribe masked audio; the entity types whose values can still be heard (empty: clean).
 
-    With the masked ``intervals`` (seconds into ``audio``) it also transcribes the audio with
-    them cut out: greedy Whisper often stops at a long silence ("my phone number is..."), and
-    would then miss a second saying of the number after the mask. ``ignore_words``: see
+    With the masked ``intervals`` (seconds into ``audio``) it transcribes the audio with them cut
+    out instead: that holds every sample a listener could still hear, and greedy Whisper often
+    stops at a long silence ("my phone number is..."), so it would miss a second saying of the
+    number after a mask. One transcription per turn, not two. ``ignore_words``: see
     :func:`pii_recovered` (:func:`context_words` gives them for a turn).
     """
     if not pii_values:
         return []
-    versions = [to_asr_rate(audio, sample_rate)]
     cut = merge_intervals(intervals)
-    if cut:
-        versions.append(to_asr_rate(splice_out(audio, sample_rate, cut), sample_rate))
-    texts = asr.transcribe_arrays(versions)
+    heard = splice_out(audio, sample_rate, cut) if cut else audio
+    texts = asr.transcribe_arrays([to_asr_rate(heard, sample_rate)])
     ignore = list(ignore_words)
     return sorted({kind for text in texts for kind in pii_recovered(text, pii_values, ignore)})
 

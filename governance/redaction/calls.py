@@ -11,6 +11,7 @@ batch's turns leak, redaction itself is broken and the batch is refused.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -199,4 +200,5 @@ def _gate(store: GovernedStore, redacted_calls: list[dict[str, Any]], report: Re
 def _asr_engine(model: str | None) -> AsrEngine:
     from serving.asr import AsrEngine
 
-    return AsrEngine(model)
+    # No more threads than cores: CTranslate2's default of 4 oversubscribes a 2-core machine.
+    return AsrEngine(model, cpu_threads=min(4, os.cpu_count() or 1))
