@@ -26,7 +26,7 @@ from spacy.lang.en.stop_words import STOP_WORDS
 
 from governance.redaction.entity_types import ADDRESS, ZIP
 from governance.redaction.name_lexicon import NameLexicon, fold, load_lexicon, place_words
-from governance.redaction.normalize import TEENS, TENS, UNITS, DigitRun, Token, find_digit_runs, tokenize
+from governance.redaction.normalize import TEENS, TENS, UNITS, DigitRun, Token, digit_runs_of, tokens_of
 
 STREET_WORDS = frozenset({
     "street", "st", "road", "rd", "avenue", "ave", "av", "lane", "ln", "drive", "dr", "boulevard",
@@ -143,9 +143,9 @@ class _Reader:
     """One text's tokens, digit runs and word lists, for the address rules."""
 
     def __init__(self, text: str, lexicon: NameLexicon) -> None:
-        self.tokens = tokenize(text)
+        self.tokens = tokens_of(text)
         self.lexicon = lexicon
-        self.runs = {run.first: run for run in find_digit_runs(self.tokens)}
+        self.runs = {run.first: run for run in digit_runs_of(text)}
         self.run_ending = {run.last: run for run in self.runs.values()}
 
     def low(self, k: int) -> str:

@@ -17,7 +17,7 @@ from presidio_analyzer import EntityRecognizer, RecognizerResult
 from presidio_analyzer.nlp_engine import NlpArtifacts
 
 from governance.redaction.entity_types import DOB
-from governance.redaction.normalize import TEENS, TENS, UNITS, Token, nearest, read_piece, spelled_words, tokenize
+from governance.redaction.normalize import TEENS, TENS, UNITS, Token, nearest, read_piece, spelled_words, tokens_of
 
 MONTHS = frozenset({
     "january", "february", "march", "april", "may", "june", "july", "august", "september",
@@ -163,7 +163,7 @@ class DateOfBirthRecognizer(EntityRecognizer):
     ) -> list[RecognizerResult]:
         if DOB not in entities:
             return []
-        tokens = tokenize(text)
+        tokens = tokens_of(text)
         lows = spelled_words(tokens)
         results = []
         i = 0

@@ -3,9 +3,9 @@ only where it can find something.
 
 Throughput: spaCy's statistical pipeline is 90 % of Presidio's cost and, on call transcripts,
 mostly wasted. Its only output voiceloop uses is PERSON from NER, and NER needs capital letters:
-on lowercase ASR text it finds next to nothing (the name recognizer covers that case). So each
-text goes through NER only when it holds a capitalised word that could be a name (in the name
-list, or in no English dictionary); every other text gets spaCy's tokenizer alone. The decision
+on lowercase ASR text it finds next to nothing (the name recognizer covers that case). So NER
+runs only on the sentences that hold a capitalised word that could be a name (mid-sentence, in
+the name list, or in no English dictionary); everything else gets spaCy's tokenizer alone. The decision
 depends on the text alone, so one text gives the same result alone or in a batch. Lemmas are the
 lowercased tokens on both paths (Presidio uses them only to find context words).
 
@@ -23,10 +23,10 @@ from typing import Any
 import spacy
 from presidio_analyzer import AnalyzerEngine, RecognizerRegistry
 from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Span
 
-from governance.redaction.name_lexicon import NameLexicon, fold, load_lexicon
-from governance.redaction.normalize import tokenize
+from governance.redaction.name_lexicon import NEVER_NAMES, NameLexicon, fold, load_lexicon
+from governance.redaction.normalize import Token, tokens_of
 from governance.redaction.spoken import spoken_recognizers
 
 LANGUAGE = "en"
@@ -46,23 +46,28 @@ class GatedSpacyNlpEngine(SpacyNlpEngine):
     def load(self) -> None:
         self.nlp = {LANGUAGE: spacy.load(self.model_name, exclude=_NER_ONLY)}  # type: ignore[assignment]
 
-    def needs_ner(self, text: str) -> bool:
-        """True when a capitalised word could be a name: mid-sentence, or listed, or no English word."""
-        tokens = tokenize(text)
+    def ner_spans(self, text: str) -> list[tuple[int, int]]:
+        """Character ranges of the sentences that hold a capitalised word that could be a name:
+        mid-sentence, or listed, or no English word. Not "I'm", brands and words that are never
+        names ("Visa", "Monday"), or places: voiceloop uses NER's PERSON output only."""
+        tokens = tokens_of(text)
+        spans: list[tuple[int, int]] = []
         for k, tok in enumerate(tokens):
             word = tok.text
-            if word[0].isupper() and word[0].isalpha() and not (len(word) > 1 and word.isupper()) and word != "I":
-                if k > 0 and tokens[k - 1].text not in _SENTENCE_END:
-                    return True
-                low = fold(tok.low[:-2] if tok.low.endswith("'s") else tok.low)
-                if len(low) > 1 and (self.lexicon.is_name(low) or not self.lexicon.is_english(low)):
-                    return True
-        return False
+            if not (word[0].isupper() and word[0].isalpha()) or (len(word) > 1 and word.isupper()):
+                continue
+            low = fold(tok.low[:-2] if tok.low.endswith("'s") else tok.low)
+            if len(low) < 2 or low.startswith("i'") or low in NEVER_NAMES or low in self.lexicon.places:
+                continue
+            mid_sentence = k > 0 and tokens[k - 1].text not in _SENTENCE_END
+            if mid_sentence or self.lexicon.is_name(low) or not self.lexicon.is_english(low):
+                span = _sentence_around(tokens, k)
+                if not spans or spans[-1] != span:
+                    spans.append(span)
+        return spans
 
     def process_text(self, text: str, language: str) -> NlpArtifacts:
-        nlp = self._nlp(language)
-        doc = nlp(text) if self.needs_ner(text) else nlp.make_doc(text)
-        return self._doc_to_nlp_artifact(doc, language)
+        return self._doc_to_nlp_artifact(self._docs([text], language)[0], language)
 
     def process_batch(  # type: ignore[override]
         self,
@@ -74,14 +79,29 @@ class GatedSpacyNlpEngine(SpacyNlpEngine):
     ) -> Iterator[tuple[str, NlpArtifacts]]:
         if as_tuples:
             raise NotImplementedError("as_tuples is not used by voiceloop")
-        nlp = self._nlp(language)
         texts = [str(t) for t in texts]
-        ner_at = [i for i, t in enumerate(texts) if self.needs_ner(t)]
-        ner_docs = iter(nlp.pipe((texts[i] for i in ner_at), batch_size=max(batch_size, 1), n_process=n_process))
-        ner_set = set(ner_at)
-        for i, text in enumerate(texts):
-            doc = next(ner_docs) if i in ner_set else nlp.make_doc(text)
+        for text, doc in zip(texts, self._docs(texts, language, batch_size), strict=True):
             yield text, self._doc_to_nlp_artifact(doc, language)
+
+    def _docs(self, texts: Sequence[str], language: str, batch_size: int = 64) -> list[Doc]:
+        """Tokenized docs whose entities come from NER run on the candidate sentences only.
+
+        One text gives the same doc here alone or among others: each sentence goes through NER on
+        its own, whatever else is in the batch."""
+        nlp = self._nlp(language)
+        wanted = [(i, start, end) for i, text in enumerate(texts) for start, end in self.ner_spans(text)]
+        pieces = nlp.pipe((texts[i][start:end] for i, start, end in wanted), batch_size=max(batch_size, 1))
+        docs = [nlp.make_doc(text) for text in texts]
+        found: dict[int, list[Span]] = {}
+        for (i, start, _end), piece in zip(wanted, pieces, strict=True):
+            for ent in piece.ents:
+                span = docs[i].char_span(start + ent.start_char, start + ent.end_char, label=ent.label_,
+                                         alignment_mode="expand")  # fmt: skip
+                if span is not None:
+                    found.setdefault(i, []).append(span)
+        for i, spans in found.items():
+            docs[i].ents = spacy.util.filter_spans(spans)
+        return docs
 
     def _doc_to_nlp_artifact(self, doc: Doc, language: str) -> NlpArtifacts:
         artifacts = super()._doc_to_nlp_artifact(doc, language)
@@ -93,6 +113,17 @@ class GatedSpacyNlpEngine(SpacyNlpEngine):
             self.load()
         assert self.nlp is not None
         return self.nlp[language]
+
+
+def _sentence_around(tokens: Sequence[Token], k: int) -> tuple[int, int]:
+    """Character range of the sentence holding token k (sentences end at . ! ? : ; and newlines)."""
+    first = k
+    while first > 0 and tokens[first - 1].text not in _SENTENCE_END:
+        first -= 1
+    last = k
+    while last + 1 < len(tokens) and tokens[last].text not in _SENTENCE_END:
+        last += 1
+    return tokens[first].start, tokens[last].end
 
 
 @functools.cache

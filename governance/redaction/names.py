@@ -19,6 +19,7 @@ English word with no context that makes it a name.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
 from presidio_analyzer import EntityRecognizer, RecognizerResult
@@ -27,7 +28,7 @@ from spacy.lang.en.stop_words import STOP_WORDS
 
 from governance.redaction.entity_types import PERSON
 from governance.redaction.name_lexicon import NEVER_NAMES, NameLexicon, fold
-from governance.redaction.normalize import TEENS, TENS, UNITS, Token, tokenize
+from governance.redaction.normalize import TEENS, TENS, UNITS, Token, tokens_of
 
 _NAME, _AMBIGUOUS, _UNKNOWN, _WORD = range(4)
 _MAX_NAME_WORDS = 4
@@ -182,7 +183,7 @@ class SpokenNameRecognizer(EntityRecognizer):
 
     def find(self, text: str, other_entities: Sequence[tuple[int, int]] = ()) -> list[tuple[int, int, float]]:
         """(start, end, score) of each name; ``other_entities`` are spans NER gave another label."""
-        tokens = tokenize(text)
+        tokens = tokens_of(text)
         kinds = [self._kind(tok) for tok in tokens]
         for start, end in other_entities:
             for k, tok in enumerate(tokens):
@@ -539,11 +540,22 @@ def _starts_with(tokens: Sequence[Token], j: int, patterns: tuple[tuple[str, ...
 
 def _ends_with(tokens: Sequence[Token], i: int, patterns: tuple[tuple[str, ...], ...]) -> bool:
     """Whether the tokens right before index i spell one of ``patterns``."""
-    for pattern in patterns:
+    if i == 0:
+        return False
+    for pattern in _by_last_word(patterns).get(tokens[i - 1].low, ()):
         n = len(pattern)
-        if i >= n and tuple(t.low for t in tokens[i - n : i]) == pattern:
+        if i >= n and all(tokens[i - n + k].low == word for k, word in enumerate(pattern)):
             return True
     return False
+
+
+@functools.cache
+def _by_last_word(patterns: tuple[tuple[str, ...], ...]) -> dict[str, list[tuple[str, ...]]]:
+    """Patterns by their last word: most tokens end none, and are ruled out with one lookup."""
+    index: dict[str, list[tuple[str, ...]]] = {}
+    for pattern in patterns:
+        index.setdefault(pattern[-1], []).append(pattern)
+    return index
 
 
 def _capitalised(tok: Token) -> bool:

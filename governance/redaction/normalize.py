@@ -8,6 +8,7 @@ string, so recognizers can reason on digits while reporting spans of the origina
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -65,6 +66,18 @@ class DigitRun:
 
 def tokenize(text: str) -> list[Token]:
     return [Token(m.group(), m.start(), m.end(), m.group().lower()) for m in _TOKEN_RE.finditer(text)]
+
+
+@functools.lru_cache(maxsize=512)
+def tokens_of(text: str) -> tuple[Token, ...]:
+    """``tokenize(text)``, read once per text however many recognizers ask (tokens are frozen)."""
+    return tuple(tokenize(text))
+
+
+@functools.lru_cache(maxsize=512)
+def digit_runs_of(text: str) -> tuple[DigitRun, ...]:
+    """``find_digit_runs`` of the text's tokens, read once per text."""
+    return tuple(find_digit_runs(tokens_of(text)))
 
 
 def luhn_ok(digits: str) -> bool:

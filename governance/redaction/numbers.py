@@ -19,12 +19,12 @@ from governance.redaction import entity_types as T
 from governance.redaction.normalize import (
     DigitRun,
     Token,
-    find_digit_runs,
+    digit_runs_of,
     luhn_ok,
     nearest,
     read_piece,
     spelled_words,
-    tokenize,
+    tokens_of,
 )
 
 MIN_DIGITS = 4
@@ -173,9 +173,9 @@ class SpokenDigitsRecognizer(EntityRecognizer):
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:
-        tokens = tokenize(text)
+        tokens = tokens_of(text)
         lows = spelled_words(tokens)
-        runs = find_digit_runs(tokens)
+        runs = digit_runs_of(text)
         results = []
         for run in runs:
             found = classify_run(tokens, run, lows)
