@@ -98,7 +98,14 @@ def register(app: typer.Typer) -> None:
         ] = False,
         params: ParamsOption = None,
     ) -> None:
-        """Replace PII in transcripts with <ENTITY_TYPE> and list what was found, with offsets."""
+        """Replace PII in transcripts with <ENTITY_TYPE> and list what was found, with offsets.
+
+        Output: each input line plus "redacted" and "entities" (type, start, end, score; offsets into "text").
+
+        Which types, and how each is found: docs/redaction.md.
+
+        Example: echo '{"id": "t1", "text": "my pin is one two three four"}' | voiceloop redact
+        """
         settings = load(params)
         if input_path != STDIO and not input_path.is_file():
             raise typer.BadParameter(f"{input_path} does not exist", param_hint="--in")
