@@ -6,7 +6,8 @@ A run of name-like words (in the name list, or in no English dictionary) is a na
   "can i speak to ...", "ask for ...", or
 - weak context ("to", "from", "call", "email", "thanks", ...) comes before a word that is no
   English word ("call raju"), or
-- in cased text, it is capitalised mid-sentence, or it is "first-name last-name" ("will smith").
+- in cased text, it is capitalised mid-sentence, or
+- it is one word that no dictionary or name list knows (most such words in ASR output are names).
 Where the sentence calls for a person, one to three English words are a name too: "shouted at
 gary", "who is tom hanks", "emails from sam", "email david about ...", "add rachel as a payee",
 "pay rachel back", "when was X born", "did mike send ...", "X speaking", "jean's email",
