@@ -25,7 +25,7 @@ from presidio_analyzer.nlp_engine import NlpArtifacts
 from spacy.lang.en.stop_words import STOP_WORDS
 
 from governance.redaction.entity_types import ADDRESS, ZIP
-from governance.redaction.name_lexicon import NameLexicon, fold, load_lexicon, place_words
+from governance.redaction.name_lexicon import NameLexicon, fold
 from governance.redaction.normalize import TEENS, TENS, UNITS, DigitRun, Token, digit_runs_of, tokens_of
 
 STREET_WORDS = frozenset({
@@ -115,14 +115,9 @@ _SEPARATORS = frozenset({",", ".", "-"})
 
 
 @functools.cache
-def _places() -> frozenset[str]:
-    return frozenset(place_words()) | US_STATES | _MILITARY
-
-
-def _default_lexicon() -> NameLexicon:
-    from voiceloop.config import RedactionConfig
-
-    return load_lexicon(RedactionConfig().spacy_model)
+def _places(lexicon_places: frozenset[str]) -> frozenset[str]:
+    """Words that close an address: the lexicon's countries and states, state codes, military posts."""
+    return lexicon_places | US_STATES | _MILITARY
 
 
 _NUMBER_WORDS = frozenset(UNITS) | frozenset(TEENS) | frozenset(TENS) | {"hundred", "thousand", "double", "triple"}
@@ -145,6 +140,7 @@ class _Reader:
     def __init__(self, text: str, lexicon: NameLexicon) -> None:
         self.tokens = tokens_of(text)
         self.lexicon = lexicon
+        self.places = _places(lexicon.places)
         self.runs = {run.first: run for run in digit_runs_of(text)}
         self.run_ending = {run.last: run for run in self.runs.values()}
 
@@ -359,7 +355,7 @@ def _town(r: _Reader, k: int) -> int | None:
     j = k
     last_place = None
     while j < len(r.tokens) and j - k < _MAX_TOWN_WORDS and (_is_name_word(r.tokens[j]) or r.low(j) in _PARTICLES):
-        if r.low(j) in _places():
+        if r.low(j) in r.places:
             last_place = j
         j = _skip(r.tokens, j + 1, _SEPARATORS)
     if j == k:
@@ -370,7 +366,7 @@ def _town(r: _Reader, k: int) -> int | None:
     if r.number_at(j) is not None or r.unit_number(j) is not None:
         return end
     if j >= len(r.tokens) and all(
-        r.foreign(m) or r.low(m) in _places() for m in range(k, j) if _is_name_word(r.tokens[m])
+        r.foreign(m) or r.low(m) in r.places for m in range(k, j) if _is_name_word(r.tokens[m])
     ):
         return end
     return last_place
@@ -379,14 +375,12 @@ def _town(r: _Reader, k: int) -> int | None:
 def _town_word(r: _Reader, k: int) -> bool:
     """A word that can close an address at the end of the text: no English word ("valderice"),
     a place name ("estonia") or a district letter ("københavn v")."""
-    return r.foreign(k) or r.low(k) in _places() or len(r.low(k)) == 1
+    return r.foreign(k) or r.low(k) in r.places or len(r.low(k)) == 1
 
 
-def find_addresses(
-    text: str, lexicon: NameLexicon | None = None
-) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
+def find_addresses(text: str, lexicon: NameLexicon) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Character spans of street addresses and of zip codes after a state or town."""
-    r = _Reader(text, lexicon or _default_lexicon())
+    r = _Reader(text, lexicon)
     ranges = sorted(_corner(r, _grow_left(r, first), _grow_right(r, last)) for first, last in _anchors(r))
     merged: list[tuple[int, int]] = []
     for first, last in ranges:
@@ -417,18 +411,16 @@ def _before_separators(r: _Reader, k: int) -> int:
 class AddressRecognizer(EntityRecognizer):
     """Street addresses (house number + street, units, town) and zip codes after a state."""
 
-    def __init__(self, lexicon: NameLexicon | None = None) -> None:
+    def __init__(self, lexicon: NameLexicon) -> None:
         self._lexicon = lexicon
         super().__init__(supported_entities=[ADDRESS, ZIP], name="AddressRecognizer")
 
     def load(self) -> None:
-        """Nothing to load: the lexicon is given or shared with the name recognizer."""
+        """Nothing to load: the lexicon is the one the name recognizer uses."""
 
     def analyze(
         self, text: str, entities: list[str], nlp_artifacts: NlpArtifacts | None = None
     ) -> list[RecognizerResult]:
-        if self._lexicon is None:
-            self._lexicon = _default_lexicon()
         addresses, zips = find_addresses(text, self._lexicon)
         results = []
         if ADDRESS in entities:

@@ -395,14 +395,11 @@ def redact_call_audio(
 # The recognizers' number words, plus "for": ASR writes a heard "four" so, and verification
 # should rather over-hear than miss a digit.
 _UNITS = {**UNITS, "for": "4"}
-_TEENS = TEENS
-_TENS = TENS
-_REPEAT = REPEAT
 _JOINERS = {",", "-", ".", "(", ")", "/", "uh", "um", "umm", "er", "erm", "ah", "eh", "hmm", "mm"}
 # Words of an e-mail or name value that identify nobody on their own.
 _NOT_NAME = {"dot", "at", "com", "net", "org", "co", "uk", "underscore", "dash", "hyphen", "mr", "mrs",
              "ms", "miss", "dr", "the", "and", "email", "mail", "gmail", "yahoo", "hotmail", "outlook", "aol",
-             "icloud", "live", "msn", "protonmail"} | set(_UNITS) | set(_TEENS) | set(_TENS) | set(_REPEAT)  # fmt: skip
+             "icloud", "live", "msn", "protonmail"} | set(_UNITS) | set(TEENS) | set(TENS) | set(REPEAT)  # fmt: skip
 _VERIFY_TOKEN_RE = re.compile(r"[a-z]+|\d+|[^\sa-z\d]")
 MIN_DIGITS = 4
 
@@ -422,19 +419,19 @@ def digit_runs(text: str) -> list[str]:
         nxt = tokens[i + 1] if i + 1 < len(tokens) else ""
         if tok.isdigit():
             current.append(tok)
-        elif tok in _REPEAT and (nxt in _UNITS or (nxt.isdigit() and len(nxt) == 1)):
-            current.append(_UNITS.get(nxt, nxt) * _REPEAT[tok])
+        elif tok in REPEAT and (nxt in _UNITS or (nxt.isdigit() and len(nxt) == 1)):
+            current.append(_UNITS.get(nxt, nxt) * REPEAT[tok])
             i += 1
         elif tok in _UNITS:
             current.append(_UNITS[tok])
-        elif tok in _TEENS:
-            current.append(_TEENS[tok])
-        elif tok in _TENS:
+        elif tok in TEENS:
+            current.append(TEENS[tok])
+        elif tok in TENS:
             if nxt in _UNITS and _UNITS[nxt] != "0":
-                current.append(_TENS[tok] + _UNITS[nxt])
+                current.append(TENS[tok] + _UNITS[nxt])
                 i += 1
             else:
-                current.append(_TENS[tok] + "0")
+                current.append(TENS[tok] + "0")
         elif tok not in _JOINERS:
             if current:
                 runs.append("".join(current))

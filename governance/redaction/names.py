@@ -29,11 +29,10 @@ from spacy.lang.en.stop_words import STOP_WORDS
 
 from governance.redaction.entity_types import PERSON
 from governance.redaction.name_lexicon import NEVER_NAMES, NameLexicon, fold
-from governance.redaction.normalize import TEENS, TENS, UNITS, Token, tokens_of
+from governance.redaction.normalize import SENTENCE_END, TEENS, TENS, UNITS, Token, capitalised, tokens_of
 
 _NAME, _AMBIGUOUS, _UNKNOWN, _WORD = range(4)
 _MAX_NAME_WORDS = 4
-_SENTENCE_END = frozenset({".", "!", "?", ":", ";", '"'})
 
 _TITLES = frozenset({
      "mr", "mrs", "ms", "miss", "mister", "missus", "dr", "doctor", "prof", "professor", "sir",
@@ -317,7 +316,7 @@ class SpokenNameRecognizer(EntityRecognizer):
             ok = ok or (prev in ("says", "said") and self._person_word(tokens[i], verbs=False))
             ok = ok or (
                 prev in _PERSON_VERBS
-                and (not nxt or nxt in _CLAUSE_AFTER or nxt in _SENTENCE_END or nxt == ",")
+                and (not nxt or nxt in _CLAUSE_AFTER or nxt in SENTENCE_END or nxt == ",")
                 and self._person_word(tokens[i], verbs=False)
             )
             ok = ok or _starts_with(tokens, j, _PERSON_AFTER)
@@ -335,12 +334,12 @@ class SpokenNameRecognizer(EntityRecognizer):
                 and all(self._person_word(t, verbs=False) for t in tokens[i : i + 1])
             )
             # "matthew da costa speaking", "yes elizabeth from your fraud team"
-            ok = ok or (nxt in ("speaking", "calling") and (i == 0 or prev in _SENTENCE_END or prev in _INTERJECTIONS))
+            ok = ok or (nxt in ("speaking", "calling") and (i == 0 or prev in SENTENCE_END or prev in _INTERJECTIONS))
             ok = ok or (_starts_with(tokens, j, (("from", "your"),)) and prev not in _DETERMINERS)
             ok = ok or (nxt == "back" and prev in ("pay", "paid", "owe", "repay"))
             ok = ok or (
                 (nxt in _PERSON_VERBS_AFTER or _starts_with(tokens, j, (("is", "from"), ("was", "from"))))
-                and (i == 0 or prev in _SENTENCE_END)
+                and (i == 0 or prev in SENTENCE_END)
                 and all(self._person_word(t, verbs=False) for t in tokens[i:j])
             )
             if ok and not any(s < tokens[j - 1].end and e > tokens[i].start for s, e in other_entities):
@@ -390,7 +389,7 @@ class SpokenNameRecognizer(EntityRecognizer):
         if not tok.text[0].isalpha():
             return _WORD
         word = fold(tok.low[:-2] if tok.low.endswith("'s") else tok.low)
-        if len(word) < 2 or word in _NOT_NAME or (word in STOP_WORDS and not _capitalised(tok)):
+        if len(word) < 2 or word in _NOT_NAME or (word in STOP_WORDS and not capitalised(tok)):
             return _WORD
         if word in _TITLES or word in _RELATIONS or word in _ADDRESS_UNITS:
             return _WORD
@@ -409,10 +408,10 @@ class SpokenNameRecognizer(EntityRecognizer):
             return 0.8
         if _ends_with(tokens, i, _INTROS) and j + 1 < len(tokens) and tokens[j + 1].low in _INTRO_FOLLOWERS:
             return 0.75
-        capitalised = any(_capitalised_mid_sentence(tokens, k) for k in range(i, j + 1) if kinds[k] != _WORD)
-        if capitalised and _UNKNOWN not in span:
+        cased = any(_capitalised_mid_sentence(tokens, k) for k in range(i, j + 1) if kinds[k] != _WORD)
+        if cased and _UNKNOWN not in span:
             return 0.7
-        if (_UNKNOWN in span or capitalised) and _weak_context(tokens, i):
+        if (_UNKNOWN in span or cased) and _weak_context(tokens, i):
             return 0.6
         if _UNKNOWN in span and _AMBIGUOUS not in span:
             return 0.5  # a word no dictionary or name list knows: most often a name
@@ -559,11 +558,5 @@ def _by_last_word(patterns: tuple[tuple[str, ...], ...]) -> dict[str, list[tuple
     return index
 
 
-def _capitalised(tok: Token) -> bool:
-    """Capitalised like a name: "Mark", not "I", "UK" or "mark"."""
-    text = tok.text
-    return text[0].isupper() and not (len(text) > 1 and text.isupper()) and text != "I"
-
-
 def _capitalised_mid_sentence(tokens: Sequence[Token], k: int) -> bool:
-    return _capitalised(tokens[k]) and k > 0 and tokens[k - 1].text not in _SENTENCE_END
+    return capitalised(tokens[k]) and k > 0 and tokens[k - 1].text not in SENTENCE_END

@@ -64,6 +64,16 @@ class DigitRun:
     letters: int = 0  # spelled letters inside the run ("m e s eight four nine")
 
 
+# Tokens after which the next word starts a sentence (so its capital letter says nothing).
+SENTENCE_END = frozenset({".", "!", "?", ":", ";", '"'})
+
+
+def capitalised(tok: Token) -> bool:
+    """Capitalised like a name: "Mark", not "I", "UK" or "mark"."""
+    text = tok.text
+    return text[0].isupper() and not (len(text) > 1 and text.isupper()) and text != "I"
+
+
 def tokenize(text: str) -> list[Token]:
     return [Token(m.group(), m.start(), m.end(), m.group().lower()) for m in _TOKEN_RE.finditer(text)]
 

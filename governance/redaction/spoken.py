@@ -24,5 +24,5 @@ def spoken_recognizers(lexicon: NameLexicon) -> list[EntityRecognizer]:
         SpokenEmailRecognizer(),
         SpokenNameRecognizer(lexicon),
         DateOfBirthRecognizer(),
-        AddressRecognizer(),
+        AddressRecognizer(lexicon),
     ]
