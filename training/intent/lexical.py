@@ -114,6 +114,7 @@ class LexicalModel:
     def log_proba(self, texts: list[str]) -> np.ndarray:
         """Log-probabilities, shape (len(texts), len(labels)), float64."""
         from scipy.sparse import hstack
+        from scipy.special import logsumexp
 
         out = np.empty((len(texts), len(self.labels)))
         if not texts:
@@ -122,7 +123,7 @@ class LexicalModel:
         scores = np.asarray(features @ self.coef.T, dtype=np.float64) + self.intercept
         out[:] = scores.min(axis=1, keepdims=True)
         out[:, self.classes] = scores
-        return out - _logsumexp(out)
+        return out - logsumexp(out, axis=1, keepdims=True)
 
     def save(self, folder: Path) -> None:
         folder = Path(folder)
@@ -164,11 +165,6 @@ class LexicalModel:
     @staticmethod
     def exists(folder: Path) -> bool:
         return (Path(folder) / LEXICAL_JSON).exists() and (Path(folder) / LEXICAL_ARRAYS).exists()
-
-
-def _logsumexp(x: np.ndarray) -> np.ndarray:
-    top = x.max(axis=1, keepdims=True)
-    return top + np.log(np.exp(x - top).sum(axis=1, keepdims=True))
 
 
 def blend(logits: torch.Tensor, lexical_log_proba: np.ndarray, weight: float) -> torch.Tensor:
