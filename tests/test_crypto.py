@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def test_nothing_in_the_raw_zone_is_readable_plaintext(tmp_path: Path) -> None:
     stored = _zone_bytes(tmp_path, "raw")
     for start in range(44, len(audio) - 64, 4096):  # no run of the PCM samples survives
         assert audio[start : start + 64] not in stored
-    assert b"RIFF" not in stored and b"WAVE" not in stored
+    # A WAV header, not the bare words: Fernet's base64 text spells "RIFF" by chance about once in 100 runs.
+    assert re.search(rb"RIFF.{4}WAVEfmt ", stored, re.DOTALL) is None
     names = sorted(p.name for p in (tmp_path / "zones/raw/c1").iterdir())
     assert names == ["audio.wav.enc", "call.json.enc", "meta.json"]
 
