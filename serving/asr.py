@@ -10,11 +10,16 @@ previous text: the same audio always gives the same text, which the simulator's 
 the evaluation gate's comparisons rely on. Output length is capped in proportion to the audio's
 duration (``max_tokens_per_second``): greedy Whisper sometimes loops ("at the same time at the
 same time ..."), and a loop would otherwise run to 448 tokens, costing seconds per turn.
+
+Many utterances at once go through :meth:`AsrEngine.transcribe_batch` (and
+:meth:`AsrEngine.transcribe_words_batch` for word times): the same decoding, batched, with short
+utterances padded to a fixed 10 s window instead of 30 s, about four times less compute for
+2-5 s turns at the same WER (``benchmarks/asr_speed.py``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +32,35 @@ SAMPLE_RATE = 16_000
 _MIN_SAMPLES = SAMPLE_RATE // 100
 _MAX_TOKENS = 440  # Whisper's decoder holds 448 positions, prompt included
 _WINDOW_S = 30.0
+_FULL_FRAMES = 3000  # mel frames in one 30 s window (10 ms hop)
+_FRAMES_PER_SECOND = 100
+# Audio goes in a short window only when it ends this long before the window does: speech cut
+# at the very edge of a window is often dropped (the same rule as training.asr.windowed).
+_WINDOW_MARGIN_S = 0.5
+# faster-whisper's defaults for skipping a window as silence (no_speech_threshold, log_prob_threshold)
+_NO_SPEECH_THRESHOLD = 0.6
+_LOG_PROB_THRESHOLD = -1.0
 # faster-whisper's defaults for word timestamps: punctuation joins the word next to it
 _PREPEND_PUNCTUATION = "\"'“¿([{-"
 _APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
+
+
+ProgressCallback = Callable[[int, int], None]  # (done, total)
+
+
+def _check_window(window_s: float | None) -> float | None:
+    """A short window in seconds, or ``None`` for Whisper's own 30 s window."""
+    if window_s is None or window_s >= _WINDOW_S:
+        return None
+    if not window_s > 1.0:
+        raise ValueError(f"window_s must be more than 1 s (30: full windows), got {window_s:g}")
+    return float(window_s)
+
+
+def _window_frames(window_s: float) -> int:
+    """Mel frames in a window of ``window_s`` seconds; even, as the encoder's stride-2 convolution wants."""
+    frames = round(window_s * _FRAMES_PER_SECOND)
+    return frames + frames % 2
 
 
 @dataclass(frozen=True)
@@ -40,6 +71,16 @@ class Word:
     start: float
     end: float
     probability: float
+
+
+def token_cap(duration_s: float, max_tokens_per_second: float = 10.0) -> int:
+    """How many tokens greedy decoding may write for audio of ``duration_s`` (per 30 s window).
+
+    Greedy Whisper sometimes loops; the cap stops a loop early. Training's own transcription of
+    the merged model (training/asr/train.py) uses it too, so both score the same way.
+    """
+    seconds = min(duration_s, _WINDOW_S)
+    return min(int(max_tokens_per_second * seconds) + 12, _MAX_TOKENS)
 
 
 def resolve_asr_model(name_or_path: str | None) -> str:
@@ -63,16 +104,24 @@ class AsrEngine:
         device: str = "cpu",
         without_timestamps: bool = True,
         max_tokens_per_second: float | None = 10.0,
+        window_s: float | None = 10.0,
     ) -> None:
+        """Load ``model`` (default: the bundled tiny.en; or a CTranslate2 Whisper folder or hub id).
+
+        ``window_s`` is the short window :meth:`transcribe_batch` puts utterances in by default
+        (``None`` or 30: every utterance in a full 30 s window, as :meth:`transcribe_arrays` does).
+        """
         from faster_whisper import WhisperModel
 
         self.name = model or BUNDLED_MODEL
         self.model_path = resolve_asr_model(model)
         self.without_timestamps = without_timestamps
         self.max_tokens_per_second = max_tokens_per_second
+        self.window_s = _check_window(window_s)
         self._model: Any = WhisperModel(
             self.model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads
         )
+        self._tokenizer_cache: Any = None
 
     def transcribe(self, paths: Sequence[Path]) -> list[str]:
         """Transcribe audio files of any sample rate or format PyAV reads (decoded to 16 kHz mono)."""
@@ -134,12 +183,184 @@ class AsrEngine:
             if w["word"].strip()
         ]
 
+    def transcribe_batch(
+        self,
+        audios: Sequence[np.ndarray],
+        batch_size: int = 8,
+        window_s: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[str]:
+        """Texts of many float32 16 kHz mono arrays, in input order: batched, in short windows.
+
+        The fast path for many utterances (the ``voiceloop transcribe`` command, benchmarks):
+        utterances that end at least 0.5 s before ``window_s`` (default: the engine's
+        ``window_s``, 10 s) are padded to that fixed window instead of Whisper's 30 s and encoded
+        ``batch_size`` at a time, shortest first; the encoder costs in proportion to the window,
+        so 2-5 s turns cost about a quarter. The window has to be fixed: padding each turn only
+        to its own length makes tiny.en produce garbage. Longer audio up to 30 s goes in 30 s
+        windows, still batched; audio over 30 s through the sequential path. ``window_s`` of 30
+        (or an engine built with ``window_s=None``) puts everything in 30 s windows.
+
+        Decoding is that of :meth:`transcribe_arrays` (greedy, temperature 0, the same length
+        cap, the same silence skip, no timestamps), so texts are the same or within a word or
+        two of it: a shorter window is a different encoder input. ``transcribe_arrays`` stays
+        sequential: the simulator and audio redaction depend on its exact output.
+        ``progress(done, total)`` is called as utterances finish. Empty or < 10 ms audio gives "".
+        """
+        return [text for text, _words in self._batch(audios, batch_size, window_s, progress, words=False)]
+
+    def transcribe_words_batch(
+        self,
+        audios: Sequence[np.ndarray],
+        batch_size: int = 8,
+        window_s: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[tuple[str, list[Word]]]:
+        """Text and timed words of each array, in input order: :meth:`transcribe_batch` plus word times.
+
+        The words are the decoded tokens force-aligned (Whisper's cross-attention + DTW, as
+        :meth:`align_words`) on the same batched encoder output, so the timings cost one extra
+        decoder pass and no second encoding. Audio over 30 s gets its words from
+        :meth:`transcribe_words`.
+        """
+        return self._batch(audios, batch_size, window_s, progress, words=True)
+
+    def _batch(
+        self,
+        audios: Sequence[np.ndarray],
+        batch_size: int,
+        window_s: float | None,
+        progress: ProgressCallback | None,
+        *,
+        words: bool,
+    ) -> list[tuple[str, list[Word]]]:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+        window = self.window_s if window_s is None else _check_window(window_s)
+        arrays = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in audios]
+        out: list[tuple[str, list[Word]]] = [("", []) for _ in arrays]
+        by_window: dict[int, list[int]] = {}
+        longer: list[int] = []
+        for index, audio in enumerate(arrays):
+            if audio.size < _MIN_SAMPLES:
+                continue
+            if window is not None and audio.size <= (window - _WINDOW_MARGIN_S) * SAMPLE_RATE:
+                by_window.setdefault(_window_frames(window), []).append(index)
+            elif audio.size <= _WINDOW_S * SAMPLE_RATE:
+                by_window.setdefault(_FULL_FRAMES, []).append(index)
+            else:
+                longer.append(index)
+        total = len(arrays)
+        done = total - len(longer) - sum(len(indices) for indices in by_window.values())
+        if progress is not None:
+            progress(done, total)
+        for frames, indices in sorted(by_window.items()):
+            indices.sort(key=lambda i: arrays[i].size)
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                for index, result in zip(chunk, self._decode_window([arrays[i] for i in chunk], frames, words),
+                                         strict=True):
+                    out[index] = result
+                done += len(chunk)
+                if progress is not None:
+                    progress(done, total)
+        for index in longer:
+            out[index] = (self._one(arrays[index]), self.transcribe_words(arrays[index]) if words else [])
+            done += 1
+            if progress is not None:
+                progress(done, total)
+        return out
+
+    def _decode_window(self, audios: list[np.ndarray], frames: int, words: bool) -> list[tuple[str, list[Word]]]:
+        """One batch of utterances that all fit in ``frames`` mel frames: encode once, decode greedily."""
+        import ctranslate2
+        from faster_whisper.audio import pad_or_trim
+        from faster_whisper.transcribe import merge_punctuations
+
+        model = self._model
+        tokenizer, suppress = self._tokenizer()
+        features, content = [], []
+        for audio in audios:
+            mel = model.feature_extractor(audio)
+            content.append(min(mel.shape[-1] - 1, frames))  # the last frame is padding, as in transcribe()
+            features.append(pad_or_trim(mel[:, : content[-1]], frames))
+        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(features), dtype=np.float32))
+        encoded = model.model.encode(batch, to_cpu=False)
+        prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
+        caps = [self._new_tokens(audio, len(prompt)) for audio in audios]
+        results = self._generate(encoded, prompt, max(caps), suppress, len(audios))
+        texts: list[str] = []
+        token_lists: list[list[int]] = []
+        for position, (result, cap) in enumerate(zip(results, caps, strict=True)):
+            tokens = list(result.sequences_ids[0])
+            if len(tokens) > cap and result.no_speech_prob > _NO_SPEECH_THRESHOLD:
+                # the silence test reads the score of the capped sequence: decode this one on its own
+                alone = model.model.encode(ctranslate2.StorageView.from_array(
+                    np.ascontiguousarray(features[position][None], dtype=np.float32)), to_cpu=False)
+                result = self._generate(alone, prompt, cap, suppress, 1)[0]
+                tokens = list(result.sequences_ids[0])
+            tokens = tokens[:cap]
+            average = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else 0.0
+            if result.no_speech_prob > _NO_SPEECH_THRESHOLD and not average > _LOG_PROB_THRESHOLD:
+                tokens = []  # silence, skipped as transcribe() skips it
+            tokens = [t for t in tokens if t < tokenizer.eot]
+            texts.append(tokenizer.decode(tokens).strip())
+            token_lists.append(tokens if texts[-1] else [])
+        if not words:
+            return [(text, []) for text in texts]
+        timed: list[list[Word]] = [[] for _ in audios]
+        # align() needs a token in every row; rows without text are aligned on eot and dropped
+        rows = [tokens or [tokenizer.eot] for tokens in token_lists]
+        for position, alignment in enumerate(model.find_alignment(tokenizer, rows, encoded, content)):
+            if not token_lists[position]:
+                continue
+            merge_punctuations(alignment, _PREPEND_PUNCTUATION, _APPEND_PUNCTUATION)
+            timed[position] = [
+                Word(w["word"].strip(), float(w["start"]), float(w["end"]), float(w["probability"]))
+                for w in alignment
+                if w["word"].strip()
+            ]
+        return list(zip(texts, timed, strict=True))
+
+    def _generate(self, encoded: Any, prompt: list[int], new_tokens: int, suppress: Any, rows: int) -> Any:
+        """Greedy decoding with faster-whisper's options at temperature 0 (``generate_with_fallback``)."""
+        return self._model.model.generate(
+            encoded,
+            [prompt] * rows,
+            beam_size=1,
+            patience=1,
+            length_penalty=1,
+            repetition_penalty=1,
+            no_repeat_ngram_size=0,
+            max_length=len(prompt) + new_tokens,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=suppress,
+            max_initial_timestamp_index=50,
+        )
+
+    def _new_tokens(self, audio: np.ndarray, prompt_length: int) -> int:
+        """How many tokens ``_greedy`` lets the decoder write for ``audio``."""
+        cap = self._greedy(audio)["max_new_tokens"]
+        return int(cap) if cap is not None else self._model.max_length - prompt_length
+
+    def _tokenizer(self) -> tuple[Any, Any]:
+        """The English transcription tokenizer and the tokens faster-whisper suppresses by default."""
+        if self._tokenizer_cache is None:
+            from faster_whisper.tokenizer import Tokenizer
+            from faster_whisper.transcribe import get_suppressed_tokens
+
+            model = self._model
+            tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en")
+            self._tokenizer_cache = (tokenizer, list(get_suppressed_tokens(tokenizer, [-1])))
+        return self._tokenizer_cache
+
     def _greedy(self, audio: np.ndarray) -> dict[str, Any]:
         """The deterministic decoding options every transcription uses (see the module docstring)."""
         cap = None
         if self.max_tokens_per_second is not None:
-            seconds = min(audio.size / SAMPLE_RATE, _WINDOW_S)  # the cap applies per 30 s window
-            cap = min(int(self.max_tokens_per_second * seconds) + 12, _MAX_TOKENS)
+            cap = token_cap(audio.size / SAMPLE_RATE, self.max_tokens_per_second)
         return {
             "language": "en",
             "beam_size": 1,

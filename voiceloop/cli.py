@@ -29,12 +29,14 @@ from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 from voiceloop.cli_governance import register as register_governance
 from voiceloop.cli_redact import register as register_redact
+from voiceloop.cli_transcribe import register as register_transcribe
 
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 app.add_typer(audit_app, name="audit")
 register_governance(app)
 register_redact(app)
+register_transcribe(app)
 
 
 

@@ -1,0 +1,252 @@
+"""``voiceloop transcribe``: audio files to JSON Lines of text and timed words, with any ASR model.
+
+Example::
+
+    $ voiceloop transcribe call1.wav call2.flac
+    {"path": "call1.wav", "text": "My card has not arrived.", "words": [{"word": "My", "start": 0.0, "end": 0.24}, ...]}
+    {"path": "call2.flac", "error": "not an audio file PyAV can decode (Invalid data found when processing input)"}
+
+One line per file on stdout, in the order given; everything for humans (the model used, a
+progress bar, errors) goes to stderr. Times are seconds from the start of the file. A file that
+cannot be transcribed gets an ``error`` line and the others go on; the exit code is then 1.
+
+``--model`` picks the model: ``champion`` / ``challenger`` (the ASR component of that bundle in
+the project's model registry), ``tiny.en-bundled`` (the base model shipped with voiceloop), or the
+path of a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json,
+preprocessor_config.json). Utterances are decoded in batches in short fixed windows
+(:meth:`serving.asr.AsrEngine.transcribe_words_batch`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import typer
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from voiceloop.cli_common import ParamsOption, console, fail, load
+from voiceloop.config import Settings
+
+BUNDLED = "tiny.en-bundled"
+ALIASES = ("champion", "challenger")
+CT2_FILES = ("model.bin", "config.json", "tokenizer.json")
+SAMPLE_RATE = 16_000
+# Files decoded and transcribed together: bounds memory (16 kHz float32 is 64 KB per second of audio)
+# while leaving the engine enough utterances to sort by length and batch.
+CHUNK_BATCHES = 8
+
+
+class ModelError(ValueError):
+    """``--model`` names nothing that can be loaded; the message says what to give instead."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    path: str  # what AsrEngine loads: BUNDLED or a local CTranslate2 folder
+    description: str  # for stderr
+
+
+def _ct2_folder(folder: Path, what: str) -> Path:
+    """``folder`` or the one folder under it holding a CTranslate2 Whisper export."""
+    if (folder / "model.bin").is_file():
+        found = folder
+    else:
+        found = next((p.parent for p in sorted(folder.rglob("model.bin"))), folder) if folder.is_dir() else folder
+    missing = [name for name in CT2_FILES if not (found / name).is_file()]
+    if missing:
+        raise ModelError(f"{what} is not a CTranslate2 Whisper export: {', '.join(missing)} missing in {found}")
+    return found
+
+
+def _registry_bundle(settings: Settings, alias: str) -> Any:
+    """The bundle holding ``alias``, or None when there is none (or no registry at all yet)."""
+    if not settings.tracking.tracking_uri and not (settings.root / "mlflow.db").exists():
+        return None  # no registry yet: don't create one just to find it empty
+    from training.registry import Registry
+
+    return Registry(settings).by_alias(alias)
+
+
+def resolve_model(spec: str, settings: Settings, work_dir: Path) -> ResolvedModel:
+    """Turn ``--model`` into a loadable model; registry components are downloaded into ``work_dir``."""
+    if spec == BUNDLED:
+        return ResolvedModel(BUNDLED, f"the bundled base model ({BUNDLED})")
+    if spec in ALIASES:
+        bundle = _registry_bundle(settings, spec)
+        reference = bundle.components.get("asr") if bundle is not None else None
+        if reference is None:
+            if spec == "challenger":
+                where = "no challenger bundle" if bundle is None else f"challenger bundle v{bundle.version} has no ASR"
+                raise ModelError(
+                    f"--model challenger: {where} in the registry at {settings.tracking_uri}; run `voiceloop retrain` "
+                    "to train one, or pass --model champion or a model folder"
+                )
+            why = "no champion bundle yet" if bundle is None else f"champion bundle v{bundle.version} has no ASR model"
+            return ResolvedModel(BUNDLED, f"{why}: the champion's ASR is the bundled base model ({BUNDLED})")
+        from training.registry import Registry
+
+        try:
+            folder = Registry(settings).download_component(reference, work_dir / "asr")
+        except Exception as err:  # MLflow raises several kinds; the message is what the user needs
+            raise ModelError(f"--model {spec}: could not download {reference} from the registry: {err}") from None
+        return ResolvedModel(str(_ct2_folder(folder, f"{spec} ASR {reference}")),
+                             f"the {spec} bundle v{bundle.version} ASR model {reference}")
+    path = Path(spec).expanduser()
+    if not path.exists():
+        raise ModelError(
+            f"--model {spec}: no such folder; give champion, challenger, {BUNDLED} or a CTranslate2 Whisper folder"
+        )
+    return ResolvedModel(str(_ct2_folder(path, f"--model {spec}")), f"{path}")
+
+
+def decode(path: Path) -> np.ndarray:
+    """16 kHz mono float32 samples of an audio file; ValueError with a reason a person can act on."""
+    from faster_whisper import decode_audio
+
+    if path.is_dir():
+        raise ValueError("is a folder, not an audio file")
+    if not path.exists():
+        raise ValueError("no such file")
+    try:
+        audio = decode_audio(str(path), sampling_rate=SAMPLE_RATE)
+    except PermissionError:
+        raise ValueError("permission denied") from None
+    except Exception as err:  # PyAV raises its own error types for every kind of bad input
+        reason = re.sub(r"^\[Errno -?\d+\] ", "", str(err)).split(": '", 1)[0] or type(err).__name__
+        raise ValueError(f"not an audio file PyAV can decode ({reason})") from None
+    if audio.size == 0:
+        raise ValueError("no audio samples in the file")
+    return np.asarray(audio, dtype=np.float32)
+
+
+def _word(word: Any, duration: float) -> dict[str, Any]:
+    start = round(min(max(word.start, 0.0), duration), 2)
+    return {"word": word.text, "start": start, "end": round(min(max(word.end, start), duration), 2)}
+
+
+def _write(record: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+@contextmanager
+def _progress() -> Iterator[Any]:
+    with Progress(
+        TextColumn("[bold]transcribing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    ) as progress:
+        yield progress
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def transcribe(
+        files: Annotated[list[Path], typer.Argument(help="audio files: any format and sample rate FFmpeg reads")],
+        model: Annotated[
+            str,
+            typer.Option(help=f"champion, challenger (the registry bundle's ASR), {BUNDLED}, or a CTranslate2 "
+                              "Whisper folder"),
+        ] = "champion",
+        batch_size: Annotated[int, typer.Option(min=1, help="utterances encoded and decoded together")] = 8,
+        window_s: Annotated[
+            float | None,
+            typer.Option(help="seconds (1-30) of the fixed window short audio is padded to; 30: Whisper's own "
+                                  "(slower); default: asr.window_s of the params"),
+        ] = None,
+        params: ParamsOption = None,
+    ) -> None:
+        """Transcribe audio files: one JSON line per file on stdout with the text and timed words.
+
+        Output: {"path", "text", "words": [{"word", "start", "end"}]} per file, in the order given
+        (seconds from the start of the file); {"path", "error"} for a file that cannot be
+        transcribed (also named on stderr; the others go on, and the exit code is 1).
+
+        Models: champion (default) or challenger is the ASR model of that bundle in the project's
+        registry; a champion without one is the bundled base model (tiny.en-bundled). A folder is
+        loaded as a CTranslate2 Whisper export (model.bin, config.json, tokenizer.json).
+
+        Examples:
+
+        voiceloop transcribe call.wav
+
+        voiceloop transcribe --model challenger data/golden/audio/*.wav > challenger.jsonl
+
+        voiceloop transcribe --model ./my-whisper-ct2 --batch-size 16 a.flac b.mp3
+
+        voiceloop transcribe --window-s 30 long_turns/*.wav   # Whisper's 30 s window, as served before
+        """
+        settings = load(params)
+        window = window_s if window_s is not None else settings.asr.window_s
+        if not 1.0 < window <= 30.0:
+            raise typer.BadParameter(f"{window:g} s; give more than 1 and at most 30", param_hint="--window-s")
+        started = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="voiceloop-transcribe-") as work:
+            try:
+                resolved = resolve_model(model, settings, Path(work))
+            except ModelError as err:
+                fail(escape(str(err)))
+            console.print(f"model: {escape(resolved.description)}", soft_wrap=True)
+            from serving.asr import AsrEngine
+
+            try:
+                engine = AsrEngine(resolved.path, cpu_threads=settings.threads or min(4, os.cpu_count() or 1),
+                                   window_s=window)
+            except Exception as err:  # CTranslate2 / tokenizers errors on a broken export
+                fail(escape(f"--model {model}: could not load {resolved.path}: {err}"))
+            failed, seconds = 0, 0.0
+            chunk = batch_size * CHUNK_BATCHES
+            with _progress() as progress:
+                task = progress.add_task("transcribe", total=len(files))
+                for first in range(0, len(files), chunk):
+                    paths = files[first : first + chunk]
+                    audios: dict[int, np.ndarray] = {}
+                    errors: dict[int, str] = {}
+                    for position, path in enumerate(paths):
+                        try:
+                            audios[position] = decode(path)
+                        except ValueError as err:
+                            errors[position] = str(err)
+                            console.print(f"[bold red]error:[/] {escape(f'{path}: {err}')}", soft_wrap=True)
+                    order = sorted(audios)
+                    before = first + len(errors)  # files finished before this chunk's transcription
+
+                    def advance(done: int, _total: int, before: int = before) -> None:
+                        progress.update(task, completed=before + done)
+
+                    transcripts = engine.transcribe_words_batch(
+                        [audios[i] for i in order], batch_size=batch_size, window_s=window, progress=advance
+                    )
+                    results = dict(zip(order, transcripts, strict=True))
+                    for position, path in enumerate(paths):
+                        if position in errors:
+                            failed += 1
+                            _write({"path": str(path), "error": errors[position]})
+                            continue
+                        text, words = results[position]
+                        duration = audios[position].size / SAMPLE_RATE
+                        seconds += duration
+                        _write({"path": str(path), "text": text, "words": [_word(w, duration) for w in words]})
+                    progress.update(task, completed=first + len(paths))
+        elapsed = time.perf_counter() - started
+        console.print(f"transcribed {len(files) - failed} of {len(files)} files ({seconds:.1f} s of audio) "
+                      f"in {elapsed:.1f} s" + (f"; [bold red]{failed} failed[/]" if failed else ""))
+        if failed:
+            raise typer.Exit(1)
