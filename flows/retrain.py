@@ -1,5 +1,8 @@
 """The retrain flow: pull -> redact -> validate -> datasets -> fine-tune -> gate -> promote.
 
+The intent model and (with ``asr.enabled``) the Whisper ASR model are fine-tuned side by side
+and gated together: the bundle they form is promoted only when every criterion passes.
+
 Orchestration only: each task calls one step module and returns a small, PII-free summary.
 Every step is idempotent, so a failed or killed run is simply run again: finished work is
 found (seen calls, redacted calls, dataset digests, a finished training run, a registered
@@ -21,9 +24,11 @@ from governance.redaction.calls import redact_calls
 from governance.session import open_store, pseudonym_salt
 from governance.store import GovernedStore
 from governance.validation import ROW_ID, turn_rows, validate_turns
+from training.asr.data import DIGITS_DATASET, SPLIT_DATASETS, build_asr_versions
+from training.asr.finetune import AsrChallengerRun, GoldenAudio, finetune_asr
 from training.datasets import DatasetVersion, build_versions, label_names
 from training.finetune import ChallengerRun, finetune_intent
-from training.promotion import gate_and_promote
+from training.promotion import AsrCandidate, gate_and_promote
 from training.registry import Registry
 from training.versioning import DvcVersioner
 from voiceloop.config import Settings, load_settings
@@ -86,6 +91,13 @@ def validate(settings: Settings, store: GovernedStore) -> tuple[Any, Summary]:
 def build_datasets(settings: Settings, store: GovernedStore, validated: Any) -> dict[str, DatasetVersion]:
     versions = build_versions(store.as_purpose("training"), validated, settings.intent.include_banking77_train,
                               settings.intent.banking77_limit)
+    if settings.asr.enabled:
+        asr = settings.asr
+        report = build_asr_versions(store.as_purpose("training"), validated, settings.validation.sample_rates,
+                                    (asr.digits_fsdd, asr.digits_synthetic, asr.seed))
+        for skipped in report.skipped:  # bad audio: named by call and turn, left out, never fatal
+            get_run_logger().warning("ASR data: skipped %s", skipped)
+        versions.update(report.versions)
     if settings.dvc.enabled:
         dvc = DvcVersioner(settings.zones_dir / "datasets", settings.dvc_remote_url, settings.root / "dvc-cache")
         for version in versions.values():
@@ -93,23 +105,47 @@ def build_datasets(settings: Settings, store: GovernedStore, validated: Any) -> 
     return versions
 
 
+_ASR_SETS = {*SPLIT_DATASETS.values(), DIGITS_DATASET}
+
+
 @task(name="finetune-intent", cache_policy=NO_CACHE)
 def finetune(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion]) -> ChallengerRun:
     reader = store.as_purpose("training")
-    for version in versions.values():
+    intent_sets = {name: v for name, v in versions.items() if name not in _ASR_SETS}
+    for version in intent_sets.values():
         reader.open_dataset(version.name, version.digest, version.call_ids)
     golden = versions["intent-golden"]
     if golden.rows == 0:
         raise RuntimeError("the golden set is empty: build it with `voiceloop simulate-calls --split golden`")
-    train_sets = [v for name, v in versions.items() if name != "intent-golden"]
+    train_sets = [v for name, v in intent_sets.items() if name != "intent-golden"]
     Registry(settings)  # sets up tracking
     return finetune_intent(train_sets, golden, label_names(), settings.intent, settings.root / "work",
                            tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")})
 
 
+@task(name="finetune-asr", cache_policy=NO_CACHE)
+def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion]) -> AsrCandidate:
+    """Fine-tune Whisper with LoRA on redacted customer turns + the digit corpus, export it, score it."""
+    reader = store.as_purpose("training")
+    for name in sorted(_ASR_SETS & versions.keys()):
+        reader.open_dataset(versions[name].name, versions[name].digest, versions[name].call_ids)
+    golden = versions[SPLIT_DATASETS["golden"]]
+    if golden.rows == 0:
+        raise RuntimeError("the ASR golden set is empty: golden calls need redacted audio "
+                           "(redaction.audio.splits must include 'golden')")
+    Registry(settings)  # sets up tracking
+    golden_audio = GoldenAudio.load(golden)
+    run: AsrChallengerRun = finetune_asr(
+        [versions[n] for n in (SPLIT_DATASETS["train"], DIGITS_DATASET) if n in versions], golden, settings.asr,
+        settings.root / "work" / "asr", settings.root / "cache" / "asr",
+        golden_audio=golden_audio, tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")},
+    )
+    return AsrCandidate(run, golden_audio, settings.asr.window_s, settings.asr.batch_transcribe)
+
+
 @task(name="gate-and-promote", cache_policy=NO_CACHE)
-def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun) -> Summary:
-    outcome = gate_and_promote(Registry(settings), challenger, settings.gate, settings.root / "work")
+def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, asr: AsrCandidate | None) -> Summary:
+    outcome = gate_and_promote(Registry(settings), challenger, settings.gate, settings.root / "work", asr)
     decision = outcome.decision
     if not outcome.repeated:
         store.audit.append(
@@ -126,6 +162,8 @@ def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun) ->
     return {"bundle_version": outcome.bundle_version, "verdict": decision["verdict"], "promoted": outcome.promoted,
             "champion": outcome.champion, "criteria": decision["criteria"], "reasons": decision["reasons"],
             "per_intent_worst": decision["per_intent"][:5], "repeated": outcome.repeated,
+            "asr_slices": [{k: c[k] for k in ("name", "passed", "challenger", "champion", "interval")}
+                           for c in decision.get("asr_slices", [])],
             "challenger_run_id": challenger.run_id, "training_reused": challenger.reused}
 
 
@@ -155,6 +193,10 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     challenger = timed("finetune", finetune, settings, store, versions)
     summary["training"] = {"run_id": challenger.run_id, "golden_accuracy": challenger.golden_accuracy,
                            "reused": challenger.reused}
-    summary["gate"] = timed("gate", gate, settings, store, challenger)
+    asr = timed("finetune_asr", finetune_speech, settings, store, versions) if settings.asr.enabled else None
+    if asr is not None:
+        summary["asr"] = {"run_id": asr.run.run_id, "golden_wer": asr.run.scores["wer"],
+                          "digit_accuracy": asr.run.scores["digit_accuracy"], "reused": asr.run.reused}
+    summary["gate"] = timed("gate", gate, settings, store, challenger, asr)
     summary["timings_s"] = timings
     return summary

@@ -43,6 +43,14 @@ TINY_INTENT = {
     "seed": 0,
 }
 
+# Whisper tiny.en is already tiny: real weights, one short epoch, a few digit strings.
+TINY_ASR = {
+    "epochs": 1,
+    "digits_fsdd": 6,
+    "digits_synthetic": 6,
+    "lora": {"encoder_layers": 1},
+}
+
 
 def write_params(folder: Path, **sections: Any) -> Path:
     """The repo's params.yaml with ``sections`` merged in, state under ``folder/state``."""

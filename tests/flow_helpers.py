@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TINY_INTENT, write_params
+from tests.conftest import TINY_ASR, TINY_INTENT, write_params
 from voiceloop.config import Settings, load_settings
 
 _TEMPLATE: TrainedProject | None = None
@@ -43,10 +43,12 @@ class TrainedProject:
 def flow_params(folder: Path, sources: Path, **sections: Any) -> Path:
     """Params for the tiny corpus: tiny intent config, a gate that promotes the first challenger."""
     intent = {**TINY_INTENT, **sections.pop("intent", {})}
+    asr = {**TINY_ASR, **sections.pop("asr", {})}
     return write_params(
         folder,
         sources={"call_store": str(sources / "calls"), "golden_store": str(sources / "golden")},
         intent=intent,
+        asr=asr,
         gate={"floor": 0.0, "margin": 0.01, "n_bootstrap": 1000},
         **sections,
     )

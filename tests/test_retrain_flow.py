@@ -18,7 +18,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from governance.audit import open_audit
-from tests.conftest import REPO, TINY_INTENT, write_params
+from tests.conftest import REPO, TINY_INTENT
+from tests.flow_helpers import flow_params
 from voiceloop.config import load_settings
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -31,12 +32,7 @@ def _run(params: Path) -> dict[str, Any]:
 
 
 def _params(folder: Path, sources: Path, **intent: Any) -> Path:
-    return write_params(
-        folder,
-        sources={"call_store": str(sources / "calls"), "golden_store": str(sources / "golden")},
-        intent={**TINY_INTENT, **intent},
-        gate={"floor": 0.0, "margin": 0.01, "n_bootstrap": 1000},
-    )
+    return flow_params(folder, sources, intent=intent)
 
 
 @pytest.fixture(scope="module")

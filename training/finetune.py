@@ -46,11 +46,11 @@ def train_key(datasets: list[DatasetVersion], config: IntentConfig) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
-def _flat(prefix: str, value: Any) -> dict[str, Any]:
+def flat_params(prefix: str, value: Any) -> dict[str, Any]:
     if isinstance(value, dict):
         out: dict[str, Any] = {}
         for key, item in value.items():
-            out.update(_flat(f"{prefix}.{key}" if prefix else key, item))
+            out.update(flat_params(f"{prefix}.{key}" if prefix else key, item))
         return out
     return {prefix: value}
 
@@ -115,7 +115,7 @@ def finetune_intent(
                              accuracy(golden_labels, predictions), reused=True)
 
     with mlflow.start_run(run_name="retrain-intent", tags={TRAIN_KEY_TAG: key, **(tags or {})}) as run:
-        mlflow.log_params(_flat("intent", config.model_dump()))
+        mlflow.log_params(flat_params("intent", config.model_dump()))
         mlflow.log_params({f"dataset.{d.name}": d.digest for d in [*train_sets, golden]})
         for dataset, context in [*((d, "training") for d in train_sets), (golden, "evaluation")]:
             frame = pd.DataFrame({"intent": dataset.load()["intent"]})

@@ -3,12 +3,19 @@
 Decision rule
 -------------
 The challenger and the champion score the same golden set, utterance by utterance. For each
-metric (higher is better; intent accuracy today) the gate computes the paired difference
-``champion - challenger`` per utterance and a paired bootstrap confidence interval of its mean.
+metric the gate computes the paired difference per utterance (intent correctness, ASR word
+errors, whole digit strings right) and a paired bootstrap confidence interval of the change,
+signed so that positive means the challenger is worse (for WER, a ratio of sums, each resample
+recomputes errors / reference words).
 
 * **Non-inferiority** (a champion exists): pass when the interval's upper bound is below
   ``margin``; i.e. we are confident the challenger is at most ``margin`` worse.
 * **Floor** (no champion yet): pass when the challenger's point estimate is at least ``floor``.
+
+ASR adds three criteria when the run trained an ASR challenger: golden WER, WER in every slice
+(voice, channel, SNR bin) with enough utterances (every slice is reported in ``asr_slices``), and
+digit-string accuracy on a real speaker training never heard. The ASR champion is the champion
+bundle's ASR, or the base model while no bundle has one.
 
 The challenger is promoted only when every criterion passes. Criteria are small functions
 from :class:`GateEvidence` to :class:`CriterionResult`; later metrics (WER, slices, latency)
@@ -27,6 +34,22 @@ from voiceloop.config import GateConfig
 
 
 @dataclass
+class AsrEvidence:
+    """Per-utterance ASR word errors of both models on the same golden turns (lower is better).
+
+    The champion is the serving ASR: the champion bundle's, or the base model while no bundle has one.
+    """
+
+    ref_words: np.ndarray
+    challenger_errors: np.ndarray
+    champion_errors: np.ndarray
+    slices: list[dict[str, str]]  # per utterance: slice key -> value ("channel" -> "telephone8k")
+    challenger_digits_correct: np.ndarray  # per digit-set utterance: 1.0 if the whole digit string is right
+    champion_digits_correct: np.ndarray
+    champion_label: str = "base"
+
+
+@dataclass
 class GateEvidence:
     """Per-utterance results on the golden set, aligned by position."""
 
@@ -34,6 +57,7 @@ class GateEvidence:
     challenger_predictions: list[str]
     champion_predictions: list[str] | None = None
     champion_version: str | None = None
+    asr: AsrEvidence | None = None
 
     def correct(self, predictions: list[str]) -> np.ndarray:
         return np.asarray([p == y for p, y in zip(predictions, self.labels, strict=True)], dtype=float)
@@ -56,6 +80,7 @@ class GateDecision:
     promote: bool
     criteria: list[CriterionResult]
     per_intent: list[dict[str, Any]] = field(default_factory=list)
+    asr_slices: list[CriterionResult] = field(default_factory=list)  # every slice, reported even when small
     config: dict[str, Any] = field(default_factory=dict)
     n: int = 0
     champion_version: str | None = None
@@ -90,6 +115,30 @@ def paired_bootstrap(
     return float(diff.mean()), float(low), float(high)
 
 
+def paired_bootstrap_wer(
+    champion_errors: np.ndarray, challenger_errors: np.ndarray, ref_words: np.ndarray, n_resamples: int,
+    confidence: float, seed: int,
+) -> tuple[float, float, float]:
+    """Challenger WER - champion WER (positive = challenger worse) and its interval, resampling utterances.
+
+    WER is a ratio of sums (errors / reference words), so each resample recomputes both sums.
+    """
+    diff = np.asarray(challenger_errors, dtype=float) - np.asarray(champion_errors, dtype=float)
+    ref = np.asarray(ref_words, dtype=float)
+    if diff.size == 0 or ref.sum() == 0:
+        raise ValueError("no reference words: nothing to compare")
+    rng = np.random.default_rng(seed)
+    deltas = np.empty(n_resamples)
+    chunk = max(1, 2_000_000 // diff.size)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        idx = rng.integers(0, diff.size, size=(stop - start, diff.size))
+        deltas[start:stop] = diff[idx].sum(axis=1) / np.maximum(ref[idx].sum(axis=1), 1.0)
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(deltas, [tail, 100 - tail])
+    return float(diff.sum() / ref.sum()), float(low), float(high)
+
+
 def intent_accuracy(evidence: GateEvidence, config: GateConfig) -> CriterionResult:
     challenger = evidence.correct(evidence.challenger_predictions)
     if evidence.champion_predictions is None:
@@ -118,8 +167,90 @@ def intent_accuracy(evidence: GateEvidence, config: GateConfig) -> CriterionResu
     )
 
 
-Criterion = Callable[[GateEvidence, GateConfig], CriterionResult]
-CRITERIA: list[Criterion] = [intent_accuracy]
+def _wer_result(name: str, asr: AsrEvidence, mask: np.ndarray, margin: float, config: GateConfig) -> CriterionResult:
+    ref, chal, champ = asr.ref_words[mask], asr.challenger_errors[mask], asr.champion_errors[mask]
+    delta, low, high = paired_bootstrap_wer(champ, chal, ref, config.n_bootstrap, config.confidence, config.seed)
+    return CriterionResult(
+        name=name,
+        passed=high < margin,
+        rule=(f"non-inferiority vs {asr.champion_label}: upper bound of the {config.confidence:.0%} interval of "
+              f"challenger - champion WER ({high:+.4f}) must be < margin {margin:.4f}"),
+        challenger=float(chal.sum() / max(ref.sum(), 1)),
+        champion=float(champ.sum() / max(ref.sum(), 1)),
+        delta=delta,
+        interval=(low, high),
+        threshold=margin,
+    )
+
+
+def asr_wer(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
+    """Golden WER of the ASR challenger: non-inferior to the serving ASR (paired bootstrap)."""
+    if evidence.asr is None:
+        return None
+    return _wer_result("asr_wer", evidence.asr, np.ones(evidence.asr.ref_words.size, dtype=bool),
+                       config.wer_margin, config)
+
+
+def asr_slice_results(asr: AsrEvidence, config: GateConfig) -> list[CriterionResult]:
+    """The WER rule on every slice (voice, channel, SNR bin) with reference words, small ones included."""
+    results = []
+    for key in sorted({k for row in asr.slices for k in row}):
+        values = np.asarray([row.get(key, "unknown") for row in asr.slices])
+        for value in sorted(set(values)):
+            mask = values == value
+            if asr.ref_words[mask].sum() > 0:
+                results.append(_wer_result(f"asr_wer[{key}={value}]", asr, mask, config.slice_wer_margin, config))
+    return results
+
+
+def asr_wer_slices(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
+    """Every slice with at least ``min_slice_utterances`` must pass the WER rule with ``slice_wer_margin``."""
+    if evidence.asr is None:
+        return None
+    judged = [r for r in asr_slice_results(evidence.asr, config)
+              if _slice_size(evidence.asr, r.name) >= config.min_slice_utterances]
+    failed = [r.name for r in judged if not r.passed]
+    worst = max((r.interval[1] for r in judged if r.interval), default=0.0)
+    return CriterionResult(
+        name="asr_wer_slices",
+        passed=not failed,
+        rule=(f"every slice with >= {config.min_slice_utterances} utterances non-inferior within "
+              f"{config.slice_wer_margin:.4f}" + (f"; failed: {', '.join(failed)}" if failed else "")),
+        challenger=float(len(judged) - len(failed)),
+        champion=float(len(judged)),
+        delta=worst,
+        threshold=config.slice_wer_margin,
+    )
+
+
+def _slice_size(asr: AsrEvidence, name: str) -> int:
+    key, value = name[len("asr_wer[") : -1].split("=", 1)
+    return sum(1 for row in asr.slices if row.get(key, "unknown") == value)
+
+
+def digit_accuracy(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
+    """Whole-string digit accuracy on a held-out real speaker: a transposed digit fails the utterance."""
+    if evidence.asr is None or evidence.asr.challenger_digits_correct.size == 0:
+        return None
+    asr = evidence.asr
+    delta, low, high = paired_bootstrap(asr.champion_digits_correct, asr.challenger_digits_correct,
+                                        config.n_bootstrap, config.confidence, config.seed)
+    return CriterionResult(
+        name="digit_accuracy",
+        passed=high < config.digit_margin,
+        rule=(f"non-inferiority vs {asr.champion_label}: upper bound of the {config.confidence:.0%} interval of "
+              f"champion - challenger ({high:+.4f}) must be < margin {config.digit_margin:.4f}"),
+        challenger=float(asr.challenger_digits_correct.mean()),
+        champion=float(asr.champion_digits_correct.mean()),
+        delta=delta,
+        interval=(low, high),
+        threshold=config.digit_margin,
+    )
+
+
+# A criterion returns None when its evidence is absent (no ASR challenger in this run).
+Criterion = Callable[[GateEvidence, GateConfig], CriterionResult | None]
+CRITERIA: list[Criterion] = [intent_accuracy, asr_wer, asr_wer_slices, digit_accuracy]
 
 
 def per_intent_changes(evidence: GateEvidence) -> list[dict[str, Any]]:
@@ -139,11 +270,12 @@ def per_intent_changes(evidence: GateEvidence) -> list[dict[str, Any]]:
 
 
 def decide(evidence: GateEvidence, config: GateConfig, criteria: list[Criterion] | None = None) -> GateDecision:
-    results = [criterion(evidence, config) for criterion in (criteria or CRITERIA)]
+    results = [r for criterion in (criteria or CRITERIA) if (r := criterion(evidence, config)) is not None]
     return GateDecision(
         promote=all(r.passed for r in results),
         criteria=results,
         per_intent=per_intent_changes(evidence),
+        asr_slices=asr_slice_results(evidence.asr, config) if evidence.asr else [],
         config=config.model_dump(),
         n=len(evidence.labels),
         champion_version=evidence.champion_version,

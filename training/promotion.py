@@ -12,9 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 
+from training.asr.finetune import MODEL_ARTIFACT as ASR_ARTIFACT
+from training.asr.finetune import AsrChallengerRun, GoldenAudio
+from training.asr.metrics import digit_string, error_arrays, snr_bin, utterance_errors
 from training.finetune import MODEL_ARTIFACT, ChallengerRun
-from training.gate import GateEvidence, decide
+from training.gate import AsrEvidence, GateEvidence, decide
 from training.intent.predict import IntentModel
 from training.registry import CHAMPION, Registry
 from voiceloop.config import GateConfig
@@ -45,6 +49,50 @@ def champion_predictions(registry: Registry, texts: list[str], work_dir: Path) -
     return champion.version, IntentModel.load(folder).predict(texts)
 
 
+@dataclass
+class AsrCandidate:
+    """What the gate needs of an ASR challenger: its run and the golden audio it was scored on."""
+
+    run: AsrChallengerRun
+    golden: GoldenAudio
+    window_s: float
+    batch_size: int = 8
+
+
+def _digits_correct(references: list[str], hypotheses: list[str]) -> np.ndarray:
+    return np.asarray([digit_string(h) == digit_string(r) for r, h in zip(references, hypotheses, strict=True)],
+                      dtype=float)
+
+
+def asr_evidence(registry: Registry, candidate: AsrCandidate, work_dir: Path) -> AsrEvidence:
+    """Transcribe the golden audio with the serving ASR (champion bundle's, else the base model) and pair it."""
+    from training.asr.export import exported_window
+
+    champion = registry.by_alias(CHAMPION)
+    reference = champion.components.get("asr") if champion else None
+    model_dir: Path | None = None
+    window = candidate.window_s
+    if reference:
+        model_dir = registry.download_component(reference, work_dir / f"champion-asr-{reference.replace('/', '-')}")
+        window = exported_window(model_dir) or window
+    golden = candidate.golden
+    baseline = golden.transcribe(model_dir, window, candidate.batch_size)
+    hypotheses = candidate.run.evaluation.hypotheses
+    ref_words, challenger_errors = error_arrays(utterance_errors(golden.references, hypotheses))
+    _, champion_errors = error_arrays(utterance_errors(golden.references, baseline.hypotheses))
+    slices = [{"voice": str(r.get("voice")), "channel": str(r.get("channel")), "snr": snr_bin(r.get("snr_db"))}
+              for r in golden.rows]
+    return AsrEvidence(
+        ref_words=ref_words,
+        challenger_errors=challenger_errors,
+        champion_errors=champion_errors,
+        slices=slices,
+        challenger_digits_correct=_digits_correct(golden.digit_references, candidate.run.evaluation.digit_hypotheses),
+        champion_digits_correct=_digits_correct(golden.digit_references, baseline.digit_hypotheses),
+        champion_label=f"champion ASR {reference}" if reference else "the base model (no champion ASR yet)",
+    )
+
+
 def _apply(registry: Registry, version: str, decision: dict[str, Any]) -> None:
     if decision["promote"]:
         registry.promote(version, decision)
@@ -53,8 +101,10 @@ def _apply(registry: Registry, version: str, decision: dict[str, Any]) -> None:
 
 
 def gate_and_promote(
-    registry: Registry, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path
+    registry: Registry, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path,
+    asr: AsrCandidate | None = None,
 ) -> PromotionOutcome:
+    """Gate the intent challenger (and the ASR challenger, when given) and move the bundle aliases."""
     existing = _existing_bundle(registry, challenger.run_id)
     if existing is not None:
         recorded = mlflow.artifacts.load_dict(
@@ -73,17 +123,20 @@ def gate_and_promote(
         challenger_predictions=challenger.golden_predictions,
         champion_predictions=baseline[1] if baseline else None,
         champion_version=baseline[0] if baseline else None,
+        asr=asr_evidence(registry, asr, work_dir) if asr else None,
     )
     decision = decide(evidence, gate_config).to_dict()
     intent_version = registry.register_component(registry.intent_name, challenger.run_id, MODEL_ARTIFACT)
     with mlflow.start_run(run_id=challenger.run_id):
         mlflow.log_dict(decision, DECISION_ARTIFACT)
         mlflow.set_tag("gate.verdict", decision["verdict"])
-    bundle = registry.register_bundle(
-        challenger.run_id,
-        {"intent": f"{registry.intent_name}/{intent_version}"},
-        {"golden_accuracy": challenger.golden_accuracy, "verdict": decision["verdict"]},
-    )
+    components = {"intent": f"{registry.intent_name}/{intent_version}"}
+    evidence_summary: dict[str, Any] = {"golden_accuracy": challenger.golden_accuracy, "verdict": decision["verdict"]}
+    if asr:
+        asr_version = registry.register_component(registry.asr_name, asr.run.run_id, ASR_ARTIFACT)
+        components["asr"] = f"{registry.asr_name}/{asr_version}"
+        evidence_summary["golden_wer"] = asr.run.scores["wer"]
+    bundle = registry.register_bundle(challenger.run_id, components, evidence_summary)
     _apply(registry, bundle.version, decision)
     champion = registry.by_alias(CHAMPION)
     return PromotionOutcome(bundle.version, bool(decision["promote"]), decision,

@@ -1,7 +1,7 @@
 """MLflow tracking setup and the model registry: models promoted as one bundle.
 
 A bundle is a registered model whose versions each name the exact component model versions
-they contain (``intent`` today; ASR joins later). Aliases live on the bundle: ``challenger``
+they contain (``intent``, and ``asr`` when the run retrained it). Aliases live on the bundle: ``challenger``
 is the newest candidate, ``champion`` the one serving, ``previous`` the champion it replaced.
 The ``champion`` alias moves only through :meth:`Registry.promote`, which the gate calls.
 """
@@ -59,6 +59,7 @@ class Registry:
         self.client = client or setup_tracking(settings)
         self.bundle_name = settings.tracking.bundle_name
         self.intent_name = settings.tracking.intent_model_name
+        self.asr_name = settings.tracking.asr_model_name
 
     def _ensure(self, name: str, description: str) -> None:
         try:

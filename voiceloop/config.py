@@ -46,9 +46,9 @@ class AudioRedactionConfig(_Section):
     # "transcribe" re-transcribes it with word timestamps.
     timings: Literal["align", "transcribe"] = "align"
     asr_model: str | None = None  # the ASR engine for word times and verification; None: bundled tiny.en
-    # Calls of these splits get redacted audio. The golden set's audio is read by nothing yet (it is
-    # scored on text), and masking + verifying it would double the demo job's time.
-    splits: list[str] = ["train"]
+    # Calls of these splits get redacted audio: ASR trains on train and is scored on golden
+    # (evaluation never reads the raw zone). Leave golden out when asr.enabled is false: it halves the time.
+    splits: list[str] = ["train", "golden"]
 
 
 class RedactionConfig(_Section):
@@ -106,8 +106,49 @@ class IntentConfig(_Section):
     banking77_limit: int | None = None
 
 
+class AsrLoraSettings(_Section):
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    # Linear layers of WhisperAttention and the MLP. All six: 0.353 telephone WER vs 0.417 for q/v alone
+    # (145 training turns, 2 encoder layers, 4 epochs; docs/asr.md), for the same time per epoch.
+    target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
+    # LoRA in the decoder and in this many top encoder layers (0: decoder only). The layers below are
+    # frozen and their outputs are computed once per utterance and cached, so each epoch runs only the
+    # trainable part. Encoder layers learn the acoustics (channel, voices); the decoder the vocabulary.
+    encoder_layers: Annotated[int, Field(ge=0)] = 2
+
+
+class AsrConfig(_Section):
+    """Whisper retraining (training/asr/): LoRA on redacted customer turns plus a digit corpus."""
+
+    enabled: bool = True
+    base_model: str = "tiny.en-bundled"  # or any HF Whisper id / local folder
+    lora: AsrLoraSettings = AsrLoraSettings()
+    epochs: int = 4
+    batch_size: int = 8
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    # Audio is padded to a fixed window of this many seconds (30 s = Whisper's own). Shorter windows
+    # cost a third of the compute with the same WER (benchmarks/README.md#asr); training and serving
+    # must use the same window.
+    window_s: Annotated[float, Field(gt=1, le=30)] = 10.0
+    max_target_tokens: int = 120
+    dev_share: float = 0.1  # customer turns held out for the per-epoch WER (never the golden set)
+    digits_fsdd: int = 150  # real FSDD digit strings (training speakers only) added to the training set
+    digits_synthetic: int = 150  # espeak-ng digit strings (training voices only)
+    max_train_turns: int | None = None  # cap customer turns (newest first); None: all
+    batch_transcribe: int = 8  # batch size of the golden evaluation
+    seed: int = 0
+
+
 class GateConfig(_Section):
     margin: float = 0.01
+    wer_margin: float = 0.01  # ASR: challenger WER may be at most this much higher (95% CI upper bound)
+    slice_wer_margin: float = 0.03  # ... in every slice of at least min_slice_utterances (wider: fewer words)
+    min_slice_utterances: int = 30
+    digit_margin: float = 0.05  # whole-digit-string accuracy on the held-out FSDD speaker
     floor: float = 0.80
     confidence: float = 0.95
     n_bootstrap: int = 2000
@@ -120,6 +161,7 @@ class TrackingConfig(_Section):
     experiment: str = "voiceloop"
     bundle_name: str = "voiceloop-bundle"
     intent_model_name: str = "voiceloop-intent"
+    asr_model_name: str = "voiceloop-asr"
 
 
 class AuditConfig(_Section):
@@ -161,6 +203,7 @@ class Settings(_Section):
     redaction: RedactionConfig = RedactionConfig()
     validation: ValidationConfig = ValidationConfig()
     intent: IntentConfig = IntentConfig()
+    asr: AsrConfig = AsrConfig()
     gate: GateConfig = GateConfig()
     tracking: TrackingConfig = TrackingConfig()
     audit: AuditConfig = AuditConfig()

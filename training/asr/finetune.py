@@ -1,0 +1,208 @@
+"""Fine-tune the ASR challenger, export it for serving, and score it; tracked in MLflow.
+
+One run: LoRA training (loss per epoch, WER per epoch on held-out training calls), the adapter,
+the merged model exported to CTranslate2 int8 (what serving loads and the gate scores), golden
+WER overall and by slice (voice, channel, SNR) with a plot, and digit accuracy on a real FSDD
+speaker training never hears. Runs are keyed by dataset digests + configuration, so a re-run
+after a crash reuses a finished run instead of training again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+
+from training.asr.data import load_utterance
+from training.asr.metrics import digit_accuracy, slice_table, utterance_errors, wer, wer_by_slice_plot
+from training.datasets import DatasetVersion
+from training.finetune import flat_params
+from voiceloop.config import AsrConfig
+
+MODEL_ARTIFACT = "asr_model"
+ADAPTER_ARTIFACT = "asr_adapter"
+TRAIN_KEY_TAG = "voiceloop.asr_train_key"
+SLICE_KEYS = ("voice", "channel", "snr_db")
+DIGIT_EVAL_SIZE = 40
+
+
+@dataclass
+class AsrEvaluation:
+    """One model's transcripts of the golden turns and the digit set, aligned with the references."""
+
+    hypotheses: list[str]
+    digit_hypotheses: list[str]
+
+    def scores(self, golden: GoldenAudio) -> dict[str, Any]:
+        errors = utterance_errors(golden.references, self.hypotheses)
+        return {
+            "wer": wer(errors),
+            "digit_accuracy": digit_accuracy(golden.digit_references, self.digit_hypotheses),
+            "slices": slice_table(golden.rows, errors, SLICE_KEYS),
+        }
+
+
+@dataclass
+class GoldenAudio:
+    """The golden customer turns (redacted audio) and the held-out digit set, decoded once."""
+
+    audios: list[np.ndarray]
+    references: list[str]
+    rows: list[dict[str, Any]]  # slice keys per utterance
+    digit_audios: list[np.ndarray] = field(default_factory=list)
+    digit_references: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, golden: DatasetVersion, digit_eval: int = DIGIT_EVAL_SIZE) -> GoldenAudio:
+        from training.asr.digits import digit_eval_set
+
+        data = golden.load()
+        digits = digit_eval_set(digit_eval) if digit_eval else []
+        return cls(
+            audios=[load_utterance(a) for a in data["audio"]] if golden.rows else [],
+            references=list(data["text"]) if golden.rows else [],
+            rows=[{k: data[k][i] for k in SLICE_KEYS} for i in range(golden.rows)],
+            digit_audios=[d.audio for d in digits],
+            digit_references=[d.text for d in digits],
+        )
+
+    def transcribe(self, model: str | Path | None, window_s: float, batch_size: int,
+                   progress: Callable[[int, int], None] | None = None) -> AsrEvaluation:
+        """Transcribe everything with a CTranslate2 model (None: the bundled base model) as serving would."""
+        from serving.asr import AsrEngine
+
+        engine = AsrEngine(str(model) if model else None, window_s=window_s)
+        texts = engine.transcribe_batch([*self.audios, *self.digit_audios], batch_size=batch_size, progress=progress)
+        return AsrEvaluation(texts[: len(self.audios)], texts[len(self.audios) :])
+
+
+@dataclass
+class AsrChallengerRun:
+    run_id: str
+    model_dir: Path  # the CTranslate2 export
+    evaluation: AsrEvaluation
+    scores: dict[str, Any]
+    reused: bool
+
+
+def train_key(datasets: Sequence[DatasetVersion], config: AsrConfig) -> str:
+    payload = json.dumps({"datasets": sorted(d.digest for d in datasets), "config": config.model_dump()},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+def _finished_run(key: str) -> str | None:
+    runs = mlflow.search_runs(
+        filter_string=f"tags.`{TRAIN_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        output_format="list", max_results=1,
+    )
+    return runs[0].info.run_id if runs else None
+
+
+def _split_dev(rows: list[dict[str, Any]], share: float, seed: int) -> tuple[list[int], list[int]]:
+    """Hold out whole calls (never digit rows) for the per-epoch WER."""
+    calls = sorted({r["call_id"] for r in rows if r["call_id"]})
+    random.Random(seed).shuffle(calls)
+    dev_calls = set(calls[: int(round(len(calls) * share))]) if len(calls) >= 10 else set()
+    train = [i for i, r in enumerate(rows) if r["call_id"] not in dev_calls]
+    return train, [i for i, r in enumerate(rows) if r["call_id"] in dev_calls]
+
+
+def _training_rows(train_sets: Sequence[DatasetVersion], limit: int | None) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for dataset in train_sets:
+        data = dataset.load()
+        taken = [data[i] for i in range(dataset.rows)]
+        if limit is not None and dataset.name == "asr-train":
+            taken = taken[-limit:]
+        rows += taken
+    return rows
+
+
+def metric_name(slice_name: str) -> str:
+    """An MLflow-safe metric name for a slice ("snr=<10 dB" -> "snr_lt10dB", "voice=en-gb+f3" -> "voice_en-gb_f3")."""
+    name = slice_name.replace(">=", "ge").replace("<", "lt").replace("=", "_").replace(" ", "")
+    return re.sub(r"[^A-Za-z0-9_\-.:/]", "_", name)
+
+
+def _log_scores(prefix: str, scores: dict[str, Any]) -> None:
+    mlflow.log_metric(f"{prefix}_wer", scores["wer"])
+    mlflow.log_metric(f"{prefix}_digit_accuracy", scores["digit_accuracy"])
+    for row in scores["slices"]:
+        if row["n"] and row["ref_words"]:
+            mlflow.log_metric(f"{prefix}_wer.{metric_name(row['slice'])}"[:250], row["wer"])
+
+
+def finetune_asr(
+    train_sets: Sequence[DatasetVersion],
+    golden: DatasetVersion,
+    config: AsrConfig,
+    work_dir: Path,
+    cache_dir: Path,
+    *,
+    golden_audio: GoldenAudio | None = None,
+    tags: dict[str, str] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> AsrChallengerRun:
+    """Train (or reuse) the ASR challenger, export it and transcribe the golden set with it."""
+    from training.asr.convert import load_base_whisper
+    from training.asr.export import export_ctranslate2
+    from training.asr.train import Utterance, save_merged, train_whisper_lora, transcribe_hf
+
+    key = train_key([*train_sets, golden], config)
+    golden_audio = golden_audio or GoldenAudio.load(golden)
+
+    def tick(stage: str) -> Callable[[int, int], None] | None:
+        return (lambda done, total: progress(stage, done, total)) if progress else None
+
+    reused_run = _finished_run(key)
+    if reused_run:
+        model_dir = Path(mlflow.artifacts.download_artifacts(run_id=reused_run, artifact_path=MODEL_ARTIFACT,
+                                                             dst_path=str(work_dir / key)))
+        evaluation = golden_audio.transcribe(model_dir, config.window_s, config.batch_transcribe, tick("evaluate"))
+        return AsrChallengerRun(reused_run, model_dir, evaluation, evaluation.scores(golden_audio), reused=True)
+
+    rows = _training_rows(train_sets, config.max_train_turns)
+    train_idx, dev_idx = _split_dev(rows, config.dev_share, config.seed)
+    utterances = [Utterance(load_utterance(rows[i]["audio"]), rows[i]["text"]) for i in range(len(rows))]
+    with mlflow.start_run(run_name="retrain-asr", tags={TRAIN_KEY_TAG: key, **(tags or {})}) as run:
+        mlflow.log_params(flat_params("asr", config.model_dump()))
+        mlflow.log_params({f"dataset.{d.name}": d.digest for d in [*train_sets, golden]})
+        mlflow.log_params({"asr.train_utterances": len(train_idx), "asr.dev_utterances": len(dev_idx)})
+        model, processor = load_base_whisper(config.base_model, cache_dir)
+        dev = [utterances[i] for i in dev_idx]
+
+        def on_epoch(epoch: int, metrics: dict[str, float], trained: Any) -> None:
+            if dev:
+                texts = transcribe_hf(trained, processor.tokenizer, [u.audio for u in dev], config.window_s)
+                metrics = {**metrics, "dev_wer": wer(utterance_errors([u.text for u in dev], texts))}
+            mlflow.log_metrics(metrics, step=epoch)
+
+        started = time.perf_counter()
+        peft_model = train_whisper_lora(model, processor.tokenizer, [utterances[i] for i in train_idx], config,
+                                        on_epoch=on_epoch, progress=tick("train"))
+        mlflow.log_metric("train_seconds", time.perf_counter() - started)  # per-epoch dev WER included
+        out = work_dir / key
+        peft_model.save_pretrained(str(out / ADAPTER_ARTIFACT))
+        mlflow.log_artifacts(str(out / ADAPTER_ARTIFACT), ADAPTER_ARTIFACT)
+        merged = save_merged(peft_model, processor, out / "merged")
+        model_dir = export_ctranslate2(merged, out / MODEL_ARTIFACT, "int8", config.window_s)
+        evaluation = golden_audio.transcribe(model_dir, config.window_s, config.batch_transcribe, tick("evaluate"))
+        scores = evaluation.scores(golden_audio)
+        _log_scores("golden", scores)
+        with tempfile.TemporaryDirectory() as tmp:
+            mlflow.log_dict({"slices": scores["slices"]}, "evaluation/asr_slices.json")
+            plot = wer_by_slice_plot({"challenger": scores["slices"]}, Path(tmp) / "asr_wer_by_slice.png")
+            mlflow.log_artifact(str(plot), "plots")
+        mlflow.log_artifacts(str(model_dir), MODEL_ARTIFACT)
+        return AsrChallengerRun(run.info.run_id, model_dir, evaluation, scores, reused=False)

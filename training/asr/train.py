@@ -1,0 +1,189 @@
+"""LoRA fine-tuning of Whisper on short fixed windows, with the frozen encoder layers cached.
+
+The encoder layers below the LoRA ones never change, so their outputs are computed once per
+utterance and reused every epoch (``lora.encoder_layers`` = 0 caches the whole encoder: only the
+decoder learns). Targets are the text tokens after Whisper's <|startoftranscript|><|notimestamps|>
+prompt, ended by <|endoftext|>; the loss is plain token cross-entropy.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from serving.asr import token_cap
+from training.asr import windowed
+from voiceloop.config import AsrConfig
+
+ADAPTER_DIR = "adapter"
+MERGED_DIR = "merged"
+_CACHE_BATCH = 16
+
+
+@dataclass(frozen=True)
+class Utterance:
+    audio: np.ndarray  # float32 mono 16 kHz
+    text: str
+
+
+def lora_target_regex(modules: Sequence[str], encoder_layers: int, total_encoder_layers: int) -> str:
+    """PEFT ``target_modules`` regex: the named Linear layers of the decoder and the top encoder layers."""
+    names = "|".join(re.escape(m) for m in modules)
+    scopes = [r".*decoder\..*"]
+    if encoder_layers > 0:
+        first = total_encoder_layers - min(encoder_layers, total_encoder_layers)
+        layers = "|".join(str(i) for i in range(first, total_encoder_layers))
+        scopes.append(rf".*encoder\.layers\.({layers})\..*")
+    return rf"({'|'.join(scopes)})\.({names})$"
+
+
+class _Batches:
+    """Utterances grouped by window size with the frozen encoder layers' outputs cached."""
+
+    def __init__(self, model: Any, utterances: Sequence[Utterance], window_s: float, frozen_layers: int) -> None:
+        self.frozen_layers = frozen_layers
+        self.groups: dict[int, list[int]] = {}
+        for i, u in enumerate(utterances):
+            frames = windowed.window_frames(u.audio.shape[0] / windowed.SAMPLE_RATE, window_s)
+            self.groups.setdefault(frames, []).append(i)
+        self.cache: dict[int, torch.Tensor] = {}
+        with torch.inference_mode():
+            for frames, members in self.groups.items():
+                for start in range(0, len(members), _CACHE_BATCH):
+                    chunk = members[start : start + _CACHE_BATCH]
+                    mels = [windowed.log_mel(utterances[i].audio, frames) for i in chunk]
+                    features = torch.from_numpy(np.stack(mels))
+                    hidden = windowed.run_layers(model, windowed.embed(model, features), 0, frozen_layers)
+                    for i, h in zip(chunk, hidden, strict=True):
+                        self.cache[i] = h.clone()
+
+    def epoch(self, batch_size: int, rng: random.Random) -> list[list[int]]:
+        batches = []
+        for members in self.groups.values():
+            order = list(members)
+            rng.shuffle(order)
+            batches += [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        rng.shuffle(batches)
+        return batches
+
+    def encoder_states(self, model: Any, batch: list[int]) -> torch.Tensor:
+        hidden = torch.stack([self.cache[i] for i in batch])
+        return windowed.finish(model, windowed.run_layers(model, hidden, self.frozen_layers))
+
+
+def _teacher_forcing(token_lists: list[list[int]], prompt: list[int], eot: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decoder inputs (prompt + text) and targets (text + end-of-text), -100 where nothing is learnt."""
+    length = len(prompt) + max(len(t) for t in token_lists)
+    inputs = torch.full((len(token_lists), length), eot, dtype=torch.long)
+    targets = torch.full((len(token_lists), length), -100, dtype=torch.long)
+    for row, tokens in enumerate(token_lists):
+        sequence = [*prompt, *tokens, eot]
+        inputs[row, : len(sequence) - 1] = torch.tensor(sequence[:-1])
+        targets[row, len(prompt) - 1 : len(sequence) - 1] = torch.tensor(sequence[len(prompt) :])
+    return inputs, targets
+
+
+def transcribe_hf(
+    model: Any, tokenizer: Any, audios: Sequence[np.ndarray], window_s: float, batch_size: int = 16,
+    max_new_tokens: int = 440,
+) -> list[str]:
+    """Greedy transcripts from a transformers Whisper on the same windows and token caps as serving."""
+    prompt, eot = windowed.prompt_ids(tokenizer), tokenizer.eos_token_id
+    order = sorted(range(len(audios)), key=lambda i: audios[i].shape[0])
+    texts = [""] * len(audios)
+    model.eval()
+    with torch.inference_mode():
+        for start in range(0, len(order), batch_size):
+            for frames in sorted({windowed.window_frames(audios[i].shape[0] / 16_000, window_s)
+                                  for i in order[start : start + batch_size]}):
+                chunk = [i for i in order[start : start + batch_size]
+                         if windowed.window_frames(audios[i].shape[0] / 16_000, window_s) == frames]
+                features = torch.from_numpy(np.stack([windowed.log_mel(audios[i], frames) for i in chunk]))
+                states = windowed.encode(model, features)
+                caps = [min(max_new_tokens, token_cap(audios[i].shape[0] / windowed.SAMPLE_RATE)) for i in chunk]
+                decoded = windowed.greedy_decode(model, states, prompt, eot, max(caps))
+                for i, tokens, cap in zip(chunk, decoded, caps, strict=True):
+                    texts[i] = tokenizer.decode(tokens[:cap]).strip()
+    return texts
+
+
+def train_whisper_lora(
+    model: Any,
+    tokenizer: Any,
+    train: Sequence[Utterance],
+    config: AsrConfig,
+    *,
+    on_epoch: Callable[[int, dict[str, float], Any], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> Any:
+    """Wrap ``model`` with LoRA, train it on ``train`` and return the PEFT model (not merged).
+
+    ``on_epoch(epoch, metrics, model)`` is called after each epoch with the LoRA-injected transformers
+    model in eval mode.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    if not train:
+        raise ValueError("no training utterances: the ASR training set is empty")
+    torch.manual_seed(config.seed)
+    total_layers = int(model.config.encoder_layers)
+    trainable_layers = min(config.lora.encoder_layers, total_layers)
+    lora = LoraConfig(
+        r=config.lora.r,
+        lora_alpha=config.lora.alpha,
+        lora_dropout=config.lora.dropout,
+        target_modules=lora_target_regex(config.lora.target_modules, trainable_layers, total_layers),
+    )  # task_type left unset: SEQ_2_SEQ_LM breaks Whisper (STACK_NOTES)
+    peft_model = get_peft_model(model, lora)
+    base = peft_model.base_model.model
+    prompt, eot = windowed.prompt_ids(tokenizer), tokenizer.eos_token_id
+    labels = [tokenizer.encode(" " + u.text.strip(), add_special_tokens=False)[: config.max_target_tokens]
+              for u in train]
+    batches = _Batches(base, train, config.window_s, total_layers - trainable_layers)
+    steps_per_epoch = sum(math.ceil(len(g) / config.batch_size) for g in batches.groups.values())
+    total_steps = max(1, steps_per_epoch * config.epochs)
+    warmup = max(1, int(total_steps * config.warmup_ratio))
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad],
+                                  lr=config.learning_rate, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: min(1.0, (s + 1) / warmup) * max(0.0, (total_steps - s) / total_steps)
+    )
+    rng = random.Random(config.seed)
+    done = 0
+    for epoch in range(config.epochs):
+        peft_model.train()
+        losses = []
+        for batch in batches.epoch(config.batch_size, rng):
+            inputs, targets = _teacher_forcing([labels[i] for i in batch], prompt, eot)
+            logits = windowed.decoder_logits(base, batches.encoder_states(base, batch), inputs)
+            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            optimizer.zero_grad()
+            losses.append(float(loss.detach()))
+            done += 1
+            if progress:
+                progress(done, total_steps)
+        if on_epoch:
+            peft_model.eval()
+            on_epoch(epoch, {"train_loss": float(np.mean(losses))}, base)
+    peft_model.eval()
+    return peft_model
+
+
+def save_merged(peft_model: Any, processor: Any, out_dir: Path) -> Path:
+    """Merge the LoRA weights into the base model and save it with its processor (transformers format)."""
+    merged = peft_model.merge_and_unload()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    merged.save_pretrained(str(out_dir))
+    processor.save_pretrained(str(out_dir))
+    return out_dir
