@@ -116,3 +116,49 @@ def test_exported_model_scores_within_one_point_of_the_merged_model(
     merged_wer = wer(utterance_errors(golden.references, unquantized))
     exported_wer = wer(utterance_errors(golden.references, exported))
     assert exported_wer <= merged_wer + 0.01, (merged_wer, exported_wer)
+
+
+def _redacted_call(call_id: str, turns: list[tuple[float, float]]) -> dict[str, object]:
+    return {
+        "call_id": call_id, "started_at": "2026-11-20T10:00:00+00:00", "caller_ref": "ref", "split": "train",
+        "consent_training": True, "outcome": None, "meta": {"voice": "v", "channel": "clean16k", "snr_db": None},
+        "audio": {"sample_rate": 16000}, "raw_digest": "x", "quarantined_turns": 0,
+        "turns": [{"index": i, "speaker": "customer", "start_s": a, "end_s": b, "text": "t",
+                   "transcript": "my card is <CREDIT_CARD> thanks", "intent": "card_arrival", "pii_types": []}
+                  for i, (a, b) in enumerate(turns)],
+    }
+
+
+def test_bad_audio_is_reported_by_call_and_turn_and_skipped(tmp_path: Path) -> None:
+    """Unreadable audio, a wrong sample rate, a 0-second turn, silence, no audio: named, skipped, no crash."""
+    from governance.audit import Actor, AuditLog
+    from governance.crypto import Keyring
+    from governance.store import GovernedStore
+    from governance.validation import turn_rows
+    from training.asr.data import call_turn_rows, wav_bytes
+
+    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
+    writer = GovernedStore(tmp_path / "zones", audit, Actor(role="admin", purpose="redaction", user="t"),
+                           keyring=Keyring(tmp_path / "keys", environ={}))
+    tone = (0.3 * np.sin(np.arange(48_000) * 2 * np.pi * 440 / 16_000)).astype(np.float32)
+    calls = {
+        "good": ([(0.0, 1.5), (1.5, 1.5), (1.5, 2.9)], wav_bytes(tone, 16_000)),  # turn 1 lasts 0 s
+        "garbage": ([(0.0, 1.0)], b"RIFF not really a wav file"),
+        "rate": ([(0.0, 1.0)], wav_bytes(tone, 22_050)),
+        "silent": ([(0.0, 1.0)], wav_bytes(np.zeros(16_000, dtype=np.float32), 16_000)),
+        "missing": ([(0.0, 1.0)], None),
+    }
+    writer.write_redacted([_redacted_call(name, turns) for name, (turns, _) in calls.items()])
+    for name, (_, audio) in calls.items():
+        if audio is not None:
+            writer.write_redacted_audio(name, audio, ".wav")
+    reader = writer.as_purpose("training")
+    validated = turn_rows(reader.read_redacted())
+    rows, skipped = call_turn_rows(reader, validated, "train", [8000, 16000])
+    assert [(r["call_id"], r["turn"], r["text"]) for r in rows] == [("good", 0, "my card is thanks"),
+                                                                    ("good", 2, "my card is thanks")]
+    reasons = {(s.call_id, s.turn): s.reason for s in skipped}
+    assert set(reasons) == {("good", 1), ("garbage", None), ("rate", None), ("silent", 0), ("missing", None)}
+    assert "0.00 s" in reasons[("good", 1)] and "unreadable" in reasons[("garbage", None)]
+    assert "22050 Hz" in reasons[("rate", None)] and "silent" in reasons[("silent", 0)]
+    assert "no redacted audio" in reasons[("missing", None)]

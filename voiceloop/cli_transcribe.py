@@ -205,6 +205,10 @@ def register(app: typer.Typer) -> None:
                 fail(escape(str(err)))
             console.print(f"model: {escape(resolved.description)}", soft_wrap=True)
             from serving.asr import AsrEngine
+            from training.asr.export import exported_window
+
+            if window_s is None and resolved.path and (trained := exported_window(Path(resolved.path))):
+                window = trained  # the window the model was trained on
 
             try:
                 engine = AsrEngine(resolved.path, cpu_threads=settings.threads or min(4, os.cpu_count() or 1),
