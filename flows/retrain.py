@@ -24,7 +24,7 @@ from governance.redaction.calls import redact_calls
 from governance.session import open_store, pseudonym_salt
 from governance.store import GovernedStore
 from governance.validation import ROW_ID, turn_rows, validate_turns
-from training.asr.data import DIGITS_DATASET, SPLIT_DATASETS, build_asr_versions
+from training.asr.data import ASR_DATASETS, DIGITS_DATASET, SPLIT_DATASETS, build_configured
 from training.asr.finetune import AsrChallengerRun, GoldenAudio, finetune_asr
 from training.datasets import DatasetVersion, build_versions, label_names
 from training.finetune import ChallengerRun, finetune_intent
@@ -91,13 +91,10 @@ def validate(settings: Settings, store: GovernedStore) -> tuple[Any, Summary]:
 def build_datasets(settings: Settings, store: GovernedStore, validated: Any) -> dict[str, DatasetVersion]:
     versions = build_versions(store.as_purpose("training"), validated, settings.intent.include_banking77_train,
                               settings.intent.banking77_limit)
-    if settings.asr.enabled:
-        asr = settings.asr
-        report = build_asr_versions(store.as_purpose("training"), validated, settings.validation.sample_rates,
-                                    (asr.digits_fsdd, asr.digits_synthetic, asr.seed))
-        for skipped in report.skipped:  # bad audio: named by call and turn, left out, never fatal
-            get_run_logger().warning("ASR data: skipped %s", skipped)
-        versions.update(report.versions)
+    report = build_configured(store.as_purpose("training"), validated, settings)
+    for skipped in report.skipped:  # bad audio: named by call and turn, left out, never fatal
+        get_run_logger().warning("ASR data: skipped %s", skipped)
+    versions.update(report.versions)
     if settings.dvc.enabled:
         dvc = DvcVersioner(settings.zones_dir / "datasets", settings.dvc_remote_url, settings.root / "dvc-cache")
         for version in versions.values():
@@ -105,13 +102,10 @@ def build_datasets(settings: Settings, store: GovernedStore, validated: Any) -> 
     return versions
 
 
-_ASR_SETS = {*SPLIT_DATASETS.values(), DIGITS_DATASET}
-
-
 @task(name="finetune-intent", cache_policy=NO_CACHE)
 def finetune(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion]) -> ChallengerRun:
     reader = store.as_purpose("training")
-    intent_sets = {name: v for name, v in versions.items() if name not in _ASR_SETS}
+    intent_sets = {name: v for name, v in versions.items() if name not in ASR_DATASETS}
     for version in intent_sets.values():
         reader.open_dataset(version.name, version.digest, version.call_ids)
     golden = versions["intent-golden"]
@@ -127,7 +121,7 @@ def finetune(settings: Settings, store: GovernedStore, versions: dict[str, Datas
 def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion]) -> AsrCandidate:
     """Fine-tune Whisper with LoRA on redacted customer turns + the digit corpus, export it, score it."""
     reader = store.as_purpose("training")
-    for name in sorted(_ASR_SETS & versions.keys()):
+    for name in sorted(ASR_DATASETS & versions.keys()):
         reader.open_dataset(versions[name].name, versions[name].digest, versions[name].call_ids)
     golden = versions[SPLIT_DATASETS["golden"]]
     if golden.rows == 0:

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -206,12 +207,17 @@ def build_datasets_command(params: ParamsOption = None, as_role: RoleOption = No
     settings = _settings(params)
     from governance.session import open_store
     from governance.validation import turn_rows, validate_turns
+    from training.asr.data import build_configured
     from training.datasets import build_versions, label_names
 
     store = open_store(settings, as_role or settings.identity.role, "validation")
     report = validate_turns(turn_rows(store.read_redacted()), settings.validation, label_names())
     versions = build_versions(store.as_purpose("training"), report.passed, settings.intent.include_banking77_train,
                               settings.intent.banking77_limit)
+    asr = build_configured(store.as_purpose("training"), report.passed, settings)
+    for skipped in asr.skipped:
+        console.print(f"[yellow]ASR data: skipped {escape(str(skipped))}[/yellow]")
+    versions.update(asr.versions)
     digests = {name: v.digest for name, v in versions.items()}
     out = settings.root / "dvc-stage" / "datasets.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -228,6 +234,7 @@ def train_intent_command(params: ParamsOption = None, as_role: RoleOption = None
     """DVC stage: train the intent model on the datasets of the last `build-datasets` (no MLflow, no gate)."""
     settings = _settings(params)
     from governance.session import open_store
+    from training.asr.data import ASR_DATASETS
     from training.datasets import label_names, open_version
     from training.evaluate import accuracy
     from training.finetune import golden_references, train_and_predict
@@ -235,7 +242,8 @@ def train_intent_command(params: ParamsOption = None, as_role: RoleOption = None
     stage_dir = settings.root / "dvc-stage"
     digests = json.loads((stage_dir / "datasets.json").read_text())
     store = open_store(settings, as_role or settings.identity.role, "training")
-    versions = {name: open_version(store, name, digest) for name, digest in digests.items()}
+    versions = {name: open_version(store, name, digest) for name, digest in digests.items()
+                if name not in ASR_DATASETS}
     golden = versions.pop("intent-golden")
     texts, labels = golden_references(golden)
     predictions = train_and_predict(list(versions.values()), texts, labels, label_names(), settings.intent,

@@ -31,9 +31,11 @@ from datasets import Audio, Dataset
 from governance.redaction.audio import decode_audio, to_asr_rate, turn_bounds
 from governance.store import GovernedStore
 from training.datasets import DatasetVersion, canonical_digest
+from voiceloop.config import Settings
 
 SPLIT_DATASETS = {"train": "asr-train", "golden": "asr-golden"}
 DIGITS_DATASET = "asr-digits"
+ASR_DATASETS = frozenset({*SPLIT_DATASETS.values(), DIGITS_DATASET})
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,!?;:])")
 _MIN_SECONDS = 0.1
@@ -209,3 +211,12 @@ def build_asr_versions(
             source="FSDD (CC BY-SA 4.0) training speakers + espeak-ng training voices; no caller data",
         )
     return report
+
+
+def build_configured(store: GovernedStore, validated: pd.DataFrame, settings: Settings) -> AsrDataReport:
+    """The ASR versions the settings ask for (none when ``asr.enabled`` is off): the flow's and ``dvc repro``'s."""
+    if not settings.asr.enabled:
+        return AsrDataReport()
+    asr = settings.asr
+    return build_asr_versions(store, validated, settings.validation.sample_rates,
+                              (asr.digits_fsdd, asr.digits_synthetic, asr.seed))

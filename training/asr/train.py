@@ -91,6 +91,14 @@ def _teacher_forcing(token_lists: list[list[int]], prompt: list[int], eot: int) 
     return inputs, targets
 
 
+def served_cap(samples: int, prompt_length: int) -> int:
+    """New tokens serving lets greedy decoding write for a clip: CTranslate2 4.8's Whisper ``generate``
+    stops after max_length / 2 new tokens (measured: 46 -> 23, 100 -> 50, 448 -> 224), and serving
+    passes max_length = prompt + ``token_cap``. Decoding the merged model with the same cap makes a
+    looping utterance cost the same words in both, so their WERs compare."""
+    return (prompt_length + token_cap(samples / windowed.SAMPLE_RATE)) // 2
+
+
 def transcribe_hf(
     model: Any, tokenizer: Any, audios: Sequence[np.ndarray], window_s: float, batch_size: int = 16,
     max_new_tokens: int = 440,
@@ -108,7 +116,7 @@ def transcribe_hf(
                          if windowed.window_frames(audios[i].shape[0] / 16_000, window_s) == frames]
                 features = torch.from_numpy(np.stack([windowed.log_mel(audios[i], frames) for i in chunk]))
                 states = windowed.encode(model, features)
-                caps = [min(max_new_tokens, token_cap(audios[i].shape[0] / windowed.SAMPLE_RATE)) for i in chunk]
+                caps = [min(max_new_tokens, served_cap(audios[i].shape[0], len(prompt))) for i in chunk]
                 decoded = windowed.greedy_decode(model, states, prompt, eot, max(caps))
                 for i, tokens, cap in zip(chunk, decoded, caps, strict=True):
                     texts[i] = tokenizer.decode(tokens[:cap]).strip()
