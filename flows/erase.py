@@ -45,6 +45,7 @@ from governance.lineage import current_versions
 from governance.retention import forget_retained, retained_calls_of
 from governance.session import open_store
 from governance.store import CallerFootprint, DatasetInfo, GovernedStore
+from training.asr.data import ASR_DATASETS, audio_rows_digest, publish_audio
 from training.datasets import SPLIT_DATASETS, canonical_digest, open_version
 from training.datasets import publish as publish_version
 from training.evaluate import accuracy
@@ -92,15 +93,17 @@ def rebuild_without(store: GovernedStore, info: DatasetInfo, call_ids: set[str],
     rows = open_version(store, info.name, info.digest).load().to_list()
     kept = [row for row in rows if row.get("call_id") not in call_ids]
     detail = {k: v for k, v in info.manifest.items() if k not in _MANIFEST_KEYS}
+    audio = info.name in ASR_DATASETS  # audio clips are digested by content hash
+    publish, digest_of = (publish_audio, audio_rows_digest) if audio else (publish_version, canonical_digest)
     new_digest = None
     if kept:
-        new = publish_version(store, info.name, kept, **detail, rebuilt_from=info.digest, erasure_request=request_id)
+        new = publish(store, info.name, kept, **detail, rebuilt_from=info.digest, erasure_request=request_id)
         if versioner is not None:
             versioner.track(new.path)
         new_digest = new.digest
     return {"name": info.name, "old_digest": info.digest, "new_digest": new_digest, "rows_before": len(rows),
             "rows_after": len(kept), "calls_removed": sorted(set(info.call_ids) & call_ids),
-            "old_digest_reproduced": canonical_digest(rows) == info.digest}
+            "old_digest_reproduced": digest_of(rows) == info.digest}
 
 
 def _merge_dvc(before: dict[str, Any], removal: DvcRemoval) -> dict[str, Any]:

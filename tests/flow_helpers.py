@@ -22,7 +22,8 @@ from tests.conftest import TINY_ASR, TINY_INTENT, write_params
 from voiceloop.config import Settings, load_settings
 
 _TEMPLATE: TrainedProject | None = None
-_SKIP = {"prefect", "cache", "work"}  # tool homes and scratch: nothing a clone needs
+_SKIP = {"prefect", "cache", "work"}
+TEMPLATE_SECTIONS: dict[str, Any] = {"asr": {"enabled": True}}  # tool homes and scratch: nothing a clone needs
 
 
 @dataclass(frozen=True)
@@ -43,7 +44,12 @@ class TrainedProject:
 def flow_params(folder: Path, sources: Path, **sections: Any) -> Path:
     """Params for the tiny corpus: tiny intent config, a gate that promotes the first challenger."""
     intent = {**TINY_INTENT, **sections.pop("intent", {})}
-    asr = {**TINY_ASR, **sections.pop("asr", {})}
+    # ASR retraining (and the golden audio redaction it needs) is off unless a test asks for it: it
+    # adds minutes per flow run. The session template runs with it, so every flow test module that
+    # clones the template sees an ASR component; tests/test_asr_train.py checks it.
+    asr = {**TINY_ASR, "enabled": False, **sections.pop("asr", {})}
+    if not asr["enabled"]:
+        sections.setdefault("redaction", {"audio": {"splits": ["train"]}})
     return write_params(
         folder,
         sources={"call_store": str(sources / "calls"), "golden_store": str(sources / "golden")},
@@ -77,7 +83,7 @@ def trained_template(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
         sources = root / "sources"
         shutil.copytree(tiny_corpus, sources)
         caller_id, call_ids = _share_a_caller(sources)
-        params = flow_params(root, sources)
+        params = flow_params(root, sources, **TEMPLATE_SECTIONS)
         summary = retrain(params_file=str(params))
         _TEMPLATE = TrainedProject(params, sources, summary, caller_id, call_ids)
     return _TEMPLATE
@@ -92,7 +98,7 @@ def clone_project(template: TrainedProject, dest: Path) -> TrainedProject:
     old_state = template.settings.root
     sources = dest / "sources"
     shutil.copytree(template.sources, sources)
-    new_params = flow_params(dest, sources)
+    new_params = flow_params(dest, sources, **TEMPLATE_SECTIONS)
     new_state = load_settings(new_params).root
     shutil.copytree(old_state, new_state, ignore=lambda folder, names: _SKIP & set(names)
                     if Path(folder) == old_state else set())

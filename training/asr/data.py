@@ -84,9 +84,14 @@ def _row_digest(row: dict[str, Any]) -> dict[str, Any]:
     return {**{k: v for k, v in row.items() if k != "audio"}, "audio": audio_hash}
 
 
+def audio_rows_digest(rows: list[dict[str, Any]]) -> str:
+    """The version digest of audio rows: :func:`canonical_digest` with each clip replaced by its SHA-256."""
+    return canonical_digest([_row_digest(r) for r in rows])
+
+
 def publish_audio(store: GovernedStore, name: str, rows: list[dict[str, Any]], **detail: Any) -> DatasetVersion:
     """Write an audio dataset version named by the digest of its rows (audio by content hash)."""
-    digest = canonical_digest([_row_digest(r) for r in rows])
+    digest = audio_rows_digest(rows)
     call_ids = tuple(sorted({r["call_id"] for r in rows if r.get("call_id")}))
 
     def write(folder: Path) -> None:
