@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 from mlflow.data.pandas_dataset import from_pandas
+from pydantic import BaseModel
 
 from training.datasets import DatasetVersion
 from training.evaluate import accuracy, confusion_matrix_plot
@@ -40,7 +41,8 @@ class ChallengerRun:
     reused: bool
 
 
-def train_key(datasets: list[DatasetVersion], config: IntentConfig) -> str:
+def train_key(datasets: Sequence[DatasetVersion], config: BaseModel) -> str:
+    """A run's identity: the digests of its datasets and its whole configuration."""
     payload = json.dumps({"datasets": sorted(d.digest for d in datasets), "config": config.model_dump()},
                          sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
@@ -55,9 +57,10 @@ def flat_params(prefix: str, value: Any) -> dict[str, Any]:
     return {prefix: value}
 
 
-def _finished_run(key: str) -> str | None:
+def finished_run(key: str, tag: str = TRAIN_KEY_TAG) -> str | None:
+    """The finished MLflow run tagged with ``key``, if any (a killed run is not FINISHED: it is retrained)."""
     runs = mlflow.search_runs(
-        filter_string=f"tags.`{TRAIN_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
+        filter_string=f"tags.`{tag}` = '{key}' and attributes.status = 'FINISHED'",
         output_format="list",
         max_results=1,
     )
@@ -104,7 +107,7 @@ def finetune_intent(
     """Train (or reuse) the challenger and predict the golden set with it."""
     key = train_key([*train_sets, golden], config)
     golden_texts, golden_labels = golden_references(golden)
-    reused_run = _finished_run(key)
+    reused_run = finished_run(key)
     if reused_run:
         model_dir = Path(
             mlflow.artifacts.download_artifacts(run_id=reused_run, artifact_path=MODEL_ARTIFACT,

@@ -9,8 +9,6 @@ after a crash reuses a finished run instead of training again.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import random
 import re
 import tempfile
@@ -26,7 +24,7 @@ import numpy as np
 from training.asr.data import load_utterance
 from training.asr.metrics import digit_accuracy, slice_table, utterance_errors, wer, wer_by_slice_plot
 from training.datasets import DatasetVersion
-from training.finetune import flat_params
+from training.finetune import finished_run, flat_params, train_key
 from voiceloop.config import AsrConfig
 
 MODEL_ARTIFACT = "asr_model"
@@ -95,20 +93,6 @@ class AsrChallengerRun:
     reused: bool
 
 
-def train_key(datasets: Sequence[DatasetVersion], config: AsrConfig) -> str:
-    payload = json.dumps({"datasets": sorted(d.digest for d in datasets), "config": config.model_dump()},
-                         sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()[:32]
-
-
-def _finished_run(key: str) -> str | None:
-    runs = mlflow.search_runs(
-        filter_string=f"tags.`{TRAIN_KEY_TAG}` = '{key}' and attributes.status = 'FINISHED'",
-        output_format="list", max_results=1,
-    )
-    return runs[0].info.run_id if runs else None
-
-
 def _split_dev(rows: list[dict[str, Any]], share: float, seed: int) -> tuple[list[int], list[int]]:
     """Hold out whole calls (never digit rows) for the per-epoch WER."""
     calls = sorted({r["call_id"] for r in rows if r["call_id"]})
@@ -165,7 +149,7 @@ def finetune_asr(
     def tick(stage: str) -> Callable[[int, int], None] | None:
         return (lambda done, total: progress(stage, done, total)) if progress else None
 
-    reused_run = _finished_run(key)
+    reused_run = finished_run(key, TRAIN_KEY_TAG)
     if reused_run:
         model_dir = Path(mlflow.artifacts.download_artifacts(run_id=reused_run, artifact_path=MODEL_ARTIFACT,
                                                              dst_path=str(work_dir / key)))
