@@ -79,12 +79,14 @@ def test_merged_model_transcribes_real_speech_like_faster_whisper(whisper: tuple
 def test_exported_model_scores_within_one_point_of_the_merged_model(
     tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
-    """The int8 CTranslate2 export (what serves) is no more than 1 WER point worse than the merged model.
+    """The int8 CTranslate2 export (what serves) scores within 1 WER point of the merged model.
 
-    The merged model is decoded two ways: by transformers (what training's per-epoch WER uses) and,
-    unquantized, by the serving decoder. The two must agree utterance by utterance (the conversion
-    is faithful); the int8 export is then compared with the unquantized one, decoded identically,
-    so the difference measured is what the export costs.
+    The merged model is decoded by transformers (what training's per-epoch WER uses) and, converted
+    without quantization, by the serving decoder. The two must give the same text for nearly every
+    utterance: the conversion is faithful. The rest are greedy loops whose tails serving's silence
+    rule and token cap cut a token earlier or later; on the test's one-epoch model those few loops
+    move WER by 2-3 points, so the WER comparison uses the serving decoder on both sides and measures
+    exactly what the int8 export costs.
     """
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
 
@@ -108,16 +110,14 @@ def test_exported_model_scores_within_one_point_of_the_merged_model(
     transformers_texts = transcribe_hf(merged, processor.tokenizer, golden.audios, settings.asr.window_s)
     unquantized_dir = export_ctranslate2(merged_dir, tmp_path_factory.mktemp("float32"), "float32",
                                          settings.asr.window_s)
-    unquantized = golden.transcribe(unquantized_dir, settings.asr.window_s, 8).hypotheses
+    unquantized = golden.transcribe(unquantized_dir, settings.asr.window_s, 8, compute_type="float32").hypotheses
     same = sum(a == b for a, b in zip(transformers_texts, unquantized, strict=True))
     assert same >= 0.85 * len(unquantized)  # the rest: greedy loops that serving's silence rule cuts
 
     exported = golden.transcribe(merged_dir.parent / "asr_model", settings.asr.window_s, 8).hypotheses
-    merged_wer = wer(utterance_errors(golden.references, transformers_texts))
-    unquantized_wer = wer(utterance_errors(golden.references, unquantized))
+    merged_wer = wer(utterance_errors(golden.references, unquantized))
     exported_wer = wer(utterance_errors(golden.references, exported))
-    assert abs(exported_wer - merged_wer) <= 0.01, (merged_wer, unquantized_wer, exported_wer)
-    assert exported_wer <= unquantized_wer + 0.01, (merged_wer, unquantized_wer, exported_wer)
+    assert abs(exported_wer - merged_wer) <= 0.01, (merged_wer, exported_wer)
 
 
 def _redacted_call(call_id: str, turns: list[tuple[float, float]]) -> dict[str, object]:

@@ -75,11 +75,11 @@ class GoldenAudio:
         )
 
     def transcribe(self, model: str | Path | None, window_s: float, batch_size: int,
-                   progress: Callable[[int, int], None] | None = None) -> AsrEvaluation:
+                   progress: Callable[[int, int], None] | None = None, compute_type: str = "int8") -> AsrEvaluation:
         """Transcribe everything with a CTranslate2 model (None: the bundled base model) as serving would."""
         from serving.asr import AsrEngine
 
-        engine = AsrEngine(str(model) if model else None, window_s=window_s)
+        engine = AsrEngine(str(model) if model else None, compute_type=compute_type, window_s=window_s)
         texts = engine.transcribe_batch([*self.audios, *self.digit_audios], batch_size=batch_size, progress=progress)
         return AsrEvaluation(texts[: len(self.audios)], texts[len(self.audios) :])
 
