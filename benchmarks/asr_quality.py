@@ -31,6 +31,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project-dir", required=True)
     parser.add_argument("--digits", type=int, default=100, help="held-out FSDD digit strings")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="score every k-th golden turn so that about this many remain (all slices kept)")
     args = parser.parse_args()
     os.environ["VOICELOOP_PROJECT_DIR"] = str(Path(args.project_dir).resolve())
 
@@ -60,6 +62,12 @@ def main() -> None:
 
     store = open_store(settings, "ml-engineer", "evaluation")
     golden = GoldenAudio.load(open_version(store, "asr-golden", run.data.params["dataset.asr-golden"]), digit_eval=0)
+    if args.limit and args.limit < len(golden.audios):
+        step = len(golden.audios) / args.limit
+        keep = sorted({int(i * step) for i in range(args.limit)})
+        golden.audios = [golden.audios[i] for i in keep]
+        golden.references = [golden.references[i] for i in keep]
+        golden.rows = [golden.rows[i] for i in keep]
     digits = digit_eval_set(args.digits)
     golden.digit_audios = [d.audio for d in digits]
     golden.digit_references = [d.text for d in digits]

@@ -99,6 +99,11 @@ def test_exported_model_scores_within_one_point_of_the_merged_model(
     project: TrainedProject = trained_template(tiny_corpus, tmp_path_factory)
     settings = load_settings(project.params)
     assert project.summary["asr"]["golden_wer"] < 1.0
+    gate = {c["name"]: c for c in project.summary["gate"]["criteria"]}
+    assert {"asr_wer", "asr_wer_slices", "digit_accuracy"} <= set(gate)  # the ASR challenger was gated
+    assert gate["asr_wer"]["challenger"] == pytest.approx(project.summary["asr"]["golden_wer"])
+    assert {s["name"] for s in project.summary["gate"]["asr_slices"]} >= {
+        "asr_wer[channel=clean16k]", "asr_wer[channel=telephone8k]"}
     merged_dir = next((settings.root / "work" / "asr").glob("*/merged"))
     store = open_store(settings, "ml-engineer", "evaluation")
     info = project.summary["datasets"]["asr-golden"]

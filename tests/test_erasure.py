@@ -126,7 +126,7 @@ def test_datasets_are_rebuilt_without_the_caller(project: TrainedProject, erasur
     stored = {d.digest: d for d in store.list_datasets()}
     assert not any(set(project.call_ids) & set(d.call_ids) for d in stored.values())
     rebuilt = {d["name"]: d for d in erasure.certificate["datasets"]}
-    assert set(rebuilt) == {"intent-train", "intent-golden"}
+    assert set(rebuilt) == {"intent-train", "intent-golden", "asr-train", "asr-golden"}  # text and audio sets
     for name, entry in rebuilt.items():
         old = erasure.datasets_before[entry["old_digest"]]
         assert entry["old_digest"] not in stored and entry["old_digest_reproduced"]
@@ -148,7 +148,7 @@ def test_dvc_cache_and_remote_lose_the_old_objects_and_keep_the_rest(project: Tr
                                                                      erasure: Erasure) -> None:
     settings = project.settings
     dvc = erasure.certificate["dvc"]
-    assert len(dvc["versions"]) == 2 and dvc["cache"]["objects"] and dvc["remote"]["bytes"] > 0
+    assert len(dvc["versions"]) == 4 and dvc["cache"]["objects"] and dvc["remote"]["bytes"] > 0
     assert set(dvc["cache"]["objects"]) == set(dvc["remote"]["objects"])
     assert {f"{v}" for v in dvc["versions"]} <= set(dvc["cache"]["objects"])
     for oid in dvc["cache"]["objects"]:
@@ -166,8 +166,11 @@ def test_models_are_tagged_and_the_champion_is_rebaselined(project: TrainedProje
     run_id = project.summary["training"]["run_id"]
     intent = f"{settings.tracking.intent_model_name}/1"
     bundle = f"{settings.tracking.bundle_name}/1"
-    assert erasure.certificate["models"] == {"tag": RETRAIN_REQUIRED_TAG, "runs": [run_id],
-                                             "model_versions": [intent], "bundle_versions": [bundle]}
+    asr = f"{settings.tracking.asr_model_name}/1"
+    models = erasure.certificate["models"]
+    assert (models["tag"], models["bundle_versions"]) == (RETRAIN_REQUIRED_TAG, [bundle])
+    assert set(models["runs"]) == {run_id, project.summary["asr"]["run_id"]}  # intent and ASR runs saw the caller
+    assert sorted(models["model_versions"]) == sorted([intent, asr])
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient()
     assert client.get_run(run_id).data.tags[RETRAIN_REQUIRED_TAG] == request_id

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from training.gate import GateEvidence, decide, paired_bootstrap
+from training.gate import AsrEvidence, GateEvidence, decide, paired_bootstrap
 from voiceloop.config import GateConfig
 
 CONFIG = GateConfig(margin=0.01, floor=0.8, confidence=0.95, n_bootstrap=2000, seed=0)
@@ -59,3 +59,42 @@ def test_bootstrap_interval_contains_the_observed_difference(pairs: list[tuple[b
     mean, low, high = paired_bootstrap(champion, challenger, 500, 0.95, 0)
     assert low - 1e-9 <= mean <= high + 1e-9
     assert -1 <= low <= high <= 1
+
+
+def _asr_evidence(challenger_errors: list[int], champion_errors: list[int], refs: list[int],
+                  digits: tuple[list[float], list[float]] = ([1.0] * 20, [1.0] * 20)) -> AsrEvidence:
+    n = len(refs)
+    return AsrEvidence(
+        ref_words=np.asarray(refs), challenger_errors=np.asarray(challenger_errors),
+        champion_errors=np.asarray(champion_errors),
+        slices=[{"channel": "telephone8k" if i % 2 else "clean16k"} for i in range(n)],
+        challenger_digits_correct=np.asarray(digits[0]), champion_digits_correct=np.asarray(digits[1]),
+    )
+
+
+def test_asr_wer_is_a_ratio_of_sums_and_a_worse_asr_is_blocked_per_slice() -> None:
+    config = GateConfig(n_bootstrap=500, min_slice_utterances=10)
+    refs = [10] * 40
+    # challenger worse on telephone turns only: 3 more errors per 10 words there
+    worse = _asr_evidence([2 + 3 * (i % 2) for i in range(40)], [2] * 40, refs)
+    evidence = GateEvidence(labels=["a"], challenger_predictions=["a"], asr=worse)
+    decision = decide(evidence, config)
+    results = {c.name: c for c in decision.criteria}
+    assert results["asr_wer"].challenger == 0.35 and results["asr_wer"].champion == 0.2
+    assert not results["asr_wer"].passed and not results["asr_wer_slices"].passed
+    assert "asr_wer[channel=telephone8k]" in results["asr_wer_slices"].rule
+    slices = {s.name: s for s in decision.asr_slices}
+    assert slices["asr_wer[channel=clean16k]"].passed and not slices["asr_wer[channel=telephone8k]"].passed
+    assert not decision.promote
+
+    better = GateEvidence(labels=["a"], challenger_predictions=["a"], asr=_asr_evidence([1] * 40, [4] * 40, refs))
+    assert decide(better, config).promote
+
+
+def test_a_transposed_digit_string_blocks_the_asr_even_when_wer_holds() -> None:
+    config = GateConfig(n_bootstrap=500)
+    refs = [10] * 40
+    asr = _asr_evidence([2] * 40, [2] * 40, refs, digits=([0.0] * 10 + [1.0] * 10, [1.0] * 20))
+    decision = decide(GateEvidence(labels=["a"], challenger_predictions=["a"], asr=asr), config)
+    results = {c.name: c for c in decision.criteria}
+    assert results["asr_wer"].passed and not results["digit_accuracy"].passed and not decision.promote

@@ -24,16 +24,19 @@ def test_a_call_is_traced_to_its_datasets_runs_models_and_bundles(project: Train
     data = _lineage(project, "--call-id", train_call)
     summary = project.summary
     assert (data["raw"], data["redacted"], data["erased_by"]) == (True, True, None)
-    [dataset] = data["datasets"]
+    assert {d["name"] for d in data["datasets"]} == {"intent-train", "asr-train"}  # text and audio
+    [dataset] = [d for d in data["datasets"] if d["name"] == "intent-train"]
     train = summary["datasets"]["intent-train"]
     assert (dataset["name"], dataset["digest"], dataset["current"]) == ("intent-train", train["digest"], True)
     assert (dataset["rows"], dataset["calls"]) == (train["rows"], train["calls"])
-    [run] = data["runs"]
-    assert run["run_id"] == summary["training"]["run_id"] and run["datasets"]["intent-train"] == train["digest"]
-    assert [(m["name"], m["version"]) for m in data["models"]] == [("voiceloop-intent", "1")]
+    assert {r["run_id"] for r in data["runs"]} == {summary["training"]["run_id"], summary["asr"]["run_id"]}
+    [run] = [r for r in data["runs"] if r["run_id"] == summary["training"]["run_id"]]
+    assert run["datasets"]["intent-train"] == train["digest"]
+    assert sorted((m["name"], m["version"]) for m in data["models"]) == [("voiceloop-asr", "1"),
+                                                                          ("voiceloop-intent", "1")]
     [bundle] = data["bundles"]
     assert bundle["version"] == "1" and set(bundle["aliases"]) == {"champion", "challenger"}
-    assert bundle["components"] == {"intent": "voiceloop-intent/1"}
+    assert bundle["components"] == {"intent": "voiceloop-intent/1", "asr": "voiceloop-asr/1"}
 
     table = cli("lineage", "--call-id", train_call, "--params", str(project.params))
     assert table.exit_code == 0 and "champion" in table.output and train["digest"][:16] in table.output
@@ -44,8 +47,9 @@ def test_a_model_is_traced_back_to_the_data_it_saw(project: TrainedProject) -> N
     data = _lineage(project, "--model", "voiceloop-intent", "--version", "1")
     assert data["run"]["run_id"] == summary["training"]["run_id"]
     facts = {d["name"]: d for d in data["datasets"]}
-    assert set(facts) == set(summary["datasets"])
-    for name, info in summary["datasets"].items():
+    intent_sets = {name: info for name, info in summary["datasets"].items() if not name.startswith("asr-")}
+    assert set(facts) == set(intent_sets)
+    for name, info in intent_sets.items():
         assert (facts[name]["digest"], facts[name]["rows"], facts[name]["calls"]) == (
             info["digest"], info["rows"], info["calls"])
         assert facts[name]["present"] and facts[name]["current"]
@@ -82,7 +86,9 @@ def test_after_an_erasure_lineage_shows_the_tombstone_and_the_replaced_version(p
     assert not facts["intent-golden"]["present"] and not facts["intent-golden"]["current"]
     assert facts["intent-train"]["present"] and facts["intent-train"]["current"]
     assert model["run"]["input_rows"]["intent-golden"] == project.summary["datasets"]["intent-golden"]["rows"]
-    [rebuilt] = outcome.certificate["datasets"]
+    # the call was in the golden text set and, unless all its turns were PII, in the golden audio set
+    assert {d["name"] for d in outcome.certificate["datasets"]} <= {"intent-golden", "asr-golden"}
+    [rebuilt] = [d for d in outcome.certificate["datasets"] if d["name"] == "intent-golden"]
     other = next(c for c in golden.call_ids if c != doc["call_id"])
-    [now] = _lineage(project, "--call-id", other)["datasets"]
+    [now] = [d for d in _lineage(project, "--call-id", other)["datasets"] if d["name"] == "intent-golden"]
     assert now["digest"] == rebuilt["new_digest"] and now["current"] and now["rebuilt_from"] == golden.digest

@@ -123,7 +123,7 @@ def test_without_keep_redacted_the_redacted_calls_go_too_and_erasure_still_finds
     caller = json.loads((project.sources / "calls" / f"{call_id}.json").read_text())["caller_id"]
     outcome = erase_caller(project.settings, "admin", caller)
     assert call_id in outcome.certificate["call_ids"]
-    assert [d["name"] for d in outcome.certificate["datasets"]] == ["intent-train"]
+    assert [d["name"] for d in outcome.certificate["datasets"]] == ["asr-train", "intent-train"]
     assert not any(call_id in d.call_ids for d in store.list_datasets())
     assert call_id not in store.read_state(RETAINED_CALLERS)["calls"]
 

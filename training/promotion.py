@@ -78,8 +78,8 @@ def asr_evidence(registry: Registry, candidate: AsrCandidate, work_dir: Path) ->
     golden = candidate.golden
     baseline = golden.transcribe(model_dir, window, candidate.batch_size)
     hypotheses = candidate.run.evaluation.hypotheses
-    ref_words, challenger_errors = error_arrays(utterance_errors(golden.references, hypotheses))
-    _, champion_errors = error_arrays(utterance_errors(golden.references, baseline.hypotheses))
+    challenger_errors, ref_words = error_arrays(utterance_errors(golden.references, hypotheses))
+    champion_errors, _ = error_arrays(utterance_errors(golden.references, baseline.hypotheses))
     slices = [{"voice": str(r.get("voice")), "channel": str(r.get("channel")), "snr": snr_bin(r.get("snr_db"))}
               for r in golden.rows]
     return AsrEvidence(
