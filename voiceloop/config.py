@@ -125,7 +125,7 @@ class AsrConfig(_Section):
     enabled: bool = True
     base_model: str = "tiny.en-bundled"  # or any HF Whisper id / local folder
     lora: AsrLoraSettings = AsrLoraSettings()
-    epochs: int = 4
+    epochs: int = 3  # a 4th epoch moved dev WER from 0.197 to 0.196 for a third more time
     batch_size: int = 8
     learning_rate: float = 1e-3
     warmup_ratio: float = 0.1
