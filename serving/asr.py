@@ -35,7 +35,7 @@ _WINDOW_S = 30.0
 _FULL_FRAMES = 3000  # mel frames in one 30 s window (10 ms hop)
 _FRAMES_PER_SECOND = 100
 # Audio goes in a short window only when it ends this long before the window does: speech cut
-# at the very edge of a window is often dropped (the same rule as training.asr.windowed).
+# at the very edge of a window is often dropped (training uses the same rule: window_frames).
 _WINDOW_MARGIN_S = 0.5
 # faster-whisper's defaults for skipping a window as silence (no_speech_threshold, log_prob_threshold)
 _NO_SPEECH_THRESHOLD = 0.6
@@ -61,6 +61,27 @@ def _window_frames(window_s: float) -> int:
     """Mel frames in a window of ``window_s`` seconds; even, as the encoder's stride-2 convolution wants."""
     frames = round(window_s * _FRAMES_PER_SECOND)
     return frames + frames % 2
+
+
+def window_frames(samples: int, window_s: float | None) -> int | None:
+    """Mel frames of the fixed window a clip of ``samples`` (16 kHz) is padded to; None: over 30 s.
+
+    The short window when the clip ends at least ``_WINDOW_MARGIN_S`` before it, else Whisper's
+    30 s. Training (training/asr/) asks the same function, so a model is trained on the windows it
+    is served with.
+    """
+    window = _check_window(window_s)
+    if window is not None and samples <= (window - _WINDOW_MARGIN_S) * SAMPLE_RATE:
+        return _window_frames(window)
+    return _FULL_FRAMES if samples <= _WINDOW_S * SAMPLE_RATE else None
+
+
+def window_features(mel: np.ndarray, frames: int) -> np.ndarray:
+    """Log-mel features cut or zero-padded to ``frames``; the extractor's last frame is padding and is dropped,
+    as faster-whisper's ``transcribe`` does."""
+    from faster_whisper.audio import pad_or_trim
+
+    return np.asarray(pad_or_trim(mel[:, : min(mel.shape[-1] - 1, frames)], frames))
 
 
 @dataclass(frozen=True)
@@ -244,12 +265,11 @@ class AsrEngine:
         for index, audio in enumerate(arrays):
             if audio.size < _MIN_SAMPLES:
                 continue
-            if window is not None and audio.size <= (window - _WINDOW_MARGIN_S) * SAMPLE_RATE:
-                by_window.setdefault(_window_frames(window), []).append(index)
-            elif audio.size <= _WINDOW_S * SAMPLE_RATE:
-                by_window.setdefault(_FULL_FRAMES, []).append(index)
-            else:
+            frames = window_frames(audio.size, window)
+            if frames is None:
                 longer.append(index)
+            else:
+                by_window.setdefault(frames, []).append(index)
         total = len(arrays)
         done = total - len(longer) - sum(len(indices) for indices in by_window.values())
         if progress is not None:
@@ -274,16 +294,13 @@ class AsrEngine:
     def _decode_window(self, audios: list[np.ndarray], frames: int, words: bool) -> list[tuple[str, list[Word]]]:
         """One batch of utterances that all fit in ``frames`` mel frames: encode once, decode greedily."""
         import ctranslate2
-        from faster_whisper.audio import pad_or_trim
         from faster_whisper.transcribe import merge_punctuations
 
         model = self._model
         tokenizer, suppress = self._tokenizer()
-        features, content = [], []
-        for audio in audios:
-            mel = model.feature_extractor(audio)
-            content.append(min(mel.shape[-1] - 1, frames))  # the last frame is padding, as in transcribe()
-            features.append(pad_or_trim(mel[:, : content[-1]], frames))
+        mels = [model.feature_extractor(audio) for audio in audios]
+        content = [min(mel.shape[-1] - 1, frames) for mel in mels]  # speech frames, for word timings
+        features = [window_features(mel, frames) for mel in mels]
         batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(features), dtype=np.float32))
         encoded = model.model.encode(batch, to_cpu=False)
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]

@@ -37,9 +37,9 @@ def test_windowed_encoder_equals_transformers_on_full_windows(whisper: tuple[obj
 
 
 def test_short_audio_goes_in_the_short_window_long_audio_in_30_s() -> None:
-    assert windowed.window_frames(3.0, 10.0) == 1000
-    assert windowed.window_frames(9.6, 10.0) == 3000  # too close to the edge
-    assert windowed.window_frames(12.0, 10.0) == 3000
+    assert windowed.window_frames(3 * 16_000, 10.0) == 1000
+    assert windowed.window_frames(int(9.6 * 16_000), 10.0) == 3000  # too close to the edge
+    assert windowed.window_frames(12 * 16_000, 10.0) == 3000
 
 
 def test_lora_targets_the_decoder_and_only_the_top_encoder_layers(whisper: tuple[object, object]) -> None:

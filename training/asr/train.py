@@ -50,10 +50,7 @@ class _Batches:
 
     def __init__(self, model: Any, utterances: Sequence[Utterance], window_s: float, frozen_layers: int) -> None:
         self.frozen_layers = frozen_layers
-        self.groups: dict[int, list[int]] = {}
-        for i, u in enumerate(utterances):
-            frames = windowed.window_frames(u.audio.shape[0] / windowed.SAMPLE_RATE, window_s)
-            self.groups.setdefault(frames, []).append(i)
+        self.groups = windowed.group_by_window([u.audio for u in utterances], window_s)
         self.cache: dict[int, torch.Tensor] = {}
         with torch.inference_mode():
             for frames, members in self.groups.items():
@@ -105,15 +102,12 @@ def transcribe_hf(
 ) -> list[str]:
     """Greedy transcripts from a transformers Whisper on the same windows and token caps as serving."""
     prompt, eot = windowed.prompt_ids(tokenizer), tokenizer.eos_token_id
-    order = sorted(range(len(audios)), key=lambda i: audios[i].shape[0])
     texts = [""] * len(audios)
     model.eval()
     with torch.inference_mode():
-        for start in range(0, len(order), batch_size):
-            for frames in sorted({windowed.window_frames(audios[i].shape[0] / 16_000, window_s)
-                                  for i in order[start : start + batch_size]}):
-                chunk = [i for i in order[start : start + batch_size]
-                         if windowed.window_frames(audios[i].shape[0] / 16_000, window_s) == frames]
+        for frames, members in sorted(windowed.group_by_window(audios, window_s).items()):
+            for start in range(0, len(members), batch_size):
+                chunk = members[start : start + batch_size]
                 features = torch.from_numpy(np.stack([windowed.log_mel(audios[i], frames) for i in chunk]))
                 states = windowed.encode(model, features)
                 caps = [min(max_new_tokens, served_cap(audios[i].shape[0], len(prompt))) for i in chunk]

@@ -18,12 +18,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from serving.asr import window_features
+from serving.asr import window_frames as serving_window_frames
+
 SAMPLE_RATE = 16_000
-FRAMES_PER_SECOND = 100  # Whisper's hop of 10 ms
-FULL_WINDOW_S = 30.0
-# A turn is put in the short window only if it fits with this much room: speech cut at the very
-# edge of a window is often dropped.
-WINDOW_MARGIN_S = 0.5
+FULL_FRAMES = 3000  # Whisper's own 30 s window
 
 
 @lru_cache(maxsize=1)
@@ -33,19 +32,26 @@ def _extractor() -> Any:
     return FeatureExtractor(feature_size=80)
 
 
-def window_frames(duration_s: float, window_s: float) -> int:
-    """Mel frames of the window a clip of ``duration_s`` goes in: ``window_s`` when it fits, else 30 s."""
-    seconds = window_s if duration_s <= window_s - WINDOW_MARGIN_S else FULL_WINDOW_S
-    return int(round(seconds * FRAMES_PER_SECOND))
+def window_frames(samples: int, window_s: float) -> int:
+    """Mel frames of the window a clip of ``samples`` goes in: serving's rule (``serving.asr.window_frames``).
+
+    Clips over 30 s, which serving transcribes window by window, are trained on their first 30 s.
+    """
+    return serving_window_frames(samples, window_s) or FULL_FRAMES
+
+
+def group_by_window(audios: Sequence[np.ndarray], window_s: float) -> dict[int, list[int]]:
+    """Indices of ``audios`` (16 kHz) per window size in frames, shortest clip first in each group."""
+    groups: dict[int, list[int]] = {}
+    for index in sorted(range(len(audios)), key=lambda i: audios[i].shape[0]):
+        groups.setdefault(window_frames(audios[index].shape[0], window_s), []).append(index)
+    return groups
 
 
 def log_mel(audio: np.ndarray, frames: int) -> np.ndarray:
-    """80 x ``frames`` log-mel features of 16 kHz mono float32 audio (faster-whisper's, zero-padded)."""
-    from faster_whisper.audio import pad_or_trim
-
+    """80 x ``frames`` log-mel features of 16 kHz mono float32 audio, padded exactly as serving pads them."""
     features = _extractor()(np.asarray(audio, dtype=np.float32).reshape(-1))
-    content = min(features.shape[-1] - 1, frames)  # the last frame is padding: serving drops it too
-    return np.asarray(pad_or_trim(features[:, :content], frames), dtype=np.float32)
+    return np.asarray(window_features(features, frames), dtype=np.float32)
 
 
 def embed(model: Any, features: torch.Tensor) -> torch.Tensor:
