@@ -96,6 +96,25 @@ class GateDecision:
         return out
 
 
+def _bootstrap_interval(
+    size: int, statistic: Callable[[np.ndarray], np.ndarray], n_resamples: int, confidence: float, seed: int
+) -> tuple[float, float]:
+    """Percentile interval of ``statistic`` over resamples of ``size`` utterances with replacement.
+
+    ``statistic`` maps a [resamples, size] index matrix to one value per resample; resamples are
+    drawn in chunks so memory stays bounded for large golden sets.
+    """
+    rng = np.random.default_rng(seed)
+    values = np.empty(n_resamples)
+    chunk = max(1, 2_000_000 // size)
+    for start in range(0, n_resamples, chunk):
+        stop = min(start + chunk, n_resamples)
+        values[start:stop] = statistic(rng.integers(0, size, size=(stop - start, size)))
+    tail = (1 - confidence) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def paired_bootstrap(
     champion: np.ndarray, challenger: np.ndarray, n_resamples: int, confidence: float, seed: int
 ) -> tuple[float, float, float]:
@@ -103,16 +122,8 @@ def paired_bootstrap(
     diff = np.asarray(champion, dtype=float) - np.asarray(challenger, dtype=float)
     if diff.size == 0:
         raise ValueError("the golden set is empty: nothing to compare")
-    rng = np.random.default_rng(seed)
-    means = np.empty(n_resamples)
-    chunk = max(1, 2_000_000 // diff.size)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        idx = rng.integers(0, diff.size, size=(stop - start, diff.size))
-        means[start:stop] = diff[idx].mean(axis=1)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return float(diff.mean()), float(low), float(high)
+    low, high = _bootstrap_interval(diff.size, lambda idx: diff[idx].mean(axis=1), n_resamples, confidence, seed)
+    return float(diff.mean()), low, high
 
 
 def paired_bootstrap_wer(
@@ -127,16 +138,12 @@ def paired_bootstrap_wer(
     ref = np.asarray(ref_words, dtype=float)
     if diff.size == 0 or ref.sum() == 0:
         raise ValueError("no reference words: nothing to compare")
-    rng = np.random.default_rng(seed)
-    deltas = np.empty(n_resamples)
-    chunk = max(1, 2_000_000 // diff.size)
-    for start in range(0, n_resamples, chunk):
-        stop = min(start + chunk, n_resamples)
-        idx = rng.integers(0, diff.size, size=(stop - start, diff.size))
-        deltas[start:stop] = diff[idx].sum(axis=1) / np.maximum(ref[idx].sum(axis=1), 1.0)
-    tail = (1 - confidence) / 2 * 100
-    low, high = np.percentile(deltas, [tail, 100 - tail])
-    return float(diff.sum() / ref.sum()), float(low), float(high)
+
+    def wer_change(idx: np.ndarray) -> np.ndarray:
+        return diff[idx].sum(axis=1) / np.maximum(ref[idx].sum(axis=1), 1.0)  # type: ignore[no-any-return]
+
+    low, high = _bootstrap_interval(diff.size, wer_change, n_resamples, confidence, seed)
+    return float(diff.sum() / ref.sum()), low, high
 
 
 def intent_accuracy(evidence: GateEvidence, config: GateConfig) -> CriterionResult:
