@@ -9,32 +9,24 @@ included), utterances, epochs, golden WER, telephone WER, digit accuracy and the
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import time
-from pathlib import Path
+
+from common import asr_project, emit  # benchmarks/common.py
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project-dir", required=True)
     args = parser.parse_args()
-    os.environ["VOICELOOP_PROJECT_DIR"] = str(Path(args.project_dir).resolve())
+    settings, run = asr_project(args.project_dir, newest=False)  # the flow's own run: its dataset versions
 
     import mlflow
 
     from governance.session import open_store
     from training.asr.finetune import GoldenAudio, finetune_asr
     from training.datasets import open_version
-    from training.registry import setup_tracking
-    from voiceloop.config import load_settings
-    from voiceloop.runtime import prepare
 
-    settings = load_settings()
-    prepare(settings.root)
-    setup_tracking(settings)
-    [run] = mlflow.search_runs(filter_string="attributes.run_name = 'retrain-asr'", output_format="list",
-                               max_results=1, order_by=["attributes.start_time ASC"])
     params = run.data.params
     store = open_store(settings, "ml-engineer", "training")
     train = [open_version(store, name, params[f"dataset.{name}"]) for name in ("asr-train", "asr-digits")]
@@ -45,13 +37,11 @@ def main() -> None:
     total = time.perf_counter() - start
     finished = mlflow.get_run(out.run_id)
     telephone = [s["wer"] for s in out.scores["slices"] if s["slice"] == "channel=telephone8k"]
-    print(json.dumps({
-        "figure": "asr_finetune_seconds", "train_seconds": round(finished.data.metrics["train_seconds"], 1),
-        "run_seconds": round(total, 1), "epochs": settings.asr.epochs, "reused": out.reused,
-        "train_utterances": int(finished.data.params["asr.train_utterances"]),
-        "golden_wer": round(out.scores["wer"], 4), "telephone_wer": round(telephone[0], 4) if telephone else None,
-        "digit_accuracy": out.scores["digit_accuracy"], "load": os.getloadavg(), "cpu_count": os.cpu_count(),
-    }))
+    emit(figure="asr_finetune_seconds", train_seconds=round(finished.data.metrics["train_seconds"], 1),
+         run_seconds=round(total, 1), epochs=settings.asr.epochs, reused=out.reused,
+         train_utterances=int(finished.data.params["asr.train_utterances"]), golden_wer=round(out.scores["wer"], 4),
+         telephone_wer=round(telephone[0], 4) if telephone else None, digit_accuracy=out.scores["digit_accuracy"],
+         load=os.getloadavg(), cpu_count=os.cpu_count())
 
 
 if __name__ == "__main__":

@@ -15,16 +15,13 @@ and prints one JSON line per figure:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any
 
+from common import asr_project, emit  # noqa: E402  (benchmarks/common.py)
+
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "sample" / "speech_fixtures"
-
-
-def _emit(**figure: Any) -> None:
-    print(json.dumps(figure), flush=True)
 
 
 def main() -> None:
@@ -34,7 +31,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None,
                         help="score every k-th golden turn so that about this many remain (all slices kept)")
     args = parser.parse_args()
-    os.environ["VOICELOOP_PROJECT_DIR"] = str(Path(args.project_dir).resolve())
+    settings, run = asr_project(args.project_dir)
 
     import mlflow
     import soundfile as sf
@@ -45,18 +42,10 @@ def main() -> None:
     from training.asr.finetune import MODEL_ARTIFACT, GoldenAudio
     from training.asr.metrics import digit_accuracy, slice_table, utterance_errors, wer
     from training.datasets import open_version
-    from training.registry import setup_tracking
-    from voiceloop.config import load_settings
-    from voiceloop.runtime import prepare
 
-    settings = load_settings()
-    prepare(settings.root)
-    setup_tracking(settings)
-    [run] = mlflow.search_runs(filter_string="attributes.run_name = 'retrain-asr'", output_format="list",
-                               max_results=1, order_by=["attributes.start_time DESC"])
     model_dir = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=MODEL_ARTIFACT,
                                                          dst_path=str(settings.root / "work" / "bench")))
-    _emit(figure="asr_finetune_seconds", seconds=round(run.data.metrics["train_seconds"], 1),
+    emit(figure="asr_finetune_seconds", seconds=round(run.data.metrics["train_seconds"], 1),
           train_utterances=int(run.data.params["asr.train_utterances"]), epochs=int(run.data.params["asr.epochs"]),
           encoder_layers=int(run.data.params["asr.lora.encoder_layers"]), cpu_count=os.cpu_count())
 
@@ -90,18 +79,18 @@ def main() -> None:
         hyps, digit_hyps = texts[: len(golden.audios)], texts[len(golden.audios) :]
         tables[name] = slice_table(golden.rows, utterance_errors(golden.references, hyps))
         for row in tables[name]:
-            _emit(figure="asr_golden_wer", model=name, slice=row["slice"], n=row["n"], wer=round(row["wer"], 4))
-        _emit(figure="asr_digit_accuracy", model=name, n=len(digits),
+            emit(figure="asr_golden_wer", model=name, slice=row["slice"], n=row["n"], wer=round(row["wer"], 4))
+        emit(figure="asr_digit_accuracy", model=name, n=len(digits),
               accuracy=round(digit_accuracy(golden.digit_references, digit_hyps), 4))
         fixture_hyps = (engine.transcribe_arrays(fixture_audio) if window is None
                         else engine.transcribe_batch(fixture_audio))
         errors = utterance_errors(fixture_refs, fixture_hyps)
-        _emit(figure="asr_fixture_word_errors", model=name, errors=sum(e.errors for e in errors),
+        emit(figure="asr_fixture_word_errors", model=name, errors=sum(e.errors for e in errors),
               words=sum(e.ref_words for e in errors), wer=round(wer(errors), 4))
     base = {r["slice"]: r["wer"] for r in tables["base_30s_sequential"]}
     for row in tables["challenger"]:
         if row["slice"].startswith("channel=") or row["slice"] == "all":
-            _emit(figure="asr_relative_wer_reduction", slice=row["slice"],
+            emit(figure="asr_relative_wer_reduction", slice=row["slice"],
                   reduction=round(1 - row["wer"] / base[row["slice"]], 4))
 
 

@@ -1,4 +1,4 @@
-"""What every benchmark script shares: one JSON line per figure, and a scratch folder."""
+"""What every benchmark script shares: one JSON line per figure, a scratch folder, a flow-run project."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 
 def emit(**figure: object) -> None:
@@ -27,3 +28,27 @@ def scratch(prefix: str, keep: bool = False) -> Iterator[Path]:
             print(f"kept {folder}", file=sys.stderr)
         else:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def asr_project(project_dir: str, newest: bool = True) -> tuple[Any, Any]:
+    """(settings, MLflow run) of a project the retrain flow ran in: its newest (or first) ASR run.
+
+    Points voiceloop at ``project_dir``, prepares the offline runtime and MLflow tracking.
+    """
+    import os
+
+    os.environ["VOICELOOP_PROJECT_DIR"] = str(Path(project_dir).resolve())
+    import mlflow
+
+    from training.registry import setup_tracking
+    from voiceloop.config import load_settings
+    from voiceloop.runtime import prepare
+
+    settings = load_settings()
+    prepare(settings.root)
+    setup_tracking(settings)
+    runs = mlflow.search_runs(filter_string="attributes.run_name = 'retrain-asr'", output_format="list",
+                              max_results=1, order_by=[f"attributes.start_time {'DESC' if newest else 'ASC'}"])
+    if not runs:
+        raise SystemExit(f"{project_dir}: no retrain-asr run; run benchmarks/pipeline.py --project-dir first")
+    return settings, runs[0]
