@@ -12,11 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import numpy as np
 
 from training.asr.finetune import MODEL_ARTIFACT as ASR_ARTIFACT
 from training.asr.finetune import AsrChallengerRun, GoldenAudio
-from training.asr.metrics import digit_string, error_arrays, snr_bin, utterance_errors
+from training.asr.metrics import digits_correct, error_arrays, snr_bin, utterance_errors
 from training.finetune import MODEL_ARTIFACT, ChallengerRun
 from training.gate import AsrEvidence, GateEvidence, decide
 from training.intent.predict import IntentModel
@@ -59,11 +58,6 @@ class AsrCandidate:
     batch_size: int = 8
 
 
-def _digits_correct(references: list[str], hypotheses: list[str]) -> np.ndarray:
-    return np.asarray([digit_string(h) == digit_string(r) for r, h in zip(references, hypotheses, strict=True)],
-                      dtype=float)
-
-
 def asr_evidence(registry: Registry, candidate: AsrCandidate, work_dir: Path) -> AsrEvidence:
     """Transcribe the golden audio with the serving ASR (champion bundle's, else the base model) and pair it."""
     from training.asr.export import exported_window
@@ -87,8 +81,8 @@ def asr_evidence(registry: Registry, candidate: AsrCandidate, work_dir: Path) ->
         challenger_errors=challenger_errors,
         champion_errors=champion_errors,
         slices=slices,
-        challenger_digits_correct=_digits_correct(golden.digit_references, candidate.run.evaluation.digit_hypotheses),
-        champion_digits_correct=_digits_correct(golden.digit_references, baseline.digit_hypotheses),
+        challenger_digits_correct=digits_correct(golden.digit_references, candidate.run.evaluation.digit_hypotheses),
+        champion_digits_correct=digits_correct(golden.digit_references, baseline.digit_hypotheses),
         champion_label=f"champion ASR {reference}" if reference else "the base model (no champion ASR yet)",
     )
 

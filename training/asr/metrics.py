@@ -156,22 +156,29 @@ def digit_string(text: str) -> str:
     return "".join(ch for ch in normalize_text(_drop_interjection_oh(text)) if ch.isdigit())
 
 
-def digit_accuracy(references: Sequence[str], hypotheses: Sequence[str]) -> float:
-    """Share of utterances whose digit string equals the reference's exactly.
+def digits_correct(references: Sequence[str], hypotheses: Sequence[str]) -> np.ndarray:
+    """Per utterance whose reference says digits: 1.0 when the digit string is exactly right, else 0.0.
 
-    Only utterances whose reference says digits count; one wrong, missing, extra or transposed
-    digit fails the utterance. Raises ValueError when no reference has digits.
+    One wrong, missing, extra or transposed digit fails the utterance (the gate bootstraps these).
     """
     if len(references) != len(hypotheses):
         raise ValueError(f"{len(references)} references but {len(hypotheses)} hypotheses")
-    scored = [
-        (ref_digits, digit_string(hyp))
-        for ref, hyp in zip(references, hypotheses, strict=True)
-        if (ref_digits := digit_string(ref))
-    ]
-    if not scored:
+    return np.asarray(
+        [ref_digits == digit_string(hyp) for ref, hyp in zip(references, hypotheses, strict=True)
+         if (ref_digits := digit_string(ref))],
+        dtype=float,
+    )
+
+
+def digit_accuracy(references: Sequence[str], hypotheses: Sequence[str]) -> float:
+    """Share of utterances whose digit string equals the reference's exactly (see :func:`digits_correct`).
+
+    Only utterances whose reference says digits count. Raises ValueError when no reference has digits.
+    """
+    correct = digits_correct(references, hypotheses)
+    if correct.size == 0:
         raise ValueError("no reference says any digits")
-    return sum(ref == hyp for ref, hyp in scored) / len(scored)
+    return float(correct.mean())
 
 
 # -- slices -----------------------------------------------------------------------------------
