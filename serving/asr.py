@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -46,6 +46,7 @@ _APPEND_PUNCTUATION = "\"'.。,，!！?？:：”)]}、"
 
 
 ProgressCallback = Callable[[int, int], None]  # (done, total)
+Result = TypeVar("Result")
 
 
 def _check_window(window_s: float | None) -> float | None:
@@ -182,11 +183,10 @@ class AsrEngine:
         ``transcribe_words`` instead.
         """
         from faster_whisper.audio import pad_or_trim
-        from faster_whisper.tokenizer import Tokenizer
-        from faster_whisper.transcribe import merge_punctuations
 
         audio = np.asarray(audio, dtype=np.float32).reshape(-1)
-        if audio.size < _MIN_SAMPLES or not text.strip():
+        tokens = self._text_tokens(text)
+        if audio.size < _MIN_SAMPLES or not tokens:
             return []
         if audio.size > _WINDOW_S * SAMPLE_RATE:
             return self.transcribe_words(audio)
@@ -194,15 +194,7 @@ class AsrEngine:
         features = model.feature_extractor(audio)
         frames = min(features.shape[-1] - 1, model.feature_extractor.nb_max_frames)
         encoded = model.encode(pad_or_trim(features[:, :frames]))
-        tokenizer = Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language="en")
-        tokens = tokenizer.encode(" " + text.strip())[:_MAX_TOKENS]
-        (alignment,) = model.find_alignment(tokenizer, [tokens], encoded, frames)
-        merge_punctuations(alignment, _PREPEND_PUNCTUATION, _APPEND_PUNCTUATION)  # as transcribe_words has them
-        return [
-            Word(w["word"].strip(), float(w["start"]), float(w["end"]), float(w["probability"]))
-            for w in alignment
-            if w["word"].strip()
-        ]
+        return self._timed_words([tokens], encoded, [frames])[0]
 
     def transcribe_batch(
         self,
@@ -246,6 +238,32 @@ class AsrEngine:
         """
         return self._batch(audios, batch_size, window_s, progress, words=True)
 
+    def align_words_batch(
+        self,
+        audios: Sequence[np.ndarray],
+        texts: Sequence[str],
+        batch_size: int = 8,
+        window_s: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[list[Word]]:
+        """Word timings of known texts, one list per array: :meth:`align_words`, batched in short windows.
+
+        Audio redaction times the words of every PII turn of many calls at once: encoded
+        ``batch_size`` at a time in the engine's window (as :meth:`transcribe_batch`), then
+        force-aligned, with no decoding. The words are exactly each text's. Audio over 30 s goes
+        through :meth:`align_words`; empty audio or text gives [].
+        """
+        if len(audios) != len(texts):
+            raise ValueError(f"{len(audios)} audios but {len(texts)} texts: one text per audio")
+        arrays = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in audios]
+        rows = [self._text_tokens(text) for text in texts]
+        present = [a if tokens else a[:0] for a, tokens in zip(arrays, rows, strict=True)]  # no text: skipped
+        return self._in_windows(
+            present, batch_size, window_s, progress, [],
+            lambda chunk, frames: self._align_window([arrays[i] for i in chunk], [rows[i] for i in chunk], frames),
+            lambda index: self.align_words(arrays[index], texts[index]),
+        )  # fmt: skip
+
     def _batch(
         self,
         audios: Sequence[np.ndarray],
@@ -255,11 +273,32 @@ class AsrEngine:
         *,
         words: bool,
     ) -> list[tuple[str, list[Word]]]:
+        arrays = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in audios]
+        return self._in_windows(
+            arrays, batch_size, window_s, progress, ("", []),
+            lambda chunk, frames: self._decode_window([arrays[i] for i in chunk], frames, words),
+            lambda index: (self._one(arrays[index]), self.transcribe_words(arrays[index]) if words else []),
+        )  # fmt: skip
+
+    def _in_windows(
+        self,
+        arrays: list[np.ndarray],
+        batch_size: int,
+        window_s: float | None,
+        progress: ProgressCallback | None,
+        empty: Result,
+        run_window: Callable[[list[int], int], list[Result]],
+        run_long: Callable[[int], Result],
+    ) -> list[Result]:
+        """Group arrays by the fixed window they fit (shortest first), run each batch, keep input order.
+
+        ``run_window(indices, frames)`` handles one batch of arrays that fit ``frames`` mel frames;
+        ``run_long(index)`` one array over 30 s; arrays under 10 ms get ``empty``.
+        """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         window = self.window_s if window_s is None else _check_window(window_s)
-        arrays = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in audios]
-        out: list[tuple[str, list[Word]]] = [("", []) for _ in arrays]
+        out: list[Result] = [empty for _ in arrays]
         by_window: dict[int, list[int]] = {}
         longer: list[int] = []
         for index, audio in enumerate(arrays):
@@ -278,14 +317,13 @@ class AsrEngine:
             indices.sort(key=lambda i: arrays[i].size)
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                for index, result in zip(chunk, self._decode_window([arrays[i] for i in chunk], frames, words),
-                                         strict=True):
+                for index, result in zip(chunk, run_window(chunk, frames), strict=True):
                     out[index] = result
                 done += len(chunk)
                 if progress is not None:
                     progress(done, total)
         for index in longer:
-            out[index] = (self._one(arrays[index]), self.transcribe_words(arrays[index]) if words else [])
+            out[index] = run_long(index)
             done += 1
             if progress is not None:
                 progress(done, total)
@@ -294,15 +332,13 @@ class AsrEngine:
     def _decode_window(self, audios: list[np.ndarray], frames: int, words: bool) -> list[tuple[str, list[Word]]]:
         """One batch of utterances that all fit in ``frames`` mel frames: encode once, decode greedily."""
         import ctranslate2
-        from faster_whisper.transcribe import merge_punctuations
 
         model = self._model
         tokenizer, suppress = self._tokenizer()
         mels = [model.feature_extractor(audio) for audio in audios]
         content = [min(mel.shape[-1] - 1, frames) for mel in mels]  # speech frames, for word timings
         features = [window_features(mel, frames) for mel in mels]
-        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(features), dtype=np.float32))
-        encoded = model.model.encode(batch, to_cpu=False)
+        encoded = self._encode(features)
         prompt = [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         caps = [self._new_tokens(audio, len(prompt)) for audio in audios]
         results = self._generate(encoded, prompt, max(caps), suppress, len(audios))
@@ -325,10 +361,29 @@ class AsrEngine:
             token_lists.append(tokens if texts[-1] else [])
         if not words:
             return [(text, []) for text in texts]
-        timed: list[list[Word]] = [[] for _ in audios]
+        return list(zip(texts, self._timed_words(token_lists, encoded, content), strict=True))
+
+    def _align_window(self, audios: list[np.ndarray], rows: list[list[int]], frames: int) -> list[list[Word]]:
+        """One batch of known token rows force-aligned to their audio, all fitting ``frames`` mel frames."""
+        mels = [self._model.feature_extractor(audio) for audio in audios]
+        content = [min(mel.shape[-1] - 1, frames) for mel in mels]
+        return self._timed_words(rows, self._encode([window_features(mel, frames) for mel in mels]), content)
+
+    def _encode(self, features: list[np.ndarray]) -> Any:
+        import ctranslate2
+
+        batch = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(features), dtype=np.float32))
+        return self._model.model.encode(batch, to_cpu=False)
+
+    def _timed_words(self, token_lists: list[list[int]], encoded: Any, content: list[int]) -> list[list[Word]]:
+        """Whisper's cross-attention + DTW word timings of each token row on its encoded window."""
+        from faster_whisper.transcribe import merge_punctuations
+
+        tokenizer, _ = self._tokenizer()
+        timed: list[list[Word]] = [[] for _ in token_lists]
         # align() needs a token in every row; rows without text are aligned on eot and dropped
         rows = [tokens or [tokenizer.eot] for tokens in token_lists]
-        for position, alignment in enumerate(model.find_alignment(tokenizer, rows, encoded, content)):
+        for position, alignment in enumerate(self._model.find_alignment(tokenizer, rows, encoded, content)):
             if not token_lists[position]:
                 continue
             merge_punctuations(alignment, _PREPEND_PUNCTUATION, _APPEND_PUNCTUATION)
@@ -337,7 +392,12 @@ class AsrEngine:
                 for w in alignment
                 if w["word"].strip()
             ]
-        return list(zip(texts, timed, strict=True))
+        return timed
+
+    def _text_tokens(self, text: str) -> list[int]:
+        """The tokens of a known text as alignment takes them (none for blank text)."""
+        tokenizer, _ = self._tokenizer()
+        return list(tokenizer.encode(" " + text.strip())[:_MAX_TOKENS]) if text.strip() else []
 
     def _generate(self, encoded: Any, prompt: list[int], new_tokens: int, suppress: Any, rows: int) -> Any:
         """Greedy decoding with faster-whisper's options at temperature 0 (``generate_with_fallback``)."""

@@ -369,7 +369,8 @@ def test_calls_are_masked_verified_and_stored_and_a_leak_is_quarantined(
     assert first and len(digit_runs(said_twice)) == 2, said_twice
     by_call["twice"][1] = Redaction(said_twice, "", [Entity("PHONE_NUMBER", first.start(), first.end(), 1.0)])
 
-    report = redact_audio_of_calls(store, by_call, AudioRedactionConfig(), asr, timings="align")
+    # two batches (3 calls, then 1): timings and verification run per batch, results land per call
+    report = redact_audio_of_calls(store, by_call, AudioRedactionConfig(), asr, timings="align", calls_per_batch=3)
 
     assert report.calls == ["nopii", "pii16", "pii8"]
     assert report.quarantined == [("twice", ["PHONE_NUMBER"])]

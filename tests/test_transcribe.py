@@ -107,6 +107,23 @@ def test_batched_words_are_the_text_timed_like_forced_alignment(asr: AsrEngine, 
     assert asr.transcribe_words_batch([np.zeros(10, np.float32)]) == [("", [])]
 
 
+def test_batched_alignment_times_known_texts_like_one_at_a_time(
+    asr: AsrEngine, clips: list[np.ndarray], sequential: list[str]
+) -> None:
+    # audio redaction times every PII turn of many calls in one batch; "" text and no audio give no words
+    audios, texts = [*clips, clips[0], np.zeros(0, np.float32)], [*sequential, "  ", "hello"]
+    batched = asr.align_words_batch(audios, texts, batch_size=2)
+    assert batched[-2:] == [[], []]
+    shifts = []
+    for audio, text, words in zip(clips, sequential, batched, strict=False):
+        alone = asr.align_words(audio, text)  # 30 s window, encoded on its own
+        assert words and [w.text for w in words] == [w.text for w in alone]
+        shifts += [abs(a.start - b.start) for a, b in zip(alone, words, strict=True)]
+    assert float(np.median(shifts)) <= 0.02 and max(shifts) <= 0.3
+    with pytest.raises(ValueError, match="one text per audio"):
+        asr.align_words_batch(clips, sequential[:1])
+
+
 def test_window_must_hold_something() -> None:
     from serving.asr import _check_window
 

@@ -1,13 +1,14 @@
 """Audio redaction: the PII words of a call's audio replaced by silence or a tone.
 
 Text redaction gives character spans of each turn's ASR text; the audio still says them. Per
-turn that holds PII: re-run the ASR with word timings (the same greedy decoding that wrote the
-text), align those words to the turn text's characters (:func:`align_words`), turn every word
-that overlaps an entity into a padded time interval (:func:`pii_intervals`) and mask those
-intervals (:func:`mask`). The file is written back in its own format and sample rate, so the
-redacted audio lines up sample for sample with the raw audio and the turn timings.
+turn that holds PII: time its words (:func:`word_timings` force-aligns the turn's text to its
+audio, batched across turns and calls, or re-transcribes it with word timestamps), align those
+words to the turn text's characters (:func:`align_words`), turn every word that overlaps an
+entity into a padded time interval (:func:`pii_intervals`) and mask those intervals
+(:func:`mask`). The file is written back in its own format and sample rate, so the redacted
+audio lines up sample for sample with the raw audio and the turn timings.
 
-:func:`verify_audio_redaction` is the independent check: transcribe the masked audio again and
+:func:`verify_turns` is the independent check: transcribe the masked turns again (batched) and
 look for the PII values (as digit strings and name words). It returns entity types only, never
 values, so its result can go into logs, the audit trail and quarantine reasons.
 
@@ -304,6 +305,34 @@ def turns_to_mask(redactions: Mapping[int, TurnRedactions], blank_turns: Iterabl
     return sorted(with_pii | set(blank_turns))
 
 
+@dataclass(frozen=True)
+class TurnClip:
+    """One turn's audio at the ASR rate and its known text: what word timing works on."""
+
+    audio: np.ndarray
+    text: str
+
+
+def turn_clip(decoded: Decoded, turn: Mapping[str, Any]) -> TurnClip:
+    a, b = turn_bounds(turn, decoded.sample_rate, decoded.samples.shape[0])
+    return TurnClip(to_asr_rate(decoded.samples[a:b], decoded.sample_rate), str(turn.get("text") or ""))
+
+
+def word_timings(asr: AsrEngine, clips: Sequence[TurnClip], method: WordTimings = "align") -> list[list[Word]]:
+    """Words with times (from each clip's start) of many turns at once: the only ASR work masking needs.
+
+    ``align``: force-align each turn's own text to its audio, batched in short windows across
+    every clip given (the words are the text's; see :meth:`serving.asr.AsrEngine.align_words_batch`).
+    ``transcribe``: re-transcribe each turn with word timestamps, one at a time, with the exact
+    decoding that wrote the text (then :func:`align_words` matches the words to the text).
+    """
+    if method == "align":
+        return asr.align_words_batch([c.audio for c in clips], [c.text for c in clips])
+    if method == "transcribe":
+        return [asr.transcribe_words(c.audio) for c in clips]
+    raise ValueError(f"method must be 'transcribe' or 'align', not {method!r}")
+
+
 def turn_word_timings(
     asr: AsrEngine,
     decoded: Decoded,
@@ -311,24 +340,10 @@ def turn_word_timings(
     indices: Iterable[int],
     method: WordTimings = "transcribe",
 ) -> dict[int, list[Word]]:
-    """Words with times (from the turn's start) of the given turns: the only ASR work masking needs.
-
-    ``transcribe``: re-transcribe with word timestamps (then :func:`align_words` matches the
-    words to the text); ``align``: force-align the turn's own ``text`` to its audio (half the
-    cost, the words are the text's; see :meth:`serving.asr.AsrEngine.align_words`).
-    """
-    if method not in ("transcribe", "align"):
-        raise ValueError(f"method must be 'transcribe' or 'align', not {method!r}")
-    out: dict[int, list[Word]] = {}
-    frames = decoded.samples.shape[0]
-    for index in indices:
-        a, b = turn_bounds(turns[index], decoded.sample_rate, frames)
-        audio = to_asr_rate(decoded.samples[a:b], decoded.sample_rate)
-        if method == "align":
-            out[index] = asr.align_words(audio, str(turns[index].get("text") or ""))
-        else:
-            out[index] = asr.transcribe_words(audio)
-    return out
+    """:func:`word_timings` of the given turns of one call, by turn index."""
+    wanted = list(indices)
+    timed = word_timings(asr, [turn_clip(decoded, turns[i]) for i in wanted], method)
+    return dict(zip(wanted, timed, strict=True))
 
 
 def redact_call_audio(
@@ -468,6 +483,40 @@ def pii_recovered(
     return sorted(kinds)
 
 
+@dataclass(frozen=True)
+class HearingCheck:
+    """One masked turn to listen to: its audio, the masked intervals (seconds into it) and what to listen for."""
+
+    audio: np.ndarray
+    sample_rate: int
+    pii_values: Sequence[tuple[str, str]]
+    intervals: Sequence[Interval] = ()
+    ignore_words: Iterable[str] = ()
+
+    def heard_audio(self) -> np.ndarray:
+        """The audio with the masked intervals cut out, at the ASR rate."""
+        cut = merge_intervals(self.intervals)
+        heard = splice_out(self.audio, self.sample_rate, cut) if cut else self.audio
+        return to_asr_rate(heard, self.sample_rate)
+
+
+def verify_turns(asr: AsrEngine, checks: Sequence[HearingCheck]) -> list[list[str]]:
+    """Re-transcribe masked turns (batched); per turn, the entity types whose values can still be heard.
+
+    Each turn is transcribed with its masked intervals cut out instead of silenced: that holds
+    every sample a listener could still hear, and greedy Whisper often stops at a long silence
+    ("my phone number is..."), so it would miss a second saying of the number after a mask. One
+    transcription per turn, all turns of a batch of calls together (short windows, as serving
+    transcribes). ``ignore_words``: see :func:`pii_recovered` (:func:`context_words` gives them).
+    """
+    listened = [i for i, check in enumerate(checks) if check.pii_values]
+    texts = asr.transcribe_batch([checks[i].heard_audio() for i in listened])
+    out: list[list[str]] = [[] for _ in checks]
+    for i, text in zip(listened, texts, strict=True):
+        out[i] = pii_recovered(text, checks[i].pii_values, list(checks[i].ignore_words))
+    return out
+
+
 def verify_audio_redaction(
     asr: AsrEngine,
     audio: np.ndarray,
@@ -476,21 +525,8 @@ def verify_audio_redaction(
     intervals: Iterable[Interval] = (),
     ignore_words: Iterable[str] = (),
 ) -> list[str]:
-    """Re-transcribe masked audio; the entity types whose values can still be heard (empty: clean).
-
-    With the masked ``intervals`` (seconds into ``audio``) it transcribes the audio with them cut
-    out instead: that holds every sample a listener could still hear, and greedy Whisper often
-    stops at a long silence ("my phone number is..."), so it would miss a second saying of the
-    number after a mask. One transcription per turn, not two. ``ignore_words``: see
-    :func:`pii_recovered` (:func:`context_words` gives them for a turn).
-    """
-    if not pii_values:
-        return []
-    cut = merge_intervals(intervals)
-    heard = splice_out(audio, sample_rate, cut) if cut else audio
-    texts = asr.transcribe_arrays([to_asr_rate(heard, sample_rate)])
-    ignore = list(ignore_words)
-    return sorted({kind for text in texts for kind in pii_recovered(text, pii_values, ignore)})
+    """:func:`verify_turns` for one turn: the entity types still heard in ``audio`` (empty: clean)."""
+    return verify_turns(asr, [HearingCheck(audio, sample_rate, pii_values, list(intervals), ignore_words)])[0]
 
 
 def splice_out(audio: np.ndarray, sample_rate: int, intervals: Sequence[Interval], gap_s: float = 0.2) -> np.ndarray:

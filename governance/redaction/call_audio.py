@@ -19,15 +19,18 @@ from typing import TYPE_CHECKING, Any
 from governance.redaction.audio import (
     CallAudioReport,
     Decoded,
+    HearingCheck,
+    RedactedAudio,
     WordTimings,
     context_words,
     decode_audio,
     pii_values,
     redact_call_audio,
     turn_bounds,
-    turn_word_timings,
+    turn_clip,
     turns_to_mask,
-    verify_audio_redaction,
+    verify_turns,
+    word_timings,
 )
 from governance.store import GovernedStore
 from voiceloop.config import AudioRedactionConfig
@@ -35,9 +38,12 @@ from voiceloop.config import AudioRedactionConfig
 if TYPE_CHECKING:
     from governance.redaction.audio import TurnRedactions
     from governance.redaction.redactor import Redaction
-    from serving.asr import AsrEngine
+    from serving.asr import AsrEngine, Word
 
 STAGE = "audio-redaction"
+# Calls whose PII turns are timed and verified in one ASR batch: enough turns to fill batches of
+# 8, few enough that the decoded audio of the batch stays small (minutes of audio per call).
+CALLS_PER_BATCH = 32
 
 
 @dataclass
@@ -66,6 +72,19 @@ def group_turn_redactions(keyed: Mapping[tuple[int, str], Redaction]) -> dict[in
     return out
 
 
+@dataclass
+class _CallAudio:
+    """One call of a batch on its way through timing, masking and verification."""
+
+    call_id: str
+    turns: list[dict[str, Any]]
+    redactions: Mapping[int, TurnRedactions]
+    blank: set[int]
+    suffix: str
+    decoded: Decoded
+    result: RedactedAudio | None = None
+
+
 def redact_audio_of_calls(
     store: GovernedStore,
     redactions_by_call: Mapping[str, Mapping[int, TurnRedactions]],
@@ -73,79 +92,120 @@ def redact_audio_of_calls(
     asr: AsrEngine,
     *,
     blank_turns: Mapping[str, Iterable[int]] | None = None,
-    timings: WordTimings = "transcribe",
+    timings: WordTimings = "align",
+    calls_per_batch: int = CALLS_PER_BATCH,
 ) -> AudioRedactionReport:
     """Mask, verify and store the audio of each call in ``redactions_by_call`` (call -> turn -> redaction(s)).
 
     Every listed call gets redacted audio, those without PII too (their audio is written
     re-encoded, unchanged), so the redacted zone has audio for every redacted call.
     ``blank_turns`` (call -> turn indices) are silenced whole: turns the leak check quarantined
-    hold PII with no span to mask. ``timings``: how word times are found (``"align"``
-    force-aligns each turn's text, about half the ASR time; see :func:`turn_word_timings`).
+    hold PII with no span to mask. ``timings``: how word times are found (see
+    :func:`governance.redaction.audio.word_timings`). Calls go ``calls_per_batch`` at a time so
+    that the ASR times, and later hears, the PII turns of many calls in one batch.
     ``store`` must act for purpose ``redaction``.
     """
     report = AudioRedactionReport()
     if not config.enabled or not redactions_by_call:
         return report
     blanks = {call_id: set(turns) for call_id, turns in (blank_turns or {}).items()}
-    for raw in store.read_raw(sorted(redactions_by_call)):
-        call_id = raw.document["call_id"]
-        redactions = redactions_by_call[call_id]
-        turns = raw.document["turns"]
-        blank = blanks.get(call_id, set())
-        suffix = Path(raw.document["audio"]).suffix
-        try:
-            started = time.perf_counter()
-            decoded = decode_audio(raw.audio)
-            todo = [i for i in turns_to_mask(redactions) if i not in blank]  # blanked turns need no word times
-            words = turn_word_timings(asr, decoded, turns, todo, timings)
-            report.asr_s += time.perf_counter() - started
-            started = time.perf_counter()
-            result = redact_call_audio(
-                decoded, turns, redactions, words=words, blank_turns=blank, mode=config.mode,
-                pad_s=config.pad_s, tone_hz=config.tone_hz, tone_level=config.tone_level,
-            )  # fmt: skip
-            report.mask_s += time.perf_counter() - started
-        except RuntimeError as error:  # soundfile.LibsndfileError: audio libsndfile cannot read
-            reason = f"audio of call {call_id} could not be decoded for redaction ({type(error).__name__})"
-            store.quarantine(STAGE, f"{call_id}.audio", reason, call_id=call_id)
-            report.quarantined.append((call_id, ["UNDECODABLE_AUDIO"]))
-            continue
-        leaks = _verify(asr, result.decoded, turns, redactions, result.report) if config.verify else {}
-        report.verify_s += sum(seconds for _, seconds in leaks.values())
-        heard = {index: kinds for index, (kinds, _) in leaks.items() if kinds}
-        if heard:
-            _quarantine(store, call_id, heard, result.report, result.data, suffix)
-            report.quarantined.append((call_id, sorted({k for kinds in heard.values() for k in kinds})))
-            continue
-        store.write_redacted_audio(call_id, result.data, suffix)
-        report.calls.append(call_id)
-        report.per_call[call_id] = result.report.as_dict()
+    ids = sorted(redactions_by_call)
+    for first in range(0, len(ids), calls_per_batch):
+        calls = _decoded_calls(store, ids[first : first + calls_per_batch], redactions_by_call, blanks, report)
+        _mask_calls(store, calls, config, asr, timings, report)
+        heard = _verify(asr, calls, report) if config.verify else {}
+        for call in calls:
+            if call.result is None:
+                continue
+            if heard.get(call.call_id):
+                kinds = heard[call.call_id]
+                _quarantine(store, call.call_id, kinds, call.result.report, call.result.data, call.suffix)
+                report.quarantined.append((call.call_id, sorted({k for found in kinds.values() for k in found})))
+                continue
+            store.write_redacted_audio(call.call_id, call.result.data, call.suffix)
+            report.calls.append(call.call_id)
+            report.per_call[call.call_id] = call.result.report.as_dict()
     return report
 
 
-def _verify(
-    asr: AsrEngine,
-    decoded: Decoded,
-    turns: list[dict[str, Any]],
-    redactions: Mapping[int, TurnRedactions],
-    masking: CallAudioReport,
-) -> dict[int, tuple[list[str], float]]:
-    """turn -> (entity types the ASR still hears in the masked turn, seconds it took); blanked turns skipped."""
-    out: dict[int, tuple[list[str], float]] = {}
-    frames = decoded.samples.shape[0]
-    for turn in masking.turns:
-        values = pii_values(redactions.get(turn.index, ()))
-        if not values:
+def _undecodable(store: GovernedStore, call_id: str, error: Exception, report: AudioRedactionReport) -> None:
+    reason = f"audio of call {call_id} could not be decoded for redaction ({type(error).__name__})"
+    store.quarantine(STAGE, f"{call_id}.audio", reason, call_id=call_id)
+    report.quarantined.append((call_id, ["UNDECODABLE_AUDIO"]))
+
+
+def _decoded_calls(
+    store: GovernedStore,
+    call_ids: list[str],
+    redactions_by_call: Mapping[str, Mapping[int, TurnRedactions]],
+    blanks: Mapping[str, set[int]],
+    report: AudioRedactionReport,
+) -> list[_CallAudio]:
+    calls = []
+    for raw in store.read_raw(call_ids):
+        call_id = raw.document["call_id"]
+        try:
+            decoded = decode_audio(raw.audio)
+        except RuntimeError as error:  # soundfile.LibsndfileError: audio libsndfile cannot read
+            _undecodable(store, call_id, error, report)
             continue
-        started = time.perf_counter()
-        a, b = turn_bounds(turns[turn.index], decoded.sample_rate, frames)
-        offset = a / decoded.sample_rate
-        local = [(s - offset, e - offset) for s, e in turn.intervals]
-        context = context_words(redactions[turn.index])
-        kinds = verify_audio_redaction(asr, decoded.samples[a:b], decoded.sample_rate, values, local, context)
-        out[turn.index] = (kinds, time.perf_counter() - started)
-    return out
+        calls.append(_CallAudio(call_id, raw.document["turns"], redactions_by_call[call_id],
+                                blanks.get(call_id, set()), Path(raw.document["audio"]).suffix, decoded))
+    return calls
+
+
+def _mask_calls(
+    store: GovernedStore,
+    calls: list[_CallAudio],
+    config: AudioRedactionConfig,
+    asr: AsrEngine,
+    timings: WordTimings,
+    report: AudioRedactionReport,
+) -> None:
+    """Word times of every PII turn of the batch in one ASR pass, then each call masked."""
+    started = time.perf_counter()
+    wanted = [(call, i) for call in calls for i in turns_to_mask(call.redactions) if i not in call.blank]
+    timed = word_timings(asr, [turn_clip(call.decoded, call.turns[i]) for call, i in wanted], timings)
+    words: dict[str, dict[int, list[Word]]] = {}
+    for (call, index), found in zip(wanted, timed, strict=True):
+        words.setdefault(call.call_id, {})[index] = found
+    report.asr_s += time.perf_counter() - started
+    started = time.perf_counter()
+    for call in calls:
+        try:
+            call.result = redact_call_audio(
+                call.decoded, call.turns, call.redactions, words=words.get(call.call_id, {}), blank_turns=call.blank,
+                mode=config.mode, pad_s=config.pad_s, tone_hz=config.tone_hz, tone_level=config.tone_level,
+            )  # fmt: skip
+        except RuntimeError as error:  # the masked audio cannot be written back in the file's format
+            _undecodable(store, call.call_id, error, report)
+    report.mask_s += time.perf_counter() - started
+
+
+def _verify(asr: AsrEngine, calls: list[_CallAudio], report: AudioRedactionReport) -> dict[str, dict[int, list[str]]]:
+    """call -> turn -> entity types the ASR still hears in the masked turn; all masked turns in one batch."""
+    started = time.perf_counter()
+    checks: list[tuple[str, int, HearingCheck]] = []
+    for call in calls:
+        if call.result is None:
+            continue
+        decoded, frames = call.result.decoded, call.result.decoded.samples.shape[0]
+        for turn in call.result.report.turns:
+            values = pii_values(call.redactions.get(turn.index, ()))
+            if not values:
+                continue
+            a, b = turn_bounds(call.turns[turn.index], decoded.sample_rate, frames)
+            offset = a / decoded.sample_rate
+            local = [(s - offset, e - offset) for s, e in turn.intervals]
+            check = HearingCheck(decoded.samples[a:b], decoded.sample_rate, values, local,
+                                 context_words(call.redactions[turn.index]))
+            checks.append((call.call_id, turn.index, check))
+    heard: dict[str, dict[int, list[str]]] = {}
+    for (call_id, index, _), kinds in zip(checks, verify_turns(asr, [c for _, _, c in checks]), strict=True):
+        if kinds:
+            heard.setdefault(call_id, {})[index] = kinds
+    report.verify_s += time.perf_counter() - started
+    return heard
 
 
 def _quarantine(
