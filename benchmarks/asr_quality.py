@@ -19,9 +19,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from common import asr_project, emit  # noqa: E402  (benchmarks/common.py)
-
-FIXTURES = Path(__file__).resolve().parents[1] / "data" / "sample" / "speech_fixtures"
+from common import asr_golden, asr_project, emit  # noqa: E402  (benchmarks/common.py)
 
 
 def main() -> None:
@@ -34,14 +32,9 @@ def main() -> None:
     settings, run = asr_project(args.project_dir)
 
     import mlflow
-    import soundfile as sf
 
-    from governance.redaction.audio import to_asr_rate
-    from governance.session import open_store
-    from training.asr.digits import digit_eval_set
-    from training.asr.finetune import MODEL_ARTIFACT, GoldenAudio
-    from training.asr.metrics import digit_accuracy, slice_table, utterance_errors, wer
-    from training.datasets import open_version
+    from serving.asr import AsrEngine
+    from training.asr.finetune import MODEL_ARTIFACT, AsrEvaluation
 
     model_dir = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=MODEL_ARTIFACT,
                                                          dst_path=str(settings.root / "work" / "bench")))
@@ -49,44 +42,28 @@ def main() -> None:
           train_utterances=int(run.data.params["asr.train_utterances"]), epochs=int(run.data.params["asr.epochs"]),
           encoder_layers=int(run.data.params["asr.lora.encoder_layers"]), cpu_count=os.cpu_count())
 
-    store = open_store(settings, "ml-engineer", "evaluation")
-    golden = GoldenAudio.load(open_version(store, "asr-golden", run.data.params["dataset.asr-golden"]), digit_eval=0)
-    if args.limit and args.limit < len(golden.audios):
-        step = len(golden.audios) / args.limit
-        keep = sorted({int(i * step) for i in range(args.limit)})
-        golden.audios = [golden.audios[i] for i in keep]
-        golden.references = [golden.references[i] for i in keep]
-        golden.rows = [golden.rows[i] for i in keep]
-    digits = digit_eval_set(args.digits)
-    golden.digit_audios = [d.audio for d in digits]
-    golden.digit_references = [d.text for d in digits]
-    fixtures = sorted((FIXTURES / "librivox").glob("*.wav")) + [FIXTURES / "vosk_digits.wav"]
-    fixture_audio = [to_asr_rate(*sf.read(str(p), dtype="float32")) for p in fixtures]
-    fixture_refs = [p.with_suffix(".txt").read_text() for p in fixtures]
-
-    from serving.asr import AsrEngine
-
+    golden = asr_golden(settings, run, args.limit, args.digits)
     models: dict[str, tuple[str | None, float | None]] = {
         "base_30s_sequential": (None, None), "base_10s": (None, 10.0), "challenger": (str(model_dir),
                                                                                     settings.asr.window_s)}
     tables: dict[str, list[dict[str, Any]]] = {}
     for name, (path, window) in models.items():
-        engine = AsrEngine(path, window_s=window)
-        if window is None:
-            texts = engine.transcribe_arrays([*golden.audios, *golden.digit_audios])
+        if window is None:  # as served before: one at a time, 30 s windows
+            engine = AsrEngine(path, window_s=None)
+            texts = engine.transcribe_arrays([*golden.audios, *golden.digit_audios, *golden.clean_audios])
+            split = len(golden.audios), len(golden.audios) + len(golden.digit_audios)
+            evaluation = AsrEvaluation(texts[: split[0]], texts[split[0] : split[1]], texts[split[1] :])
         else:
-            texts = engine.transcribe_batch([*golden.audios, *golden.digit_audios])
-        hyps, digit_hyps = texts[: len(golden.audios)], texts[len(golden.audios) :]
-        tables[name] = slice_table(golden.rows, utterance_errors(golden.references, hyps))
+            evaluation = golden.transcribe(path, window, 8)
+        scores = evaluation.scores(golden)
+        tables[name] = scores["slices"]
         for row in tables[name]:
             emit(figure="asr_golden_wer", model=name, slice=row["slice"], n=row["n"], wer=round(row["wer"], 4))
-        emit(figure="asr_digit_accuracy", model=name, n=len(digits),
-              accuracy=round(digit_accuracy(golden.digit_references, digit_hyps), 4))
-        fixture_hyps = (engine.transcribe_arrays(fixture_audio) if window is None
-                        else engine.transcribe_batch(fixture_audio))
-        errors = utterance_errors(fixture_refs, fixture_hyps)
-        emit(figure="asr_fixture_word_errors", model=name, errors=sum(e.errors for e in errors),
-              words=sum(e.ref_words for e in errors), wer=round(wer(errors), 4))
+        emit(figure="asr_digit_accuracy", model=name, n=len(golden.digit_references),
+             accuracy=round(scores["digit_accuracy"], 4))
+        emit(figure="asr_fixture_word_errors", model=name, errors=scores["clean_speech_errors"],
+             words=scores["clean_speech_words"],
+             wer=round(scores["clean_speech_errors"] / max(scores["clean_speech_words"], 1), 4))
     base = {r["slice"]: r["wer"] for r in tables["base_30s_sequential"]}
     for row in tables["challenger"]:
         if row["slice"].startswith("channel=") or row["slice"] == "all":

@@ -52,3 +52,22 @@ def asr_project(project_dir: str, newest: bool = True) -> tuple[Any, Any]:
     if not runs:
         raise SystemExit(f"{project_dir}: no retrain-asr run; run benchmarks/pipeline.py --project-dir first")
     return settings, runs[0]
+
+
+def asr_golden(settings: Any, run: Any, limit: int | None, digits: int) -> Any:
+    """The run's golden audio (every k-th turn so that about ``limit`` remain, all slices kept), ``digits``
+    strings of the held-out FSDD speaker and the clean real recordings: a ``GoldenAudio``."""
+    from governance.session import open_store
+    from training.asr.finetune import GoldenAudio
+    from training.datasets import open_version
+
+    store = open_store(settings, "ml-engineer", "evaluation")
+    golden = GoldenAudio.load(open_version(store, "asr-golden", run.data.params["dataset.asr-golden"]),
+                              digit_eval=digits)
+    if limit and limit < len(golden.audios):
+        step = len(golden.audios) / limit
+        keep = sorted({int(i * step) for i in range(limit)})
+        golden.audios = [golden.audios[i] for i in keep]
+        golden.references = [golden.references[i] for i in keep]
+        golden.rows = [golden.rows[i] for i in keep]
+    return golden

@@ -190,7 +190,8 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     asr = timed("finetune_asr", finetune_speech, settings, store, versions) if settings.asr.enabled else None
     if asr is not None:
         summary["asr"] = {"run_id": asr.run.run_id, "golden_wer": asr.run.scores["wer"],
-                          "digit_accuracy": asr.run.scores["digit_accuracy"], "reused": asr.run.reused}
+                          "digit_accuracy": asr.run.scores["digit_accuracy"],
+                          "clean_speech_errors": asr.run.scores["clean_speech_errors"], "reused": asr.run.reused}
     summary["gate"] = timed("gate", gate, settings, store, challenger, asr)
     summary["timings_s"] = timings
     return summary

@@ -53,6 +53,33 @@ def test_lora_targets_the_decoder_and_only_the_top_encoder_layers(whisper: tuple
     assert not [n for n, _ in model.named_modules() if decoder_only.fullmatch(n) and ".encoder." in n]  # type: ignore[attr-defined]
 
 
+def test_merge_scale_interpolates_between_base_and_fine_tuned_weights(whisper: tuple[object, object]) -> None:
+    import copy
+
+    from peft import LoraConfig, get_peft_model
+
+    from training.asr.train import scale_adapter
+
+    model, _ = whisper
+    name = "model.decoder.layers.0.self_attn.q_proj.weight"
+    base = dict(model.named_parameters())[name].detach().clone()  # type: ignore[attr-defined]
+
+    def merged(scale: float) -> torch.Tensor:
+        torch.manual_seed(0)  # the same A and B at every scale
+        peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj"]))
+        for param_name, param in peft_model.named_parameters():
+            if "lora_B" in param_name:  # B starts at zero: give the update something to scale
+                torch.nn.init.normal_(param, std=0.1)
+        scale_adapter(peft_model, scale)
+        return dict(peft_model.merge_and_unload().named_parameters())[name].detach()
+
+    full, half, none = merged(1.0), merged(0.5), merged(0.0)
+    assert not torch.allclose(full, base, atol=1e-4)
+    assert torch.allclose(none, base) and torch.allclose(half, (base + full) / 2, atol=1e-6)
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        scale_adapter(model, 1.5)
+
+
 def test_redacted_spans_are_removed_where_the_audio_was_silenced() -> None:
     assert target_transcript("My email is <EMAIL_ADDRESS>.") == "My email is."
     assert target_transcript("<PERSON> here, card <CREDIT_CARD> please") == "here, card please"
@@ -100,7 +127,8 @@ def test_exported_model_scores_within_one_point_of_the_merged_model(
     settings = load_settings(project.params)
     assert project.summary["asr"]["golden_wer"] < 1.0
     gate = {c["name"]: c for c in project.summary["gate"]["criteria"]}
-    assert {"asr_wer", "asr_wer_slices", "digit_accuracy"} <= set(gate)  # the ASR challenger was gated
+    assert {"asr_wer", "asr_wer_slices", "digit_accuracy", "clean_speech"} <= set(gate)  # the ASR was gated
+    assert gate["clean_speech"]["challenger"] == project.summary["asr"]["clean_speech_errors"]
     assert gate["asr_wer"]["challenger"] == pytest.approx(project.summary["asr"]["golden_wer"])
     assert {s["name"] for s in project.summary["gate"]["asr_slices"]} >= {
         "asr_wer[channel=clean16k]", "asr_wer[channel=telephone8k]"}

@@ -91,6 +91,22 @@ def test_asr_wer_is_a_ratio_of_sums_and_a_worse_asr_is_blocked_per_slice() -> No
     assert decide(better, config).promote
 
 
+def test_forgetting_clean_real_speech_blocks_the_asr_even_when_the_calls_improve() -> None:
+    config = GateConfig(n_bootstrap=500, clean_speech_max_extra_errors=1)
+    refs = [10] * 40
+    asr = _asr_evidence([1] * 40, [4] * 40, refs)  # much better on the golden calls
+    asr.champion_clean_errors, asr.challenger_clean_errors = np.asarray([1, 2, 0]), np.asarray([2, 2, 1])
+    results = {c.name: c for c in decide(GateEvidence(labels=["a"], challenger_predictions=["a"], asr=asr),
+                                         config).criteria}
+    assert results["asr_wer"].passed and not results["clean_speech"].passed
+    assert (results["clean_speech"].challenger, results["clean_speech"].champion) == (5, 3)
+    asr.challenger_clean_errors = np.asarray([2, 2, 0])  # one word worse in total: allowed
+    assert decide(GateEvidence(labels=["a"], challenger_predictions=["a"], asr=asr), config).promote
+    asr.challenger_clean_errors = asr.champion_clean_errors = np.zeros(0)  # no recordings: no criterion
+    assert "clean_speech" not in {c.name for c in decide(GateEvidence(labels=["a"], challenger_predictions=["a"],
+                                                                      asr=asr), config).criteria}
+
+
 def test_a_transposed_digit_string_blocks_the_asr_even_when_wer_holds() -> None:
     config = GateConfig(n_bootstrap=500)
     refs = [10] * 40

@@ -107,6 +107,19 @@ def test_batched_words_are_the_text_timed_like_forced_alignment(asr: AsrEngine, 
     assert asr.transcribe_words_batch([np.zeros(10, np.float32)]) == [("", [])]
 
 
+def test_parallel_workers_give_the_same_results(asr: AsrEngine, clips: list[np.ndarray]) -> None:
+    parallel = AsrEngine.for_throughput(cores=2)
+    assert parallel.workers == 2
+    seen: list[int] = []
+    texts = parallel.transcribe_batch(clips, batch_size=2, progress=lambda done, _total: seen.append(done))
+    assert texts == asr.transcribe_batch(clips, batch_size=2) and seen == sorted(seen) and seen[-1] == len(clips)
+    words = parallel.align_words_batch(clips, texts, batch_size=2)
+    assert [[w.text for w in ws] for ws in words] == [[w.text for w in ws] for ws in asr.align_words_batch(
+        clips, texts, batch_size=2)]
+    with pytest.raises(ValueError, match="workers"):
+        AsrEngine(workers=0)
+
+
 def test_batched_alignment_times_known_texts_like_one_at_a_time(
     asr: AsrEngine, clips: list[np.ndarray], sequential: list[str]
 ) -> None:

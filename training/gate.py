@@ -12,9 +12,12 @@ recomputes errors / reference words).
   ``margin``; i.e. we are confident the challenger is at most ``margin`` worse.
 * **Floor** (no champion yet): pass when the challenger's point estimate is at least ``floor``.
 
-ASR adds three criteria when the run trained an ASR challenger: golden WER, WER in every slice
-(voice, channel, SNR bin) with enough utterances (every slice is reported in ``asr_slices``), and
-digit-string accuracy on a real speaker training never heard. The ASR champion is the champion
+ASR adds four criteria when the run trained an ASR challenger: golden WER, WER in every slice
+(voice, channel, SNR bin) with enough utterances (every slice is reported in ``asr_slices``),
+digit-string accuracy on a real speaker training never heard, and word errors on a handful of
+real clean recordings. That last set is too small for an interval (six clips, 86 words), so its
+rule is a count: the challenger may make at most ``clean_speech_max_extra_errors`` more word
+errors in total than the champion. The ASR champion is the champion
 bundle's ASR, or the base model while no bundle has one.
 
 The challenger is promoted only when every criterion passes. Criteria are small functions
@@ -47,6 +50,9 @@ class AsrEvidence:
     challenger_digits_correct: np.ndarray  # per digit-set utterance: 1.0 if the whole digit string is right
     champion_digits_correct: np.ndarray
     champion_label: str = "base"
+    # per clean real recording (training/asr/clean_speech.py): word errors of each model
+    challenger_clean_errors: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    champion_clean_errors: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -255,9 +261,28 @@ def digit_accuracy(evidence: GateEvidence, config: GateConfig) -> CriterionResul
     )
 
 
+def clean_speech(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
+    """Real clean recordings unlike the calls: retraining must not make the ASR forget them."""
+    if evidence.asr is None or evidence.asr.challenger_clean_errors.size == 0:
+        return None
+    challenger = int(evidence.asr.challenger_clean_errors.sum())
+    champion = int(evidence.asr.champion_clean_errors.sum())
+    allowed = config.clean_speech_max_extra_errors
+    return CriterionResult(
+        name="clean_speech",
+        passed=challenger - champion <= allowed,
+        rule=(f"word errors on {evidence.asr.challenger_clean_errors.size} clean real recordings: challenger "
+              f"{challenger} may exceed {evidence.asr.champion_label} ({champion}) by at most {allowed}"),
+        challenger=float(challenger),
+        champion=float(champion),
+        delta=float(champion - challenger),
+        threshold=float(allowed),
+    )
+
+
 # A criterion returns None when its evidence is absent (no ASR challenger in this run).
 Criterion = Callable[[GateEvidence, GateConfig], CriterionResult | None]
-CRITERIA: list[Criterion] = [intent_accuracy, asr_wer, asr_wer_slices, digit_accuracy]
+CRITERIA: list[Criterion] = [intent_accuracy, asr_wer, asr_wer_slices, digit_accuracy, clean_speech]
 
 
 def per_intent_changes(evidence: GateEvidence) -> list[dict[str, Any]]:

@@ -84,6 +84,9 @@ def asr_evidence(registry: Registry, candidate: AsrCandidate, work_dir: Path) ->
         challenger_digits_correct=digits_correct(golden.digit_references, candidate.run.evaluation.digit_hypotheses),
         champion_digits_correct=digits_correct(golden.digit_references, baseline.digit_hypotheses),
         champion_label=f"champion ASR {reference}" if reference else "the base model (no champion ASR yet)",
+        challenger_clean_errors=error_arrays(utterance_errors(golden.clean_references,
+                                                              candidate.run.evaluation.clean_hypotheses))[0],
+        champion_clean_errors=error_arrays(utterance_errors(golden.clean_references, baseline.clean_hypotheses))[0],
     )
 
 

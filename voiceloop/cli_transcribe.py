@@ -211,8 +211,8 @@ def register(app: typer.Typer) -> None:
                 window = trained  # the window the model was trained on
 
             try:
-                engine = AsrEngine(resolved.path, cpu_threads=settings.threads or min(4, os.cpu_count() or 1),
-                                   window_s=window)
+                engine = AsrEngine.for_throughput(resolved.path, settings.threads or min(4, os.cpu_count() or 1),
+                                                  window_s=window)
             except Exception as err:  # CTranslate2 / tokenizers errors on a broken export
                 fail(escape(f"--model {model}: could not load {resolved.path}: {err}"))
             failed, seconds = 0, 0.0

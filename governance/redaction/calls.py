@@ -200,5 +200,6 @@ def _gate(store: GovernedStore, redacted_calls: list[dict[str, Any]], report: Re
 def _asr_engine(model: str | None) -> AsrEngine:
     from serving.asr import AsrEngine
 
-    # No more threads than cores: CTranslate2's default of 4 oversubscribes a 2-core machine.
-    return AsrEngine(model, cpu_threads=min(4, os.cpu_count() or 1))
+    # Many turns in batches: a one-thread worker per core (CTranslate2's default of 4 threads
+    # oversubscribes a 2-core machine).
+    return AsrEngine.for_throughput(model, min(4, os.cpu_count() or 1))

@@ -2,9 +2,10 @@
 
 One run: LoRA training (loss per epoch, WER per epoch on held-out training calls), the adapter,
 the merged model exported to CTranslate2 int8 (what serving loads and the gate scores), golden
-WER overall and by slice (voice, channel, SNR) with a plot, and digit accuracy on a real FSDD
-speaker training never hears. Runs are keyed by dataset digests + configuration, so a re-run
-after a crash reuses a finished run instead of training again.
+WER overall and by slice (voice, channel, SNR) with a plot, digit accuracy on a real FSDD
+speaker training never hears, and word errors on real clean recordings (clean_speech.py).
+Runs are keyed by dataset digests + configuration, so a re-run after a crash reuses a finished
+run instead of training again.
 """
 
 from __future__ import annotations
@@ -40,38 +41,48 @@ class AsrEvaluation:
 
     hypotheses: list[str]
     digit_hypotheses: list[str]
+    clean_hypotheses: list[str] = field(default_factory=list)
 
     def scores(self, golden: GoldenAudio) -> dict[str, Any]:
         errors = utterance_errors(golden.references, self.hypotheses)
+        clean = utterance_errors(golden.clean_references, self.clean_hypotheses)
         return {
             "wer": wer(errors),
             "digit_accuracy": digit_accuracy(golden.digit_references, self.digit_hypotheses),
             "slices": slice_table(golden.rows, errors, SLICE_KEYS),
+            "clean_speech_errors": sum(e.errors for e in clean),
+            "clean_speech_words": sum(e.ref_words for e in clean),
         }
 
 
 @dataclass
 class GoldenAudio:
-    """The golden customer turns (redacted audio) and the held-out digit set, decoded once."""
+    """The golden customer turns (redacted audio), the held-out digit set and the clean recordings, decoded once."""
 
     audios: list[np.ndarray]
     references: list[str]
     rows: list[dict[str, Any]]  # slice keys per utterance
     digit_audios: list[np.ndarray] = field(default_factory=list)
     digit_references: list[str] = field(default_factory=list)
+    clean_audios: list[np.ndarray] = field(default_factory=list)
+    clean_references: list[str] = field(default_factory=list)
 
     @classmethod
-    def load(cls, golden: DatasetVersion, digit_eval: int = DIGIT_EVAL_SIZE) -> GoldenAudio:
+    def load(cls, golden: DatasetVersion, digit_eval: int = DIGIT_EVAL_SIZE, clean_speech: bool = True) -> GoldenAudio:
+        from training.asr.clean_speech import clean_speech_set
         from training.asr.digits import digit_eval_set
 
         data = golden.load()
         digits = digit_eval_set(digit_eval) if digit_eval else []
+        clean = clean_speech_set() if clean_speech else []
         return cls(
             audios=[load_utterance(a) for a in data["audio"]] if golden.rows else [],
             references=list(data["text"]) if golden.rows else [],
             rows=[{k: data[k][i] for k in SLICE_KEYS} for i in range(golden.rows)],
             digit_audios=[d.audio for d in digits],
             digit_references=[d.text for d in digits],
+            clean_audios=[c.audio for c in clean],
+            clean_references=[c.text for c in clean],
         )
 
     def transcribe(self, model: str | Path | None, window_s: float, batch_size: int,
@@ -79,9 +90,12 @@ class GoldenAudio:
         """Transcribe everything with a CTranslate2 model (None: the bundled base model) as serving would."""
         from serving.asr import AsrEngine
 
-        engine = AsrEngine(str(model) if model else None, compute_type=compute_type, window_s=window_s)
-        texts = engine.transcribe_batch([*self.audios, *self.digit_audios], batch_size=batch_size, progress=progress)
-        return AsrEvaluation(texts[: len(self.audios)], texts[len(self.audios) :])
+        engine = AsrEngine.for_throughput(str(model) if model else None, compute_type=compute_type,
+                                          window_s=window_s)
+        texts = engine.transcribe_batch([*self.audios, *self.digit_audios, *self.clean_audios],
+                                        batch_size=batch_size, progress=progress)
+        golden, digits = len(self.audios), len(self.audios) + len(self.digit_audios)
+        return AsrEvaluation(texts[:golden], texts[golden:digits], texts[digits:])
 
 
 @dataclass
@@ -122,6 +136,8 @@ def metric_name(slice_name: str) -> str:
 def _log_scores(prefix: str, scores: dict[str, Any]) -> None:
     mlflow.log_metric(f"{prefix}_wer", scores["wer"])
     mlflow.log_metric(f"{prefix}_digit_accuracy", scores["digit_accuracy"])
+    if scores["clean_speech_words"]:
+        mlflow.log_metric("clean_speech_word_errors", scores["clean_speech_errors"])
     for row in scores["slices"]:
         if row["n"] and row["ref_words"]:
             mlflow.log_metric(f"{prefix}_wer.{metric_name(row['slice'])}"[:250], row["wer"])
@@ -179,7 +195,7 @@ def finetune_asr(
         out = work_dir / key
         peft_model.save_pretrained(str(out / ADAPTER_ARTIFACT))
         mlflow.log_artifacts(str(out / ADAPTER_ARTIFACT), ADAPTER_ARTIFACT)
-        merged = save_merged(peft_model, processor, out / "merged")
+        merged = save_merged(peft_model, processor, out / "merged", config.lora.merge_scale)
         model_dir = export_ctranslate2(merged, out / MODEL_ARTIFACT, "int8", config.window_s)
         evaluation = golden_audio.transcribe(model_dir, config.window_s, config.batch_transcribe, tick("evaluate"))
         scores = evaluation.scores(golden_audio)

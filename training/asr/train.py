@@ -182,8 +182,27 @@ def train_whisper_lora(
     return peft_model
 
 
-def save_merged(peft_model: Any, processor: Any, out_dir: Path) -> Path:
-    """Merge the LoRA weights into the base model and save it with its processor (transformers format)."""
+def scale_adapter(peft_model: Any, scale: float) -> None:
+    """Multiply every LoRA update of ``peft_model`` by ``scale`` (in place; 1: unchanged, 0: the base model).
+
+    Merging a scaled update is weight-space interpolation between the base and the fine-tuned
+    model (WiSE-FT, Wortsman et al. 2022): the update is low-rank and added to frozen weights, so
+    ``W + scale * dW`` is exactly the point ``scale`` of the way from base to fine-tuned.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    if not 0 <= scale <= 1:
+        raise ValueError(f"merge scale must be between 0 and 1, got {scale}")
+    for module in peft_model.modules():
+        if isinstance(module, LoraLayer):
+            module.scale_layer(scale)
+
+
+def save_merged(peft_model: Any, processor: Any, out_dir: Path, scale: float = 1.0) -> Path:
+    """Merge the LoRA weights (scaled by ``scale``: :func:`scale_adapter`) into the base model and save it
+    with its processor (transformers format)."""
+    if scale != 1:
+        scale_adapter(peft_model, scale)
     merged = peft_model.merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)
     merged.save_pretrained(str(out_dir))
