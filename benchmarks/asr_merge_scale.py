@@ -21,12 +21,13 @@ from common import asr_golden, asr_project, emit  # noqa: E402  (benchmarks/comm
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--project-dir", required=True)
+    parser.add_argument("--run-id", default=None, help="a retrain-asr run of the project (default: the newest)")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.0, 0.5, 0.6, 0.7, 0.8, 1.0])
     parser.add_argument("--digits", type=int, default=100, help="held-out FSDD digit strings")
     parser.add_argument("--limit", type=int, default=None,
                         help="score every k-th golden turn so that about this many remain (all slices kept)")
     args = parser.parse_args()
-    settings, run = asr_project(args.project_dir)
+    settings, run = asr_project(args.project_dir, run_id=args.run_id)
 
     import mlflow
     from peft import PeftModel

@@ -30,8 +30,8 @@ def scratch(prefix: str, keep: bool = False) -> Iterator[Path]:
             shutil.rmtree(folder, ignore_errors=True)
 
 
-def asr_project(project_dir: str, newest: bool = True) -> tuple[Any, Any]:
-    """(settings, MLflow run) of a project the retrain flow ran in: its newest (or first) ASR run.
+def asr_project(project_dir: str, newest: bool = True, run_id: str | None = None) -> tuple[Any, Any]:
+    """(settings, MLflow run) of a project the retrain flow ran in: ``run_id``, else its newest (or first) ASR run.
 
     Points voiceloop at ``project_dir``, prepares the offline runtime and MLflow tracking.
     """
@@ -47,6 +47,8 @@ def asr_project(project_dir: str, newest: bool = True) -> tuple[Any, Any]:
     settings = load_settings()
     prepare(settings.root)
     setup_tracking(settings)
+    if run_id:
+        return settings, mlflow.get_run(run_id)
     runs = mlflow.search_runs(filter_string="attributes.run_name = 'retrain-asr'", output_format="list",
                               max_results=1, order_by=[f"attributes.start_time {'DESC' if newest else 'ASC'}"])
     if not runs:

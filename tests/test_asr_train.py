@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from tests.flow_helpers import TrainedProject, trained_template
+from tests.conftest import TINY_ASR
+from tests.flow_helpers import TrainedProject, clone_project, flow_params, trained_template
 from training.asr import windowed
 from training.asr.convert import load_base_whisper
 from training.asr.data import target_transcript
@@ -151,6 +152,33 @@ def test_exported_model_scores_within_one_point_of_the_merged_model(
     merged_wer = wer(utterance_errors(golden.references, unquantized))
     exported_wer = wer(utterance_errors(golden.references, exported))
     assert abs(exported_wer - merged_wer) <= 0.01, (merged_wer, exported_wer)
+
+
+@pytest.mark.usefixtures("prefect_harness")
+def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
+    tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Changing an ASR setting retrains the ASR only; the gate must judge that pair, not replay the old verdict."""
+    from flows.retrain import retrain
+    from training.registry import Registry
+
+    template = trained_template(tiny_corpus, tmp_path_factory)
+    project = clone_project(template, tmp_path_factory.mktemp("asr-regate"))
+    lora = {**TINY_ASR["lora"], "merge_scale": 0.8}  # the template merged at the default, 0.5
+    params = flow_params(project.params.parent, project.sources, asr={"enabled": True, "lora": lora})
+    summary = retrain(params_file=str(params))
+    assert summary["training"]["reused"] and not summary["asr"]["reused"]
+    gate = summary["gate"]
+    assert not gate["repeated"] and "clean_speech" in {c["name"] for c in gate["criteria"]}
+    assert int(gate["bundle_version"]) > int(template.summary["gate"]["bundle_version"])
+    registry = Registry(load_settings(params))
+    before = registry.bundle(template.summary["gate"]["bundle_version"]).components
+    after = registry.bundle(gate["bundle_version"]).components
+    assert after["intent"] == before["intent"]  # the reused intent run is one model version, not two
+    assert after["asr"] != before["asr"]
+    again = retrain(params_file=str(params))  # nothing new: the recorded verdict for this pair
+    assert again["gate"]["repeated"] and again["gate"]["bundle_version"] == gate["bundle_version"]
+    assert again["gate"]["verdict"] == gate["verdict"]
 
 
 def _redacted_call(call_id: str, turns: list[tuple[float, float]]) -> dict[str, object]:

@@ -2,7 +2,9 @@
 
 Every challenger is registered (its evidence stays inspectable); only a passing one becomes
 ``champion``. The decision is logged as a run artifact and returned for the audit trail.
-Running this twice for the same challenger run returns the recorded outcome.
+A bundle is keyed by its challenger runs (intent, and ASR when there is one): running this twice
+for the same runs returns the recorded outcome, while a new ASR run beside a reused intent run
+(an ASR setting changed) is a new bundle, gated anew.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from training.intent.predict import IntentModel
 from training.registry import CHAMPION, Registry
 from voiceloop.config import GateConfig
 
-DECISION_ARTIFACT = "gate/decision.json"
+DECISION_ARTIFACT = "gate/decision.json"  # the intent run's latest decision
+ASR_RUN_TAG = "asr_run_id"  # on a bundle version: the ASR challenger run it was gated with
+
+
+def decision_artifact(asr_run_id: str | None) -> str:
+    """Where the decision for one bundle key is kept in the intent run (the latest also in DECISION_ARTIFACT)."""
+    return f"gate/decision-asr-{asr_run_id}.json" if asr_run_id else DECISION_ARTIFACT
 
 
 @dataclass
@@ -35,9 +43,11 @@ class PromotionOutcome:
     repeated: bool = False
 
 
-def _existing_bundle(registry: Registry, run_id: str) -> str | None:
+def _existing_bundle(registry: Registry, run_id: str, asr_run_id: str | None) -> str | None:
+    """The bundle version already registered for these challenger runs, if any."""
     versions = registry.client.search_model_versions(f"name='{registry.bundle_name}' and run_id='{run_id}'")
-    return str(versions[0].version) if versions else None
+    same = [v for v in versions if v.tags.get(ASR_RUN_TAG) == asr_run_id]
+    return str(same[0].version) if same else None
 
 
 def champion_predictions(registry: Registry, texts: list[str], work_dir: Path) -> tuple[str, list[str]] | None:
@@ -102,10 +112,11 @@ def gate_and_promote(
     asr: AsrCandidate | None = None,
 ) -> PromotionOutcome:
     """Gate the intent challenger (and the ASR challenger, when given) and move the bundle aliases."""
-    existing = _existing_bundle(registry, challenger.run_id)
+    asr_run_id = asr.run.run_id if asr else None
+    existing = _existing_bundle(registry, challenger.run_id, asr_run_id)
     if existing is not None:
         recorded = mlflow.artifacts.load_dict(
-            f"{registry.client.get_run(challenger.run_id).info.artifact_uri}/{DECISION_ARTIFACT}"
+            f"{registry.client.get_run(challenger.run_id).info.artifact_uri}/{decision_artifact(asr_run_id)}"
         )
         tags = registry.client.get_model_version(registry.bundle_name, existing).tags
         if "gate.verdict" not in tags:  # killed between registering and moving the alias: finish it
@@ -126,6 +137,8 @@ def gate_and_promote(
     intent_version = registry.register_component(registry.intent_name, challenger.run_id, MODEL_ARTIFACT)
     with mlflow.start_run(run_id=challenger.run_id):
         mlflow.log_dict(decision, DECISION_ARTIFACT)
+        if asr_run_id:
+            mlflow.log_dict(decision, decision_artifact(asr_run_id))
         mlflow.set_tag("gate.verdict", decision["verdict"])
     components = {"intent": f"{registry.intent_name}/{intent_version}"}
     evidence_summary: dict[str, Any] = {"golden_accuracy": challenger.golden_accuracy, "verdict": decision["verdict"]}
@@ -133,7 +146,8 @@ def gate_and_promote(
         asr_version = registry.register_component(registry.asr_name, asr.run.run_id, ASR_ARTIFACT)
         components["asr"] = f"{registry.asr_name}/{asr_version}"
         evidence_summary["golden_wer"] = asr.run.scores["wer"]
-    bundle = registry.register_bundle(challenger.run_id, components, evidence_summary)
+    bundle = registry.register_bundle(challenger.run_id, components, evidence_summary,
+                                      {ASR_RUN_TAG: asr_run_id} if asr_run_id else None)
     _apply(registry, bundle.version, decision)
     champion = registry.by_alias(CHAMPION)
     return PromotionOutcome(bundle.version, bool(decision["promote"]), decision,

@@ -68,16 +68,20 @@ class Registry:
             self.client.create_registered_model(name, description=description)
 
     def register_component(self, name: str, run_id: str, artifact_path: str) -> str:
-        """Register a run's artifact folder as a new version of ``name``; returns the version."""
+        """Register a run's artifact folder as a version of ``name`` (the existing one if that run's folder
+        is registered already: a run reused beside a new one is one model, not two); returns the version."""
         self._ensure(name, "voiceloop component model")
         run = self.client.get_run(run_id)
-        version = self.client.create_model_version(
-            name=name, source=f"{run.info.artifact_uri}/{artifact_path}", run_id=run_id
-        )
+        source = f"{run.info.artifact_uri}/{artifact_path}"
+        for existing in self.client.search_model_versions(f"name='{name}' and run_id='{run_id}'"):
+            if existing.source == source:
+                return str(existing.version)
+        version = self.client.create_model_version(name=name, source=source, run_id=run_id)
         return str(version.version)
 
-    def register_bundle(self, run_id: str, components: dict[str, str], evidence: dict[str, Any]) -> BundleVersion:
-        """Register a bundle version naming its components; it becomes the ``challenger``."""
+    def register_bundle(self, run_id: str, components: dict[str, str], evidence: dict[str, Any],
+                        tags: dict[str, str] | None = None) -> BundleVersion:
+        """Register a bundle version naming its components (and ``tags``); it becomes the ``challenger``."""
         self._ensure(self.bundle_name, "voiceloop serving bundle: the exact component versions served together")
         with mlflow.start_run(run_id=run_id):
             mlflow.log_dict({"components": components, "evidence": evidence}, "bundle/bundle.json")
@@ -86,7 +90,7 @@ class Registry:
             name=self.bundle_name,
             source=f"{run.info.artifact_uri}/bundle",
             run_id=run_id,
-            tags={f"component.{k}": v for k, v in components.items()},
+            tags={**{f"component.{k}": v for k, v in components.items()}, **(tags or {})},
         )
         self.client.set_registered_model_alias(self.bundle_name, CHALLENGER, version.version)
         return self.bundle(str(version.version))

@@ -120,8 +120,9 @@ class AsrLoraSettings(_Section):
     # The trained LoRA update is scaled by this before it is merged into the base model (WiSE-FT: a
     # point between base and fine-tuned weights). Below 1 keeps more of the base model's accuracy on
     # speech unlike the training calls (real clean speech) and gives up some of the gain on calls
-    # like them; 0 is the base model. Curve: benchmarks/asr_merge_scale.py (benchmarks/README.md#asr).
-    merge_scale: Annotated[float, Field(ge=0, le=1)] = 1.0
+    # like them; 0 is the base model. 0.5 is WiSE-FT's usual midpoint, not tuned here; the curve:
+    # benchmarks/asr_merge_scale.py (benchmarks/README.md#asr).
+    merge_scale: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
 class AsrConfig(_Section):
@@ -154,7 +155,9 @@ class GateConfig(_Section):
     slice_wer_margin: float = 0.03  # ... in every slice of at least min_slice_utterances (wider: fewer words)
     min_slice_utterances: int = 30
     digit_margin: float = 0.05  # whole-digit-string accuracy on the held-out FSDD speaker
-    clean_speech_max_extra_errors: int = 1  # word errors on the real clean recordings (six clips, 86 words)
+    # Word errors on the real clean recordings (six clips, 86 words). Not 1: one compound written
+    # closed ("coldhearted") costs 2 under Whisper's normalizer; forgetting costs 3-7 (benchmarks).
+    clean_speech_max_extra_errors: int = 2
     floor: float = 0.80
     confidence: float = 0.95
     n_bootstrap: int = 2000
