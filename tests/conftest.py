@@ -48,7 +48,10 @@ TINY_ASR = {
     "epochs": 1,
     "digits_fsdd": 6,
     "digits_synthetic": 6,
-    "lora": {"encoder_layers": 1},
+    # merged whole: half-merged, this one-epoch model sits where int8 rounding flips its many wrong
+    # words (export test: WER 0.61 -> 0.65 on 84 turns); the default's export is measured on the
+    # benchmark model (benchmarks/README.md#asr)
+    "lora": {"encoder_layers": 1, "merge_scale": 1.0},
 }
 
 

@@ -28,6 +28,13 @@ def setup_tracking(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured tracking URI and make sure the experiment exists."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    if mlflow.get_tracking_uri() != settings.tracking_uri:
+        # MLflow caches each run's artifact store by run id alone, process-wide. A copy of a project
+        # (a restored backup, the test suite's clones) has the same run ids at another place, and
+        # writes to its runs would land in the original's artifacts: forget them when switching.
+        from mlflow.tracking._tracking_service import utils as tracking_utils
+
+        tracking_utils._artifact_repos_cache.clear()
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient()
     if client.get_experiment_by_name(settings.tracking.experiment) is None:

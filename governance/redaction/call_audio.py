@@ -129,7 +129,7 @@ def redact_audio_of_calls(
 
 
 def _undecodable(store: GovernedStore, call_id: str, error: Exception, report: AudioRedactionReport) -> None:
-    reason = f"audio of call {call_id} could not be decoded for redaction ({type(error).__name__})"
+    reason = f"audio of call {call_id} could not be decoded or written back for redaction ({type(error).__name__})"
     store.quarantine(STAGE, f"{call_id}.audio", reason, call_id=call_id)
     report.quarantined.append((call_id, ["UNDECODABLE_AUDIO"]))
 
