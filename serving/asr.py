@@ -279,7 +279,7 @@ class AsrEngine:
         rows = [self._text_tokens(text) for text in texts]
         present = [a if tokens else a[:0] for a, tokens in zip(arrays, rows, strict=True)]  # no text: skipped
         return self._in_windows(
-            present, batch_size, window_s, progress, [],
+            present, batch_size, window_s, progress, list,
             lambda chunk, frames: self._align_window([arrays[i] for i in chunk], [rows[i] for i in chunk], frames),
             lambda index: self.align_words(arrays[index], texts[index]),
         )  # fmt: skip
@@ -295,7 +295,7 @@ class AsrEngine:
     ) -> list[tuple[str, list[Word]]]:
         arrays = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in audios]
         return self._in_windows(
-            arrays, batch_size, window_s, progress, ("", []),
+            arrays, batch_size, window_s, progress, lambda: ("", []),
             lambda chunk, frames: self._decode_window([arrays[i] for i in chunk], frames, words),
             lambda index: (self._one(arrays[index]), self.transcribe_words(arrays[index]) if words else []),
         )  # fmt: skip
@@ -306,19 +306,19 @@ class AsrEngine:
         batch_size: int,
         window_s: float | None,
         progress: ProgressCallback | None,
-        empty: Result,
+        empty: Callable[[], Result],
         run_window: Callable[[list[int], int], list[Result]],
         run_long: Callable[[int], Result],
     ) -> list[Result]:
         """Group arrays by the fixed window they fit (shortest first), run each batch, keep input order.
 
         ``run_window(indices, frames)`` handles one batch of arrays that fit ``frames`` mel frames;
-        ``run_long(index)`` one array over 30 s; arrays under 10 ms get ``empty``.
+        ``run_long(index)`` one array over 30 s; arrays under 10 ms get ``empty()``.
         """
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         window = self.window_s if window_s is None else _check_window(window_s)
-        out: list[Result] = [empty for _ in arrays]
+        out: list[Result] = [empty() for _ in arrays]
         by_window: dict[int, list[int]] = {}
         longer: list[int] = []
         for index, audio in enumerate(arrays):
