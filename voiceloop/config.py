@@ -110,8 +110,8 @@ class AsrLoraSettings(_Section):
     r: int = 16
     alpha: int = 32
     dropout: float = 0.05
-    # Linear layers of WhisperAttention and the MLP. All six: 0.353 telephone WER vs 0.417 for q/v alone
-    # (145 training turns, 2 encoder layers, 4 epochs; docs/asr.md), for the same time per epoch.
+    # Linear layers of WhisperAttention and the MLP. All six: 0.431 telephone WER vs 0.504 for q/v alone
+    # (138 training turns, 2 encoder layers, 4 epochs; benchmarks/asr_lora_scope.py), same time per epoch.
     target_modules: list[str] = ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"]
     # LoRA in the decoder and in this many top encoder layers (0: decoder only). The layers below are
     # frozen and their outputs are computed once per utterance and cached, so each epoch runs only the
