@@ -50,9 +50,7 @@ def main() -> None:
     for name, (path, window) in models.items():
         if window is None:  # as served before: one at a time, 30 s windows
             engine = AsrEngine(path, window_s=None)
-            texts = engine.transcribe_arrays([*golden.audios, *golden.digit_audios, *golden.clean_audios])
-            split = len(golden.audios), len(golden.audios) + len(golden.digit_audios)
-            evaluation = AsrEvaluation(texts[: split[0]], texts[split[0] : split[1]], texts[split[1] :])
+            evaluation = AsrEvaluation.of(golden, engine.transcribe_arrays(golden.everything()))
         else:
             evaluation = golden.transcribe(path, window, 8)
         scores = evaluation.scores(golden)

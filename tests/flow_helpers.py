@@ -22,8 +22,8 @@ from tests.conftest import TINY_ASR, TINY_INTENT, write_params
 from voiceloop.config import Settings, load_settings
 
 _TEMPLATE: TrainedProject | None = None
-_SKIP = {"prefect", "cache", "work"}
-TEMPLATE_SECTIONS: dict[str, Any] = {"asr": {"enabled": True}}  # tool homes and scratch: nothing a clone needs
+_SKIP = {"prefect", "cache", "work"}  # tool homes and scratch: nothing a clone needs
+TEMPLATE_SECTIONS: dict[str, Any] = {"asr": {"enabled": True}}  # the session template also retrains ASR
 
 
 @dataclass(frozen=True)

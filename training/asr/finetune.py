@@ -43,6 +43,12 @@ class AsrEvaluation:
     digit_hypotheses: list[str]
     clean_hypotheses: list[str] = field(default_factory=list)
 
+    @classmethod
+    def of(cls, golden: GoldenAudio, texts: Sequence[str]) -> AsrEvaluation:
+        """Split the texts of ``golden.everything()`` back into golden, digit and clean hypotheses."""
+        turns, digits = len(golden.audios), len(golden.audios) + len(golden.digit_audios)
+        return cls(list(texts[:turns]), list(texts[turns:digits]), list(texts[digits:]))
+
     def scores(self, golden: GoldenAudio) -> dict[str, Any]:
         errors = utterance_errors(golden.references, self.hypotheses)
         clean = utterance_errors(golden.clean_references, self.clean_hypotheses)
@@ -92,10 +98,12 @@ class GoldenAudio:
 
         engine = AsrEngine.for_throughput(str(model) if model else None, compute_type=compute_type,
                                           window_s=window_s)
-        texts = engine.transcribe_batch([*self.audios, *self.digit_audios, *self.clean_audios],
-                                        batch_size=batch_size, progress=progress)
-        golden, digits = len(self.audios), len(self.audios) + len(self.digit_audios)
-        return AsrEvaluation(texts[:golden], texts[golden:digits], texts[digits:])
+        return AsrEvaluation.of(self, engine.transcribe_batch(self.everything(), batch_size=batch_size,
+                                                              progress=progress))
+
+    def everything(self) -> list[np.ndarray]:
+        """Golden turns, digit strings and clean recordings in one list (:meth:`AsrEvaluation.of` splits texts)."""
+        return [*self.audios, *self.digit_audios, *self.clean_audios]
 
 
 @dataclass
