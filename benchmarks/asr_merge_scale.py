@@ -24,6 +24,8 @@ def main() -> None:
     parser.add_argument("--run-id", default=None, help="a retrain-asr run of the project (default: the newest)")
     parser.add_argument("--scales", type=float, nargs="+", default=[0.0, 0.5, 0.6, 0.7, 0.8, 1.0])
     parser.add_argument("--digits", type=int, default=100, help="held-out FSDD digit strings")
+    parser.add_argument("--float32", action="store_true",
+                        help="also score each merge converted without quantization (what int8 costs)")
     parser.add_argument("--limit", type=int, default=None,
                         help="score every k-th golden turn so that about this many remain (all slices kept)")
     args = parser.parse_args()
@@ -52,6 +54,11 @@ def main() -> None:
         emit(figure="asr_merge_scale", scale=scale, run_id=run.info.run_id, golden_turns=len(golden.audios),
              wer=channels, digit_accuracy=round(scores["digit_accuracy"], 4),
              clean_speech_errors=scores["clean_speech_errors"], clean_speech_words=scores["clean_speech_words"])
+        if args.float32:
+            unquantized = export_ctranslate2(merged, Path(work / f"float32-{scale}"), "float32", window)
+            reference = golden.transcribe(unquantized, window, 8, compute_type="float32").scores(golden)
+            emit(figure="asr_export_int8_vs_float32", scale=scale, golden_turns=len(golden.audios),
+                 float32_wer=round(reference["wer"], 4), int8_wer=round(scores["wer"], 4))
 
 
 if __name__ == "__main__":

@@ -159,7 +159,7 @@ class AsrEngine:
         """An engine for many utterances: one worker per core, one thread each.
 
         Greedy decoding of tiny models is a chain of small matrix products that two threads share
-        poorly: on 2 cores, two one-thread workers transcribe golden turns 1.24x faster than one
+        poorly: on 2 cores, two one-thread workers transcribe golden turns 1.22x faster than one
         two-thread worker (benchmarks/README.md#asr). Each worker holds a copy of the model, so
         ``cores`` defaults to all cores up to 4.
         """
