@@ -15,6 +15,7 @@ from training.asr import windowed
 from training.asr.convert import load_base_whisper
 from training.asr.data import target_transcript
 from training.asr.train import lora_target_regex, transcribe_hf
+from training.precision import native_bf16
 from voiceloop.config import load_settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "sample" / "speech_fixtures" / "librivox"
@@ -79,6 +80,24 @@ def test_merge_scale_interpolates_between_base_and_fine_tuned_weights(whisper: t
     assert torch.allclose(none, base) and torch.allclose(half, (base + full) / 2, atol=1e-6)
     with pytest.raises(ValueError, match="between 0 and 1"):
         scale_adapter(model, 1.5)
+
+
+@pytest.mark.skipif(not native_bf16(), reason="bf16 autocast is only used where the CPU has native bf16")
+def test_bf16_training_learns_and_keeps_float32_weights(whisper: tuple[object, object]) -> None:
+    import copy
+
+    from training.asr.clean_speech import clean_speech_set
+    from training.asr.train import Utterance, train_whisper_lora
+
+    model, processor = whisper
+    clips = [Utterance(c.audio, c.text) for c in clean_speech_set()[:2]]
+    config = load_settings().asr.model_copy(update={"epochs": 1, "batch_size": 2, "bf16": True})
+    losses: list[float] = []
+    trained = train_whisper_lora(copy.deepcopy(model), processor.tokenizer, clips, config,  # type: ignore[attr-defined]
+                                 on_epoch=lambda _, metrics, __: losses.append(metrics["train_loss"]))
+    lora_b = [p for n, p in trained.named_parameters() if "lora_B" in n]
+    assert losses and np.isfinite(losses[0])
+    assert all(p.dtype == torch.float32 for p in lora_b) and any(bool(p.abs().sum() > 0) for p in lora_b)
 
 
 def test_redacted_spans_are_removed_where_the_audio_was_silenced() -> None:

@@ -21,6 +21,7 @@ import torch
 
 from serving.asr import token_cap
 from training.asr import windowed
+from training.precision import autocast, native_bf16
 from voiceloop.config import AsrConfig
 
 ADAPTER_DIR = "adapter"
@@ -48,11 +49,12 @@ def lora_target_regex(modules: Sequence[str], encoder_layers: int, total_encoder
 class _Batches:
     """Utterances grouped by window size with the frozen encoder layers' outputs cached."""
 
-    def __init__(self, model: Any, utterances: Sequence[Utterance], window_s: float, frozen_layers: int) -> None:
+    def __init__(self, model: Any, utterances: Sequence[Utterance], window_s: float, frozen_layers: int,
+                 bf16: bool = False) -> None:
         self.frozen_layers = frozen_layers
         self.groups = windowed.group_by_window([u.audio for u in utterances], window_s)
         self.cache: dict[int, torch.Tensor] = {}
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(bf16):
             for frames, members in self.groups.items():
                 for start in range(0, len(members), _CACHE_BATCH):
                     chunk = members[start : start + _CACHE_BATCH]
@@ -60,7 +62,7 @@ class _Batches:
                     features = torch.from_numpy(np.stack(mels))
                     hidden = windowed.run_layers(model, windowed.embed(model, features), 0, frozen_layers)
                     for i, h in zip(chunk, hidden, strict=True):
-                        self.cache[i] = h.clone()
+                        self.cache[i] = h.float().clone()
 
     def epoch(self, batch_size: int, rng: random.Random) -> list[list[int]]:
         batches = []
@@ -149,7 +151,8 @@ def train_whisper_lora(
     prompt, eot = windowed.prompt_ids(tokenizer), tokenizer.eos_token_id
     labels = [tokenizer.encode(" " + u.text.strip(), add_special_tokens=False)[: config.max_target_tokens]
               for u in train]
-    batches = _Batches(base, train, config.window_s, total_layers - trainable_layers)
+    bf16 = config.bf16 and native_bf16()
+    batches = _Batches(base, train, config.window_s, total_layers - trainable_layers, bf16)
     steps_per_epoch = sum(math.ceil(len(g) / config.batch_size) for g in batches.groups.values())
     total_steps = max(1, steps_per_epoch * config.epochs)
     warmup = max(1, int(total_steps * config.warmup_ratio))
@@ -165,8 +168,10 @@ def train_whisper_lora(
         losses = []
         for batch in batches.epoch(config.batch_size, rng):
             inputs, targets = _teacher_forcing([labels[i] for i in batch], prompt, eot)
-            logits = windowed.decoder_logits(base, batches.encoder_states(base, batch), inputs)
-            loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+            with autocast(bf16):
+                logits = windowed.decoder_logits(base, batches.encoder_states(base, batch), inputs)
+            loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
+                                                     targets.reshape(-1))
             loss.backward()
             optimizer.step()
             schedule.step()
