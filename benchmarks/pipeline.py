@@ -2,7 +2,9 @@
 
 Runs the flow on a fresh project folder (so nothing is reused) against the demo corpus that
 `make demo` builds, and prints one JSON line per stage plus the total. The corpus build itself
-is excluded (it is `make corpus`).
+is excluded (it is `make corpus`). With ASR retraining the two fine-tunings run side by side
+(training/lanes.py): ``finetune`` (intent) and ``score_champion_asr`` are counted from the start
+of the lanes, ``finetune_asr`` is the other lane, and ``train_lanes`` is the wall time of both.
 
     .venv/bin/python benchmarks/pipeline.py --calls data/calls --golden data/golden
 """

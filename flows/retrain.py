@@ -11,6 +11,7 @@ bundle) and skipped.
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from training.asr.data import ASR_DATASETS, DIGITS_DATASET, SPLIT_DATASETS, buil
 from training.asr.finetune import AsrChallengerRun, GoldenAudio, finetune_asr
 from training.datasets import DatasetVersion, build_versions, label_names
 from training.finetune import ChallengerRun, finetune_intent
-from training.promotion import AsrCandidate, gate_and_promote
+from training.lanes import torch_threads
+from training.promotion import AsrCandidate, ChampionAsr, champion_asr, gate_and_promote
 from training.registry import Registry
 from training.versioning import DvcVersioner
 from voiceloop.config import Settings, load_settings
@@ -103,7 +105,9 @@ def build_datasets(settings: Settings, store: GovernedStore, validated: Any) -> 
 
 
 @task(name="finetune-intent", cache_policy=NO_CACHE)
-def finetune(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion]) -> ChallengerRun:
+def finetune(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion],
+             threads: int | None = None) -> ChallengerRun:
+    """``threads``: train in a process of its own on that many cores (beside the ASR fine-tuning)."""
     reader = store.as_purpose("training")
     intent_sets = {name: v for name, v in versions.items() if name not in ASR_DATASETS}
     for version in intent_sets.values():
@@ -114,32 +118,50 @@ def finetune(settings: Settings, store: GovernedStore, versions: dict[str, Datas
     train_sets = [v for name, v in intent_sets.items() if name != "intent-golden"]
     Registry(settings)  # sets up tracking
     return finetune_intent(train_sets, golden, label_names(), settings.intent, settings.root / "work",
-                           tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")})
+                           tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")}, threads=threads)
 
 
-@task(name="finetune-asr", cache_policy=NO_CACHE)
-def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion]) -> AsrCandidate:
-    """Fine-tune Whisper with LoRA on redacted customer turns + the digit corpus, export it, score it."""
-    reader = store.as_purpose("training")
-    for name in sorted(ASR_DATASETS & versions.keys()):
-        reader.open_dataset(versions[name].name, versions[name].digest, versions[name].call_ids)
+@task(name="load-asr-golden", cache_policy=NO_CACHE)
+def asr_golden(store: GovernedStore, versions: dict[str, DatasetVersion]) -> GoldenAudio:
+    """The redacted golden turns, the digit set and the clean recordings, decoded once for both ASR models."""
     golden = versions[SPLIT_DATASETS["golden"]]
     if golden.rows == 0:
         raise RuntimeError("the ASR golden set is empty: golden calls need redacted audio "
                            "(redaction.audio.splits must include 'golden')")
+    store.as_purpose("evaluation").open_dataset(golden.name, golden.digest, golden.call_ids)
+    return GoldenAudio.load(golden)
+
+
+@task(name="score-champion-asr", cache_policy=NO_CACHE)
+def score_champion_asr(settings: Settings, golden: GoldenAudio, cores: int | None) -> ChampionAsr:
+    """The serving ASR's golden transcripts: needs no challenger, so it runs beside the ASR fine-tuning."""
+    return champion_asr(Registry(settings), golden, settings.asr.window_s, settings.asr.batch_transcribe,
+                        settings.root / "work", cores)
+
+
+@task(name="finetune-asr", cache_policy=NO_CACHE)
+def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion],
+                    golden_audio: GoldenAudio, threads: int | None = None) -> AsrCandidate:
+    """Fine-tune Whisper with LoRA on redacted customer turns + the digit corpus, export it, score it."""
+    reader = store.as_purpose("training")
+    for name in sorted(ASR_DATASETS & versions.keys()):
+        reader.open_dataset(versions[name].name, versions[name].digest, versions[name].call_ids)
     Registry(settings)  # sets up tracking
-    golden_audio = GoldenAudio.load(golden)
-    run: AsrChallengerRun = finetune_asr(
-        [versions[n] for n in (SPLIT_DATASETS["train"], DIGITS_DATASET) if n in versions], golden, settings.asr,
-        settings.root / "work" / "asr", settings.root / "cache" / "asr",
-        golden_audio=golden_audio, tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")},
-    )
+    with torch_threads(threads):
+        run: AsrChallengerRun = finetune_asr(
+            [versions[n] for n in (SPLIT_DATASETS["train"], DIGITS_DATASET) if n in versions],
+            versions[SPLIT_DATASETS["golden"]], settings.asr, settings.root / "work" / "asr",
+            settings.root / "cache" / "asr", golden_audio=golden_audio,
+            tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")},
+        )
     return AsrCandidate(run, golden_audio, settings.asr.window_s, settings.asr.batch_transcribe)
 
 
 @task(name="gate-and-promote", cache_policy=NO_CACHE)
-def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, asr: AsrCandidate | None) -> Summary:
-    outcome = gate_and_promote(Registry(settings), challenger, settings.gate, settings.root / "work", asr)
+def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, asr: AsrCandidate | None,
+         asr_champion: ChampionAsr | None = None) -> Summary:
+    outcome = gate_and_promote(Registry(settings), challenger, settings.gate, settings.root / "work", asr,
+                               asr_champion)
     decision = outcome.decision
     if not outcome.repeated:
         store.audit.append(
@@ -172,10 +194,13 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     timings: dict[str, float] = {}
     summary: Summary = {"flow_run_id": str(flow_run.get_id() or ""), "project_dir": str(settings.root)}
 
+    def since(start: float) -> float:
+        return round(time.perf_counter() - start, 2)
+
     def timed(name: str, fn: Any, *args: Any) -> Any:
         start = time.perf_counter()
         result = fn(*args)
-        timings[name] = round(time.perf_counter() - start, 2)
+        timings[name] = since(start)
         return result
 
     summary["ingest"] = timed("ingest", ingest_calls, settings, store)
@@ -184,14 +209,28 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     versions = timed("datasets", build_datasets, settings, store, validated)
     summary["datasets"] = {name: {"digest": v.digest, "rows": v.rows, "calls": len(v.call_ids)}
                            for name, v in versions.items()}
-    challenger = timed("finetune", finetune, settings, store, versions)
+    if settings.asr.enabled:
+        # Two lanes (training/lanes.py): the intent model in a process of its own on one core, then the
+        # champion ASR's golden transcripts on that core; the ASR fine-tuning on the other cores.
+        cores = settings.threads or os.cpu_count() or 2
+        golden_audio = timed("load_asr_golden", asr_golden, store, versions)
+        started = time.perf_counter()
+        intent_lane = finetune.submit(settings, store, versions, threads=1)
+        champion_lane = score_champion_asr.submit(settings, golden_audio, 1, return_state=False, wait_for=[intent_lane])
+        intent_lane.add_done_callback(lambda _: timings.__setitem__("finetune", since(started)))
+        champion_lane.add_done_callback(lambda _: timings.__setitem__("score_champion_asr", since(started)))
+        asr: AsrCandidate | None = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio,
+                                         max(1, cores - 1))
+        challenger, asr_champion = intent_lane.result(), champion_lane.result()
+        timings["train_lanes"] = since(started)
+    else:
+        challenger, asr, asr_champion = timed("finetune", finetune, settings, store, versions), None, None
     summary["training"] = {"run_id": challenger.run_id, "golden_accuracy": challenger.golden_accuracy,
                            "reused": challenger.reused}
-    asr = timed("finetune_asr", finetune_speech, settings, store, versions) if settings.asr.enabled else None
     if asr is not None:
         summary["asr"] = {"run_id": asr.run.run_id, "golden_wer": asr.run.scores["wer"],
                           "digit_accuracy": asr.run.scores["digit_accuracy"],
                           "clean_speech_errors": asr.run.scores["clean_speech_errors"], "reused": asr.run.reused}
-    summary["gate"] = timed("gate", gate, settings, store, challenger, asr)
+    summary["gate"] = timed("gate", gate, settings, store, challenger, asr, asr_champion)
     summary["timings_s"] = timings
     return summary

@@ -103,8 +103,13 @@ def finetune_intent(
     work_dir: Path,
     tags: dict[str, str] | None = None,
     progress: bool = False,
+    threads: int | None = None,
 ) -> ChallengerRun:
-    """Train (or reuse) the challenger and predict the golden set with it."""
+    """Train (or reuse) the challenger and predict the golden set with it.
+
+    ``threads``: train in a fresh process on that many CPU threads (training/lanes.py), so that
+    another training can use the other cores; None trains here, on this process's threads.
+    """
     key = train_key([*train_sets, golden], config)
     golden_texts, golden_labels = golden_references(golden)
     reused_run = finished_run(key)
@@ -116,8 +121,27 @@ def finetune_intent(
         predictions = IntentModel.load(model_dir).predict(golden_texts)
         return ChallengerRun(reused_run, model_dir, golden_texts, golden_labels, predictions,
                              accuracy(golden_labels, predictions), reused=True)
+    args = (train_sets, golden, label_names, config, work_dir / key, key, tags or {}, progress)
+    if threads is None:
+        return train_run(*args)
+    from training.lanes import run_isolated
 
-    with mlflow.start_run(run_name="retrain-intent", tags={TRAIN_KEY_TAG: key, **(tags or {})}) as run:
+    return run_isolated(train_run, *args, threads=threads)
+
+
+def train_run(
+    train_sets: list[DatasetVersion],
+    golden: DatasetVersion,
+    label_names: list[str],
+    config: IntentConfig,
+    out_dir: Path,
+    key: str,
+    tags: dict[str, str],
+    progress: bool,
+) -> ChallengerRun:
+    """One new MLflow run: train the challenger into ``out_dir``, predict the golden set, log everything."""
+    golden_texts, golden_labels = golden_references(golden)
+    with mlflow.start_run(run_name="retrain-intent", tags={TRAIN_KEY_TAG: key, **tags}) as run:
         mlflow.log_params(flat_params("intent", config.model_dump()))
         mlflow.log_params({f"dataset.{d.name}": d.digest for d in [*train_sets, golden]})
         for dataset, context in [*((d, "training") for d in train_sets), (golden, "evaluation")]:
@@ -127,7 +151,7 @@ def finetune_intent(
                                         digest=dataset.digest[:32]),
                 context=context,
             )
-        model_dir = work_dir / key / MODEL_ARTIFACT
+        model_dir = out_dir / MODEL_ARTIFACT
 
         def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=epoch)

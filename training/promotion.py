@@ -16,7 +16,7 @@ from typing import Any
 import mlflow
 
 from training.asr.finetune import MODEL_ARTIFACT as ASR_ARTIFACT
-from training.asr.finetune import AsrChallengerRun, GoldenAudio
+from training.asr.finetune import AsrChallengerRun, AsrEvaluation, GoldenAudio
 from training.asr.metrics import digits_correct, error_arrays, snr_bin, utterance_errors
 from training.finetune import MODEL_ARTIFACT, ChallengerRun
 from training.gate import AsrEvidence, GateEvidence, decide
@@ -68,21 +68,37 @@ class AsrCandidate:
     batch_size: int = 8
 
 
-def asr_evidence(registry: Registry, candidate: AsrCandidate, work_dir: Path) -> AsrEvidence:
-    """Transcribe the golden audio with the serving ASR (champion bundle's, else the base model) and pair it."""
+@dataclass
+class ChampionAsr:
+    """The serving ASR's transcripts of the golden audio: what an ASR challenger is compared with."""
+
+    label: str  # "champion ASR voiceloop-asr/3", or the base model while no bundle has an ASR
+    evaluation: AsrEvaluation
+
+
+def champion_asr(registry: Registry, golden: GoldenAudio, window_s: float, batch_size: int, work_dir: Path,
+                 cores: int | None = None) -> ChampionAsr:
+    """Transcribe the golden audio with the champion bundle's ASR (else the base model), on ``cores`` workers.
+
+    It needs no challenger, so the flow runs it beside the ASR fine-tuning.
+    """
     from training.asr.export import exported_window
 
     champion = registry.by_alias(CHAMPION)
     reference = champion.components.get("asr") if champion else None
     model_dir: Path | None = None
-    window = candidate.window_s
     if reference:
         model_dir = registry.download_component(reference, work_dir / f"champion-asr-{reference.replace('/', '-')}")
-        window = exported_window(model_dir) or window
-    golden = candidate.golden
-    baseline = golden.transcribe(model_dir, window, candidate.batch_size)
-    hypotheses = candidate.run.evaluation.hypotheses
-    challenger_errors, ref_words = error_arrays(utterance_errors(golden.references, hypotheses))
+        window_s = exported_window(model_dir) or window_s
+    label = f"champion ASR {reference}" if reference else "the base model (no champion ASR yet)"
+    return ChampionAsr(label, golden.transcribe(model_dir, window_s, batch_size, cores=cores))
+
+
+def asr_evidence(candidate: AsrCandidate, champion: ChampionAsr) -> AsrEvidence:
+    """Pair the challenger's and the champion's golden transcripts, utterance by utterance."""
+    golden, baseline = candidate.golden, champion.evaluation
+    challenger = candidate.run.evaluation
+    challenger_errors, ref_words = error_arrays(utterance_errors(golden.references, challenger.hypotheses))
     champion_errors, _ = error_arrays(utterance_errors(golden.references, baseline.hypotheses))
     slices = [{"voice": str(r.get("voice")), "channel": str(r.get("channel")), "snr": snr_bin(r.get("snr_db"))}
               for r in golden.rows]
@@ -91,11 +107,10 @@ def asr_evidence(registry: Registry, candidate: AsrCandidate, work_dir: Path) ->
         challenger_errors=challenger_errors,
         champion_errors=champion_errors,
         slices=slices,
-        challenger_digits_correct=digits_correct(golden.digit_references, candidate.run.evaluation.digit_hypotheses),
+        challenger_digits_correct=digits_correct(golden.digit_references, challenger.digit_hypotheses),
         champion_digits_correct=digits_correct(golden.digit_references, baseline.digit_hypotheses),
-        champion_label=f"champion ASR {reference}" if reference else "the base model (no champion ASR yet)",
-        challenger_clean_errors=error_arrays(utterance_errors(golden.clean_references,
-                                                              candidate.run.evaluation.clean_hypotheses))[0],
+        champion_label=champion.label,
+        challenger_clean_errors=error_arrays(utterance_errors(golden.clean_references, challenger.clean_hypotheses))[0],
         champion_clean_errors=error_arrays(utterance_errors(golden.clean_references, baseline.clean_hypotheses))[0],
     )
 
@@ -109,9 +124,12 @@ def _apply(registry: Registry, version: str, decision: dict[str, Any]) -> None:
 
 def gate_and_promote(
     registry: Registry, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path,
-    asr: AsrCandidate | None = None,
+    asr: AsrCandidate | None = None, asr_champion: ChampionAsr | None = None,
 ) -> PromotionOutcome:
-    """Gate the intent challenger (and the ASR challenger, when given) and move the bundle aliases."""
+    """Gate the intent challenger (and the ASR challenger, when given) and move the bundle aliases.
+
+    ``asr_champion``: the serving ASR's golden transcripts when already made (:func:`champion_asr`).
+    """
     asr_run_id = asr.run.run_id if asr else None
     existing = _existing_bundle(registry, challenger.run_id, asr_run_id)
     if existing is not None:
@@ -131,7 +149,8 @@ def gate_and_promote(
         challenger_predictions=challenger.golden_predictions,
         champion_predictions=baseline[1] if baseline else None,
         champion_version=baseline[0] if baseline else None,
-        asr=asr_evidence(registry, asr, work_dir) if asr else None,
+        asr=asr_evidence(asr, asr_champion or champion_asr(registry, asr.golden, asr.window_s, asr.batch_size,
+                                                           work_dir)) if asr else None,
     )
     decision = decide(evidence, gate_config).to_dict()
     intent_version = registry.register_component(registry.intent_name, challenger.run_id, MODEL_ARTIFACT)

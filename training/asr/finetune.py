@@ -92,11 +92,13 @@ class GoldenAudio:
         )
 
     def transcribe(self, model: str | Path | None, window_s: float, batch_size: int,
-                   progress: Callable[[int, int], None] | None = None, compute_type: str = "int8") -> AsrEvaluation:
-        """Transcribe everything with a CTranslate2 model (None: the bundled base model) as serving would."""
+                   progress: Callable[[int, int], None] | None = None, compute_type: str = "int8",
+                   cores: int | None = None) -> AsrEvaluation:
+        """Transcribe everything with a CTranslate2 model (None: the bundled base model) as serving would,
+        on ``cores`` one-thread workers (None: every core up to 4)."""
         from serving.asr import AsrEngine
 
-        engine = AsrEngine.for_throughput(str(model) if model else None, compute_type=compute_type,
+        engine = AsrEngine.for_throughput(str(model) if model else None, cores, compute_type=compute_type,
                                           window_s=window_s)
         return AsrEvaluation.of(self, engine.transcribe_batch(self.everything(), batch_size=batch_size,
                                                               progress=progress))
