@@ -26,11 +26,11 @@ from governance.session import open_store, pseudonym_salt
 from governance.store import GovernedStore
 from governance.validation import ROW_ID, turn_rows, validate_turns
 from training.asr.data import ASR_DATASETS, DIGITS_DATASET, SPLIT_DATASETS, build_configured
-from training.asr.finetune import AsrChallengerRun, GoldenAudio, finetune_asr
+from training.asr.finetune import AsrChallengerRun, GoldenAudio, finetune_asr, finished_asr_run
 from training.datasets import DatasetVersion, build_versions, label_names
 from training.finetune import ChallengerRun, finetune_intent
 from training.lanes import torch_threads
-from training.promotion import AsrCandidate, ChampionAsr, champion_asr, gate_and_promote
+from training.promotion import AsrCandidate, ChampionAsr, champion_asr, existing_bundle, gate_and_promote
 from training.registry import Registry
 from training.versioning import DvcVersioner
 from voiceloop.config import Settings, load_settings
@@ -133,9 +133,18 @@ def asr_golden(store: GovernedStore, versions: dict[str, DatasetVersion]) -> Gol
 
 
 @task(name="score-champion-asr", cache_policy=NO_CACHE)
-def score_champion_asr(settings: Settings, golden: GoldenAudio, cores: int | None) -> ChampionAsr:
-    """The serving ASR's golden transcripts: needs no challenger, so it runs beside the ASR fine-tuning."""
-    return champion_asr(Registry(settings), golden, settings.asr.window_s, settings.asr.batch_transcribe,
+def score_champion_asr(settings: Settings, versions: dict[str, DatasetVersion], golden: GoldenAudio,
+                       intent: ChallengerRun, cores: int | None) -> ChampionAsr | None:
+    """The serving ASR's golden transcripts: needs no challenger, so it runs beside the ASR fine-tuning.
+
+    None when both challenger runs are finished and gated already (a re-run): the gate replays its record.
+    """
+    registry = Registry(settings)
+    asr_sets = [versions[n] for n in (SPLIT_DATASETS["train"], DIGITS_DATASET) if n in versions]
+    asr_run = finished_asr_run(asr_sets, versions[SPLIT_DATASETS["golden"]], settings.asr)
+    if asr_run and existing_bundle(registry, intent.run_id, asr_run):
+        return None
+    return champion_asr(registry, golden, settings.asr.window_s, settings.asr.batch_transcribe,
                         settings.root / "work", cores)
 
 
@@ -216,7 +225,7 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
         golden_audio = timed("load_asr_golden", asr_golden, store, versions)
         started = time.perf_counter()
         intent_lane = finetune.submit(settings, store, versions, threads=1)
-        champion_lane = score_champion_asr.submit(settings, golden_audio, 1, return_state=False, wait_for=[intent_lane])
+        champion_lane = score_champion_asr.submit(settings, versions, golden_audio, intent_lane, 1, return_state=False)
         intent_lane.add_done_callback(lambda _: timings.__setitem__("finetune", since(started)))
         champion_lane.add_done_callback(lambda _: timings.__setitem__("score_champion_asr", since(started)))
         asr: AsrCandidate | None = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio,
@@ -230,7 +239,8 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     if asr is not None:
         summary["asr"] = {"run_id": asr.run.run_id, "golden_wer": asr.run.scores["wer"],
                           "digit_accuracy": asr.run.scores["digit_accuracy"],
-                          "clean_speech_errors": asr.run.scores["clean_speech_errors"], "reused": asr.run.reused}
+                          "clean_speech_errors": asr.run.scores["clean_speech_errors"], "reused": asr.run.reused,
+                          "champion_transcribed": asr_champion is not None}  # False: a gated pair, replayed
     summary["gate"] = timed("gate", gate, settings, store, challenger, asr, asr_champion)
     summary["timings_s"] = timings
     return summary

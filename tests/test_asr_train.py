@@ -195,6 +195,7 @@ def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
     assert summary["training"]["reused"] and not summary["asr"]["reused"]
     gate = summary["gate"]
     assert not gate["repeated"] and "clean_speech" in {c["name"] for c in gate["criteria"]}
+    assert summary["asr"]["champion_transcribed"]  # beside the ASR training, in the other lane
     assert int(gate["bundle_version"]) > int(template.summary["gate"]["bundle_version"])
     registry = Registry(load_settings(params))
     before = registry.bundle(template.summary["gate"]["bundle_version"]).components
@@ -204,6 +205,7 @@ def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
     again = retrain(params_file=str(params))  # nothing new: the recorded verdict for this pair
     assert again["gate"]["repeated"] and again["gate"]["bundle_version"] == gate["bundle_version"]
     assert again["gate"]["verdict"] == gate["verdict"]
+    assert not again["asr"]["champion_transcribed"]  # a gated pair: the comparison is not redone
 
 
 def _redacted_call(call_id: str, turns: list[tuple[float, float]]) -> dict[str, object]:

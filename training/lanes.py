@@ -5,9 +5,9 @@ Threads of one process would not do: PyTorch's random generator is process-wide,
 trainings' dropout draws would interleave and neither run could be reproduced. A spawned process
 has its own generator, its own thread count, and does not hold the GIL of the flow.
 
-The intent model gains only 1.07x from a second thread and Whisper LoRA 1.54x, and each trains at
-full single-thread speed beside the other (benchmarks/README.md#main-job), so one core each wastes
-much less than two cores in turn.
+A second thread buys the intent model little (1.07-1.18x) and Whisper LoRA more (1.5-1.7x), and each
+trains at its single-thread speed beside the other (benchmarks/training_lanes.py), so one core each
+finishes both in about the time of the longer one.
 
 The child reads MLflow tracking (URI and experiment) from the parent and exits when the parent
 dies, so a killed flow leaves no orphan that goes on writing a run.

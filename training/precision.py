@@ -1,7 +1,8 @@
 """bf16 autocast for CPU training, only where the CPU multiplies bf16 natively.
 
-On AVX512-BF16 / AMX CPUs autocast makes training 1.5-2.5x faster (the intent model; Whisper LoRA
-1.6x, benchmarks/README.md); elsewhere bf16 is emulated and slower than float32, so it stays off.
+On AVX512-BF16 / AMX CPUs autocast makes training faster (the intent model 1.5-2.5x; Whisper LoRA
+1.2-1.4x, benchmarks/training_lanes.py); elsewhere bf16 is emulated and slower than float32, so it
+stays off.
 Weights and optimiser state stay float32 either way: autocast only lowers the matrix products.
 """
 

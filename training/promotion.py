@@ -43,7 +43,7 @@ class PromotionOutcome:
     repeated: bool = False
 
 
-def _existing_bundle(registry: Registry, run_id: str, asr_run_id: str | None) -> str | None:
+def existing_bundle(registry: Registry, run_id: str, asr_run_id: str | None) -> str | None:
     """The bundle version already registered for these challenger runs, if any."""
     versions = registry.client.search_model_versions(f"name='{registry.bundle_name}' and run_id='{run_id}'")
     same = [v for v in versions if v.tags.get(ASR_RUN_TAG) == asr_run_id]
@@ -131,7 +131,7 @@ def gate_and_promote(
     ``asr_champion``: the serving ASR's golden transcripts when already made (:func:`champion_asr`).
     """
     asr_run_id = asr.run.run_id if asr else None
-    existing = _existing_bundle(registry, challenger.run_id, asr_run_id)
+    existing = existing_bundle(registry, challenger.run_id, asr_run_id)
     if existing is not None:
         recorded = mlflow.artifacts.load_dict(
             f"{registry.client.get_run(challenger.run_id).info.artifact_uri}/{decision_artifact(asr_run_id)}"

@@ -146,7 +146,7 @@ class AsrConfig(_Section):
     digits_synthetic: int = 150  # espeak-ng digit strings (training voices only)
     max_train_turns: int | None = None  # cap customer turns (newest first); None: all
     batch_transcribe: int = 8  # batch size of the golden evaluation
-    # bf16 autocast in training where the CPU has native bf16. Off: here it trained 1.2-1.6x faster with a
+    # bf16 autocast in training where the CPU has native bf16. Off: here it trained 1.2-1.4x faster with a
     # slightly better telephone WER (0.451 vs 0.460) but wrote "coldhearted" on a clean recording (7 word
     # errors vs 5), past the clean-speech bar of benchmarks/README.md#asr.
     bf16: bool = False

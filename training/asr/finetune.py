@@ -153,6 +153,16 @@ def _log_scores(prefix: str, scores: dict[str, Any]) -> None:
             mlflow.log_metric(f"{prefix}_wer.{metric_name(row['slice'])}"[:250], row["wer"])
 
 
+def asr_train_key(train_sets: Sequence[DatasetVersion], golden: DatasetVersion, config: AsrConfig) -> str:
+    """The identity of an ASR challenger run: its datasets and its configuration."""
+    return train_key([*train_sets, golden], config)
+
+
+def finished_asr_run(train_sets: Sequence[DatasetVersion], golden: DatasetVersion, config: AsrConfig) -> str | None:
+    """The finished run :func:`finetune_asr` would reuse for these inputs, if any."""
+    return finished_run(asr_train_key(train_sets, golden, config), TRAIN_KEY_TAG)
+
+
 def finetune_asr(
     train_sets: Sequence[DatasetVersion],
     golden: DatasetVersion,
@@ -169,7 +179,7 @@ def finetune_asr(
     from training.asr.export import export_ctranslate2
     from training.asr.train import Utterance, save_merged, train_whisper_lora, transcribe_hf
 
-    key = train_key([*train_sets, golden], config)
+    key = asr_train_key(train_sets, golden, config)
     golden_audio = golden_audio or GoldenAudio.load(golden)
 
     def tick(stage: str) -> Callable[[int, int], None] | None:
