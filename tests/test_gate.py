@@ -37,6 +37,19 @@ def test_a_better_challenger_passes_non_inferiority() -> None:
     assert decision.to_dict()["verdict"] == "promote"
 
 
+def test_mcnemar_is_reported_with_the_discordant_pairs() -> None:
+    labels = ["a"] * 40
+    champion = ["a"] * 30 + ["b"] * 10  # right on the first 30
+    challenger = ["b"] * 12 + ["a"] * 28  # wrong on the first 12, right on the last 10
+    decision = decide(GateEvidence(labels, challenger, champion, champion_version="1"), CONFIG)
+    test = decision.statistics["intent_mcnemar"]
+    assert (test["champion_only_right"], test["challenger_only_right"]) == (12, 10)
+    assert 0.8 < test["p_value"] <= 1.0  # 12 vs 10 discordant: no evidence of a difference
+    lopsided = decide(GateEvidence(labels, ["b"] * 20 + ["a"] * 20, ["a"] * 40, champion_version="1"), CONFIG)
+    assert lopsided.statistics["intent_mcnemar"]["p_value"] < 1e-5  # 20 vs 0
+    assert decide(GateEvidence(labels, challenger), CONFIG).statistics == {}  # no champion, nothing to pair
+
+
 def test_without_a_champion_the_floor_decides() -> None:
     evidence = _evidence(200, 0.0, 0.9)
     evidence.champion_predictions = None

@@ -20,6 +20,9 @@ rule is a count: the challenger may make at most ``clean_speech_max_extra_errors
 errors in total than the champion. The ASR champion is the champion
 bundle's ASR, or the base model while no bundle has one.
 
+Reported beside the criteria (``statistics``), never deciding: McNemar's exact test on the intent
+model's discordant utterances (right for one model, wrong for the other).
+
 The challenger is promoted only when every criterion passes. Criteria are small functions
 from :class:`GateEvidence` to :class:`CriterionResult`; later metrics (WER, slices, latency)
 are added to :data:`CRITERIA` without touching the rule that combines them.
@@ -90,6 +93,7 @@ class GateDecision:
     config: dict[str, Any] = field(default_factory=dict)
     n: int = 0
     champion_version: str | None = None
+    statistics: dict[str, Any] = field(default_factory=dict)  # reported, not criteria (McNemar for intent)
 
     @property
     def reasons(self) -> list[str]:
@@ -285,6 +289,27 @@ Criterion = Callable[[GateEvidence, GateConfig], CriterionResult | None]
 CRITERIA: list[Criterion] = [intent_accuracy, asr_wer, asr_wer_slices, digit_accuracy, clean_speech]
 
 
+def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> dict[str, Any]:
+    """McNemar's exact test on paired right/wrong: do the two models err on different utterances more
+    often in one direction than chance allows? Reported beside the rule, not part of it: it tests
+    "any difference", while the rule asks "at most ``margin`` worse"."""
+    from scipy.stats import binomtest
+
+    champion_only = int(np.sum((champion_correct == 1) & (challenger_correct == 0)))
+    challenger_only = int(np.sum((champion_correct == 0) & (challenger_correct == 1)))
+    discordant = champion_only + challenger_only
+    p_value = float(binomtest(champion_only, discordant, 0.5).pvalue) if discordant else 1.0
+    return {"champion_only_right": champion_only, "challenger_only_right": challenger_only, "p_value": p_value}
+
+
+def statistics(evidence: GateEvidence) -> dict[str, Any]:
+    """Tests reported with the decision (not criteria): McNemar's test for intent when a champion exists."""
+    if evidence.champion_predictions is None:
+        return {}
+    return {"intent_mcnemar": mcnemar(evidence.correct(evidence.champion_predictions),
+                                      evidence.correct(evidence.challenger_predictions))}
+
+
 def per_intent_changes(evidence: GateEvidence) -> list[dict[str, Any]]:
     """Accuracy per intent for both models, worst change first."""
     labels = np.asarray(evidence.labels)
@@ -311,4 +336,5 @@ def decide(evidence: GateEvidence, config: GateConfig, criteria: list[Criterion]
         config=config.model_dump(),
         n=len(evidence.labels),
         champion_version=evidence.champion_version,
+        statistics=statistics(evidence),
     )
