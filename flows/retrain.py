@@ -218,29 +218,34 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     versions = timed("datasets", build_datasets, settings, store, validated)
     summary["datasets"] = {name: {"digest": v.digest, "rows": v.rows, "calls": len(v.call_ids)}
                            for name, v in versions.items()}
-    if settings.asr.enabled:
+    cores = settings.threads or os.cpu_count() or 1
+    golden_audio = timed("load_asr_golden", asr_golden, store, versions) if settings.asr.enabled else None
+    asr: AsrCandidate | None = None
+    asr_champion: ChampionAsr | None = None
+    lanes = golden_audio is not None and cores >= 2
+    if lanes:
         # Two lanes (training/lanes.py): the intent model in a process of its own on one core, then the
         # champion ASR's golden transcripts on that core; the ASR fine-tuning on the other cores.
-        cores = settings.threads or os.cpu_count() or 2
-        golden_audio = timed("load_asr_golden", asr_golden, store, versions)
         started = time.perf_counter()
         intent_lane = finetune.submit(settings, store, versions, threads=1)
         champion_lane = score_champion_asr.submit(settings, versions, golden_audio, intent_lane, 1, return_state=False)
         intent_lane.add_done_callback(lambda _: timings.__setitem__("finetune", since(started)))
         champion_lane.add_done_callback(lambda _: timings.__setitem__("score_champion_asr", since(started)))
-        asr: AsrCandidate | None = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio,
-                                         max(1, cores - 1))
+        asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, cores - 1)
         challenger, asr_champion = intent_lane.result(), champion_lane.result()
         timings["train_lanes"] = since(started)
-    else:
-        challenger, asr, asr_champion = timed("finetune", finetune, settings, store, versions), None, None
+    else:  # one core (or no ASR): one after the other; the gate transcribes with the champion itself
+        challenger = timed("finetune", finetune, settings, store, versions)
+        if golden_audio is not None:
+            asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio)
     summary["training"] = {"run_id": challenger.run_id, "golden_accuracy": challenger.golden_accuracy,
                            "reused": challenger.reused}
     if asr is not None:
         summary["asr"] = {"run_id": asr.run.run_id, "golden_wer": asr.run.scores["wer"],
                           "digit_accuracy": asr.run.scores["digit_accuracy"],
-                          "clean_speech_errors": asr.run.scores["clean_speech_errors"], "reused": asr.run.reused,
-                          "champion_transcribed": asr_champion is not None}  # False: a gated pair, replayed
+                          "clean_speech_errors": asr.run.scores["clean_speech_errors"], "reused": asr.run.reused}
     summary["gate"] = timed("gate", gate, settings, store, challenger, asr, asr_champion)
+    if asr is not None:  # False: a pair gated before, whose record was replayed
+        summary["asr"]["champion_transcribed"] = asr_champion is not None or not (lanes or summary["gate"]["repeated"])
     summary["timings_s"] = timings
     return summary
