@@ -208,6 +208,31 @@ def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
     assert not again["asr"]["champion_transcribed"]  # a gated pair: the comparison is not redone
 
 
+def test_the_champions_golden_transcripts_are_kept_in_its_run_and_reused(
+    tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from governance.session import open_store
+    from training.asr.finetune import GoldenAudio
+    from training.datasets import open_version
+    from training.promotion import champion_asr
+    from training.registry import Registry
+
+    project = clone_project(trained_template(tiny_corpus, tmp_path_factory), tmp_path_factory.mktemp("asr-cache"))
+    settings = project.settings
+    registry = Registry(settings)
+    assert registry.by_alias("champion").components.get("asr")  # type: ignore[union-attr]
+    store = open_store(settings, "ml-engineer", "evaluation")
+    golden = GoldenAudio.load(open_version(store, "asr-golden", project.summary["datasets"]["asr-golden"]["digest"]))
+    work = tmp_path_factory.mktemp("champion-work")
+    first = champion_asr(registry, golden, settings.asr.window_s, 8, work)
+    again = champion_asr(registry, golden, settings.asr.window_s, 8, work)
+    assert not first.cached and again.cached and "champion ASR" in again.label
+    assert again.evaluation == first.evaluation
+    other = GoldenAudio.load(open_version(store, "asr-golden", project.summary["datasets"]["asr-golden"]["digest"]),
+                             digit_eval=0)  # another evaluation set: transcribed, not read back
+    assert not champion_asr(registry, other, settings.asr.window_s, 8, work).cached
+
+
 def _redacted_call(call_id: str, turns: list[tuple[float, float]]) -> dict[str, object]:
     return {
         "call_id": call_id, "started_at": "2026-11-20T10:00:00+00:00", "caller_ref": "ref", "split": "train",

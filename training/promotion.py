@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from mlflow.exceptions import MlflowException
 
 from training.asr.finetune import MODEL_ARTIFACT as ASR_ARTIFACT
 from training.asr.finetune import AsrChallengerRun, AsrEvaluation, GoldenAudio
@@ -74,6 +75,11 @@ class ChampionAsr:
 
     label: str  # "champion ASR voiceloop-asr/3", or the base model while no bundle has an ASR
     evaluation: AsrEvaluation
+    cached: bool = False  # read from the champion's run instead of transcribed
+
+
+def _transcripts_artifact(golden: GoldenAudio, window_s: float) -> str:
+    return f"gate/champion-transcripts/{golden.key}-w{window_s:g}.json"
 
 
 def champion_asr(registry: Registry, golden: GoldenAudio, window_s: float, batch_size: int, work_dir: Path,
@@ -86,12 +92,27 @@ def champion_asr(registry: Registry, golden: GoldenAudio, window_s: float, batch
 
     champion = registry.by_alias(CHAMPION)
     reference = champion.components.get("asr") if champion else None
-    model_dir: Path | None = None
-    if reference:
-        model_dir = registry.download_component(reference, work_dir / f"champion-asr-{reference.replace('/', '-')}")
-        window_s = exported_window(model_dir) or window_s
-    label = f"champion ASR {reference}" if reference else "the base model (no champion ASR yet)"
-    return ChampionAsr(label, golden.transcribe(model_dir, window_s, batch_size, cores=cores))
+    if not reference:
+        return ChampionAsr("the base model (no champion ASR yet)", golden.transcribe(None, window_s, batch_size,
+                                                                                     cores=cores))
+    label = f"champion ASR {reference}"
+    model_dir = registry.download_component(reference, work_dir / f"champion-asr-{reference.replace('/', '-')}")
+    window_s = exported_window(model_dir) or window_s
+    # A champion's golden transcripts never change: kept in its training run, by golden set and window.
+    name, version = reference.rsplit("/", 1)
+    run_id = registry.client.get_model_version(name, version).run_id
+    artifact = _transcripts_artifact(golden, window_s)
+    if golden.key and run_id:
+        try:
+            texts = mlflow.artifacts.load_dict(f"{registry.client.get_run(run_id).info.artifact_uri}/{artifact}")
+            return ChampionAsr(label, AsrEvaluation.of(golden, texts["texts"]), cached=True)
+        except (MlflowException, OSError):
+            pass  # not transcribed on this golden set yet
+    evaluation = golden.transcribe(model_dir, window_s, batch_size, cores=cores)
+    if golden.key and run_id:
+        registry.client.log_dict(run_id, {"model": reference, "golden": golden.key, "window_s": window_s,
+                                          "texts": evaluation.texts()}, artifact)
+    return ChampionAsr(label, evaluation)
 
 
 def asr_evidence(candidate: AsrCandidate, champion: ChampionAsr) -> AsrEvidence:

@@ -10,6 +10,7 @@ run instead of training again.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import tempfile
@@ -49,6 +50,10 @@ class AsrEvaluation:
         turns, digits = len(golden.audios), len(golden.audios) + len(golden.digit_audios)
         return cls(list(texts[:turns]), list(texts[turns:digits]), list(texts[digits:]))
 
+    def texts(self) -> list[str]:
+        """Every transcript in :meth:`GoldenAudio.everything` order (what :meth:`of` splits)."""
+        return [*self.hypotheses, *self.digit_hypotheses, *self.clean_hypotheses]
+
     def scores(self, golden: GoldenAudio) -> dict[str, Any]:
         errors = utterance_errors(golden.references, self.hypotheses)
         clean = utterance_errors(golden.clean_references, self.clean_hypotheses)
@@ -72,6 +77,7 @@ class GoldenAudio:
     digit_references: list[str] = field(default_factory=list)
     clean_audios: list[np.ndarray] = field(default_factory=list)
     clean_references: list[str] = field(default_factory=list)
+    key: str = ""  # names this evaluation set (golden digest + digit and clean sets); "" = unnamed
 
     @classmethod
     def load(cls, golden: DatasetVersion, digit_eval: int = DIGIT_EVAL_SIZE, clean_speech: bool = True) -> GoldenAudio:
@@ -89,6 +95,7 @@ class GoldenAudio:
             digit_references=[d.text for d in digits],
             clean_audios=[c.audio for c in clean],
             clean_references=[c.text for c in clean],
+            key=hashlib.sha256(f"{golden.digest}|digits={digit_eval}|clean={clean_speech}".encode()).hexdigest()[:24],
         )
 
     def transcribe(self, model: str | Path | None, window_s: float, batch_size: int,
