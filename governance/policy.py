@@ -42,6 +42,7 @@ Purpose = Literal[
     "erasure",
     "retention",
     "key-rotation",
+    "promotion",  # moving the serving bundle's aliases by hand (promote --bundle, rollback): no zone access
 ]
 PURPOSES: tuple[str, ...] = get_args(Purpose)
 

@@ -49,6 +49,7 @@ RIGHTS: dict[str, set[str]] = {
                 "quarantine.delete"},
     "retention": {"raw.delete", "redacted.delete", "quarantine.delete"},
     "key-rotation": {"raw.write", "quarantine.write"},
+    "promotion": set(),
 }
 ROLES: dict[str, set[str]] = {
     "pipeline": {"ingest", "redaction", "validation", "training", "evaluation"},

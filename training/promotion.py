@@ -136,11 +136,12 @@ def asr_evidence(candidate: AsrCandidate, champion: ChampionAsr) -> AsrEvidence:
     )
 
 
-def _apply(registry: Registry, version: str, decision: dict[str, Any]) -> None:
+def _apply(registry: Registry, version: str, decision: dict[str, Any], run_id: str, asr_run_id: str | None) -> None:
+    uri = f"runs:/{run_id}/{decision_artifact(asr_run_id)}"
     if decision["promote"]:
-        registry.promote(version, decision)
+        registry.promote(version, decision, uri)
     else:
-        registry.mark_rejected(version, decision)
+        registry.mark_rejected(version, decision, uri)
 
 
 def gate_and_promote(
@@ -159,7 +160,7 @@ def gate_and_promote(
         )
         tags = registry.client.get_model_version(registry.bundle_name, existing).tags
         if "gate.verdict" not in tags:  # killed between registering and moving the alias: finish it
-            _apply(registry, existing, recorded)
+            _apply(registry, existing, recorded, challenger.run_id, asr_run_id)
         champion = registry.by_alias(CHAMPION)
         return PromotionOutcome(existing, recorded["verdict"] == "promote", recorded,
                                 champion.version if champion else None, recorded.get("champion_version"), True)
@@ -188,7 +189,7 @@ def gate_and_promote(
         evidence_summary["golden_wer"] = asr.run.scores["wer"]
     bundle = registry.register_bundle(challenger.run_id, components, evidence_summary,
                                       {ASR_RUN_TAG: asr_run_id} if asr_run_id else None)
-    _apply(registry, bundle.version, decision)
+    _apply(registry, bundle.version, decision, challenger.run_id, asr_run_id)
     champion = registry.by_alias(CHAMPION)
     return PromotionOutcome(bundle.version, bool(decision["promote"]), decision,
                             champion.version if champion else None, evidence.champion_version)

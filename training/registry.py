@@ -3,13 +3,19 @@
 A bundle is a registered model whose versions each name the exact component model versions
 they contain (``intent``, and ``asr`` when the run retrained it). Aliases live on the bundle: ``challenger``
 is the newest candidate, ``champion`` the one serving, ``previous`` the champion it replaced.
-The ``champion`` alias moves only through :meth:`Registry.promote`, which the gate calls.
+The ``champion`` alias moves only through :meth:`Registry.move_champion`: the gate calls it
+(:meth:`Registry.promote`), and so do a manual promotion and a rollback (training/rollout.py).
+Every move, and every rejection by the gate, is kept as an :class:`AliasMove` in a tag of the
+bundle's registered model, so the history travels with the registry (backups, a shared server).
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +28,7 @@ from voiceloop.config import Settings
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 RETRAIN_REQUIRED_TAG = "voiceloop.retrain_required"  # value: the erasure request that made it stale
 BASELINE_PREFIX = "voiceloop.baseline."  # golden digest and accuracy the champion was re-measured on
+MOVE_PREFIX = "voiceloop.move."  # registered-model tags on the bundle: one AliasMove (JSON) each
 
 
 def setup_tracking(settings: Settings) -> MlflowClient:
@@ -55,10 +62,40 @@ class BundleVersion:
         return self.components.get("intent")
 
 
+@dataclass(frozen=True)
+class AliasMove:
+    """One decision about the champion: a gate verdict, a manual promotion or a rollback.
+
+    ``action``: ``gate.promote``, ``gate.reject``, ``manual.promote`` or ``rollback``. ``version``
+    is the bundle it is about (the new champion, except for ``gate.reject``). ``by`` names who
+    decided (``gate``, or ``user as role``); ``evidence`` is what they decided on.
+    """
+
+    action: str
+    version: str
+    champion_before: str | None
+    champion_after: str | None
+    by: str
+    reason: str | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="milliseconds"))
+
+
 def with_request(current: str | None, request_id: str) -> str:
     """A ``retrain_required`` value naming ``request_id`` after any requests it already named."""
     requests = [r for r in (current or "").split(",") if r]
     return ",".join(requests if request_id in requests else [*requests, request_id])
+
+
+def decision_evidence(decision: dict[str, Any], decision_uri: str | None) -> dict[str, Any]:
+    """What a gate verdict rested on, small enough for a tag: each criterion's outcome and the full record's URI."""
+    return {
+        "verdict": decision.get("verdict"),
+        "reasons": decision.get("reasons", []),
+        "criteria": [{k: c.get(k) for k in ("name", "passed", "challenger", "champion", "delta", "interval",
+                                            "threshold")} for c in decision.get("criteria", [])],
+        "decision": decision_uri,
+    }
 
 
 class Registry:
@@ -114,18 +151,51 @@ class Registry:
             return None
         return self.bundle(str(mv.version))
 
-    def promote(self, version: str, decision: dict[str, Any]) -> None:
-        """Move ``champion`` to ``version``; the old champion becomes ``previous``."""
+    def move_champion(self, version: str, *, action: str, by: str, reason: str | None = None,
+                      evidence: dict[str, Any] | None = None) -> AliasMove:
+        """Make ``version`` the champion (the old one becomes ``previous``) and record the move."""
         current = self.by_alias(CHAMPION)
         if current is not None and current.version != version:
             self.client.set_registered_model_alias(self.bundle_name, PREVIOUS, current.version)
         self.client.set_registered_model_alias(self.bundle_name, CHAMPION, version)
-        self.client.set_model_version_tag(self.bundle_name, version, "gate.verdict", decision.get("verdict", ""))
+        return self.record(AliasMove(action, version, current.version if current else None, version, by, reason,
+                                     evidence or {}))
 
-    def mark_rejected(self, version: str, decision: dict[str, Any]) -> None:
+    def promote(self, version: str, decision: dict[str, Any], decision_uri: str | None = None) -> AliasMove:
+        """The gate's promotion: move ``champion`` to ``version`` with the decision as evidence.
+
+        The verdict tag is written last: it marks the decision as carried out (a replay finishes
+        a decision whose tag is missing).
+        """
+        move = self.move_champion(version, action="gate.promote", by="gate",
+                                  evidence=decision_evidence(decision, decision_uri))
         self.client.set_model_version_tag(self.bundle_name, version, "gate.verdict", decision.get("verdict", ""))
+        return move
+
+    def mark_rejected(self, version: str, decision: dict[str, Any], decision_uri: str | None = None) -> AliasMove:
         reasons = "; ".join(decision.get("reasons", []))[:4000]
         self.client.set_model_version_tag(self.bundle_name, version, "gate.reasons", reasons)
+        champion = self.by_alias(CHAMPION)
+        held = champion.version if champion else None
+        move = self.record(AliasMove("gate.reject", version, held, held, "gate",
+                                     evidence=decision_evidence(decision, decision_uri)))
+        self.client.set_model_version_tag(self.bundle_name, version, "gate.verdict", decision.get("verdict", ""))
+        return move
+
+    def record(self, move: AliasMove) -> AliasMove:
+        """Keep ``move`` in the bundle's history (a registered-model tag, keyed so that keys sort by time)."""
+        stamp = int(datetime.fromisoformat(move.at).timestamp() * 1000)
+        key = f"{MOVE_PREFIX}{stamp:013d}.{uuid.uuid4().hex[:8]}"
+        self.client.set_registered_model_tag(self.bundle_name, key, json.dumps(asdict(move), sort_keys=True))
+        return move
+
+    def moves(self) -> list[AliasMove]:
+        """Every recorded decision about the champion, oldest first."""
+        try:
+            tags = self.client.get_registered_model(self.bundle_name).tags or {}
+        except MlflowException:
+            return []
+        return [AliasMove(**json.loads(tags[key])) for key in sorted(k for k in tags if k.startswith(MOVE_PREFIX))]
 
     def download_component(self, reference: str, dest: Path) -> Path:
         """Fetch a component ("name/version") into ``dest`` and return the local folder."""
@@ -134,7 +204,8 @@ class Registry:
         dest.mkdir(parents=True, exist_ok=True)
         return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(dest)))
 
-    def history(self) -> list[dict[str, Any]]:
+    def versions(self) -> list[dict[str, Any]]:
+        """Every bundle version, newest first, with its aliases, gate verdict and components."""
         rows = []
         for mv in self.client.search_model_versions(f"name='{self.bundle_name}'"):
             full = self.client.get_model_version(self.bundle_name, mv.version)

@@ -7,6 +7,8 @@ Examples::
     voiceloop retrain                 # pull, redact, validate, train, gate, promote
     voiceloop retrain --json          # the same, summary as JSON for machines
     voiceloop status                  # champion bundle, recent runs and verdicts
+    voiceloop history                 # every gate verdict, manual promotion and rollback
+    voiceloop rollback --reason "INC-232" --as admin
     voiceloop schedule --cron "0 3 * * 1"
     voiceloop redact --in transcripts.jsonl --out redacted.jsonl
 """
@@ -30,6 +32,7 @@ from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 from voiceloop.cli_governance import register as register_governance
 from voiceloop.cli_redact import register as register_redact
+from voiceloop.cli_registry import register as register_registry
 from voiceloop.cli_transcribe import register as register_transcribe
 
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
@@ -37,6 +40,7 @@ app = typer.Typer(help="voiceloop: the governed retraining loop for production v
 app.add_typer(audit_app, name="audit")
 register_governance(app)
 register_redact(app)
+register_registry(app)
 register_transcribe(app)
 
 
@@ -129,7 +133,7 @@ def status(params: ParamsOption = None, json_out: JsonOption = False) -> None:
 
     registry = Registry(settings)
     champion = registry.by_alias(CHAMPION)
-    history = registry.history()[:10]
+    history = registry.versions()[:10]
     state = {"champion": champion.__dict__ if champion else None, "bundles": history,
              "tracking_uri": settings.tracking_uri, "project_dir": str(settings.root)}
     if json_out:

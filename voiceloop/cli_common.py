@@ -30,6 +30,33 @@ def load(params: Path | None) -> Settings:
     return settings
 
 
+def acting_role(settings: Settings, as_role: str | None, purpose: str, audit_action: str | None = None) -> str:
+    """The acting role, refused (exit 2) when the policy does not define it or it may not act for ``purpose``.
+
+    With ``audit_action``, a refusal is also written to the audit log (outcome ``denied``).
+    """
+    from governance.policy import PolicyError, load_policy
+
+    role = as_role or settings.identity.role
+    try:
+        policy = load_policy(settings.access.policy_file or None)
+        policy.require_role(role)
+        refusal = None
+    except PolicyError as error:
+        refusal = str(error)
+    if refusal is None and purpose not in policy.purposes_of(role):
+        refusal = (f"role {role!r} may not act for purpose {purpose!r}; roles that may: "
+                   f"{', '.join(policy.roles_for(purpose)) or 'none'} (act as one with --as ROLE or VOICELOOP_ROLE)")
+    if refusal is not None:
+        if audit_action:
+            from governance.audit import Actor, open_audit
+
+            open_audit(settings).append(Actor(role=role, purpose=purpose), audit_action, outcome="denied",
+                                        detail={"reason": refusal})
+        fail(refusal, 2)
+    return role
+
+
 def print_json(data: Any, indent: int | None = 1) -> None:
     """Machine-readable output (``--json``) on stdout; everything for humans goes to stderr."""
     sys.stdout.write(json.dumps(data, indent=indent, default=str) + "\n")

@@ -26,7 +26,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, console, print_json
+from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, print_json
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 
@@ -45,22 +45,6 @@ def register(app: typer.Typer) -> None:
 
 
 # -- shared ---------------------------------------------------------------------------------------
-def _role(settings: Settings, as_role: str | None, purpose: str) -> str:
-    """The acting role, refused (exit 2) when the policy does not define it or it may not act for ``purpose``."""
-    from governance.policy import PolicyError, load_policy
-
-    role = as_role or settings.identity.role
-    try:
-        policy = load_policy(settings.access.policy_file or None)
-        policy.require_role(role)
-    except PolicyError as error:
-        _fail(str(error), 2)
-    if purpose not in policy.purposes_of(role):
-        _fail(f"role {role!r} may not act for purpose {purpose!r}; roles that may: "
-              f"{', '.join(policy.roles_for(purpose)) or 'none'} (act as one with --as ROLE or VOICELOOP_ROLE)", 2)
-    return role
-
-
 def _size(n: int) -> str:
     value = float(n)
     for unit in ("B", "KB", "MB", "GB"):
@@ -153,7 +137,7 @@ def _erase(settings: Settings, caller_id: str, request_only: bool, request_id: s
     from governance.erasure import ErasureError, record_request
     from governance.session import open_store
 
-    role = _role(settings, as_role, "erasure")
+    role = acting_role(settings, as_role, "erasure")
     if request_only:
         store = open_store(settings, role, "erasure")
         request = record_request(store.audit, store.actor, caller_id, settings.retention.erasure_deadline_days)
@@ -315,7 +299,7 @@ def retention_apply(
     from governance.retention import apply_retention
     from governance.session import open_store
 
-    store = open_store(settings, _role(settings, as_role, "retention"), "retention")
+    store = open_store(settings, acting_role(settings, as_role, "retention"), "retention")
     try:
         report = apply_retention(store, datetime.now(UTC), settings.retention.raw_days,
                                  settings.retention.keep_redacted, dry_run)

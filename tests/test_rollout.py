@@ -1,0 +1,101 @@
+"""Moving the champion by hand (voiceloop promote / rollback / history), on a project the real flow trained.
+
+The template's first bundle was promoted by the gate. A second bundle of the same component
+versions is registered through the real registry, then promoted by hand and rolled back, through
+the command, with the real access policy, MLflow registry and audit log.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from governance.audit import open_audit
+from tests.flow_helpers import TrainedProject, cli, project_fixture
+from training.registry import CHALLENGER, CHAMPION, PREVIOUS, Registry
+
+project = project_fixture("rollout")
+
+
+def _params(project: TrainedProject) -> list[str]:
+    return ["--params", str(project.params)]
+
+
+def _aliases(registry: Registry) -> dict[str, str | None]:
+    return {alias: (b.version if (b := registry.by_alias(alias)) else None) for alias in (CHAMPION, PREVIOUS)}
+
+
+@pytest.fixture(scope="module")
+def second_bundle(project: TrainedProject) -> str:
+    """A second bundle version (the same components): the challenger, not promoted by any gate."""
+    registry = Registry(project.settings)
+    first = registry.by_alias(CHAMPION)
+    assert first is not None and first.run_id
+    bundle = registry.register_bundle(first.run_id, first.components, {"note": "registered by the test"})
+    assert registry.by_alias(CHALLENGER) == registry.bundle(bundle.version)
+    return bundle.version
+
+
+def test_a_rollback_with_nothing_before_the_champion_is_refused_and_audited(project: TrainedProject) -> None:
+    result = cli("rollback", "--reason", "INC-1: testing", "--as", "admin", *_params(project))
+    assert result.exit_code == 1 and "nothing to roll back to" in result.output
+    [entry] = open_audit(project.settings).entries(action="registry.rollback")
+    assert entry.outcome == "refused" and entry.role == "admin"
+
+
+def test_only_the_promotion_purpose_may_move_the_champion(project: TrainedProject, second_bundle: str) -> None:
+    before = _aliases(Registry(project.settings))
+    result = cli("promote", "--bundle", second_bundle, "--reason", "INC-2", "--as", "ml-engineer", *_params(project))
+    assert result.exit_code == 2 and "may not act for purpose 'promotion'" in result.output and "admin" in result.output
+    no_reason = cli("promote", "--bundle", second_bundle, "--as", "admin", *_params(project))
+    assert no_reason.exit_code == 1 and "a reason is required" in no_reason.output
+    assert _aliases(Registry(project.settings)) == before
+    outcomes = [(e.role, e.outcome) for e in open_audit(project.settings).entries(action="registry.promote-manual")]
+    assert outcomes == [("ml-engineer", "denied"), ("admin", "refused")]
+
+
+def test_manual_promotion_then_rollback_restores_the_previous_bundle(project: TrainedProject,
+                                                                      second_bundle: str) -> None:
+    registry = Registry(project.settings)
+    first = _aliases(registry)[CHAMPION]
+    assert first is not None and first != second_bundle
+
+    promoted = cli("promote", "--bundle", f"v{second_bundle}", "--reason", "INC-3: hotfix", "--as", "admin",
+                   "--json", *_params(project))
+    assert promoted.exit_code == 0, promoted.output
+    move = json.loads(promoted.stdout)
+    assert (move["action"], move["champion_before"], move["champion_after"]) == ("manual.promote", first, second_bundle)
+    assert move["evidence"]["override"] is True  # no gate ever passed the second bundle
+    assert _aliases(registry) == {CHAMPION: second_bundle, PREVIOUS: first}
+
+    rolled = cli("rollback", "--reason", "INC-4: worse on calls", "--as", "admin", *_params(project))
+    assert rolled.exit_code == 0, rolled.output
+    assert _aliases(registry) == {CHAMPION: first, PREVIOUS: second_bundle}
+
+    again = cli("promote", "--bundle", first, "--reason", "INC-5", "--as", "admin", *_params(project))
+    assert again.exit_code == 1 and "champion already" in again.output
+
+    entries = open_audit(project.settings).entries(outcome="ok")
+    done = [(e.action, e.detail["bundle_version"], e.detail["reason"]) for e in entries
+            if e.action in ("registry.promote-manual", "registry.rollback")]
+    assert done == [("registry.promote-manual", second_bundle, "INC-3: hotfix"),
+                    ("registry.rollback", first, "INC-4: worse on calls")]
+
+    history = cli("history", "--json", *_params(project))
+    moves = json.loads(history.stdout)
+    assert [(m["action"], m["version"], m["by"].endswith(" as admin") or m["by"] == "gate") for m in moves] == [
+        ("gate.promote", first, True), ("manual.promote", second_bundle, True), ("rollback", first, True)]
+    assert moves[0]["evidence"]["verdict"] == "promote" and moves[0]["evidence"]["criteria"]
+    assert moves[0]["evidence"]["decision"].startswith("runs:/")
+    assert moves[2]["evidence"] == {"rolled_back": second_bundle}
+    table = cli("history", *_params(project), env={"COLUMNS": "200"})
+    assert table.exit_code == 0 and "INC-4: worse on calls" in table.output
+
+
+def test_a_bundle_trained_on_erased_calls_may_not_serve_again(project: TrainedProject, second_bundle: str) -> None:
+    registry = Registry(project.settings)
+    registry.tag_retrain_required(registry.bundle_name, second_bundle, "er-test")
+    result = cli("rollback", "--reason", "INC-6", "--as", "admin", *_params(project))  # previous = second_bundle
+    assert result.exit_code == 1 and "erased" in result.output and "er-test" in result.output
+    assert _aliases(registry)[CHAMPION] != second_bundle

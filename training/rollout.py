@@ -1,0 +1,73 @@
+"""Moving the champion by hand: a manual promotion that overrides the gate, and a rollback.
+
+The gate moves the ``champion`` alias on evidence (training/promotion.py). A person may move it
+too, but only with a reason, and only to a bundle that may serve: one trained on calls that were
+erased since (``voiceloop.retrain_required``) is refused, whichever way it is asked for. Who may
+do this is the access policy's business (purpose ``promotion``; the ``admin`` role in the shipped
+policy) and the command's (voiceloop/cli_registry.py), which also writes the audit entry.
+
+A rollback makes ``previous`` the champion again, and the bundle it replaces becomes
+``previous``: rolling back twice undoes the first rollback, as the aliases always say which
+bundle the champion replaced.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mlflow.exceptions import MlflowException
+
+from training.registry import CHAMPION, PREVIOUS, RETRAIN_REQUIRED_TAG, AliasMove, Registry
+
+
+class RolloutRefused(ValueError):
+    """The move was not made; the message says why and what to do instead."""
+
+
+def _reason(reason: str | None) -> str:
+    text = (reason or "").strip()
+    if not text:
+        raise RolloutRefused("a reason is required (--reason \"...\"): it is kept with the move and in the audit log")
+    return text
+
+
+def _servable(registry: Registry, version: str, what: str) -> dict[str, str]:
+    """The bundle version's tags; refused when it does not exist or was trained on erased calls."""
+    try:
+        tags = dict(registry.client.get_model_version(registry.bundle_name, version).tags or {})
+    except MlflowException:
+        known = ", ".join(row["version"] for row in registry.versions()) or "none yet"
+        raise RolloutRefused(f"bundle {registry.bundle_name} has no version {version} (versions: {known})") from None
+    if tags.get(RETRAIN_REQUIRED_TAG):
+        raise RolloutRefused(
+            f"{what} bundle v{version} was trained on calls erased since (erasure {tags[RETRAIN_REQUIRED_TAG]}); "
+            "it may not serve again: retrain (voiceloop retrain) and let the gate judge the new bundle"
+        )
+    return tags
+
+
+def promote_by_hand(registry: Registry, version: str, reason: str | None, by: str) -> AliasMove:
+    """Make bundle ``version`` the champion regardless of its gate verdict, with ``reason`` on record."""
+    reason = _reason(reason)
+    tags = _servable(registry, version, "the")
+    champion = registry.by_alias(CHAMPION)
+    if champion is not None and champion.version == version:
+        raise RolloutRefused(f"bundle v{version} is the champion already")
+    verdict = tags.get("gate.verdict")
+    evidence: dict[str, Any] = {"gate_verdict": verdict, "override": verdict != "promote"}
+    if tags.get("gate.reasons"):
+        evidence["gate_reasons"] = tags["gate.reasons"]
+    return registry.move_champion(version, action="manual.promote", by=by, reason=reason, evidence=evidence)
+
+
+def rollback(registry: Registry, reason: str | None, by: str) -> AliasMove:
+    """Make the ``previous`` bundle the champion again; the one it replaces becomes ``previous``."""
+    reason = _reason(reason)
+    previous = registry.by_alias(PREVIOUS)
+    if previous is None:
+        raise RolloutRefused("nothing to roll back to: no bundle has the 'previous' alias "
+                             "(the champion is the first one ever promoted)")
+    _servable(registry, previous.version, "the previous")
+    champion = registry.by_alias(CHAMPION)
+    evidence = {"rolled_back": champion.version if champion else None}
+    return registry.move_champion(previous.version, action="rollback", by=by, reason=reason, evidence=evidence)
