@@ -107,6 +107,25 @@ def token_cap(duration_s: float, max_tokens_per_second: float = 10.0) -> int:
     return min(int(max_tokens_per_second * seconds) + 12, _MAX_TOKENS)
 
 
+CT2_FILES = ("model.bin", "config.json", "tokenizer.json")
+
+
+class ModelError(ValueError):
+    """A model was asked for that cannot be loaded; the message says what to give instead."""
+
+
+def ct2_export_folder(folder: Path, what: str) -> Path:
+    """``folder`` or the one folder under it holding a CTranslate2 Whisper export (MLflow keeps artifact paths)."""
+    if (folder / "model.bin").is_file():
+        found = folder
+    else:
+        found = next((p.parent for p in sorted(folder.rglob("model.bin"))), folder) if folder.is_dir() else folder
+    missing = [name for name in CT2_FILES if not (found / name).is_file()]
+    if missing:
+        raise ModelError(f"{what} is not a CTranslate2 Whisper export: {', '.join(missing)} missing in {found}")
+    return found
+
+
 def resolve_asr_model(name_or_path: str | None) -> str:
     """Where faster-whisper should load the model from: the bundled tiny.en, or what the user named."""
     if name_or_path is None or name_or_path in ("", BUNDLED_MODEL):

@@ -9,6 +9,7 @@ Examples::
     voiceloop status                  # champion bundle, recent runs and verdicts
     voiceloop history                 # every gate verdict, manual promotion and rollback
     voiceloop rollback --reason "INC-232" --as admin
+    voiceloop serve                   # the champion over HTTP (docs at http://127.0.0.1:8080/docs)
     voiceloop schedule --cron "0 3 * * 1"
     voiceloop redact --in transcripts.jsonl --out redacted.jsonl
 """
@@ -33,6 +34,7 @@ from voiceloop.cli_common import load as _settings
 from voiceloop.cli_governance import register as register_governance
 from voiceloop.cli_redact import register as register_redact
 from voiceloop.cli_registry import register as register_registry
+from voiceloop.cli_serve import register as register_serve
 from voiceloop.cli_transcribe import register as register_transcribe
 
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
@@ -41,6 +43,7 @@ app.add_typer(audit_app, name="audit")
 register_governance(app)
 register_redact(app)
 register_registry(app)
+register_serve(app)
 register_transcribe(app)
 
 

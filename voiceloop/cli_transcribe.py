@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import tempfile
 import time
@@ -36,38 +35,22 @@ import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from serving.asr import ModelError, ct2_export_folder
+from serving.audio import SAMPLE_RATE, word_json
 from voiceloop.cli_common import ParamsOption, console, fail, load
 from voiceloop.config import Settings
 
 BUNDLED = "tiny.en-bundled"
 ALIASES = ("champion", "challenger")
-CT2_FILES = ("model.bin", "config.json", "tokenizer.json")
-SAMPLE_RATE = 16_000
 # Files decoded and transcribed together: bounds memory (16 kHz float32 is 64 KB per second of audio)
 # while leaving the engine enough utterances to sort by length and batch.
 CHUNK_BATCHES = 8
-
-
-class ModelError(ValueError):
-    """``--model`` names nothing that can be loaded; the message says what to give instead."""
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
     path: str  # what AsrEngine loads: BUNDLED or a local CTranslate2 folder
     description: str  # for stderr
-
-
-def _ct2_folder(folder: Path, what: str) -> Path:
-    """``folder`` or the one folder under it holding a CTranslate2 Whisper export."""
-    if (folder / "model.bin").is_file():
-        found = folder
-    else:
-        found = next((p.parent for p in sorted(folder.rglob("model.bin"))), folder) if folder.is_dir() else folder
-    missing = [name for name in CT2_FILES if not (found / name).is_file()]
-    if missing:
-        raise ModelError(f"{what} is not a CTranslate2 Whisper export: {', '.join(missing)} missing in {found}")
-    return found
 
 
 def _registry_bundle(settings: Settings, alias: str) -> Any:
@@ -101,39 +84,25 @@ def resolve_model(spec: str, settings: Settings, work_dir: Path) -> ResolvedMode
             folder = Registry(settings).download_component(reference, work_dir / "asr")
         except Exception as err:  # MLflow raises several kinds; the message is what the user needs
             raise ModelError(f"--model {spec}: could not download {reference} from the registry: {err}") from None
-        return ResolvedModel(str(_ct2_folder(folder, f"{spec} ASR {reference}")),
+        return ResolvedModel(str(ct2_export_folder(folder, f"{spec} ASR {reference}")),
                              f"the {spec} bundle v{bundle.version} ASR model {reference}")
     path = Path(spec).expanduser()
     if not path.exists():
         raise ModelError(
             f"--model {spec}: no such folder; give champion, challenger, {BUNDLED} or a CTranslate2 Whisper folder"
         )
-    return ResolvedModel(str(_ct2_folder(path, f"--model {spec}")), f"{path}")
+    return ResolvedModel(str(ct2_export_folder(path, f"--model {spec}")), f"{path}")
 
 
 def decode(path: Path) -> np.ndarray:
     """16 kHz mono float32 samples of an audio file; ValueError with a reason a person can act on."""
-    from faster_whisper import decode_audio
+    from serving.audio import decode_16k
 
     if path.is_dir():
         raise ValueError("is a folder, not an audio file")
     if not path.exists():
         raise ValueError("no such file")
-    try:
-        audio = decode_audio(str(path), sampling_rate=SAMPLE_RATE)
-    except PermissionError:
-        raise ValueError("permission denied") from None
-    except Exception as err:  # PyAV raises its own error types for every kind of bad input
-        reason = re.sub(r"^\[Errno -?\d+\] ", "", str(err)).split(": '", 1)[0] or type(err).__name__
-        raise ValueError(f"not an audio file PyAV can decode ({reason})") from None
-    if audio.size == 0:
-        raise ValueError("no audio samples in the file")
-    return np.asarray(audio, dtype=np.float32)
-
-
-def _word(word: Any, duration: float) -> dict[str, Any]:
-    start = round(min(max(word.start, 0.0), duration), 2)
-    return {"word": word.text, "start": start, "end": round(min(max(word.end, start), duration), 2)}
+    return decode_16k(str(path))
 
 
 def _write(record: dict[str, Any]) -> None:
@@ -247,7 +216,7 @@ def register(app: typer.Typer) -> None:
                         text, words = results[position]
                         duration = audios[position].size / SAMPLE_RATE
                         seconds += duration
-                        _write({"path": str(path), "text": text, "words": [_word(w, duration) for w in words]})
+                        _write({"path": str(path), "text": text, "words": [word_json(w, duration) for w in words]})
                     progress.update(task, completed=first + len(paths))
         elapsed = time.perf_counter() - started
         console.print(f"transcribed {len(files) - failed} of {len(files)} files ({seconds:.1f} s of audio) "

@@ -207,6 +207,18 @@ class DvcConfig(_Section):
     enabled: bool = True
 
 
+class ServingConfig(_Section):
+    """``voiceloop serve``: the runtime that follows the champion bundle (docs/serving.md)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    reload_poll_s: Annotated[float, Field(gt=0, description="how often the champion alias is checked")] = 5.0
+    shadow: bool = False  # also run the challenger bundle on the same traffic and record the comparison
+    max_audio_s: Annotated[float, Field(gt=0)] = 60.0  # longer uploads get 413
+    max_upload_mb: Annotated[float, Field(gt=0)] = 20.0
+    api_keys_file: str = ""  # "": <keys dir>/api-keys (one key per line, created on first start)
+
+
 class Settings(_Section):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -225,6 +237,7 @@ class Settings(_Section):
     access: AccessConfig = AccessConfig()
     retention: RetentionConfig = RetentionConfig()
     dvc: DvcConfig = DvcConfig()
+    serving: ServingConfig = ServingConfig()
     threads: int = 0  # 0: all cores
 
     # Resolved locations -------------------------------------------------

@@ -1,0 +1,73 @@
+"""A registry bundle loaded for serving: its ASR engine and its intent model.
+
+A bundle is what the gate promoted (training/registry.py): exact component versions. Loading one
+downloads its components from the registry and loads them whole before anything is served from
+them, so a bundle is either fully there or not at all. A champion bundle without an ASR
+component is served with the bundled base Whisper, as the gate compared it.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from serving.asr import AsrEngine, Word
+    from training.intent.predict import IntentModel
+    from training.registry import BundleVersion, Registry
+
+
+class NoIntentModel(LookupError):
+    """Nothing to understand text with: no champion bundle yet."""
+
+
+@dataclass
+class ServedBundle:
+    """Everything one request needs, loaded; requests keep the one they started with."""
+
+    version: str | None  # None: no bundle in the registry yet (base ASR, no intent model)
+    asr: AsrEngine
+    asr_model: str  # "voiceloop-asr/3" or the bundled base model
+    intent: IntentModel | None
+    loaded_at: float = field(default_factory=time.time)
+
+    def transcribe(self, audio: np.ndarray) -> tuple[str, list[Word]]:
+        """Text and timed words of one 16 kHz utterance, as the gate scored this model (short windows)."""
+        [(text, words)] = self.asr.transcribe_words_batch([audio], batch_size=1)
+        return text, words
+
+    def understand(self, text: str) -> tuple[str, float]:
+        """The intent of ``text`` and the model's probability for it."""
+        if self.intent is None:
+            raise NoIntentModel("no champion bundle yet: run `voiceloop retrain` so the gate promotes one")
+        probabilities = self.intent.predict_proba([text])[0]
+        best = int(np.argmax(probabilities))
+        return self.intent.labels[best], float(probabilities[best])
+
+
+def load_bundle(registry: Registry, bundle: BundleVersion | None, work_dir: Path, window_s: float,
+                cpu_threads: int | None = None) -> ServedBundle:
+    """Download and load ``bundle``'s components (None: the base ASR alone) into memory."""
+    from serving.asr import BUNDLED_MODEL, AsrEngine, ct2_export_folder
+    from training.asr.export import exported_window
+    from training.intent.predict import IntentModel
+
+    threads = cpu_threads or min(4, os.cpu_count() or 1)
+    if bundle is None:
+        return ServedBundle(None, AsrEngine(None, cpu_threads=threads, window_s=window_s), BUNDLED_MODEL, None)
+    folder = work_dir / f"bundle-{bundle.version}"
+    intent = None
+    if bundle.intent_model:
+        intent = IntentModel.load(registry.download_component(bundle.intent_model, folder / "intent"))
+    reference = bundle.components.get("asr")
+    if reference:
+        asr_dir = ct2_export_folder(registry.download_component(reference, folder / "asr"), f"ASR {reference}")
+        asr = AsrEngine(str(asr_dir), cpu_threads=threads, window_s=exported_window(asr_dir) or window_s)
+    else:
+        asr, reference = AsrEngine(None, cpu_threads=threads, window_s=window_s), BUNDLED_MODEL
+    return ServedBundle(bundle.version, asr, reference, intent)

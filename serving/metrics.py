@@ -1,0 +1,29 @@
+"""Prometheus metrics of the serving runtime (``GET /metrics``): one registry per app, so tests and
+several apps in one process never share counters."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class ServingMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("voiceloop_requests", "requests by endpoint and HTTP status",
+                                ["endpoint", "status"], registry=self.registry)
+        self.latency = Histogram("voiceloop_request_seconds", "time to answer, by endpoint", ["endpoint"],
+                                 buckets=LATENCY_BUCKETS, registry=self.registry)
+        self.bundle = Gauge("voiceloop_bundle_version", "bundle version served (0: none yet)", ["alias"],
+                            registry=self.registry)
+        self.reloads = Counter("voiceloop_bundle_reloads", "bundle swaps after an alias moved, by outcome",
+                               ["alias", "outcome"], registry=self.registry)
+        self.shadow = Counter("voiceloop_shadow_comparisons", "challenger runs on champion traffic, by endpoint "
+                              "and whether the intents agreed", ["endpoint", "intent_agrees"], registry=self.registry)
+        self.shadow_word_edits = Histogram("voiceloop_shadow_transcript_word_edits", "word edits between the "
+                                           "champion's and the challenger's transcripts",
+                                           buckets=(0, 1, 2, 3, 5, 8, 13, 21), registry=self.registry)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

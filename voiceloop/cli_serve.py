@@ -1,0 +1,64 @@
+"""``voiceloop serve``: the champion bundle behind an HTTP API on this machine (serving/app.py).
+
+Examples::
+
+    voiceloop serve                              # 127.0.0.1:8080, follows the champion alias
+    voiceloop serve --port 9000 --shadow         # also run the challenger on the same traffic
+    VOICELOOP_API_KEYS=k1,k2 voiceloop serve     # keys from the environment instead of the key file
+
+Register with :func:`register` (``voiceloop/cli.py``).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from voiceloop.cli_common import ParamsOption, console, fail
+from voiceloop.cli_common import load as _settings
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="address to listen on (default serving.host, 127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option(help="port (default serving.port, 8080)")] = None,
+    shadow: Annotated[bool | None, typer.Option("--shadow/--no-shadow", help="run the challenger bundle on the same "
+                                                "requests and record the comparison (default serving.shadow)")] = None,
+    reload_every: Annotated[float | None, typer.Option(help="seconds between checks of the champion alias "
+                                                             "(default serving.reload_poll_s)")] = None,
+    params: ParamsOption = None,
+) -> None:
+    """Serve the champion bundle: /v1/transcribe, /v1/understand, /v1/process, /healthz, /metrics, /docs.
+
+    The bundle the registry's champion alias points at is loaded (its ASR and intent models) and
+    swapped for the next one when the alias moves (a promotion, a rollback), without dropping a
+    request. Every /v1 route needs an API key in the X-API-Key header: from VOICELOOP_API_KEYS, or
+    the key file (serving.api_keys_file; created with one key on first start).
+    """
+    import uvicorn
+
+    from serving.api_keys import api_keys_path, load_api_keys
+    from serving.app import create_app
+    from serving.runtime import build_runtime, start_following, stop_following
+
+    settings = _settings(params)
+    host, port = host or settings.serving.host, port or settings.serving.port
+    try:
+        _keys, source = load_api_keys(api_keys_path(settings.keys_dir, settings.serving.api_keys_file))
+    except ValueError as error:
+        fail(str(error))
+    console.print("loading the champion bundle ...")
+    runtime = build_runtime(settings, shadow)
+    bundle = runtime.champion.current
+    console.print(f"serving bundle {'v' + bundle.version if bundle.version else '(none yet: base ASR only)'} "
+                  f"(ASR {bundle.asr_model}) on http://{host}:{port}  docs: http://{host}:{port}/docs  "
+                  f"API keys: {source}" + ("  shadow: challenger" if runtime.shadow else ""))
+    start_following(runtime, reload_every or settings.serving.reload_poll_s)
+    try:
+        uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+    finally:
+        stop_following(runtime)
