@@ -189,6 +189,8 @@ def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, as
             "per_intent_worst": decision["per_intent"][:5], "repeated": outcome.repeated,
             "asr_slices": [{k: c[k] for k in ("name", "passed", "challenger", "champion", "interval")}
                            for c in decision.get("asr_slices", [])],
+            "slices": {status: [t["name"] for t in decision.get("slice_tests", []) if t["status"] == status]
+                       for status in ("worse", "untested")},
             "challenger_run_id": challenger.run_id, "training_reused": challenger.reused}
 
 

@@ -127,3 +127,59 @@ def test_a_transposed_digit_string_blocks_the_asr_even_when_wer_holds() -> None:
     decision = decide(GateEvidence(labels=["a"], challenger_predictions=["a"], asr=asr), config)
     results = {c.name: c for c in decision.criteria}
     assert results["asr_wer"].passed and not results["digit_accuracy"].passed and not decision.promote
+
+
+def test_holm_steps_down_and_stops_at_the_first_kept_hypothesis() -> None:
+    from training.slice_tests import holm
+
+    verdicts = holm([0.01, 0.04, 0.02, 0.2], 0.05)
+    assert [rejected for rejected, _ in verdicts] == [True, False, False, False]  # 0.02 > 0.05/3 stops it, 0.04 too
+    assert [round(t, 4) for _, t in verdicts] == [0.0125, 0.025, 0.0167, 0.05]
+    assert [r for r, _ in holm([0.001, 0.002, 0.003], 0.05)] == [True, True, True]
+
+
+def test_the_sign_flip_test_is_one_sided() -> None:
+    from training.slice_tests import sign_flip_worse
+
+    worse = sign_flip_worse(np.ones(40), 2000, 0)
+    assert worse == 1 / 2001  # no sign flip reaches every difference being positive
+    assert sign_flip_worse(-np.ones(40), 2000, 0) == 1.0  # better is never "worse"
+    assert sign_flip_worse(np.zeros(40), 2000, 0) == 1.0
+    noise = np.random.default_rng(1).choice([-1.0, 1.0], 200)
+    assert sign_flip_worse(noise, 2000, 0) > 0.05
+
+
+def test_a_challenger_better_overall_but_significantly_worse_on_one_voice_is_blocked() -> None:
+    config = GateConfig(n_bootstrap=1000, min_slice_utterances=30, slice_wer_margin=1.0)  # only Holm can block
+    voices = ["en-us"] * 400 + ["en-sc"] * 60 + ["en-in"] * 5
+    challenger = [1 if v == "en-us" else 5 if v == "en-sc" else 9 for v in voices]  # much better on en-us
+    champion = [4 if v == "en-us" else 3 if v == "en-sc" else 1 for v in voices]
+    asr = AsrEvidence(ref_words=np.full(len(voices), 10), challenger_errors=np.asarray(challenger),
+                      champion_errors=np.asarray(champion), slices=[{"voice": v} for v in voices],
+                      challenger_digits_correct=np.ones(20), champion_digits_correct=np.ones(20))
+    decision = decide(GateEvidence(labels=["a"], challenger_predictions=["a"], asr=asr), config)
+    results = {c.name: c for c in decision.criteria}
+    assert results["asr_wer"].passed and results["asr_wer"].challenger < results["asr_wer"].champion
+    assert not decision.promote and decision.reasons == [f"slices_holm: {results['slices_holm'].rule}"]
+    assert "worse: asr_wer[voice=en-sc]" in results["slices_holm"].rule and "1 slices under 30" in decision.reasons[0]
+    tests = {t.name: t for t in decision.slice_tests}
+    assert tests["asr_wer[voice=en-sc]"].status == "worse"
+    assert tests["asr_wer[voice=en-us]"].status == "not worse"
+    untested = tests["asr_wer[voice=en-in]"]  # 5 utterances, much worse, but too few to test: said so
+    assert (untested.status, untested.p_value, untested.n) == ("untested", None, 5)
+
+
+def test_a_challenger_better_overall_but_significantly_worse_on_one_intent_is_blocked() -> None:
+    config = GateConfig(n_bootstrap=1000, margin=0.01)
+    better = ["card_arrival", "top_up", "pin_blocked", "refund"]
+    labels = [y for y in [*better, "lost_card"] for _ in range(60)]
+    champion = ["wrong" if i % 10 < 3 and y != "lost_card" else y for i, y in enumerate(labels)]  # 70 % / 100 %
+    challenger = ["wrong" if y == "lost_card" and i % 10 < 4 else y for i, y in enumerate(labels)]  # 100 % / 60 %
+    evidence = GateEvidence(labels, challenger, champion, champion_version="1")
+    decision = decide(evidence, config)
+    results = {c.name: c for c in decision.criteria}
+    assert results["intent_accuracy"].challenger > results["intent_accuracy"].champion
+    assert results["intent_accuracy"].passed and not results["slices_holm"].passed
+    assert "worse: intent[lost_card]" in results["slices_holm"].rule and not decision.promote
+    assert {t.name: t.status for t in decision.slice_tests} == {
+        **{f"intent[{y}]": "not worse" for y in better}, "intent[lost_card]": "worse"}

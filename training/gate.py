@@ -20,6 +20,14 @@ rule is a count: the challenger may make at most ``clean_speech_max_extra_errors
 errors in total than the champion. The ASR champion is the champion
 bundle's ASR, or the base model while no bundle has one.
 
+Slices, tested for harm (``slices_holm``, training/slice_tests.py): on every slice (intent
+accuracy per intent, ASR WER per voice, channel and SNR bin) a one-sided paired test asks whether
+the challenger is significantly worse; the p-values are Holm-corrected together at
+``slice_alpha``, and any rejected slice blocks. A slice under ``min_slice_utterances`` is not
+tested and is listed as untested (``slice_tests``), never passed. This is beside the slice
+non-inferiority rule above: that one needs evidence that a large slice is not much worse, this
+one blocks on evidence that any slice is worse at all.
+
 Reported beside the criteria (``statistics``), never deciding: McNemar's exact test on the intent
 model's discordant utterances (right for one model, wrong for the other).
 
@@ -36,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from training.slice_tests import UNTESTED, WORSE, SliceTest, judge, mcnemar_worse, sign_flip_worse
 from voiceloop.config import GateConfig
 
 
@@ -90,6 +99,7 @@ class GateDecision:
     criteria: list[CriterionResult]
     per_intent: list[dict[str, Any]] = field(default_factory=list)
     asr_slices: list[CriterionResult] = field(default_factory=list)  # every slice, reported even when small
+    slice_tests: list[SliceTest] = field(default_factory=list)  # every slice's test (or "untested")
     config: dict[str, Any] = field(default_factory=dict)
     n: int = 0
     champion_version: str | None = None
@@ -208,16 +218,19 @@ def asr_wer(evidence: GateEvidence, config: GateConfig) -> CriterionResult | Non
                        config.wer_margin, config)
 
 
-def asr_slice_results(asr: AsrEvidence, config: GateConfig) -> list[CriterionResult]:
-    """The WER rule on every slice (voice, channel, SNR bin) with reference words, small ones included."""
-    results = []
+def _asr_slice_masks(asr: AsrEvidence) -> list[tuple[str, np.ndarray]]:
+    """("asr_wer[key=value]", utterance mask) of every slice (voice, channel, SNR bin) with reference words."""
+    out = []
     for key in sorted({k for row in asr.slices for k in row}):
         values = np.asarray([row.get(key, "unknown") for row in asr.slices])
-        for value in sorted(set(values)):
-            mask = values == value
-            if asr.ref_words[mask].sum() > 0:
-                results.append(_wer_result(f"asr_wer[{key}={value}]", asr, mask, config.slice_wer_margin, config))
-    return results
+        out += [(f"asr_wer[{key}={value}]", values == value) for value in sorted(set(values))
+                if asr.ref_words[values == value].sum() > 0]
+    return out
+
+
+def asr_slice_results(asr: AsrEvidence, config: GateConfig) -> list[CriterionResult]:
+    """The WER rule on every slice (voice, channel, SNR bin) with reference words, small ones included."""
+    return [_wer_result(name, asr, mask, config.slice_wer_margin, config) for name, mask in _asr_slice_masks(asr)]
 
 
 def asr_wer_slices(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
@@ -243,6 +256,54 @@ def asr_wer_slices(evidence: GateEvidence, config: GateConfig) -> CriterionResul
 def _slice_size(asr: AsrEvidence, name: str) -> int:
     key, value = name[len("asr_wer[") : -1].split("=", 1)
     return sum(1 for row in asr.slices if row.get(key, "unknown") == value)
+
+
+def slice_tests(evidence: GateEvidence, config: GateConfig) -> list[SliceTest]:
+    """Every slice tested for "significantly worse" (training/slice_tests.py): intent accuracy per intent
+    (when a champion exists) and ASR WER per voice, channel and SNR bin; small slices untested."""
+    tests = []
+    if evidence.champion_predictions is not None:
+        labels = np.asarray(evidence.labels)
+        champion = evidence.correct(evidence.champion_predictions)
+        challenger = evidence.correct(evidence.challenger_predictions)
+        for intent in sorted(set(evidence.labels)):
+            mask = labels == intent
+            tested = int(mask.sum()) >= config.min_slice_utterances
+            tests.append(SliceTest(f"intent[{intent}]", int(mask.sum()), float(challenger[mask].mean()),
+                                   float(champion[mask].mean()),
+                                   mcnemar_worse(champion[mask], challenger[mask]) if tested else None))
+    if evidence.asr is not None:
+        asr = evidence.asr
+        for name, mask in _asr_slice_masks(asr):
+            words = max(float(asr.ref_words[mask].sum()), 1.0)
+            difference = asr.challenger_errors[mask] - asr.champion_errors[mask]
+            tested = int(mask.sum()) >= config.min_slice_utterances
+            tests.append(SliceTest(name, int(mask.sum()), float(asr.challenger_errors[mask].sum() / words),
+                                   float(asr.champion_errors[mask].sum() / words),
+                                   sign_flip_worse(difference, config.n_bootstrap, config.seed) if tested else None))
+    return judge(tests, config.slice_alpha)
+
+
+def slices_not_worse(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
+    """No slice may be significantly worse (one-sided tests, Holm-corrected); small slices are named as untested."""
+    tests = slice_tests(evidence, config)
+    tested = [t for t in tests if t.status != UNTESTED]
+    if not tested:
+        return None
+    worse = [t.name for t in tested if t.status == WORSE]
+    untested = len(tests) - len(tested)
+    alpha = config.slice_alpha
+    return CriterionResult(
+        name="slices_holm",
+        passed=not worse,
+        rule=(f"no slice significantly worse than {evidence.asr.champion_label if evidence.asr else 'the champion'} "
+              f"(one-sided paired tests, Holm-corrected at {alpha:.2f} over {len(tested)} slices)"
+              + (f"; worse: {', '.join(worse)}" if worse else "")
+              + (f"; {untested} slices under {config.min_slice_utterances} utterances untested" if untested else "")),
+        challenger=float(len(tested) - len(worse)),
+        champion=float(len(tested)),
+        threshold=alpha,
+    )
 
 
 def digit_accuracy(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
@@ -286,7 +347,7 @@ def clean_speech(evidence: GateEvidence, config: GateConfig) -> CriterionResult 
 
 # A criterion returns None when its evidence is absent (no ASR challenger in this run).
 Criterion = Callable[[GateEvidence, GateConfig], CriterionResult | None]
-CRITERIA: list[Criterion] = [intent_accuracy, asr_wer, asr_wer_slices, digit_accuracy, clean_speech]
+CRITERIA: list[Criterion] = [intent_accuracy, asr_wer, asr_wer_slices, slices_not_worse, digit_accuracy, clean_speech]
 
 
 def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> dict[str, Any]:
@@ -333,6 +394,7 @@ def decide(evidence: GateEvidence, config: GateConfig, criteria: list[Criterion]
         criteria=results,
         per_intent=per_intent_changes(evidence),
         asr_slices=asr_slice_results(evidence.asr, config) if evidence.asr else [],
+        slice_tests=slice_tests(evidence, config),
         config=config.model_dump(),
         n=len(evidence.labels),
         champion_version=evidence.champion_version,

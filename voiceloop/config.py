@@ -157,7 +157,9 @@ class GateConfig(_Section):
     margin: float = 0.01
     wer_margin: float = 0.01  # ASR: challenger WER may be at most this much higher (95% CI upper bound)
     slice_wer_margin: float = 0.03  # ... in every slice of at least min_slice_utterances (wider: fewer words)
-    min_slice_utterances: int = 30
+    min_slice_utterances: int = 30  # smaller slices are reported as untested, never passed
+    # Family-wise error rate of the per-slice "significantly worse" tests (Holm); 0 turns them off.
+    slice_alpha: Annotated[float, Field(ge=0, lt=1)] = 0.05
     digit_margin: float = 0.05  # whole-digit-string accuracy on the held-out FSDD speaker
     # Word errors on the real clean recordings (six clips, 86 words). Not 1: one compound written
     # closed ("coldhearted") costs 2 under Whisper's normalizer; forgetting costs 3-7 (benchmarks).

@@ -1,0 +1,141 @@
+"""Latency and throughput of `voiceloop serve`, measured by a load generator in another process.
+
+Starts `voiceloop serve` (a subprocess) on a project whose registry has a champion bundle, waits
+for /healthz, and drives it over HTTP from this process:
+
+- one client, ``/v1/understand`` (a BANKING77-style sentence): p50 and p95;
+- one client, ``/v1/process`` of a 5-second utterance (the first 5 s of the shipped real recording
+  data/sample/speech_fixtures/vosk_digits.wav): p50 and p95 (end of speech to response);
+- four concurrent clients, ``/v1/process`` of the same utterance: throughput and p95.
+
+Every request must succeed (the script fails otherwise). One JSON line per figure.
+
+    .venv/bin/python benchmarks/serve_load.py --project-dir .voiceloop      # after `make demo`
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+import wave
+from pathlib import Path
+
+import httpx
+import numpy as np
+from common import emit  # benchmarks/common.py
+
+REPO = Path(__file__).resolve().parents[1]
+RECORDING = REPO / "data" / "sample" / "speech_fixtures" / "vosk_digits.wav"
+KEY = "benchmark-key"
+
+
+def five_second_utterance() -> bytes:
+    with wave.open(str(RECORDING)) as source:
+        rate, width, channels = source.getframerate(), source.getsampwidth(), source.getnchannels()
+        frames = source.readframes(5 * rate)
+    out = io.BytesIO()
+    with wave.open(out, "wb") as target:
+        target.setnchannels(channels), target.setsampwidth(width), target.setframerate(rate)
+        target.writeframes(frames)
+    return out.getvalue()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def start_server(project_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "VOICELOOP_PROJECT_DIR": str(project_dir.resolve()), "VOICELOOP_API_KEYS": KEY}
+    server = subprocess.Popen([sys.executable, "-m", "voiceloop.cli", "serve", "--port", str(port)], env=env,
+                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            said = server.stderr.read().decode()[-2000:] if server.stderr else ""
+            raise SystemExit(f"voiceloop serve exited: {said}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                return server
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    server.kill()
+    raise SystemExit("voiceloop serve did not answer /healthz within 300 s")
+
+
+def timed_requests(client: httpx.Client, n: int, send: object) -> list[float]:
+    seconds = []
+    for _ in range(n):
+        started = time.perf_counter()
+        response = send(client)  # type: ignore[operator]
+        elapsed = time.perf_counter() - started
+        if response.status_code != 200:
+            raise SystemExit(f"request failed: {response.status_code} {response.text[:300]}")
+        seconds.append(elapsed)
+    return seconds
+
+
+def percentiles(seconds: list[float]) -> dict[str, float]:
+    return {"p50_ms": round(float(np.percentile(seconds, 50)) * 1000, 1),
+            "p95_ms": round(float(np.percentile(seconds, 95)) * 1000, 1), "requests": len(seconds)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--project-dir", type=Path, required=True, help="a project with a champion bundle")
+    parser.add_argument("--understand", type=int, default=200, help="requests for the /v1/understand figure")
+    parser.add_argument("--process", type=int, default=40, help="requests for the one-client /v1/process figure")
+    parser.add_argument("--per-client", type=int, default=20, help="/v1/process requests per client of four")
+    args = parser.parse_args()
+    port = _free_port()
+    audio = five_second_utterance()
+    server = start_server(args.project_dir, port)
+    url = f"http://127.0.0.1:{port}"
+
+    def understand(client: httpx.Client) -> httpx.Response:
+        return client.post("/v1/understand", json={"text": "I still have not received my new card"})
+
+    def process(client: httpx.Client) -> httpx.Response:
+        return client.post("/v1/process", content=audio)
+
+    try:
+        with httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=120) as client:
+            health = client.get("/healthz").json()
+            timed_requests(client, 5, understand), timed_requests(client, 3, process)  # warm-up
+            emit(figure="serve_understand_one_client", bundle=health["champion"], asr=health["asr_model"],
+                 **percentiles(timed_requests(client, args.understand, understand)))
+            emit(figure="serve_process_5s_one_client", bundle=health["champion"],
+                 **percentiles(timed_requests(client, args.process, process)))
+        results: list[list[float]] = [[] for _ in range(4)]
+
+        def run(slot: int) -> None:
+            with httpx.Client(base_url=url, headers={"X-API-Key": KEY}, timeout=120) as client:
+                results[slot] = timed_requests(client, args.per_client, process)
+
+        started = time.perf_counter()
+        clients = [threading.Thread(target=run, args=(slot,)) for slot in range(4)]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join()
+        wall = time.perf_counter() - started
+        every = [s for client_seconds in results for s in client_seconds]
+        if len(every) != 4 * args.per_client:
+            raise SystemExit("a client did not finish its requests")
+        emit(figure="serve_process_5s_four_clients", throughput_rps=round(len(every) / wall, 2),
+             **percentiles(every), cpus=os.cpu_count(), loadavg=[round(x, 2) for x in os.getloadavg()])
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
