@@ -170,7 +170,7 @@ def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str
 def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, asr: AsrCandidate | None,
          asr_champion: ChampionAsr | None = None) -> Summary:
     outcome = gate_and_promote(Registry(settings), challenger, settings.gate, settings.root / "work", asr,
-                               asr_champion)
+                               asr_champion, settings.redaction)
     decision = outcome.decision
     if not outcome.repeated:
         store.audit.append(

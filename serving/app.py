@@ -38,6 +38,7 @@ from starlette.concurrency import run_in_threadpool
 from serving.api_keys import HEADER, key_accepted
 from serving.audio import SAMPLE_RATE, decode_16k, word_json
 from serving.bundle import NoIntentModel, ServedBundle
+from serving.bundle import process as process_audio
 from serving.metrics import ServingMetrics
 
 if TYPE_CHECKING:
@@ -171,13 +172,7 @@ def create_app(runtime: Runtime) -> FastAPI:
         return {"bundle": bundle.version, "intent": intent, "confidence": round(confidence, 4)}
 
     def process(bundle: ServedBundle, audio: np.ndarray) -> dict[str, Any]:
-        heard = transcribe(bundle, audio)
-        redaction = redact(heard["text"])
-        meaning = understand(bundle, redaction.redacted)
-        # "text" (unredacted) is for the shadow comparison only: ProcessOut leaves it out of the response
-        return {"bundle": bundle.version, "transcript": redaction.redacted,
-                "pii_types": sorted({e.type for e in redaction.entities}), "intent": meaning["intent"],
-                "confidence": meaning["confidence"], "duration_s": heard["duration_s"], "text": heard["text"]}
+        return process_audio(bundle, redact, audio)  # its "text" is for shadow comparisons: ProcessOut drops it
 
     def answer(endpoint: str, work: Callable[[ServedBundle, Any], dict[str, Any]], given: Any,
                background: BackgroundTasks) -> dict[str, Any]:

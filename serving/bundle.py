@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -48,6 +49,32 @@ class ServedBundle:
         probabilities = self.intent.predict_proba([text])[0]
         best = int(np.argmax(probabilities))
         return self.intent.labels[best], float(probabilities[best])
+
+
+def process(bundle: ServedBundle, redact: Callable[[str], Any], audio: np.ndarray) -> dict[str, Any]:
+    """The serving path a voice bot calls at the end of an utterance: transcribe, redact, understand.
+
+    The intent is read from the redacted transcript. ``text`` (unredacted) is for comparisons in
+    memory only (shadow mode); the API leaves it out of every response.
+    """
+    from serving.audio import SAMPLE_RATE
+
+    text, _words = bundle.transcribe(audio)
+    redaction = redact(text)
+    intent, confidence = bundle.understand(redaction.redacted)
+    return {"bundle": bundle.version, "transcript": redaction.redacted,
+            "pii_types": sorted({e.type for e in redaction.entities}), "intent": intent,
+            "confidence": round(confidence, 4), "duration_s": round(audio.size / SAMPLE_RATE, 3), "text": text}
+
+
+def process_seconds(bundle: ServedBundle, redact: Callable[[str], Any], audios: Sequence[np.ndarray]) -> list[float]:
+    """Wall seconds of :func:`process` on each utterance, one after the other (the gate's latency evidence)."""
+    seconds = []
+    for audio in audios:
+        started = time.perf_counter()
+        process(bundle, redact, audio)
+        seconds.append(time.perf_counter() - started)
+    return seconds
 
 
 def load_bundle(registry: Registry, bundle: BundleVersion | None, work_dir: Path, window_s: float,

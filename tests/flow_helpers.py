@@ -57,7 +57,8 @@ def flow_params(folder: Path, sources: Path, **sections: Any) -> Path:
         asr=asr,
         # promotes the first challenger: the one-epoch ASR of TINY_ASR is worse than the base model
         gate={"floor": 0.0, "margin": 0.01, "n_bootstrap": 1000, "wer_margin": 1.0, "slice_wer_margin": 1.0,
-              "slice_alpha": 0.0, "digit_margin": 1.0, "clean_speech_max_extra_errors": 1000},
+              "slice_alpha": 0.0, "digit_margin": 1.0, "clean_speech_max_extra_errors": 1000,
+              "latency_budget_ms": 60_000, "latency_utterances": 8},
         **sections,
     )
 

@@ -149,7 +149,8 @@ def test_exported_model_scores_within_one_point_of_the_merged_model(
     settings = load_settings(project.params)
     assert project.summary["asr"]["golden_wer"] < 1.0
     gate = {c["name"]: c for c in project.summary["gate"]["criteria"]}
-    assert {"asr_wer", "asr_wer_slices", "digit_accuracy", "clean_speech"} <= set(gate)  # the ASR was gated
+    assert {"asr_wer", "asr_wer_slices", "digit_accuracy", "clean_speech", "serving_latency"} <= set(gate)
+    assert "on 8 golden utterances" in gate["serving_latency"]["rule"] and gate["serving_latency"]["challenger"] > 0
     assert gate["clean_speech"]["challenger"] == project.summary["asr"]["clean_speech_errors"]
     assert gate["asr_wer"]["challenger"] == pytest.approx(project.summary["asr"]["golden_wer"])
     assert {s["name"] for s in project.summary["gate"]["asr_slices"]} >= {

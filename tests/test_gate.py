@@ -183,3 +183,15 @@ def test_a_challenger_better_overall_but_significantly_worse_on_one_intent_is_bl
     assert "worse: intent[lost_card]" in results["slices_holm"].rule and not decision.promote
     assert {t.name: t.status for t in decision.slice_tests} == {
         **{f"intent[{y}]": "not worse" for y in better}, "intent[lost_card]": "worse"}
+
+
+def test_a_challenger_slower_than_the_latency_budget_is_blocked() -> None:
+    config = GateConfig(latency_budget_ms=500)
+    fast = _evidence(1000, 0.90, 0.92)
+    fast.latency_s = np.asarray([0.2] * 19 + [0.45])
+    assert {c.name: c.passed for c in decide(fast, config).criteria}["serving_latency"]
+    slow = _evidence(1000, 0.90, 0.92)
+    slow.latency_s = np.asarray([0.2] * 18 + [0.9, 1.2])  # p95 lands between the two slow ones
+    decision = decide(slow, config)
+    assert not decision.promote and decision.reasons[0].startswith("serving_latency: p95")
+    assert "on 20 golden utterances" in decision.reasons[0]

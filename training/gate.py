@@ -28,6 +28,10 @@ tested and is listed as untested (``slice_tests``), never passed. This is beside
 non-inferiority rule above: that one needs evidence that a large slice is not much worse, this
 one blocks on evidence that any slice is worse at all.
 
+Latency (``serving_latency``): the challenger bundle's serving path (transcribe, redact,
+understand: what ``POST /v1/process`` runs) is timed on ``latency_utterances`` golden turns at
+decision time, one after another; its p95 must be within ``latency_budget_ms``.
+
 Reported beside the criteria (``statistics``), never deciding: McNemar's exact test on the intent
 model's discordant utterances (right for one model, wrong for the other).
 
@@ -76,6 +80,7 @@ class GateEvidence:
     champion_predictions: list[str] | None = None
     champion_version: str | None = None
     asr: AsrEvidence | None = None
+    latency_s: np.ndarray | None = None  # the challenger bundle's serving path, seconds per golden utterance
 
     def correct(self, predictions: list[str]) -> np.ndarray:
         return np.asarray([p == y for p, y in zip(predictions, self.labels, strict=True)], dtype=float)
@@ -345,9 +350,25 @@ def clean_speech(evidence: GateEvidence, config: GateConfig) -> CriterionResult 
     )
 
 
+def serving_latency(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
+    """The challenger bundle must answer within budget: p95 of its serving path, timed at decision time."""
+    if evidence.latency_s is None or evidence.latency_s.size == 0:
+        return None
+    p95 = float(np.percentile(evidence.latency_s, 95)) * 1000
+    return CriterionResult(
+        name="serving_latency",
+        passed=p95 <= config.latency_budget_ms,
+        rule=(f"p95 of transcribe -> redact -> understand on {evidence.latency_s.size} golden utterances "
+              f"({p95:.0f} ms) must be <= {config.latency_budget_ms:.0f} ms"),
+        challenger=p95,
+        threshold=config.latency_budget_ms,
+    )
+
+
 # A criterion returns None when its evidence is absent (no ASR challenger in this run).
 Criterion = Callable[[GateEvidence, GateConfig], CriterionResult | None]
-CRITERIA: list[Criterion] = [intent_accuracy, asr_wer, asr_wer_slices, slices_not_worse, digit_accuracy, clean_speech]
+CRITERIA: list[Criterion] = [intent_accuracy, asr_wer, asr_wer_slices, slices_not_worse, digit_accuracy, clean_speech,
+                              serving_latency]
 
 
 def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> dict[str, Any]:

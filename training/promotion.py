@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import numpy as np
 from mlflow.exceptions import MlflowException
 
 from training.asr.finetune import MODEL_ARTIFACT as ASR_ARTIFACT
@@ -23,7 +24,7 @@ from training.finetune import MODEL_ARTIFACT, ChallengerRun
 from training.gate import AsrEvidence, GateEvidence, decide
 from training.intent.predict import IntentModel
 from training.registry import CHAMPION, Registry
-from voiceloop.config import GateConfig
+from voiceloop.config import GateConfig, RedactionConfig
 
 DECISION_ARTIFACT = "gate/decision.json"  # the intent run's latest decision
 ASR_RUN_TAG = "asr_run_id"  # on a bundle version: the ASR challenger run it was gated with
@@ -144,13 +145,32 @@ def _apply(registry: Registry, version: str, decision: dict[str, Any], run_id: s
         registry.mark_rejected(version, decision, uri)
 
 
+def serving_latency(challenger: ChallengerRun, asr: AsrCandidate, redaction: RedactionConfig,
+                    utterances: int) -> np.ndarray:
+    """Seconds of the challenger bundle's serving path on ``utterances`` golden turns spread over their lengths."""
+    from governance.redaction.redactor import Redactor
+    from serving.asr import AsrEngine
+    from serving.bundle import ServedBundle, process_seconds
+
+    audios = sorted(asr.golden.audios, key=len)
+    picked = [audios[i] for i in np.linspace(0, len(audios) - 1, min(utterances, len(audios))).round().astype(int)]
+    bundle = ServedBundle("challenger", AsrEngine(str(asr.run.model_dir), window_s=asr.window_s),
+                          str(asr.run.model_dir), IntentModel.load(challenger.model_dir))
+    redactor = Redactor(redaction, entities=redaction.entities)
+    process_seconds(bundle, redactor.redact, picked[:2])  # warm-up: first calls load lazily
+    return np.asarray(process_seconds(bundle, redactor.redact, picked))
+
+
 def gate_and_promote(
     registry: Registry, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path,
     asr: AsrCandidate | None = None, asr_champion: ChampionAsr | None = None,
+    redaction: RedactionConfig | None = None,
 ) -> PromotionOutcome:
     """Gate the intent challenger (and the ASR challenger, when given) and move the bundle aliases.
 
     ``asr_champion``: the serving ASR's golden transcripts when already made (:func:`champion_asr`).
+    ``redaction``: with an ASR challenger, the serving path is timed with this redactor (the
+    ``serving_latency`` criterion; see training/gate.py).
     """
     asr_run_id = asr.run.run_id if asr else None
     existing = existing_bundle(registry, challenger.run_id, asr_run_id)
@@ -173,6 +193,8 @@ def gate_and_promote(
         champion_version=baseline[0] if baseline else None,
         asr=asr_evidence(asr, asr_champion or champion_asr(registry, asr.golden, asr.window_s, asr.batch_size,
                                                            work_dir)) if asr else None,
+        latency_s=serving_latency(challenger, asr, redaction, gate_config.latency_utterances)
+        if asr and redaction is not None and gate_config.latency_utterances and asr.golden.audios else None,
     )
     decision = decide(evidence, gate_config).to_dict()
     intent_version = registry.register_component(registry.intent_name, challenger.run_id, MODEL_ARTIFACT)
