@@ -178,7 +178,7 @@ def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, as
             "gate.decision",
             detail={"bundle_version": outcome.bundle_version, "verdict": decision["verdict"],
                     "criteria": decision["criteria"], "champion_before": outcome.previous_champion,
-                    "run_id": challenger.run_id},
+                    "run_id": challenger.run_id, "report": decision.get("report")},
         )
         if outcome.promoted:
             store.audit.append(store.actor.for_purpose("evaluation"), "registry.promote",
@@ -191,6 +191,7 @@ def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, as
                            for c in decision.get("asr_slices", [])],
             "slices": {status: [t["name"] for t in decision.get("slice_tests", []) if t["status"] == status]
                        for status in ("worse", "untested")},
+            "report": decision.get("report"),
             "challenger_run_id": challenger.run_id, "training_reused": challenger.reused}
 
 

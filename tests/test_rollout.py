@@ -99,3 +99,20 @@ def test_a_bundle_trained_on_erased_calls_may_not_serve_again(project: TrainedPr
     result = cli("rollback", "--reason", "INC-6", "--as", "admin", *_params(project))  # previous = second_bundle
     assert result.exit_code == 1 and "erased" in result.output and "er-test" in result.output
     assert _aliases(registry)[CHAMPION] != second_bundle
+
+
+def test_the_gate_report_and_the_model_card_travel_with_the_bundle(project: TrainedProject) -> None:
+    import mlflow
+
+    registry = Registry(project.settings)
+    gated = registry.moves()[0]  # the template's first bundle, promoted by the gate
+    assert gated.action == "gate.promote"
+    page = mlflow.artifacts.load_text(gated.evidence["report"])
+    assert "<span class=\"promote\">promote</span>" in page and "every criterion passed" in page
+    assert "asr_wer" in page and "serving_latency" in page
+    bundle = registry.bundle(gated.version)
+    card = mlflow.artifacts.load_text(f"runs:/{bundle.run_id}/bundle/model_card-v{gated.version}.md")
+    assert card.startswith(f"# Model card: bundle v{gated.version}")
+    assert bundle.components["intent"] in card and "`asr-digits`" in card and "CC BY-SA 4.0" in card
+    [entry] = [e for e in open_audit(project.settings).entries(action="gate.decision")]
+    assert entry.detail["report"] == gated.evidence["report"]

@@ -24,6 +24,7 @@ from training.finetune import MODEL_ARTIFACT, ChallengerRun
 from training.gate import AsrEvidence, GateEvidence, decide
 from training.intent.predict import IntentModel
 from training.registry import CHAMPION, Registry
+from training.report import confusion_changes, decision_html, model_card
 from voiceloop.config import GateConfig, RedactionConfig
 
 DECISION_ARTIFACT = "gate/decision.json"  # the intent run's latest decision
@@ -161,6 +162,17 @@ def serving_latency(challenger: ChallengerRun, asr: AsrCandidate, redaction: Red
     return np.asarray(process_seconds(bundle, redactor.redact, picked))
 
 
+def _log_model_card(registry: Registry, version: str, components: dict[str, str], decision: dict[str, Any],
+                    run_ids: list[str | None]) -> None:
+    """The promoted bundle's model card, in its registered folder (``bundle/model_card-v<N>.md``)."""
+    datasets: dict[str, str] = {}
+    for run_id in filter(None, run_ids):
+        params = registry.client.get_run(run_id).data.params
+        datasets.update({k.removeprefix("dataset."): v for k, v in params.items() if k.startswith("dataset.")})
+    registry.client.log_text(str(run_ids[0]), model_card(version, components, decision, datasets),
+                             f"bundle/model_card-v{version}.md")
+
+
 def gate_and_promote(
     registry: Registry, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path,
     asr: AsrCandidate | None = None, asr_champion: ChampionAsr | None = None,
@@ -197,11 +209,17 @@ def gate_and_promote(
         if asr and redaction is not None and gate_config.latency_utterances and asr.golden.audios else None,
     )
     decision = decide(evidence, gate_config).to_dict()
+    report = decision_artifact(asr_run_id).removesuffix(".json") + ".html"
+    decision["report"] = f"runs:/{challenger.run_id}/{report}"
+    confusions = confusion_changes(evidence.labels, evidence.champion_predictions,
+                                   evidence.challenger_predictions) if evidence.champion_predictions else []
     intent_version = registry.register_component(registry.intent_name, challenger.run_id, MODEL_ARTIFACT)
     with mlflow.start_run(run_id=challenger.run_id):
         mlflow.log_dict(decision, DECISION_ARTIFACT)
         if asr_run_id:
             mlflow.log_dict(decision, decision_artifact(asr_run_id))
+        mlflow.log_text(decision_html(decision, confusions, f"voiceloop gate, intent run {challenger.run_id[:8]}"),
+                        report)
         mlflow.set_tag("gate.verdict", decision["verdict"])
     components = {"intent": f"{registry.intent_name}/{intent_version}"}
     evidence_summary: dict[str, Any] = {"golden_accuracy": challenger.golden_accuracy, "verdict": decision["verdict"]}
@@ -212,6 +230,8 @@ def gate_and_promote(
     bundle = registry.register_bundle(challenger.run_id, components, evidence_summary,
                                       {ASR_RUN_TAG: asr_run_id} if asr_run_id else None)
     _apply(registry, bundle.version, decision, challenger.run_id, asr_run_id)
+    if decision["promote"]:
+        _log_model_card(registry, bundle.version, components, decision, [challenger.run_id, asr_run_id])
     champion = registry.by_alias(CHAMPION)
     return PromotionOutcome(bundle.version, bool(decision["promote"]), decision,
                             champion.version if champion else None, evidence.champion_version)

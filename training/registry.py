@@ -95,6 +95,7 @@ def decision_evidence(decision: dict[str, Any], decision_uri: str | None) -> dic
         "criteria": [{k: c.get(k) for k in ("name", "passed", "challenger", "champion", "delta", "interval",
                                             "threshold")} for c in decision.get("criteria", [])],
         "decision": decision_uri,
+        "report": decision.get("report"),
     }
 
 
