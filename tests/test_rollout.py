@@ -8,7 +8,9 @@ the command, with the real access policy, MLflow registry and audit log.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import numpy as np
 import pytest
 
 from governance.audit import open_audit
@@ -116,3 +118,41 @@ def test_the_gate_report_and_the_model_card_travel_with_the_bundle(project: Trai
     assert bundle.components["intent"] in card and "`asr-digits`" in card and "CC BY-SA 4.0" in card
     [entry] = [e for e in open_audit(project.settings).entries(action="gate.decision")]
     assert entry.detail["report"] == gated.evidence["report"]
+
+
+def test_a_challenger_trained_on_20_percent_flipped_labels_is_blocked_and_the_report_says_why(
+        project: TrainedProject, tmp_path: Path) -> None:
+    """Real training on the template's datasets with a fifth of the intents flipped, then the real gate."""
+    import mlflow
+
+    from governance.session import open_store
+    from training.datasets import DatasetVersion, label_names, open_version
+    from training.finetune import finetune_intent
+    from training.promotion import gate_and_promote
+
+    settings = project.settings
+    store = open_store(settings, "ml-engineer", "training")
+    names = label_names()
+    rng = np.random.default_rng(0)
+    train_sets = []
+    for name in ("banking77-train", "intent-train"):
+        version = open_version(store, name, project.summary["datasets"][name]["digest"])
+        data = version.load()
+        intents = [names[(names.index(y) + 1 + int(rng.integers(len(names) - 1))) % len(names)]
+                   if y in names and rng.random() < 0.2 else y for y in data["intent"]]
+        folder = tmp_path / name
+        data.remove_columns("intent").add_column("intent", intents).save_to_disk(str(folder / "data"))
+        train_sets.append(DatasetVersion(name, version.digest[:16] + "-flipped20", folder, version.rows,
+                                         version.call_ids))
+    golden = open_version(store, "intent-golden", project.summary["datasets"]["intent-golden"]["digest"])
+    Registry(settings)  # tracking
+    challenger = finetune_intent(train_sets, golden, names, settings.intent, tmp_path / "work")
+    champion = Registry(settings).by_alias(CHAMPION)
+    outcome = gate_and_promote(Registry(settings), challenger, settings.gate, tmp_path / "gate")
+    assert outcome.decision["verdict"] == "reject" and not outcome.promoted
+    assert _aliases(Registry(settings))[CHAMPION] == (champion.version if champion else None)  # it did not move
+    [reason] = outcome.decision["reasons"]
+    assert reason.startswith("intent_accuracy: non-inferiority")
+    page = mlflow.artifacts.load_text(outcome.decision["report"])
+    why = page[page.index("<h2>Why</h2>"):page.index("<h2>Criteria</h2>")]
+    assert "intent_accuracy: non-inferiority" in why and "reject" in page
