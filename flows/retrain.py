@@ -168,9 +168,14 @@ def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str
 
 @task(name="gate-and-promote", cache_policy=NO_CACHE)
 def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, asr: AsrCandidate | None,
-         asr_champion: ChampionAsr | None = None) -> Summary:
+         asr_champion: ChampionAsr | None = None, intent_golden: DatasetVersion | None = None) -> Summary:
+    intent_labels = None
+    if asr is not None and intent_golden is not None and intent_golden.rows:  # for intent on ASR transcripts
+        store.as_purpose("evaluation").open_dataset(intent_golden.name, intent_golden.digest, intent_golden.call_ids)
+        data = intent_golden.load()
+        intent_labels = {(c, int(t)): y for c, t, y in zip(data["call_id"], data["turn"], data["intent"], strict=True)}
     outcome = gate_and_promote(Registry(settings), challenger, settings.gate, settings.root / "work", asr,
-                               asr_champion, settings.redaction)
+                               asr_champion, settings.redaction, intent_labels)
     decision = outcome.decision
     if not outcome.repeated:
         store.audit.append(
@@ -191,7 +196,7 @@ def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, as
                            for c in decision.get("asr_slices", [])],
             "slices": {status: [t["name"] for t in decision.get("slice_tests", []) if t["status"] == status]
                        for status in ("worse", "untested")},
-            "report": decision.get("report"),
+            "report": decision.get("report"), "e2e_intent_accuracy": decision["statistics"].get("e2e_intent_accuracy"),
             "challenger_run_id": challenger.run_id, "training_reused": challenger.reused}
 
 
@@ -247,7 +252,7 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
         summary["asr"] = {"run_id": asr.run.run_id, "golden_wer": asr.run.scores["wer"],
                           "digit_accuracy": asr.run.scores["digit_accuracy"],
                           "clean_speech_errors": asr.run.scores["clean_speech_errors"], "reused": asr.run.reused}
-    summary["gate"] = timed("gate", gate, settings, store, challenger, asr, asr_champion)
+    summary["gate"] = timed("gate", gate, settings, store, challenger, asr, asr_champion, versions.get("intent-golden"))
     if asr is not None:  # False: a pair gated before, whose record was replayed
         summary["asr"]["champion_transcribed"] = asr_champion is not None or not (lanes or summary["gate"]["repeated"])
     summary["timings_s"] = timings

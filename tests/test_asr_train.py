@@ -151,6 +151,8 @@ def test_exported_model_scores_within_one_point_of_the_merged_model(
     gate = {c["name"]: c for c in project.summary["gate"]["criteria"]}
     assert {"asr_wer", "asr_wer_slices", "digit_accuracy", "clean_speech", "serving_latency"} <= set(gate)
     assert "on 8 golden utterances" in gate["serving_latency"]["rule"] and gate["serving_latency"]["challenger"] > 0
+    e2e = project.summary["gate"]["e2e_intent_accuracy"]  # the first bundle: reported, no champion to compare
+    assert e2e["n"] > 0 and 0 <= e2e["challenger"] <= 1 and e2e["champion"] is None
     assert gate["clean_speech"]["challenger"] == project.summary["asr"]["clean_speech_errors"]
     assert gate["asr_wer"]["challenger"] == pytest.approx(project.summary["asr"]["golden_wer"])
     assert {s["name"] for s in project.summary["gate"]["asr_slices"]} >= {

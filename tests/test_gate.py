@@ -195,3 +195,23 @@ def test_a_challenger_slower_than_the_latency_budget_is_blocked() -> None:
     decision = decide(slow, config)
     assert not decision.promote and decision.reasons[0].startswith("serving_latency: p95")
     assert "on 20 golden utterances" in decision.reasons[0]
+
+
+def test_intent_read_from_the_asr_transcripts_must_not_get_worse() -> None:
+    from training.gate import IntentPairs
+
+    labels = [f"intent{i % 5}" for i in range(600)]
+    heard_well = list(labels)
+    heard_badly = [y if i % 4 else "wrong" for i, y in enumerate(labels)]  # a quarter misunderstood
+    evidence = _evidence(1000, 0.90, 0.92)
+    evidence.end_to_end = IntentPairs(labels, heard_badly, heard_well)
+    decision = decide(evidence, CONFIG)
+    results = {c.name: c for c in decision.criteria}
+    assert results["intent_accuracy"].passed and not results["e2e_intent_accuracy"].passed
+    assert results["e2e_intent_accuracy"].challenger == 0.75 and not decision.promote
+    evidence.end_to_end = IntentPairs(labels, heard_well, heard_badly)
+    assert decide(evidence, CONFIG).promote
+    evidence.end_to_end = IntentPairs(labels, heard_badly, None)  # no champion: reported, not judged
+    first = decide(evidence, CONFIG)
+    assert "e2e_intent_accuracy" not in {c.name for c in first.criteria}
+    assert first.statistics["e2e_intent_accuracy"] == {"n": 600, "challenger": 0.75, "champion": None}

@@ -28,6 +28,10 @@ tested and is listed as untested (``slice_tests``), never passed. This is beside
 non-inferiority rule above: that one needs evidence that a large slice is not much worse, this
 one blocks on evidence that any slice is worse at all.
 
+End to end (``e2e_intent_accuracy``): what the bot understands from what it hears. Each bundle's
+intent model reads its own ASR's transcripts of the golden audio, redacted as serving redacts
+them; non-inferior within ``e2e_margin`` (reported only, in ``statistics``, while no champion exists).
+
 Latency (``serving_latency``): the challenger bundle's serving path (transcribe, redact,
 understand: what ``POST /v1/process`` runs) is timed on ``latency_utterances`` golden turns at
 decision time, one after another; its p95 must be within ``latency_budget_ms``.
@@ -72,6 +76,18 @@ class AsrEvidence:
 
 
 @dataclass
+class IntentPairs:
+    """Intent predictions of both bundles on the same labelled utterances (champion: None when there is none)."""
+
+    labels: list[str]
+    challenger: list[str]
+    champion: list[str] | None = None
+
+    def accuracy(self, predictions: list[str]) -> np.ndarray:
+        return np.asarray([p == y for p, y in zip(predictions, self.labels, strict=True)], dtype=float)
+
+
+@dataclass
 class GateEvidence:
     """Per-utterance results on the golden set, aligned by position."""
 
@@ -81,6 +97,7 @@ class GateEvidence:
     champion_version: str | None = None
     asr: AsrEvidence | None = None
     latency_s: np.ndarray | None = None  # the challenger bundle's serving path, seconds per golden utterance
+    end_to_end: IntentPairs | None = None  # intent read from each bundle's own ASR transcripts of the golden audio
 
     def correct(self, predictions: list[str]) -> np.ndarray:
         return np.asarray([p == y for p, y in zip(predictions, self.labels, strict=True)], dtype=float)
@@ -350,6 +367,28 @@ def clean_speech(evidence: GateEvidence, config: GateConfig) -> CriterionResult 
     )
 
 
+def end_to_end_intent(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
+    """Intent accuracy on what the bot hears: each bundle's intent model on its own ASR's transcripts of the
+    golden audio (redacted, as served). Non-inferior within ``e2e_margin``; reported only while no champion."""
+    pairs = evidence.end_to_end
+    if pairs is None or pairs.champion is None or not pairs.labels:
+        return None
+    challenger, champion = pairs.accuracy(pairs.challenger), pairs.accuracy(pairs.champion)
+    delta, low, high = paired_bootstrap(champion, challenger, config.n_bootstrap, config.confidence, config.seed)
+    return CriterionResult(
+        name="e2e_intent_accuracy",
+        passed=high < config.e2e_margin,
+        rule=(f"non-inferiority on ASR transcripts ({len(pairs.labels)} golden turns): upper bound of the "
+              f"{config.confidence:.0%} interval of champion - challenger ({high:+.4f}) must be < margin "
+              f"{config.e2e_margin:.4f}"),
+        challenger=float(challenger.mean()),
+        champion=float(champion.mean()),
+        delta=delta,
+        interval=(low, high),
+        threshold=config.e2e_margin,
+    )
+
+
 def serving_latency(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
     """The challenger bundle must answer within budget: p95 of its serving path, timed at decision time."""
     if evidence.latency_s is None or evidence.latency_s.size == 0:
@@ -368,7 +407,7 @@ def serving_latency(evidence: GateEvidence, config: GateConfig) -> CriterionResu
 # A criterion returns None when its evidence is absent (no ASR challenger in this run).
 Criterion = Callable[[GateEvidence, GateConfig], CriterionResult | None]
 CRITERIA: list[Criterion] = [intent_accuracy, asr_wer, asr_wer_slices, slices_not_worse, digit_accuracy, clean_speech,
-                              serving_latency]
+                              end_to_end_intent, serving_latency]
 
 
 def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> dict[str, Any]:
@@ -385,11 +424,18 @@ def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> dic
 
 
 def statistics(evidence: GateEvidence) -> dict[str, Any]:
-    """Tests reported with the decision (not criteria): McNemar's test for intent when a champion exists."""
-    if evidence.champion_predictions is None:
-        return {}
-    return {"intent_mcnemar": mcnemar(evidence.correct(evidence.champion_predictions),
-                                      evidence.correct(evidence.challenger_predictions))}
+    """Reported with the decision, not criteria: McNemar's test for intent when a champion exists, and the
+    end-to-end intent accuracy of each bundle (on its own ASR's transcripts) when there is an ASR challenger."""
+    out: dict[str, Any] = {}
+    if evidence.champion_predictions is not None:
+        out["intent_mcnemar"] = mcnemar(evidence.correct(evidence.champion_predictions),
+                                        evidence.correct(evidence.challenger_predictions))
+    pairs = evidence.end_to_end
+    if pairs is not None and pairs.labels:
+        out["e2e_intent_accuracy"] = {
+            "n": len(pairs.labels), "challenger": float(pairs.accuracy(pairs.challenger).mean()),
+            "champion": float(pairs.accuracy(pairs.champion).mean()) if pairs.champion is not None else None}
+    return out
 
 
 def per_intent_changes(evidence: GateEvidence) -> list[dict[str, Any]]:

@@ -9,6 +9,7 @@ for the same runs returns the recorded outcome, while a new ASR run beside a reu
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from training.asr.finetune import MODEL_ARTIFACT as ASR_ARTIFACT
 from training.asr.finetune import AsrChallengerRun, AsrEvaluation, GoldenAudio
 from training.asr.metrics import digits_correct, error_arrays, snr_bin, utterance_errors
 from training.finetune import MODEL_ARTIFACT, ChallengerRun
-from training.gate import AsrEvidence, GateEvidence, decide
+from training.gate import AsrEvidence, GateEvidence, IntentPairs, decide
 from training.intent.predict import IntentModel
 from training.registry import CHAMPION, Registry
 from training.report import confusion_changes, decision_html, model_card
@@ -146,6 +147,27 @@ def _apply(registry: Registry, version: str, decision: dict[str, Any], run_id: s
         registry.mark_rejected(version, decision, uri)
 
 
+def end_to_end_pairs(registry: Registry, challenger: ChallengerRun, asr: AsrCandidate, champion: ChampionAsr,
+                     intent_labels: Mapping[tuple[str, int], str], redaction: RedactionConfig,
+                     work_dir: Path) -> IntentPairs | None:
+    """Each bundle's intent model on its own ASR's transcripts of the labelled golden turns, redacted as served."""
+    from governance.redaction.redactor import Redactor
+
+    rows = asr.golden.rows
+    picked = [i for i, row in enumerate(rows) if (row.get("call_id"), row.get("turn")) in intent_labels]
+    if not picked:
+        return None
+    redactor = Redactor(redaction, entities=redaction.entities)
+
+    def heard(hypotheses: list[str]) -> list[str]:
+        return [r.redacted for r in redactor.redact_many([hypotheses[i] for i in picked])]
+
+    labels = [intent_labels[(rows[i]["call_id"], rows[i]["turn"])] for i in picked]
+    challenger_says = IntentModel.load(challenger.model_dir).predict(heard(asr.run.evaluation.hypotheses))
+    champion_says = champion_predictions(registry, heard(champion.evaluation.hypotheses), work_dir)
+    return IntentPairs(labels, challenger_says, champion_says[1] if champion_says else None)
+
+
 def serving_latency(challenger: ChallengerRun, asr: AsrCandidate, redaction: RedactionConfig,
                     utterances: int) -> np.ndarray:
     """Seconds of the challenger bundle's serving path on ``utterances`` golden turns spread over their lengths."""
@@ -176,13 +198,15 @@ def _log_model_card(registry: Registry, version: str, components: dict[str, str]
 def gate_and_promote(
     registry: Registry, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path,
     asr: AsrCandidate | None = None, asr_champion: ChampionAsr | None = None,
-    redaction: RedactionConfig | None = None,
+    redaction: RedactionConfig | None = None, intent_labels: Mapping[tuple[str, int], str] | None = None,
 ) -> PromotionOutcome:
     """Gate the intent challenger (and the ASR challenger, when given) and move the bundle aliases.
 
     ``asr_champion``: the serving ASR's golden transcripts when already made (:func:`champion_asr`).
     ``redaction``: with an ASR challenger, the serving path is timed with this redactor (the
-    ``serving_latency`` criterion; see training/gate.py).
+    ``serving_latency`` criterion; see training/gate.py). ``intent_labels`` ((call id, turn) ->
+    intent of the golden turns) lets the gate read intents from each bundle's own ASR transcripts
+    (``e2e_intent_accuracy``).
     """
     asr_run_id = asr.run.run_id if asr else None
     existing = existing_bundle(registry, challenger.run_id, asr_run_id)
@@ -198,13 +222,16 @@ def gate_and_promote(
                                 champion.version if champion else None, recorded.get("champion_version"), True)
 
     baseline = champion_predictions(registry, challenger.golden_texts, work_dir)
+    if asr and asr_champion is None:
+        asr_champion = champion_asr(registry, asr.golden, asr.window_s, asr.batch_size, work_dir)
     evidence = GateEvidence(
         labels=challenger.golden_labels,
         challenger_predictions=challenger.golden_predictions,
         champion_predictions=baseline[1] if baseline else None,
         champion_version=baseline[0] if baseline else None,
-        asr=asr_evidence(asr, asr_champion or champion_asr(registry, asr.golden, asr.window_s, asr.batch_size,
-                                                           work_dir)) if asr else None,
+        asr=asr_evidence(asr, asr_champion) if asr and asr_champion else None,
+        end_to_end=end_to_end_pairs(registry, challenger, asr, asr_champion, intent_labels, redaction, work_dir)
+        if asr and asr_champion and intent_labels and redaction is not None else None,
         latency_s=serving_latency(challenger, asr, redaction, gate_config.latency_utterances)
         if asr and redaction is not None and gate_config.latency_utterances and asr.golden.audios else None,
     )

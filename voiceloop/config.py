@@ -165,6 +165,7 @@ class GateConfig(_Section):
     # closed ("coldhearted") costs 2 under Whisper's normalizer; forgetting costs 3-7 (benchmarks).
     clean_speech_max_extra_errors: int = 2
     floor: float = 0.80
+    e2e_margin: float = 0.02  # intent on each bundle's own ASR transcripts (end to end): wider, ASR noise adds up
     # The serving path (transcribe -> redact -> understand) timed on the challenger bundle at decision
     # time, one utterance after another on this many golden turns (0: not measured): p95 within budget.
     latency_budget_ms: Annotated[float, Field(gt=0)] = 500.0

@@ -72,7 +72,7 @@ class GoldenAudio:
 
     audios: list[np.ndarray]
     references: list[str]
-    rows: list[dict[str, Any]]  # slice keys per utterance
+    rows: list[dict[str, Any]]  # per utterance: slice keys, and call_id + turn (joins the intent labels)
     digit_audios: list[np.ndarray] = field(default_factory=list)
     digit_references: list[str] = field(default_factory=list)
     clean_audios: list[np.ndarray] = field(default_factory=list)
@@ -90,7 +90,8 @@ class GoldenAudio:
         return cls(
             audios=[load_utterance(a) for a in data["audio"]] if golden.rows else [],
             references=list(data["text"]) if golden.rows else [],
-            rows=[{k: data[k][i] for k in SLICE_KEYS} for i in range(golden.rows)],
+            rows=[{**{k: data[k][i] for k in SLICE_KEYS}, "call_id": data["call_id"][i], "turn": data["turn"][i]}
+                  for i in range(golden.rows)],
             digit_audios=[d.audio for d in digits],
             digit_references=[d.text for d in digits],
             clean_audios=[c.audio for c in clean],
