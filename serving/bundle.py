@@ -42,6 +42,11 @@ class ServedBundle:
         [(text, words)] = self.asr.transcribe_words_batch([audio], batch_size=1)
         return text, words
 
+    def hear(self, audio: np.ndarray) -> str:
+        """The text alone (no word times: the serving path does not need them, and they cost an extra pass)."""
+        [text] = self.asr.transcribe_batch([audio], batch_size=1)
+        return text
+
     def understand(self, text: str) -> tuple[str, float]:
         """The intent of ``text`` and the model's probability for it."""
         if self.intent is None:
@@ -59,7 +64,7 @@ def process(bundle: ServedBundle, redact: Callable[[str], Any], audio: np.ndarra
     """
     from serving.audio import SAMPLE_RATE
 
-    text, _words = bundle.transcribe(audio)
+    text = bundle.hear(audio)
     redaction = redact(text)
     intent, confidence = bundle.understand(redaction.redacted)
     return {"bundle": bundle.version, "transcript": redaction.redacted,
