@@ -196,7 +196,8 @@ def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, as
                            for c in decision.get("asr_slices", [])],
             "slices": {status: [t["name"] for t in decision.get("slice_tests", []) if t["status"] == status]
                        for status in ("worse", "untested")},
-            "report": decision.get("report"), "e2e_intent_accuracy": decision["statistics"].get("e2e_intent_accuracy"),
+            "report": decision.get("report"),
+            "e2e_intent_accuracy": decision.get("statistics", {}).get("e2e_intent_accuracy"),
             "challenger_run_id": challenger.run_id, "training_reused": challenger.reused}
 
 
