@@ -249,7 +249,7 @@ class _Erasure:
             texts, labels = golden_references(version)
             scored = champion_predictions(registry, texts, self.settings.root / "work")
             if scored is not None:
-                new_accuracy = accuracy(labels, scored[1])
+                new_accuracy = accuracy(labels, scored.predictions)
                 registry.record_baseline(champion.version, golden["new_digest"], new_accuracy,
                                          self.request.request_id)
                 before = registry.client.get_run(champion.run_id).data.metrics.get("golden_accuracy") \

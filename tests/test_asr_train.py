@@ -211,13 +211,13 @@ def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
     assert not again["asr"]["champion_transcribed"]  # a gated pair: the comparison is not redone
 
 
-def test_the_champions_golden_transcripts_are_kept_in_its_run_and_reused(
+def test_the_champions_golden_transcripts_and_predictions_are_kept_in_its_runs_and_reused(
     tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     from governance.session import open_store
     from training.asr.finetune import GoldenAudio
     from training.datasets import open_version
-    from training.promotion import champion_asr
+    from training.promotion import champion_asr, champion_predictions
     from training.registry import Registry
 
     project = clone_project(trained_template(tiny_corpus, tmp_path_factory), tmp_path_factory.mktemp("asr-cache"))
@@ -234,6 +234,14 @@ def test_the_champions_golden_transcripts_are_kept_in_its_run_and_reused(
     other = GoldenAudio.load(open_version(store, "asr-golden", project.summary["datasets"]["asr-golden"]["digest"]),
                              digit_eval=0)  # another evaluation set: transcribed, not read back
     assert not champion_asr(registry, other, settings.asr.window_s, 8, work).cached
+
+    # the intent champion's golden predictions: kept in its run the same way, by the texts they are for
+    texts = ["I still have not received my new card", "how do I top up by bank transfer"]
+    predicted = champion_predictions(registry, texts, work)
+    reread = champion_predictions(registry, texts, work)
+    assert predicted is not None and reread is not None and not predicted.cached and reread.cached
+    assert reread.predictions == predicted.predictions and len(reread.predictions) == 2
+    assert not champion_predictions(registry, texts[:1], work).cached  # type: ignore[union-attr]
 
 
 def _redacted_call(call_id: str, turns: list[tuple[float, float]]) -> dict[str, object]:

@@ -9,7 +9,9 @@ for the same runs returns the recorded outcome, while a new ASR run beside a reu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -54,12 +56,48 @@ def existing_bundle(registry: Registry, run_id: str, asr_run_id: str | None) -> 
     return str(same[0].version) if same else None
 
 
-def champion_predictions(registry: Registry, texts: list[str], work_dir: Path) -> tuple[str, list[str]] | None:
+def kept_in_run(registry: Registry, reference: str, artifact: str,
+                compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """``compute()``, kept as ``artifact`` in the training run of component ``reference`` ("name/version") and
+    read back from there next time; (value, whether it was read back).
+
+    A registered model never changes, so what it predicts on a given input never does either: the
+    gate's champion predictions are cached per component version this way.
+    """
+    name, version = reference.rsplit("/", 1)
+    run_id = registry.client.get_model_version(name, version).run_id
+    if run_id:
+        try:
+            return mlflow.artifacts.load_dict(f"{registry.client.get_run(run_id).info.artifact_uri}/{artifact}"), True
+        except (MlflowException, OSError):
+            pass  # not computed on this input yet
+    value = compute()
+    if run_id:
+        registry.client.log_dict(run_id, value, artifact)
+    return value, False
+
+
+@dataclass
+class ChampionIntent:
+    version: str  # the champion bundle's version
+    predictions: list[str]
+    cached: bool = False  # read from the champion intent model's run instead of predicted
+
+
+def champion_predictions(registry: Registry, texts: list[str], work_dir: Path) -> ChampionIntent | None:
+    """The champion bundle's intent predictions on ``texts`` (None: no champion), cached per model and texts."""
     champion = registry.by_alias(CHAMPION)
     if champion is None or champion.intent_model is None:
         return None
-    folder = registry.download_component(champion.intent_model, work_dir / f"champion-{champion.version}")
-    return champion.version, IntentModel.load(folder).predict(texts)
+    reference = champion.intent_model
+
+    def predict() -> dict[str, Any]:
+        folder = registry.download_component(reference, work_dir / f"champion-{champion.version}")
+        return {"model": reference, "predictions": IntentModel.load(folder).predict(texts)}
+
+    digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:24]
+    value, cached = kept_in_run(registry, reference, f"gate/champion-predictions/{digest}.json", predict)
+    return ChampionIntent(champion.version, list(value["predictions"]), cached)
 
 
 @dataclass
@@ -101,21 +139,16 @@ def champion_asr(registry: Registry, golden: GoldenAudio, window_s: float, batch
     label = f"champion ASR {reference}"
     model_dir = registry.download_component(reference, work_dir / f"champion-asr-{reference.replace('/', '-')}")
     window_s = exported_window(model_dir) or window_s
-    # A champion's golden transcripts never change: kept in its training run, by golden set and window.
-    name, version = reference.rsplit("/", 1)
-    run_id = registry.client.get_model_version(name, version).run_id
-    artifact = _transcripts_artifact(golden, window_s)
-    if golden.key and run_id:
-        try:
-            texts = mlflow.artifacts.load_dict(f"{registry.client.get_run(run_id).info.artifact_uri}/{artifact}")
-            return ChampionAsr(label, AsrEvaluation.of(golden, texts["texts"]), cached=True)
-        except (MlflowException, OSError):
-            pass  # not transcribed on this golden set yet
-    evaluation = golden.transcribe(model_dir, window_s, batch_size, cores=cores)
-    if golden.key and run_id:
-        registry.client.log_dict(run_id, {"model": reference, "golden": golden.key, "window_s": window_s,
-                                          "texts": evaluation.texts()}, artifact)
-    return ChampionAsr(label, evaluation)
+    if not golden.key:  # an unnamed evaluation set cannot be looked up again
+        return ChampionAsr(label, golden.transcribe(model_dir, window_s, batch_size, cores=cores))
+
+    def transcribe() -> dict[str, Any]:
+        evaluation = golden.transcribe(model_dir, window_s, batch_size, cores=cores)
+        return {"model": reference, "golden": golden.key, "window_s": window_s, "texts": evaluation.texts()}
+
+    # kept by golden set and window in the champion's training run
+    value, cached = kept_in_run(registry, reference, _transcripts_artifact(golden, window_s), transcribe)
+    return ChampionAsr(label, AsrEvaluation.of(golden, value["texts"]), cached=cached)
 
 
 def asr_evidence(candidate: AsrCandidate, champion: ChampionAsr) -> AsrEvidence:
@@ -165,7 +198,7 @@ def end_to_end_pairs(registry: Registry, challenger: ChallengerRun, asr: AsrCand
     labels = [intent_labels[(rows[i]["call_id"], rows[i]["turn"])] for i in picked]
     challenger_says = IntentModel.load(challenger.model_dir).predict(heard(asr.run.evaluation.hypotheses))
     champion_says = champion_predictions(registry, heard(champion.evaluation.hypotheses), work_dir)
-    return IntentPairs(labels, challenger_says, champion_says[1] if champion_says else None)
+    return IntentPairs(labels, challenger_says, champion_says.predictions if champion_says else None)
 
 
 def serving_latency(challenger: ChallengerRun, asr: AsrCandidate, redaction: RedactionConfig,
@@ -227,8 +260,8 @@ def gate_and_promote(
     evidence = GateEvidence(
         labels=challenger.golden_labels,
         challenger_predictions=challenger.golden_predictions,
-        champion_predictions=baseline[1] if baseline else None,
-        champion_version=baseline[0] if baseline else None,
+        champion_predictions=baseline.predictions if baseline else None,
+        champion_version=baseline.version if baseline else None,
         asr=asr_evidence(asr, asr_champion) if asr and asr_champion else None,
         end_to_end=end_to_end_pairs(registry, challenger, asr, asr_champion, intent_labels, redaction, work_dir)
         if asr and asr_champion and intent_labels and redaction is not None else None,
