@@ -111,9 +111,9 @@ def finetune_intent(
     another training can use the other cores; None trains here, on this process's threads.
     """
     key = train_key([*train_sets, golden], config)
-    golden_texts, golden_labels = golden_references(golden)
     reused_run = finished_run(key)
     if reused_run:
+        golden_texts, golden_labels = golden_references(golden)  # a new run reads them in train_run
         model_dir = Path(
             mlflow.artifacts.download_artifacts(run_id=reused_run, artifact_path=MODEL_ARTIFACT,
                                                 dst_path=str(work_dir / key))
