@@ -205,13 +205,11 @@ def serving_latency(challenger: ChallengerRun, asr: AsrCandidate, redaction: Red
                     utterances: int) -> np.ndarray:
     """Seconds of the challenger bundle's serving path on ``utterances`` golden turns spread over their lengths."""
     from governance.redaction.redactor import Redactor
-    from serving.asr import AsrEngine
-    from serving.bundle import ServedBundle, process_seconds
+    from serving.bundle import bundle_from_folders, process_seconds
 
     audios = sorted(asr.golden.audios, key=len)
     picked = [audios[i] for i in np.linspace(0, len(audios) - 1, min(utterances, len(audios))).round().astype(int)]
-    bundle = ServedBundle("challenger", AsrEngine(str(asr.run.model_dir), window_s=asr.window_s),
-                          str(asr.run.model_dir), IntentModel.load(challenger.model_dir))
+    bundle = bundle_from_folders("challenger", asr.run.model_dir, challenger.model_dir, asr.window_s)
     redactor = Redactor(redaction, entities=redaction.entities)
     process_seconds(bundle, redactor.redact, picked[:2])  # warm-up: first calls load lazily
     return np.asarray(process_seconds(bundle, redactor.redact, picked))
