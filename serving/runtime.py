@@ -46,14 +46,16 @@ def _follow(registry: Registry, alias: str, settings: Settings,
     return follower
 
 
-def build_runtime(settings: Settings, shadow: bool | None = None) -> Runtime:
-    """Load the champion (and with ``shadow``, the challenger) bundle, the redactor and the API keys."""
+def build_runtime(settings: Settings, shadow: bool | None = None, keys: frozenset[str] | None = None) -> Runtime:
+    """Load the champion (and with ``shadow``, the challenger) bundle, the redactor and the API keys
+    (``keys``: already loaded with :func:`serving.api_keys.load_api_keys`)."""
     from governance.redaction.redactor import Redactor
     from training.registry import CHALLENGER, CHAMPION, Registry
 
     registry = Registry(settings)
     metrics = ServingMetrics()
-    keys, _source = load_api_keys(api_keys_path(settings.keys_dir, settings.serving.api_keys_file))
+    if keys is None:
+        keys, _source = load_api_keys(api_keys_path(settings.keys_dir, settings.serving.api_keys_file))
     shadow = settings.serving.shadow if shadow is None else shadow
     return Runtime(
         champion=_follow(registry, CHAMPION, settings, metrics),

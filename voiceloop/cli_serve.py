@@ -48,11 +48,11 @@ def serve(
     settings = _settings(params)
     host, port = host or settings.serving.host, port or settings.serving.port
     try:
-        _keys, source = load_api_keys(api_keys_path(settings.keys_dir, settings.serving.api_keys_file))
-    except ValueError as error:
+        keys, source = load_api_keys(api_keys_path(settings.keys_dir, settings.serving.api_keys_file))
+    except ValueError as error:  # checked before the slow part: loading the bundle
         fail(str(error))
     console.print("loading the champion bundle ...")
-    runtime = build_runtime(settings, shadow)
+    runtime = build_runtime(settings, shadow, keys)
     bundle = runtime.champion.current
     console.print(f"serving bundle {'v' + bundle.version if bundle.version else '(none yet: base ASR only)'} "
                   f"(ASR {bundle.asr_model}) on http://{host}:{port}  docs: http://{host}:{port}/docs  "
