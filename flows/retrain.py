@@ -34,7 +34,7 @@ from training.promotion import AsrCandidate, ChampionAsr, champion_asr, existing
 from training.registry import Registry
 from training.versioning import DvcVersioner
 from voiceloop.config import Settings, load_settings
-from voiceloop.runtime import prepare
+from voiceloop.runtime import cpu_seconds, prepare
 
 Summary = dict[str, Any]
 
@@ -210,15 +210,16 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     prepare(settings.root, settings.threads or None)
     store = open_store(settings, role, "ingest", flow_run_id=str(flow_run.get_id() or ""))
     timings: dict[str, float] = {}
+    cpu: dict[str, float] = {}  # core-seconds per stage (the lanes' tasks share one figure: train_lanes)
     summary: Summary = {"flow_run_id": str(flow_run.get_id() or ""), "project_dir": str(settings.root)}
 
     def since(start: float) -> float:
         return round(time.perf_counter() - start, 2)
 
     def timed(name: str, fn: Any, *args: Any) -> Any:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), cpu_seconds()
         result = fn(*args)
-        timings[name] = since(start)
+        timings[name], cpu[name] = since(start), round(cpu_seconds() - cpu_start, 1)
         return result
 
     summary["ingest"] = timed("ingest", ingest_calls, settings, store)
@@ -235,14 +236,15 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     if lanes:
         # Two lanes (training/lanes.py): the intent model in a process of its own on one core, then the
         # champion ASR's golden transcripts on that core; the ASR fine-tuning on the other cores.
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         intent_lane = finetune.submit(settings, store, versions, threads=1)
         champion_lane = score_champion_asr.submit(settings, versions, golden_audio, intent_lane, 1, return_state=False)
         intent_lane.add_done_callback(lambda _: timings.__setitem__("finetune", since(started)))
         champion_lane.add_done_callback(lambda _: timings.__setitem__("score_champion_asr", since(started)))
         asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, cores - 1)
         challenger, asr_champion = intent_lane.result(), champion_lane.result()
-        timings["train_lanes"] = since(started)
+        timings["train_lanes"], cpu["train_lanes"] = since(started), round(cpu_seconds() - cpu_started, 1)
+        del cpu["finetune_asr"]  # it counted the other lane's threads too: only the lanes' total is meaningful
     else:  # one core (or no ASR): one after the other; the gate transcribes with the champion itself
         challenger = timed("finetune", finetune, settings, store, versions)
         if golden_audio is not None:
@@ -256,5 +258,5 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     summary["gate"] = timed("gate", gate, settings, store, challenger, asr, asr_champion, versions.get("intent-golden"))
     if asr is not None:  # False: a pair gated before, whose record was replayed
         summary["asr"]["champion_transcribed"] = asr_champion is not None or not (lanes or summary["gate"]["repeated"])
-    summary["timings_s"] = timings
+    summary["timings_s"], summary["cpu_s"] = timings, cpu
     return summary

@@ -12,12 +12,23 @@ import pytest
 import torch
 
 from training.lanes import run_isolated, torch_threads
+from voiceloop.runtime import cpu_seconds
 
 
 def _probe(tag: str) -> dict[str, object]:
     """What the child sees (module level: the spawned process imports it)."""
     return {"tag": tag, "pid": os.getpid(), "threads": torch.get_num_threads(),
             "tracking_uri": mlflow.get_tracking_uri(), "experiment": mlflow.tracking.fluent._get_experiment_id()}
+
+
+def _burn(seconds: float) -> float:
+    """Spin for ``seconds`` of CPU time; the CPU time this process has used by then."""
+    import time
+
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+    return time.process_time()
 
 
 def _fail(message: str) -> None:
@@ -42,6 +53,12 @@ def test_a_lane_runs_in_its_own_process_on_its_threads_with_the_callers_tracking
     assert seen["pid"] != os.getpid()
     assert seen["threads"] == 1
     assert (seen["tracking_uri"], seen["experiment"]) == tracking
+
+
+def test_cpu_seconds_count_a_lane_process_once_it_has_ended(tracking: tuple[str, str]) -> None:
+    before = cpu_seconds()
+    lane_cpu = run_isolated(_burn, 0.5)  # its imports make it several times what the caller spends waiting
+    assert cpu_seconds() - before >= lane_cpu >= 0.5
 
 
 def test_an_error_in_the_lane_reaches_the_caller(tracking: tuple[str, str]) -> None:

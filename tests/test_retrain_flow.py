@@ -55,6 +55,7 @@ def test_first_run_trains_gates_and_promotes(first_run: tuple[Path, dict[str, An
     assert summary["ingest"]["train"]["ingested"] == sum(consent.values())
     assert summary["ingest"]["train"]["no_consent"] == len(consent) - sum(consent.values())
     assert summary["gate"]["verdict"] == "promote" and summary["gate"]["champion"] == "1"
+    assert set(summary["cpu_s"]) <= set(summary["timings_s"]) and summary["cpu_s"]["redact"] > 0
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient()

@@ -59,3 +59,15 @@ def prepare(project_dir: Path, threads: int | None = None) -> None:
     n = str(threads or os.cpu_count() or 1)
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(key, n)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process (every thread) and its children that have ended.
+
+    The difference across a stage is the core-seconds it cost: on a machine of N cores a job
+    cannot finish in less than its core-seconds / N, however its stages are scheduled.
+    """
+    import resource
+
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
