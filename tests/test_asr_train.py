@@ -123,6 +123,24 @@ def test_merged_model_transcribes_real_speech_like_faster_whisper(whisper: tuple
 
 
 @pytest.mark.usefixtures("prefect_harness")
+def test_the_retrain_table_shows_both_fine_tunings_and_what_each_step_cost(
+    tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from rich.console import Console
+
+    from voiceloop.cli import _summary_table
+
+    summary = trained_template(tiny_corpus, tmp_path_factory).summary
+    console = Console(record=True, width=300)
+    console.print(_summary_table(summary))
+    text = console.export_text()
+    assert "fine-tune intent" in text and f"golden WER {summary['asr']['golden_wer']:.4f}" in text
+    assert "CPU (s)" in text and str(summary["cpu_s"]["redact"]) in text
+    if "train_lanes" in summary["timings_s"]:  # two cores or more: the fine-tunings ran side by side
+        assert "side by side" in text and str(summary["cpu_s"]["train_lanes"]) in text
+
+
+@pytest.mark.usefixtures("prefect_harness")
 def test_exported_model_scores_within_one_point_of_the_merged_model(
     tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -83,30 +83,39 @@ def _summary_table(summary: dict[str, Any]) -> Table:
     table.add_column("step")
     table.add_column("result")
     table.add_column("time (s)", justify="right")
-    timings = summary.get("timings_s", {})
+    table.add_column("CPU (s)", justify="right")
+    timings, cpu = summary.get("timings_s", {}), summary.get("cpu_s", {})
+
+    def row(step: str, result: str, stage: str = "") -> None:
+        table.add_row(step, result, str(timings.get(stage, "")), str(cpu.get(stage, "")))
+
     for split, stats in summary["ingest"].items():
-        table.add_row(f"ingest ({split})", f"{stats['ingested']} new, {stats['already_seen']} seen, "
-                      f"{stats['no_consent']} no consent, {stats['quarantined']} quarantined"
-                      + (f", {stats['erased']} erased (skipped)" if stats.get("erased") else ""), "")
-    table.add_row("", "", str(timings.get("ingest", "")))
+        row(f"ingest ({split})", f"{stats['ingested']} new, {stats['already_seen']} seen, "
+            f"{stats['no_consent']} no consent, {stats['quarantined']} quarantined"
+            + (f", {stats['erased']} erased (skipped)" if stats.get("erased") else ""))
+    row("", "", "ingest")
     red = summary["redaction"]
-    table.add_row("redact", f"{red['calls']} calls, {red['turns']} turns, {red['leaking_turns']} leaking turns "
-                  "quarantined", str(timings.get("redact", "")))
+    row("redact", f"{red['calls']} calls, {red['turns']} turns, {red['leaking_turns']} leaking turns quarantined",
+        "redact")
     val = summary["validation"]
-    table.add_row("validate", f"{val['passed']}/{val['rows']} turns passed {val['expectations']} expectations",
-                  str(timings.get("validate", "")))
-    table.add_row("datasets", ", ".join(f"{k}@{v['digest'][:10]} ({v['rows']} rows)"
-                                        for k, v in summary["datasets"].items()), str(timings.get("datasets", "")))
+    row("validate", f"{val['passed']}/{val['rows']} turns passed {val['expectations']} expectations", "validate")
+    row("datasets", ", ".join(f"{k}@{v['digest'][:10]} ({v['rows']} rows)" for k, v in summary["datasets"].items()),
+        "datasets")
     tr = summary["training"]
-    table.add_row("fine-tune", f"golden accuracy {tr['golden_accuracy']:.4f}" + (" (reused run)" if tr["reused"]
-                                                                                  else ""),
-                  str(timings.get("finetune", "")))
+    row("fine-tune intent", f"golden accuracy {tr['golden_accuracy']:.4f}" + (" (reused run)" if tr["reused"] else ""),
+        "finetune")
+    if "asr" in summary:
+        asr = summary["asr"]
+        reused = " (reused run)" if asr["reused"] else ""
+        row("fine-tune ASR", f"golden WER {asr['golden_wer']:.4f}, digit strings {asr['digit_accuracy']:.2f}, "
+            f"{asr['clean_speech_errors']} word errors on clean recordings{reused}", "finetune_asr")
+    if "train_lanes" in timings:
+        row("", "both fine-tunings side by side", "train_lanes")
     gate = summary["gate"]
     verdict = "[green]PROMOTED[/]" if gate["promoted"] else "[yellow]NOT PROMOTED[/]"
-    table.add_row("gate", f"bundle v{gate['bundle_version']}: {verdict}; champion is v{gate['champion']}",
-                  str(timings.get("gate", "")))
+    row("gate", f"bundle v{gate['bundle_version']}: {verdict}; champion is v{gate['champion']}", "gate")
     for reason in gate["reasons"]:
-        table.add_row("", f"[yellow]{reason}[/]", "")
+        row("", f"[yellow]{reason}[/]")
     return table
 
 
