@@ -252,11 +252,13 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
     summary["training"] = {"run_id": challenger.run_id, "golden_accuracy": challenger.golden_accuracy,
                            "reused": challenger.reused}
     if asr is not None:
-        summary["asr"] = {"run_id": asr.run.run_id, "golden_wer": asr.run.scores["wer"],
-                          "digit_accuracy": asr.run.scores["digit_accuracy"],
-                          "clean_speech_errors": asr.run.scores["clean_speech_errors"], "reused": asr.run.reused}
+        headline = asr.run.headline()
+        summary["asr"] = {"run_id": asr.run.run_id, "golden_wer": headline["wer"],
+                          "digit_accuracy": headline["digit_accuracy"],
+                          "clean_speech_errors": headline["clean_speech_errors"], "reused": asr.run.reused}
     summary["gate"] = timed("gate", gate, settings, store, challenger, asr, asr_champion, versions.get("intent-golden"))
     if asr is not None:  # False: a pair gated before, whose record was replayed
         summary["asr"]["champion_transcribed"] = asr_champion is not None or not (lanes or summary["gate"]["repeated"])
+        summary["asr"]["challenger_transcribed"] = asr.run.transcribed  # False: reused and gated before
     summary["timings_s"], summary["cpu_s"] = timings, cpu
     return summary

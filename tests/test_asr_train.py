@@ -217,6 +217,7 @@ def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
     gate = summary["gate"]
     assert not gate["repeated"] and "clean_speech" in {c["name"] for c in gate["criteria"]}
     assert summary["asr"]["champion_transcribed"]  # beside the ASR training, in the other lane
+    assert summary["asr"]["challenger_transcribed"]
     assert int(gate["bundle_version"]) > int(template.summary["gate"]["bundle_version"])
     registry = Registry(load_settings(params))
     before = registry.bundle(template.summary["gate"]["bundle_version"]).components
@@ -226,7 +227,10 @@ def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
     again = retrain(params_file=str(params))  # nothing new: the recorded verdict for this pair
     assert again["gate"]["repeated"] and again["gate"]["bundle_version"] == gate["bundle_version"]
     assert again["gate"]["verdict"] == gate["verdict"]
-    assert not again["asr"]["champion_transcribed"]  # a gated pair: the comparison is not redone
+    assert not again["asr"]["champion_transcribed"]  # a gated pair: the comparison is not redone,
+    assert not again["asr"]["challenger_transcribed"]  # nor the challenger's golden transcription
+    headline = ("golden_wer", "digit_accuracy", "clean_speech_errors")  # read back from the run instead
+    assert {k: again["asr"][k] for k in headline} == {k: summary["asr"][k] for k in headline}
 
 
 def test_the_champions_golden_transcripts_and_predictions_are_kept_in_its_runs_and_reused(

@@ -284,7 +284,7 @@ def gate_and_promote(
     if asr:
         asr_version = registry.register_component(registry.asr_name, asr.run.run_id, ASR_ARTIFACT)
         components["asr"] = f"{registry.asr_name}/{asr_version}"
-        evidence_summary["golden_wer"] = asr.run.scores["wer"]
+        evidence_summary["golden_wer"] = asr.run.headline()["wer"]
     bundle = registry.register_bundle(challenger.run_id, components, evidence_summary,
                                       {ASR_RUN_TAG: asr_run_id} if asr_run_id else None)
     _apply(registry, bundle.version, decision, challenger.run_id, asr_run_id)
