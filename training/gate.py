@@ -48,12 +48,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from training.slice_tests import UNTESTED, WORSE, SliceTest, judge, mcnemar_worse, sign_flip_worse
 from voiceloop.config import GateConfig
+
+T = TypeVar("T")
+
+
+def correct(predictions: list[str], labels: list[str]) -> np.ndarray:
+    """1.0 where a prediction equals its label, else 0.0, utterance by utterance."""
+    return np.asarray([p == y for p, y in zip(predictions, labels, strict=True)], dtype=float)
 
 
 @dataclass
@@ -84,7 +91,7 @@ class IntentPairs:
     champion: list[str] | None = None
 
     def accuracy(self, predictions: list[str]) -> np.ndarray:
-        return np.asarray([p == y for p, y in zip(predictions, self.labels, strict=True)], dtype=float)
+        return correct(predictions, self.labels)
 
 
 @dataclass
@@ -98,9 +105,17 @@ class GateEvidence:
     asr: AsrEvidence | None = None
     latency_s: np.ndarray | None = None  # the challenger bundle's serving path, seconds per golden utterance
     end_to_end: IntentPairs | None = None  # intent read from each bundle's own ASR transcripts of the golden audio
+    _computed: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def correct(self, predictions: list[str]) -> np.ndarray:
-        return np.asarray([p == y for p, y in zip(predictions, self.labels, strict=True)], dtype=float)
+        return correct(predictions, self.labels)
+
+    def once(self, name: str, config: GateConfig, compute: Callable[[], T]) -> T:
+        """``compute()`` once per evidence and configuration: a criterion and the decision record share it."""
+        key = (name, config.model_dump_json())
+        if key not in self._computed:
+            self._computed[key] = compute()
+        return self._computed[key]  # type: ignore[no-any-return]
 
 
 @dataclass(frozen=True)
@@ -250,16 +265,20 @@ def _asr_slice_masks(asr: AsrEvidence) -> list[tuple[str, np.ndarray]]:
     return out
 
 
-def asr_slice_results(asr: AsrEvidence, config: GateConfig) -> list[CriterionResult]:
+def asr_slice_results(evidence: GateEvidence, config: GateConfig) -> list[CriterionResult]:
     """The WER rule on every slice (voice, channel, SNR bin) with reference words, small ones included."""
-    return [_wer_result(name, asr, mask, config.slice_wer_margin, config) for name, mask in _asr_slice_masks(asr)]
+    asr = evidence.asr
+    if asr is None:
+        return []
+    return evidence.once("asr_slice_results", config, lambda: [
+        _wer_result(name, asr, mask, config.slice_wer_margin, config) for name, mask in _asr_slice_masks(asr)])
 
 
 def asr_wer_slices(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
     """Every slice with at least ``min_slice_utterances`` must pass the WER rule with ``slice_wer_margin``."""
     if evidence.asr is None:
         return None
-    judged = [r for r in asr_slice_results(evidence.asr, config)
+    judged = [r for r in asr_slice_results(evidence, config)
               if _slice_size(evidence.asr, r.name) >= config.min_slice_utterances]
     failed = [r.name for r in judged if not r.passed]
     worst = max((r.interval[1] for r in judged if r.interval), default=0.0)
@@ -283,6 +302,10 @@ def _slice_size(asr: AsrEvidence, name: str) -> int:
 def slice_tests(evidence: GateEvidence, config: GateConfig) -> list[SliceTest]:
     """Every slice tested for "significantly worse" (training/slice_tests.py): intent accuracy per intent
     (when a champion exists) and ASR WER per voice, channel and SNR bin; small slices untested."""
+    return evidence.once("slice_tests", config, lambda: _slice_tests(evidence, config))
+
+
+def _slice_tests(evidence: GateEvidence, config: GateConfig) -> list[SliceTest]:
     tests = []
     if evidence.champion_predictions is not None:
         labels = np.asarray(evidence.labels)
@@ -460,7 +483,7 @@ def decide(evidence: GateEvidence, config: GateConfig, criteria: list[Criterion]
         promote=all(r.passed for r in results),
         criteria=results,
         per_intent=per_intent_changes(evidence),
-        asr_slices=asr_slice_results(evidence.asr, config) if evidence.asr else [],
+        asr_slices=asr_slice_results(evidence, config),
         slice_tests=slice_tests(evidence, config),
         config=config.model_dump(),
         n=len(evidence.labels),
