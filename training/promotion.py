@@ -13,6 +13,7 @@ import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,13 @@ def kept_in_run(registry: Registry, reference: str, artifact: str,
     return value, False
 
 
+@lru_cache(maxsize=1)
+def _intent_model(folder: str) -> IntentModel:
+    """A downloaded champion intent model, loaded once: the gate predicts with it on the golden texts and on
+    the ASR transcripts (end to end). A registered model never changes, and the folder names its version."""
+    return IntentModel.load(Path(folder))
+
+
 @dataclass
 class ChampionIntent:
     version: str  # the champion bundle's version
@@ -93,7 +101,7 @@ def champion_predictions(registry: Registry, texts: list[str], work_dir: Path) -
 
     def predict() -> dict[str, Any]:
         folder = registry.download_component(reference, work_dir / f"champion-{champion.version}")
-        return {"model": reference, "predictions": IntentModel.load(folder).predict(texts)}
+        return {"model": reference, "predictions": _intent_model(str(folder)).predict(texts)}
 
     digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:24]
     value, cached = kept_in_run(registry, reference, f"gate/champion-predictions/{digest}.json", predict)
