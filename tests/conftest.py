@@ -22,6 +22,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="voiceloop-tests-"))
 os.environ.setdefault("VOICELOOP_TEST_HOME", str(_SESSION_HOME))
+# Rich wraps console output at the terminal's width, and a long temporary path then splits the words
+# a CLI test looks for across lines; every command a test runs (in process or as a subprocess) gets
+# a console wide enough never to wrap, whatever terminal or folder the suite runs from.
+os.environ["COLUMNS"] = "1000"
 
 from voiceloop.runtime import prepare  # noqa: E402
 

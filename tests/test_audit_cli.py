@@ -80,7 +80,7 @@ def test_log_filters(project: tuple[Path, AuditLog]) -> None:
     assert run("--caller", "+15550002222") == [8, 9]
     assert run("--denied") == [3]
     assert run("--limit", "2") == [9, 10]
-    table = runner.invoke(app, ["audit", "log", "--params", str(params), "--role", "trainer"], env={"COLUMNS": "200"})
+    table = runner.invoke(app, ["audit", "log", "--params", str(params), "--role", "trainer"])
     assert table.exit_code == 0 and "denied" in table.stdout and "carol" in table.stdout
     bad = runner.invoke(app, ["audit", "log", "--params", str(params), "--since", "last tuesday"])
     assert bad.exit_code == 2

@@ -91,7 +91,7 @@ def test_manual_promotion_then_rollback_restores_the_previous_bundle(project: Tr
     assert moves[0]["evidence"]["verdict"] == "promote" and moves[0]["evidence"]["criteria"]
     assert moves[0]["evidence"]["decision"].startswith("runs:/")
     assert moves[2]["evidence"] == {"rolled_back": second_bundle}
-    table = cli("history", *_params(project), env={"COLUMNS": "200"})
+    table = cli("history", *_params(project))
     assert table.exit_code == 0 and "INC-4: worse on calls" in table.output
 
 
