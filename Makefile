@@ -19,6 +19,7 @@ demo: setup corpus
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest
 
 setup: system-packages $(VENV)/.installed

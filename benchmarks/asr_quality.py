@@ -33,7 +33,7 @@ def main() -> None:
 
     import mlflow
 
-    from serving.asr import AsrEngine
+    from core.asr import AsrEngine
     from training.asr.finetune import MODEL_ARTIFACT, AsrEvaluation
 
     model_dir = Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=MODEL_ARTIFACT,

@@ -2,7 +2,7 @@
 
 Reads a call store (``<id>.json`` with ``audio``, ``turns`` and ``labels``, as the simulator's
 golden set writes it), cuts each labelled customer turn out of the call audio by its
-``start_s``/``end_s`` and transcribes the turns with :class:`serving.asr.AsrEngine`:
+``start_s``/``end_s`` and transcribes the turns with :class:`core.asr.AsrEngine`:
 
 - ``sequential_30s``: ``transcribe_arrays``, one turn at a time in Whisper's 30 s window (the
   path the simulator and audio redaction use);
@@ -105,7 +105,7 @@ def main() -> None:
     parser.add_argument("--skip-align", action="store_true", help="leave out the align_words comparison")
     args = parser.parse_args()
 
-    from serving.asr import AsrEngine
+    from core.asr import AsrEngine
 
     audios, references, _ids = load_turns(args.golden, args.limit)
     if not audios:

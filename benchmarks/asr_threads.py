@@ -41,8 +41,8 @@ def main() -> None:
 
     import torch
 
+    from core.asr import AsrEngine
     from governance.session import open_store
-    from serving.asr import AsrEngine
     from training.asr.convert import load_base_whisper
     from training.asr.data import load_utterance
     from training.asr.train import Utterance, train_whisper_lora

@@ -63,7 +63,8 @@ def median_seconds(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
 
 def build_call(minutes: float, seed: int, work: Path) -> tuple[np.ndarray, list[dict[str, Any]], list[bool]]:
     """16 kHz samples, turns (start_s, end_s, script text) and which turns carry PII."""
-    from voiceloop.simulate import speech
+    from core import synthesis
+    from core.audio import SAMPLE_RATE
     from voiceloop.simulate.pii import PiiFactory
 
     rng, factory = random.Random(seed), PiiFactory(seed)
@@ -71,7 +72,7 @@ def build_call(minutes: float, seed: int, work: Path) -> tuple[np.ndarray, list[
     turns: list[dict[str, Any]] = []
     has_pii: list[bool] = []
     cursor = 0
-    while cursor < minutes * 60 * speech.RATE:
+    while cursor < minutes * 60 * SAMPLE_RATE:
         bot = len(turns) % 2 == 0
         pii = not bot and rng.random() < 0.6
         if bot:
@@ -81,15 +82,15 @@ def build_call(minutes: float, seed: int, work: Path) -> tuple[np.ndarray, list[
             text, voice = " ".join(s.text for s in said if s.text != "."), rng.choice(["en-us", "en-gb"])
         else:
             text, voice = rng.choice(CALLER_LINES), rng.choice(["en-us", "en-gb"])
-        gap = np.zeros(int(rng.uniform(0.3, 0.8) * speech.RATE), dtype=np.float32)
-        audio = speech.level(speech.tts(text, voice, rng.choice([150, 165]), 50, work))
+        gap = np.zeros(int(rng.uniform(0.3, 0.8) * SAMPLE_RATE), dtype=np.float32)
+        audio = synthesis.level(synthesis.tts(text, voice, rng.choice([150, 165]), 50, work))
         pieces += [gap, audio]
         start = cursor + gap.size
         cursor = start + audio.size
-        turns.append({"speaker": "bot" if bot else "customer", "start_s": start / speech.RATE,
-                      "end_s": cursor / speech.RATE, "text": text})  # fmt: skip
+        turns.append({"speaker": "bot" if bot else "customer", "start_s": start / SAMPLE_RATE,
+                      "end_s": cursor / SAMPLE_RATE, "text": text})  # fmt: skip
         has_pii.append(pii)
-    pieces.append(np.zeros(speech.RATE // 2, dtype=np.float32))
+    pieces.append(np.zeros(SAMPLE_RATE // 2, dtype=np.float32))
     return np.concatenate(pieces), turns, has_pii
 
 
@@ -112,32 +113,30 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    from core import synthesis
+    from core.asr import AsrEngine
+    from core.audio import SAMPLE_RATE, TELEPHONE_RATE, decode_audio, encode_audio, to_16k
     from governance.redaction.audio import (
         align_words,
         context_words,
-        decode_audio,
-        encode_audio,
         mask,
         pii_intervals,
         pii_values,
         redact_call_audio,
-        to_asr_rate,
         turn_bounds,
         turn_word_timings,
         turns_to_mask,
         verify_audio_redaction,
     )
     from governance.redaction.redactor import Redactor
-    from serving.asr import AsrEngine
-    from voiceloop.simulate import speech
 
     with scratch("voiceloop-bench-audio-") as work:
         start = time.perf_counter()
         samples, turns, has_pii = build_call(args.minutes, args.seed, work)
         rate = args.rate
-        if rate == speech.TELEPHONE_RATE:
-            bounds = [(round(t["start_s"] * speech.RATE), round(t["end_s"] * speech.RATE)) for t in turns]
-            samples = speech.telephone(samples, bounds, 30.0, args.seed, work)
+        if rate == TELEPHONE_RATE:
+            bounds = [(round(t["start_s"] * SAMPLE_RATE), round(t["end_s"] * SAMPLE_RATE)) for t in turns]
+            samples = synthesis.telephone(samples, bounds, 30.0, args.seed, work)
         buffer = io.BytesIO()
         sf.write(buffer, samples, rate, format=args.format, subtype="PCM_16")
         data = buffer.getvalue()
@@ -153,7 +152,7 @@ def main() -> None:
         pii_turns = [i for i, p in enumerate(has_pii) if p]
         for index in pii_turns:  # what ingest would hold: the ASR text of the turn's samples
             a, b = turn_bounds(turns[index], rate, decoded.samples.shape[0])
-            turns[index]["text"] = asr.transcribe_arrays([to_asr_rate(decoded.samples[a:b], rate)])[0]
+            turns[index]["text"] = asr.transcribe_arrays([to_16k(decoded.samples[a:b], rate)])[0]
         redactions = dict(enumerate(redactor.redact_many([t["text"] for t in turns])))
         todo = turns_to_mask(redactions)
         entities = sum(len(r.entities) for r in redactions.values())

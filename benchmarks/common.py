@@ -40,9 +40,9 @@ def asr_project(project_dir: str, newest: bool = True, run_id: str | None = None
     os.environ["VOICELOOP_PROJECT_DIR"] = str(Path(project_dir).resolve())
     import mlflow
 
+    from core.runtime import prepare
+    from core.settings import load_settings
     from training.registry import setup_tracking
-    from voiceloop.config import load_settings
-    from voiceloop.runtime import prepare
 
     settings = load_settings()
     prepare(settings.root)

@@ -57,10 +57,10 @@ def policy_file(folder: Path) -> str:
 
 def synthetic_calls(n: int, seed: int, audio_bytes: int) -> tuple[list[tuple[dict[str, Any], bytes]], str]:
     """(raw document, audio) per call, and the caller to erase (2 train calls + 1 golden call, all early)."""
-    from training.datasets import load_banking77
+    from training.datasets import banking77_rows
 
     rng = random.Random(seed)
-    train, test = load_banking77("train"), load_banking77("test")
+    train, test = banking77_rows("train"), banking77_rows("test")
     start = datetime(2026, 1, 1, tzinfo=UTC)
     callers = [f"+1555{i:07d}" for i in range(int(n / 2.5))]
     target = callers[0]
@@ -137,8 +137,8 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     with scratch("voiceloop-erasure-bench-", args.keep) as folder:
-        from voiceloop.config import load_settings
-        from voiceloop.runtime import prepare
+        from core.runtime import prepare
+        from core.settings import load_settings
 
         settings = load_settings(folder / "none.yaml", project_dir=str(folder / "state"),
                                  access={"policy_file": policy_file(folder)})

@@ -19,8 +19,8 @@ from dataclasses import replace
 import numpy as np
 from common import emit  # benchmarks/common.py
 
+from core.settings import GateConfig
 from training.gate import AsrEvidence, GateEvidence, decide
-from voiceloop.config import GateConfig
 
 
 def evidence(n: int, seed: int = 0) -> GateEvidence:

@@ -102,9 +102,9 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
     import torch
 
+    from core.settings import IntentConfig
     from training.intent.predict import IntentModel
     from training.intent.train import train_intent_model
-    from voiceloop.config import IntentConfig
 
     torch.set_num_threads(args.threads)
     folder = args.data

@@ -34,8 +34,8 @@ def main() -> None:
     os.environ["VOICELOOP__SOURCES__CALL_STORE"] = str(Path(args.calls).resolve())
     os.environ["VOICELOOP__SOURCES__GOLDEN_STORE"] = str(Path(args.golden).resolve())
 
-    from voiceloop.config import load_settings
-    from voiceloop.runtime import cpu_seconds, prepare
+    from core.runtime import cpu_seconds, prepare
+    from core.settings import load_settings
 
     prepare(load_settings().root)
     from flows.retrain import retrain

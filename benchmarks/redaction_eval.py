@@ -220,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
     for system in args.systems:
         started = time.perf_counter()
         if system == "presidio":
-            from voiceloop.config import RedactionConfig
+            from core.settings import RedactionConfig
 
             predict = presidio_predictor(RedactionConfig().spacy_model)
         else:

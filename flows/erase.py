@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from core.settings import Settings
 from governance.erasure import (
     ErasureRequest,
     Journal,
@@ -45,8 +46,8 @@ from governance.lineage import current_versions
 from governance.retention import forget_retained, retained_calls_of
 from governance.session import open_store
 from governance.store import CallerFootprint, DatasetInfo, GovernedStore
-from training.asr.data import ASR_DATASETS, audio_rows_digest, publish_audio
-from training.datasets import SPLIT_DATASETS, canonical_digest, open_version
+from training.asr.data import audio_rows_digest, publish_audio
+from training.datasets import ASR_DATASETS, INTENT_GOLDEN, canonical_digest, open_version
 from training.datasets import publish as publish_version
 from training.evaluate import accuracy
 from training.finetune import golden_references
@@ -54,9 +55,7 @@ from training.lineage import lineage_of_datasets, mark_retrain_required
 from training.promotion import champion_predictions
 from training.registry import CHAMPION, Registry
 from training.versioning import DvcRemoval, DvcVersioner
-from voiceloop.config import Settings
 
-GOLDEN = SPLIT_DATASETS["golden"]
 StepCallback = Callable[[str, int, int], None]  # (what is starting, steps done, steps in all)
 _MANIFEST_KEYS = {"name", "digest", "rows", "call_ids", "rebuilt_from", "erasure_request"}
 
@@ -234,7 +233,7 @@ class _Erasure:
     def _rebaseline(self) -> None:
         """The gate compares champion and challenger on the current golden set: when the caller was in it,
         measure the champion on the rebuilt set now, so the recorded baseline matches what the next gate sees."""
-        golden = next((d for d in self.journal.datasets if d["name"] == GOLDEN and d.get("current")), None)
+        golden = next((d for d in self.journal.datasets if d["name"] == INTENT_GOLDEN and d.get("current")), None)
         if golden is None:
             self.journal.golden = self.journal.golden or {"in_golden_set": False, "rebaselined": False}
             return
@@ -245,7 +244,7 @@ class _Erasure:
         if champion is None or golden["new_digest"] is None:
             record["reason"] = "no champion yet" if champion is None else "the golden set is empty without the caller"
         else:
-            version = open_version(self.store, GOLDEN, golden["new_digest"])
+            version = open_version(self.store, INTENT_GOLDEN, golden["new_digest"])
             texts, labels = golden_references(version)
             scored = champion_predictions(registry, texts, self.settings.root / "work")
             if scored is not None:

@@ -20,21 +20,30 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from core.corpus import intent_names
+from core.runtime import cpu_seconds, prepare
+from core.settings import Settings, load_settings
 from governance.ingest import ingest
 from governance.redaction.calls import redact_calls
-from governance.session import open_store, pseudonym_salt
+from governance.session import open_store
 from governance.store import GovernedStore
 from governance.validation import ROW_ID, turn_rows, validate_turns
-from training.asr.data import ASR_DATASETS, DIGITS_DATASET, SPLIT_DATASETS, build_configured
+from training.asr.data import build_configured
 from training.asr.finetune import AsrChallengerRun, GoldenAudio, finetune_asr, finished_asr_run
-from training.datasets import DatasetVersion, build_versions, label_names
+from training.datasets import (
+    ASR_DATASETS,
+    ASR_DIGITS,
+    ASR_GOLDEN,
+    ASR_TRAIN,
+    INTENT_GOLDEN,
+    DatasetVersion,
+    build_versions,
+)
 from training.finetune import ChallengerRun, finetune_intent
 from training.lanes import torch_threads
 from training.promotion import AsrCandidate, ChampionAsr, champion_asr, existing_bundle, gate_and_promote
 from training.registry import Registry
 from training.versioning import DvcVersioner
-from voiceloop.config import Settings, load_settings
-from voiceloop.runtime import cpu_seconds, prepare
 
 Summary = dict[str, Any]
 
@@ -65,7 +74,7 @@ def redact(settings: Settings, store: GovernedStore) -> Summary:
     pending = sorted(store.raw_call_ids() - store.redacted_call_ids())
     if not pending:
         return {"calls": 0, "turns": 0, "leaking_turns": 0, "entities": {}}
-    report = redact_calls(store, pending, settings.redaction, pseudonym_salt(settings))
+    report = redact_calls(store, pending, settings.redaction)
     return {"calls": len(report.calls), "turns": report.turns, "leaking_turns": len(report.leaks),
             "entities": report.entities, "audio_calls": len(report.audio.calls),
             "audio_quarantined": len(report.audio.quarantined), "audio_seconds_masked": report.audio.seconds_masked}
@@ -75,7 +84,7 @@ def redact(settings: Settings, store: GovernedStore) -> Summary:
 def validate(settings: Settings, store: GovernedStore) -> tuple[Any, Summary]:
     reader = store.as_purpose("validation")
     frame = turn_rows(reader.read_redacted())
-    report = validate_turns(frame, settings.validation, label_names())
+    report = validate_turns(frame, settings.validation, list(intent_names()))
     already = set(reader.read_state("validation-quarantined").get("items", []))
     for row_id, failed in report.failures.items():
         row = frame[frame[ROW_ID] == row_id].iloc[0]
@@ -112,19 +121,19 @@ def finetune(settings: Settings, store: GovernedStore, versions: dict[str, Datas
     intent_sets = {name: v for name, v in versions.items() if name not in ASR_DATASETS}
     for version in intent_sets.values():
         reader.open_dataset(version.name, version.digest, version.call_ids)
-    golden = versions["intent-golden"]
+    golden = versions[INTENT_GOLDEN]
     if golden.rows == 0:
         raise RuntimeError("the golden set is empty: build it with `voiceloop simulate-calls --split golden`")
-    train_sets = [v for name, v in intent_sets.items() if name != "intent-golden"]
+    train_sets = [v for name, v in intent_sets.items() if name != INTENT_GOLDEN]
     Registry(settings)  # sets up tracking
-    return finetune_intent(train_sets, golden, label_names(), settings.intent, settings.root / "work",
+    return finetune_intent(train_sets, golden, list(intent_names()), settings.intent, settings.root / "work",
                            tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")}, threads=threads)
 
 
 @task(name="load-asr-golden", cache_policy=NO_CACHE)
 def asr_golden(store: GovernedStore, versions: dict[str, DatasetVersion]) -> GoldenAudio:
     """The redacted golden turns, the digit set and the clean recordings, decoded once for both ASR models."""
-    golden = versions[SPLIT_DATASETS["golden"]]
+    golden = versions[ASR_GOLDEN]
     if golden.rows == 0:
         raise RuntimeError("the ASR golden set is empty: golden calls need redacted audio "
                            "(redaction.audio.splits must include 'golden')")
@@ -140,8 +149,8 @@ def score_champion_asr(settings: Settings, versions: dict[str, DatasetVersion], 
     None when both challenger runs are finished and gated already (a re-run): the gate replays its record.
     """
     registry = Registry(settings)
-    asr_sets = [versions[n] for n in (SPLIT_DATASETS["train"], DIGITS_DATASET) if n in versions]
-    asr_run = finished_asr_run(asr_sets, versions[SPLIT_DATASETS["golden"]], settings.asr)
+    asr_sets = [versions[n] for n in (ASR_TRAIN, ASR_DIGITS) if n in versions]
+    asr_run = finished_asr_run(asr_sets, versions[ASR_GOLDEN], settings.asr)
     if asr_run and existing_bundle(registry, intent.run_id, asr_run):
         return None
     return champion_asr(registry, golden, settings.asr.window_s, settings.asr.batch_transcribe,
@@ -158,8 +167,8 @@ def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str
     Registry(settings)  # sets up tracking
     with torch_threads(threads):
         run: AsrChallengerRun = finetune_asr(
-            [versions[n] for n in (SPLIT_DATASETS["train"], DIGITS_DATASET) if n in versions],
-            versions[SPLIT_DATASETS["golden"]], settings.asr, settings.root / "work" / "asr",
+            [versions[n] for n in (ASR_TRAIN, ASR_DIGITS) if n in versions],
+            versions[ASR_GOLDEN], settings.asr, settings.root / "work" / "asr",
             settings.root / "cache" / "asr", golden_audio=golden_audio,
             tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")},
         )
@@ -256,7 +265,7 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
         summary["asr"] = {"run_id": asr.run.run_id, "golden_wer": headline["wer"],
                           "digit_accuracy": headline["digit_accuracy"],
                           "clean_speech_errors": headline["clean_speech_errors"], "reused": asr.run.reused}
-    summary["gate"] = timed("gate", gate, settings, store, challenger, asr, asr_champion, versions.get("intent-golden"))
+    summary["gate"] = timed("gate", gate, settings, store, challenger, asr, asr_champion, versions.get(INTENT_GOLDEN))
     if asr is not None:  # False: a pair gated before, whose record was replayed
         summary["asr"]["champion_transcribed"] = asr_champion is not None or not (lanes or summary["gate"]["repeated"])
         summary["asr"]["challenger_transcribed"] = asr.run.transcribed  # False: reused and gated before

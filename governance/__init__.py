@@ -1,0 +1,1 @@
+"""Governance: the governed store, policy, audit, consent, retention, erasure, redaction; may import core only."""

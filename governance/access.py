@@ -11,12 +11,9 @@ denials are logged and shown to whoever was refused.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Literal, Protocol
+from typing import Protocol
 
-from governance.policy import FORBIDDEN, OPERATIONS, ZONES, Policy
-
-Zone = Literal["raw", "redacted", "datasets", "quarantine"]
-Operation = Literal["read", "write", "delete"]
+from governance.policy import FORBIDDEN, OPERATIONS, ZONES, Operation, Policy, Zone
 
 __all__ = ["ZONES", "AccessDenied", "Operation", "Zone", "check"]
 

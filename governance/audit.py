@@ -72,7 +72,7 @@ from governance.audit_chain import (
 )
 
 if TYPE_CHECKING:
-    from voiceloop.config import Settings
+    from core.settings import Settings
 
 __all__ = [
     "GENESIS", "Actor", "AuditEntry", "AuditIntegrityError", "AuditKeyError", "AuditLog", "EntryDraft",

@@ -27,6 +27,7 @@ from governance import access
 from governance.access import AccessDenied
 from governance.audit import Actor, AuditEntry, AuditLog
 from governance.audit_chain import canonical_json
+from governance.policy import DATASETS_ZONE, OPERATIONS, ZONES
 from governance.store import CallerFootprint, Deletion, GovernedStore
 
 REQUEST_ACTION = "erasure.request"
@@ -34,9 +35,9 @@ COMPLETED_ACTION = "erasure.completed"
 CERTIFICATE_DIR = "erasure-certificates"
 CERTIFICATE_FORMAT = "voiceloop-erasure-certificate/1"
 SIGNATURE_ALGORITHM = "HMAC-SHA256 (audit signature key)"
-ZONES = ("raw", "redacted", "quarantine")
-ZONE_RIGHTS = tuple((zone, "delete") for zone in ZONES)
-DATASET_RIGHTS = (("datasets", "read"), ("datasets", "write"), ("datasets", "delete"))
+CALL_ZONES = tuple(zone for zone in ZONES if zone != DATASETS_ZONE)  # per-call documents, deleted call by call
+ZONE_RIGHTS = tuple((zone, "delete") for zone in CALL_ZONES)
+DATASET_RIGHTS = tuple((DATASETS_ZONE, operation) for operation in OPERATIONS)  # rebuilt without the caller
 
 
 class ErasureError(RuntimeError):
@@ -169,7 +170,9 @@ class Journal:
 
     request_id: str
     call_ids: list[str] = field(default_factory=list)
-    zones: dict[str, ZoneRecord] = field(default_factory=lambda: {z: ZoneRecord() for z in (*ZONES, "datasets")})
+    zones: dict[str, ZoneRecord] = field(
+        default_factory=lambda: {z: ZoneRecord() for z in (*CALL_ZONES, DATASETS_ZONE)}
+    )
     datasets: list[dict[str, Any]] = field(default_factory=list)  # {name, old_digest, new_digest, rows...}
     dvc_pending: list[str] = field(default_factory=list)  # .dir md5s of dropped versions not yet forgotten
     dvc: dict[str, Any] = field(default_factory=dict)

@@ -20,15 +20,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
 
 if TYPE_CHECKING:
     from governance.audit import Actor, AuditEntry, AuditLog
 
 SHIPPED_POLICY = Path(__file__).with_name("policy.yaml")
 
-ZONES: tuple[str, ...] = ("raw", "redacted", "datasets", "quarantine")
-OPERATIONS: tuple[str, ...] = ("read", "write", "delete")
+#: The store's zones: the one list (folders, policy file sections, erasure, access checks follow it).
+Zone = Literal["raw", "redacted", "datasets", "quarantine"]
+ZONES: tuple[str, ...] = get_args(Zone)
+#: The zone whose versions are whole datasets, not per-call documents.
+DATASETS_ZONE: Zone = "datasets"
+Operation = Literal["read", "write", "delete"]
+OPERATIONS: tuple[str, ...] = get_args(Operation)
 #: Why data is touched. The code asks for these by name, so the set is closed here; the policy
 #: file decides who may act for each one and what each one may do.
 Purpose = Literal[
@@ -82,17 +87,14 @@ class _ZoneRule(_Strict):
     delete: list[Purpose] = []
 
 
-class _Zones(_Strict):
-    raw: _ZoneRule
-    redacted: _ZoneRule
-    datasets: _ZoneRule
-    quarantine: _ZoneRule
+#: One required section per zone, made from ZONES so that a new zone is added in one place.
+_Zones = create_model("_Zones", __base__=_Strict, **{zone: (_ZoneRule, ...) for zone in ZONES})  # type: ignore[call-overload]
 
 
 class _PolicyFile(_Strict):
     version: Literal[1]
     roles: dict[RoleName, _RoleRule] = Field(min_length=1)
-    zones: _Zones
+    zones: _Zones  # type: ignore[valid-type]  # a model built from ZONES above
 
 
 # -- the loaded policy --------------------------------------------------------------------------

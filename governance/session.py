@@ -7,11 +7,11 @@ when it changed since the last store was opened.
 
 from __future__ import annotations
 
+from core.settings import Settings
 from governance.audit import Actor, open_audit
-from governance.crypto import Keyring, load_pseudonym_key
+from governance.crypto import Keyring
 from governance.policy import audit_policy, load_policy, require_purpose
 from governance.store import GovernedStore
-from voiceloop.config import Settings
 
 
 def open_store(settings: Settings, role: str, purpose: str, flow_run_id: str | None = None) -> GovernedStore:
@@ -28,7 +28,3 @@ def open_store(settings: Settings, role: str, purpose: str, flow_run_id: str | N
     audit_policy(audit, actor, policy)
     return GovernedStore(settings.zones_dir, audit, actor, policy=policy, keyring=Keyring(settings.keys_dir))
 
-
-def pseudonym_salt(settings: Settings) -> str:
-    """A per-installation secret, so caller pseudonyms cannot be reversed by hashing guesses."""
-    return load_pseudonym_key(settings.keys_dir)

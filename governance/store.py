@@ -17,7 +17,6 @@ stays readable and names the failure, never the data.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -144,7 +143,7 @@ class RotationReport:
 class GovernedStore:
     """Zones on a local folder, accessed on behalf of one :class:`Actor` under one :class:`Policy`.
 
-    ``keyring`` defaults to ``<root>/../keys``: the layout of :class:`voiceloop.config.Settings`
+    ``keyring`` defaults to ``<root>/../keys``: the layout of :class:`core.settings.Settings`
     (``<project_dir>/zones`` and ``<project_dir>/keys``); :func:`governance.session.open_store`
     always passes the configured one. ``policy`` defaults to the shipped policy.
     """
@@ -625,10 +624,3 @@ def rotate_raw_keys(store: GovernedStore) -> RotationReport:
     )
     return report
 
-
-def file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -15,7 +15,7 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from voiceloop.config import ValidationConfig
+from core.settings import ValidationConfig
 
 ROW_ID = "row_id"
 REQUIRED = ["call_id", "turn", "speaker", "text", "sample_rate", "duration_s", "start_s", "end_s", "split"]

@@ -27,7 +27,7 @@ os.environ.setdefault("VOICELOOP_TEST_HOME", str(_SESSION_HOME))
 # a console wide enough never to wrap, whatever terminal or folder the suite runs from.
 os.environ["COLUMNS"] = "1000"
 
-from voiceloop.runtime import prepare  # noqa: E402
+from core.runtime import prepare  # noqa: E402
 
 prepare(_SESSION_HOME / "tools", threads=2)
 
@@ -36,7 +36,7 @@ import torch  # noqa: E402
 torch.set_num_threads(2)
 
 
-# Small, fast settings for flow tests; the real defaults live in params.yaml / voiceloop.config.
+# Small, fast settings for flow tests; the real defaults live in params.yaml / core.settings.
 TINY_INTENT = {
     "epochs": 2,
     "batch_size": 32,

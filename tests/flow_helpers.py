@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings, load_settings
 from tests.conftest import TINY_ASR, TINY_INTENT, write_params
-from voiceloop.config import Settings, load_settings
 
 _TEMPLATE: TrainedProject | None = None
 _SKIP = {"prefect", "cache", "work"}  # tool homes and scratch: nothing a clone needs

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from core.settings import Settings
 from governance import access
 from governance.access import AccessDenied
 from governance.audit import Actor, AuditLog
@@ -31,7 +32,6 @@ from governance.policy import (
 )
 from governance.session import open_store
 from governance.store import GovernedStore
-from voiceloop.config import Settings
 
 SHIPPED = load_policy()
 SHIPPED_TEXT = Path(SHIPPED.source).read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from core.corpus import fsdd_path, sample_dir
 from training.asr.digits import (
     CARRIERS,
     EVAL_SPEAKERS,
@@ -20,7 +21,6 @@ from training.asr.digits import (
 )
 from training.asr.metrics import digit_string
 from voiceloop.simulate.plan import FSDD_TAKES, GOLDEN_VOICE, TRAIN_VOICES
-from voiceloop.simulate.sources import fsdd_path, sample_dir
 
 
 def _check_audio(u: DigitUtterance) -> None:

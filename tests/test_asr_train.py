@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from core.settings import load_settings
 from tests.conftest import TINY_ASR
 from tests.flow_helpers import TrainedProject, clone_project, flow_params, trained_template
 from training.asr import windowed
@@ -16,7 +17,6 @@ from training.asr.convert import load_base_whisper
 from training.asr.data import target_transcript
 from training.asr.train import lora_target_regex, transcribe_hf
 from training.precision import native_bf16
-from voiceloop.config import load_settings
 
 FIXTURES = Path(__file__).resolve().parents[1] / "data" / "sample" / "speech_fixtures" / "librivox"
 
@@ -110,7 +110,7 @@ def test_merged_model_transcribes_real_speech_like_faster_whisper(whisper: tuple
     """The transformers path (training, per-epoch WER) and serving agree on the base model."""
     import soundfile as sf
 
-    from serving.asr import AsrEngine
+    from core.asr import AsrEngine
     from training.asr.metrics import utterance_errors, wer
 
     model, processor = whisper

@@ -20,6 +20,10 @@ import pytest
 import soundfile as sf
 from pydantic import ValidationError
 
+from core import synthesis
+from core.asr import AsrEngine, Word
+from core.audio import SAMPLE_RATE, TELEPHONE_RATE, decode_audio, resample, to_16k
+from core.settings import AudioRedactionConfig, RedactionConfig, Settings
 from governance.access import AccessDenied
 from governance.audit import Actor, AuditLog
 from governance.ingest import ingest
@@ -27,7 +31,6 @@ from governance.redaction.audio import (
     TimedSpan,
     align_words,
     context_words,
-    decode_audio,
     digit_runs,
     mask,
     merge_intervals,
@@ -35,17 +38,13 @@ from governance.redaction.audio import (
     pii_recovered,
     redact_call_audio,
     splice_out,
-    to_asr_rate,
     verify_audio_redaction,
 )
 from governance.redaction.call_audio import redact_audio_of_calls
 from governance.redaction.calls import redact_calls
 from governance.redaction.redactor import Entity, Redaction, Redactor
 from governance.store import GovernedStore
-from serving.asr import AsrEngine, Word
 from tests.conftest import write_call
-from voiceloop.config import AudioRedactionConfig, RedactionConfig, Settings
-from voiceloop.simulate import speech
 
 PHONE = "my phone number is four one five five five five zero one three four, thank you very much"
 # "five" does not survive the 300-3400 Hz band ("time"): the telephone number avoids it.
@@ -55,7 +54,6 @@ TWICE = (
     "I repeat, four one five five five five zero one three four"
 )
 BOT = "how can I help you today"
-RATE = 16_000
 
 
 def _w(text: str, start: float, end: float) -> Word:
@@ -121,14 +119,14 @@ def test_merge_joins_overlapping_and_touching_intervals() -> None:
 
 
 # -- mask -----------------------------------------------------------------------------------------
-def _noise(seconds: float, rate: int = RATE, seed: int = 0) -> np.ndarray:
+def _noise(seconds: float, rate: int = SAMPLE_RATE, seed: int = 0) -> np.ndarray:
     return (0.3 * np.random.default_rng(seed).standard_normal(int(seconds * rate))).astype(np.float32)
 
 
 def test_silence_masks_the_intervals_fades_at_the_edges_and_leaves_the_original_alone() -> None:
     audio = _noise(2.0)
     before = audio.copy()
-    out = mask(audio, RATE, [(0.5, 1.0), (1.9, 5.0)])
+    out = mask(audio, SAMPLE_RATE, [(0.5, 1.0), (1.9, 5.0)])
     assert np.array_equal(audio, before)  # untouched
     assert out.shape == audio.shape and out.dtype == audio.dtype
     assert not out[8000:16000].any() and not out[30400:].any()  # 1.9 s .. the end (clipped)
@@ -139,38 +137,38 @@ def test_silence_masks_the_intervals_fades_at_the_edges_and_leaves_the_original_
 
 def test_tone_replaces_the_interval_with_a_sine_of_the_configured_pitch_and_level() -> None:
     audio = _noise(1.0)
-    out = mask(audio, RATE, [(0.25, 0.75)], mode="tone", tone_hz=1000.0, tone_level=0.2)
+    out = mask(audio, SAMPLE_RATE, [(0.25, 0.75)], mode="tone", tone_hz=1000.0, tone_level=0.2)
     inside = out[4000:12000]
     assert np.abs(inside).max() == pytest.approx(0.2, abs=1e-3)
     spectrum = np.abs(np.fft.rfft(inside))
-    assert np.fft.rfftfreq(inside.size, 1 / RATE)[spectrum.argmax()] == pytest.approx(1000.0, abs=2.0)
+    assert np.fft.rfftfreq(inside.size, 1 / SAMPLE_RATE)[spectrum.argmax()] == pytest.approx(1000.0, abs=2.0)
     assert abs(inside[0]) < 1e-3 and abs(inside[-1]) < 0.02  # the tone fades in and out too
     with pytest.raises(ValueError):
-        mask(audio, RATE, [(0.1, 0.2)], mode="beep")  # type: ignore[arg-type]
+        mask(audio, SAMPLE_RATE, [(0.1, 0.2)], mode="beep")  # type: ignore[arg-type]
 
 
 def test_mask_handles_stereo_nothing_to_do_and_refuses_integer_samples() -> None:
     stereo = np.stack([_noise(1.0), _noise(1.0, seed=1)], axis=1)
-    out = mask(stereo, RATE, [(0.1, 0.2)], mode="tone")
+    out = mask(stereo, SAMPLE_RATE, [(0.1, 0.2)], mode="tone")
     assert out.shape == stereo.shape and np.allclose(out[1600:3200, 0], out[1600:3200, 1])
-    assert np.array_equal(mask(stereo, RATE, []), stereo) and mask(stereo, RATE, []) is not stereo
+    assert np.array_equal(mask(stereo, SAMPLE_RATE, []), stereo) and mask(stereo, SAMPLE_RATE, []) is not stereo
     with pytest.raises(TypeError):
-        mask(np.zeros(100, dtype=np.int16), RATE, [(0.0, 0.001)])
+        mask(np.zeros(100, dtype=np.int16), SAMPLE_RATE, [(0.0, 0.001)])
 
 
 def test_a_five_minute_call_with_dozens_of_spans_masks_in_milliseconds() -> None:
     audio = _noise(300.0)
     spans = [(t, t + 0.8) for t in np.arange(2.0, 290.0, 5.0)]  # 58 spans
     for mode in ("silence", "tone"):
-        mask(audio, RATE, spans, mode=mode)  # warm
+        mask(audio, SAMPLE_RATE, spans, mode=mode)  # warm
         started = time.perf_counter()
-        mask(audio, RATE, spans, mode=mode)  # type: ignore[arg-type]
+        mask(audio, SAMPLE_RATE, spans, mode=mode)  # type: ignore[arg-type]
         assert time.perf_counter() - started < 0.1, mode  # measured ~5 ms (the copy) on 2 cores
 
 
 def test_splice_out_drops_the_masked_stretches_and_joins_the_rest_with_short_gaps() -> None:
     audio = np.arange(1, 16001, dtype=np.float32)  # 1 s, every sample non-zero and unique
-    out = splice_out(audio, RATE, [(0.2, 0.4), (0.9, 1.0)], gap_s=0.05)
+    out = splice_out(audio, SAMPLE_RATE, [(0.2, 0.4), (0.9, 1.0)], gap_s=0.05)
     kept = out[out != 0]
     assert out.size == kept.size + 800  # one 50 ms gap (nothing is kept after the last interval)
     assert kept[0] == 1 and not np.isin(kept, audio[3200:6400]).any() and kept.max() < audio[14400]
@@ -225,18 +223,18 @@ def redactor() -> Redactor:
 def voices(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
     """Synthesised utterances at 16 kHz, and the telephone one at 8 kHz, each with short silences around."""
     work = tmp_path_factory.mktemp("tts")
-    pad = np.zeros(RATE // 2, dtype=np.float32)
+    pad = np.zeros(SAMPLE_RATE // 2, dtype=np.float32)
     out = {}
     for name, text in (("phone", PHONE), ("phone8k", PHONE_8K), ("twice", TWICE), ("bot", BOT)):
-        out[name] = np.concatenate([pad, speech.level(speech.tts(text, "en-us", 165, 50, work)), pad])
+        out[name] = np.concatenate([pad, synthesis.level(synthesis.tts(text, "en-us", 165, 50, work)), pad])
     line = out.pop("phone8k")
-    out["phone8k"] = speech.telephone(line, [(0, line.size)], 40.0, 0, work)
+    out["phone8k"] = synthesis.telephone(line, [(0, line.size)], 40.0, 0, work)
     return out
 
 
 def _redact_utterance(asr: AsrEngine, redactor: Redactor, audio: np.ndarray, rate: int) -> tuple[str, Redaction, str]:
     """Transcribe, redact the text, mask the audio, transcribe again: (text, redaction, text after)."""
-    text = asr.transcribe_arrays([to_asr_rate(audio, rate)])[0]
+    text = asr.transcribe_arrays([to_16k(audio, rate)])[0]
     redaction = redactor.redact(text)
     assert redaction.entities, f"the redactor should find the number in {text!r}"
     turn = {"start_s": 0.0, "end_s": audio.size / rate}
@@ -245,7 +243,7 @@ def _redact_utterance(asr: AsrEngine, redactor: Redactor, audio: np.ndarray, rat
     result = redact_call_audio(data.getvalue(), [turn], {0: redaction}, asr=asr)
     assert result.decoded.samples.size == audio.size and result.decoded.sample_rate == rate
     assert result.report.intervals >= 1 and 0.5 < result.report.seconds_masked < 0.7 * audio.size / rate
-    after = asr.transcribe_arrays([to_asr_rate(result.decoded.samples, rate)])[0]
+    after = asr.transcribe_arrays([to_16k(result.decoded.samples, rate)])[0]
     values = [(e.type, text[e.start : e.end]) for e in redaction.entities]
     assert verify_audio_redaction(asr, result.decoded.samples, rate, values) == []
     return text, redaction, after
@@ -254,7 +252,7 @@ def _redact_utterance(asr: AsrEngine, redactor: Redactor, audio: np.ndarray, rat
 def test_spoken_phone_number_is_gone_from_16k_audio_and_the_rest_is_still_heard(
     asr: AsrEngine, redactor: Redactor, voices: dict[str, np.ndarray]
 ) -> None:
-    text, _, after = _redact_utterance(asr, redactor, voices["phone"], RATE)
+    text, _, after = _redact_utterance(asr, redactor, voices["phone"], SAMPLE_RATE)
     assert [r for r in digit_runs(text) if len(r) >= 4], text  # the ASR did hear the number
     assert not [r for r in digit_runs(after) if len(r) >= 4], after
     assert re.search(r"phone number", after, re.I) and re.search(r"thank you", after, re.I), after
@@ -263,7 +261,7 @@ def test_spoken_phone_number_is_gone_from_16k_audio_and_the_rest_is_still_heard(
 def test_spoken_phone_number_is_gone_from_8k_telephone_audio(
     asr: AsrEngine, redactor: Redactor, voices: dict[str, np.ndarray]
 ) -> None:
-    text, _, after = _redact_utterance(asr, redactor, voices["phone8k"], speech.TELEPHONE_RATE)
+    text, _, after = _redact_utterance(asr, redactor, voices["phone8k"], TELEPHONE_RATE)
     assert [r for r in digit_runs(text) if len(r) >= 4], text
     assert not [r for r in digit_runs(after) if len(r) >= 4], after
     # tiny.en rewrites the words next to a gap ("phone number in" -> "phone is"): "phone" survives
@@ -286,13 +284,13 @@ def test_tone_mode_with_forced_alignment_hides_the_number_too(
     text = asr.transcribe_arrays([audio])[0]
     redaction = redactor.redact(text)
     data = io.BytesIO()
-    sf.write(data, audio, RATE, format="FLAC", subtype="PCM_16")
-    turn = {"start_s": 0.0, "end_s": audio.size / RATE, "text": text}
+    sf.write(data, audio, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    turn = {"start_s": 0.0, "end_s": audio.size / SAMPLE_RATE, "text": text}
     result = redact_call_audio(data.getvalue(), [turn], {0: redaction}, asr=asr, mode="tone", tone_level=0.05,
                                timings="align")  # fmt: skip
     assert sf.info(io.BytesIO(result.data)).format == "FLAC"  # written back in the input's format
     values = [(e.type, text[e.start : e.end]) for e in redaction.entities]
-    assert verify_audio_redaction(asr, result.decoded.samples, RATE, values) == []
+    assert verify_audio_redaction(asr, result.decoded.samples, SAMPLE_RATE, values) == []
 
 
 # -- through the governed store ----------------------------------------------------------------------
@@ -309,7 +307,7 @@ def _transcribe(asr: AsrEngine, audio: np.ndarray, rate: int) -> str:
     """The ASR text of some samples, once per distinct audio (the bot turn opens every call)."""
     key = (hashlib.sha256(audio.tobytes()).digest(), rate)
     if key not in _TEXTS:
-        _TEXTS[key] = asr.transcribe_arrays([to_asr_rate(audio, rate)])[0]
+        _TEXTS[key] = asr.transcribe_arrays([to_16k(audio, rate)])[0]
     return _TEXTS[key]
 
 
@@ -332,12 +330,12 @@ def ingested(
 ) -> Iterator[tuple[GovernedStore, dict[str, bytes]]]:
     """Calls in the raw zone: PII at 16 kHz (WAV), at 8 kHz (FLAC), said twice, and none at all."""
     source = tmp_path / "calls"
-    bot8k = speech.to_rate(voices["bot"], RATE, speech.TELEPHONE_RATE)
+    bot8k = resample(voices["bot"], SAMPLE_RATE, TELEPHONE_RATE)
     calls = {
-        "pii16": (voices["bot"], voices["phone"], RATE, "WAV"),
-        "pii8": (bot8k, voices["phone8k"], speech.TELEPHONE_RATE, "FLAC"),
-        "twice": (voices["bot"], voices["twice"], RATE, "WAV"),
-        "nopii": (voices["bot"], voices["bot"], RATE, "WAV"),
+        "pii16": (voices["bot"], voices["phone"], SAMPLE_RATE, "WAV"),
+        "pii8": (bot8k, voices["phone8k"], TELEPHONE_RATE, "FLAC"),
+        "twice": (voices["bot"], voices["twice"], SAMPLE_RATE, "WAV"),
+        "nopii": (voices["bot"], voices["bot"], SAMPLE_RATE, "WAV"),
     }
     raw_bytes = {}
     for call_id, (bot, customer, rate, fmt) in calls.items():

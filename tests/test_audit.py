@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import text
 
+from core.settings import load_settings
 from governance import migrations
 from governance.audit import Actor, AuditIntegrityError, AuditKeyError, AuditLog, EntryDraft, chain_hash, open_audit
 from governance.audit_chain import (
@@ -39,7 +40,6 @@ from governance.audit_chain import (
     write_head,
 )
 from tests.pg_server import fresh_pg_url, pg_server  # noqa: F401  (fixtures)
-from voiceloop.config import load_settings
 
 ACTOR = Actor(role="pipeline", purpose="ingest", user="tester", flow_run_id="run-1")
 KEY = bytes.fromhex("11" * 32)
@@ -324,7 +324,7 @@ def test_a_lost_head_blocks_appends_until_reanchored(sqlite_backend: Backend) ->
     sqlite_backend.head.unlink()
     with pytest.raises(AuditIntegrityError, match="is missing"):
         log.append(ACTOR, "raw.read")
-    result = log.reanchor(Actor("auditor", "incident-response", user="alice"), reason="head lost in a disk swap")
+    result = log.reanchor(Actor("compliance-officer", "audit", user="alice"), reason="head lost in a disk swap")
     assert result.ok and result.checked == 5 and result.head == "matches"
     last = list(log.entries())[-1]
     assert (last.action, last.note, last.detail["anchored_at"]) == (

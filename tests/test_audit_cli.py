@@ -12,11 +12,11 @@ import typer
 from sqlalchemy import text
 from typer.testing import CliRunner
 
+from core.settings import load_settings
 from governance.audit import Actor, AuditLog, EntryDraft, open_audit
 from governance.audit_report import collect
 from tests.conftest import write_params
 from voiceloop.cli_audit import audit_app, parse_since
-from voiceloop.config import load_settings
 
 app = typer.Typer()
 app.add_typer(audit_app, name="audit")

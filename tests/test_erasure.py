@@ -19,6 +19,7 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from core.settings import Settings
 from governance.audit import open_audit
 from governance.crypto import Keyring, RawKeyError
 from governance.ingest import ingest
@@ -27,7 +28,6 @@ from tests.conftest import REPO
 from tests.flow_helpers import TrainedProject, cli, project_fixture
 from training.registry import BASELINE_PREFIX, RETRAIN_REQUIRED_TAG
 from training.versioning import DvcVersioner
-from voiceloop.config import Settings
 
 project = project_fixture("erasure")
 BANKING77 = REPO / "data" / "sample" / "banking77"

@@ -6,8 +6,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.settings import GateConfig
 from training.gate import AsrEvidence, GateEvidence, decide, paired_bootstrap
-from voiceloop.config import GateConfig
 
 CONFIG = GateConfig(margin=0.01, floor=0.8, confidence=0.95, n_bootstrap=2000, seed=0)
 

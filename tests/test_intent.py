@@ -17,11 +17,11 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from pydantic import ValidationError  # noqa: E402
 
+from core.settings import IntentConfig, LoraSettings  # noqa: E402
 from training.intent.lexical import LEXICAL_ARRAYS, LEXICAL_JSON, LexicalModel, blend  # noqa: E402
 from training.intent.model import PACKAGED_MODEL, resolve_base_model  # noqa: E402
 from training.intent.predict import IntentModel  # noqa: E402
 from training.intent.train import IntentTrainingResult, train_intent_model  # noqa: E402
-from voiceloop.config import IntentConfig, LoraSettings  # noqa: E402
 
 CORPUS: dict[str, list[str]] = {
     "card_arrival": [

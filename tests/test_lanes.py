@@ -11,8 +11,8 @@ import mlflow
 import pytest
 import torch
 
+from core.runtime import cpu_seconds
 from training.lanes import run_isolated, torch_threads
-from voiceloop.runtime import cpu_seconds
 
 
 def _probe(tag: str) -> dict[str, object]:

@@ -10,10 +10,10 @@ import typer
 from typer.testing import CliRunner
 
 from tests.conftest import write_params
-from voiceloop.cli_redact import register
+from voiceloop.cli_redact import commands
 
 app = typer.Typer()
-register(app)
+app.add_typer(commands)
 app.command("noop")(lambda: None)  # a second command keeps typer from folding "redact" into the app
 runner = CliRunner()
 

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.settings import RedactionConfig
 from governance.redaction import leaks
 from governance.redaction.leaks import find_leaks
 from governance.redaction.redactor import Entity, Redaction, Redactor
-from voiceloop.config import RedactionConfig
 
 PHONE_WORDS = "four one five five five five zero one three four"
 

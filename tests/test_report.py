@@ -6,9 +6,9 @@ import re
 
 import numpy as np
 
+from core.settings import GateConfig
 from training.gate import AsrEvidence, GateEvidence, decide
 from training.report import confusion_changes, decision_html, model_card
-from voiceloop.config import GateConfig
 
 CONFIG = GateConfig(n_bootstrap=500, min_slice_utterances=30)
 

@@ -17,10 +17,10 @@ import mlflow
 import pytest
 from mlflow.tracking import MlflowClient
 
+from core.settings import load_settings
 from governance.audit import open_audit
 from tests.conftest import REPO, TINY_INTENT
 from tests.flow_helpers import flow_params
-from voiceloop.config import load_settings
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 

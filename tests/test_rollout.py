@@ -125,14 +125,15 @@ def test_a_challenger_trained_on_20_percent_flipped_labels_is_blocked_and_the_re
     """Real training on the template's datasets with a fifth of the intents flipped, then the real gate."""
     import mlflow
 
+    from core.corpus import intent_names
     from governance.session import open_store
-    from training.datasets import DatasetVersion, label_names, open_version
+    from training.datasets import DatasetVersion, open_version
     from training.finetune import finetune_intent
     from training.promotion import gate_and_promote
 
     settings = project.settings
     store = open_store(settings, "ml-engineer", "training")
-    names = label_names()
+    names = list(intent_names())
     rng = np.random.default_rng(0)
     train_sets = []
     for name in ("banking77-train", "intent-train"):

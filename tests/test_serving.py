@@ -24,8 +24,9 @@ import uvicorn
 
 from governance.audit import open_audit
 from serving.api_keys import api_keys_path
-from serving.app import Runtime, create_app
+from serving.app import create_app
 from serving.runtime import build_runtime, start_following, stop_following
+from serving.state import Runtime
 from tests.conftest import REPO
 from tests.flow_helpers import TrainedProject, project_fixture
 from training.registry import CHAMPION, Registry

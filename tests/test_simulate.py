@@ -9,10 +9,10 @@ from pathlib import Path
 
 import soundfile as sf
 
+from core.corpus import SAMPLE_DIR
 from governance.contract import parse_call
 from voiceloop.simulate.calls import build_calls
 from voiceloop.simulate.plan import GOLDEN_VOICE, TRAIN_VOICES, plan_calls
-from voiceloop.simulate.sources import SAMPLE_DIR
 
 RATES = {"clean16k": 16000, "telephone8k": 8000}
 

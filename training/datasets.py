@@ -8,21 +8,32 @@ holds: the project's own record, which erasure and lineage rely on.
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pandas as pd
 from datasets import Dataset
 
+from core.corpus import Banking77Split, Split, load_banking77
 from governance.store import GovernedStore
 
-SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 COLUMNS = ["call_id", "turn", "text", "transcript", "intent", "voice", "channel", "snr_db"]
-SPLIT_DATASETS = {"train": "intent-train", "golden": "intent-golden"}
+Task = Literal["intent", "asr"]
+
+
+def dataset_name(task: Task, split: Split) -> str:
+    """The one naming of per-split dataset versions: ``intent-train``, ``asr-golden`` ..."""
+    return f"{task}-{split}"
+
+
+INTENT_TRAIN, INTENT_GOLDEN = dataset_name("intent", "train"), dataset_name("intent", "golden")
+ASR_TRAIN, ASR_GOLDEN = dataset_name("asr", "train"), dataset_name("asr", "golden")
+ASR_DIGITS = "asr-digits"  # the spoken-digit corpus (training only, no split)
+BANKING77_TRAIN = "banking77-train"  # the shipped BANKING77 text (training only)
+ASR_DATASETS = frozenset({ASR_TRAIN, ASR_GOLDEN, ASR_DIGITS})
 
 
 @dataclass(frozen=True)
@@ -69,23 +80,20 @@ def build_call_datasets(store: GovernedStore, validated: pd.DataFrame) -> dict[s
     """Labelled customer turns -> ``intent-train`` (train split) and ``intent-golden`` (golden split)."""
     labelled = validated[(validated["speaker"] == "customer") & validated["intent"].notna()]
     out = {}
-    for split, name in SPLIT_DATASETS.items():
+    for split in get_args(Split):
+        name = dataset_name("intent", split)
         rows = _records(labelled[labelled["split"] == split])
         out[name] = publish(store, name, rows, split=split)
     return out
 
 
-def load_banking77(split: str, sample_dir: Path = SAMPLE_DIR, limit: int | None = None) -> list[dict[str, Any]]:
+def banking77_rows(split: Banking77Split, limit: int | None = None) -> list[dict[str, Any]]:
     """The shipped BANKING77 text (no call data): rows shaped like call rows."""
-    path = sample_dir / "banking77" / f"{split}.csv"
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; the demo corpus ships it under data/sample/banking77")
-    with path.open(newline="") as handle:
-        rows = [
-            {"call_id": None, "turn": i, "text": r["text"], "transcript": r["text"], "intent": r["category"],
-             "voice": None, "channel": None, "snr_db": None}
-            for i, r in enumerate(csv.DictReader(handle))
-        ]
+    rows = [
+        {"call_id": None, "turn": u.row, "text": u.text, "transcript": u.text, "intent": u.intent,
+         "voice": None, "channel": None, "snr_db": None}
+        for u in load_banking77(split)
+    ]
     return _balanced(rows, limit) if limit else rows
 
 
@@ -100,12 +108,8 @@ def _balanced(rows: list[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
     return picked[:limit]
 
 
-def label_names(sample_dir: Path = SAMPLE_DIR) -> list[str]:
-    return list(json.loads((sample_dir / "banking77" / "categories.json").read_text()))
-
-
 def build_text_dataset(store: GovernedStore, limit: int | None = None) -> DatasetVersion:
-    return publish(store, "banking77-train", load_banking77("train", limit=limit), source="BANKING77 (CC BY 4.0)")
+    return publish(store, BANKING77_TRAIN, banking77_rows("train", limit), source="BANKING77 (CC BY 4.0)")
 
 
 def build_versions(
@@ -114,7 +118,7 @@ def build_versions(
     """Every dataset a retrain uses, from validated rows: what the flow and ``dvc repro`` both run."""
     versions = build_call_datasets(store, validated)
     if include_banking77:
-        versions["banking77-train"] = build_text_dataset(store, banking77_limit)
+        versions[BANKING77_TRAIN] = build_text_dataset(store, banking77_limit)
     return versions
 
 

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable, Sequence
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
 
-def accuracy(labels: list[str], predictions: list[str]) -> float:
+def correct(predictions: Sequence[Hashable], labels: Sequence[Hashable]) -> np.ndarray:
+    """1.0 where a prediction equals its label, else 0.0, utterance by utterance (the gate's paired evidence)."""
+    return np.asarray([p == y for p, y in zip(predictions, labels, strict=True)], dtype=float)
+
+
+def accuracy(labels: Sequence[Hashable], predictions: Sequence[Hashable]) -> float:
+    """The share of predictions equal to their labels: the one accuracy voiceloop reports."""
     if not labels:
         raise ValueError("no labelled utterances to evaluate")
-    return float(np.mean([p == y for p, y in zip(predictions, labels, strict=True)]))
+    return float(correct(predictions, labels).mean())
 
 
 def confusion_matrix_plot(labels: list[str], predictions: list[str], names: list[str], path: Path) -> Path:
     """Row-normalised confusion matrix; off-diagonal cells are the confusions to read."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
     index = {name: i for i, name in enumerate(names)}
     matrix = np.zeros((len(names), len(names)))
     for y, p in zip(labels, predictions, strict=True):

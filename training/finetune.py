@@ -20,11 +20,11 @@ import pandas as pd
 from mlflow.data.pandas_dataset import from_pandas
 from pydantic import BaseModel
 
+from core.settings import IntentConfig
 from training.datasets import DatasetVersion
 from training.evaluate import accuracy, confusion_matrix_plot
 from training.intent.predict import IntentModel
 from training.intent.train import train_intent_model
-from voiceloop.config import IntentConfig
 
 MODEL_ARTIFACT = "intent_model"
 TRAIN_KEY_TAG = "voiceloop.train_key"

@@ -52,15 +52,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from core.settings import GateConfig
+from training.evaluate import correct
 from training.slice_tests import UNTESTED, WORSE, SliceTest, judge, mcnemar_worse, sign_flip_worse
-from voiceloop.config import GateConfig
 
 T = TypeVar("T")
-
-
-def correct(predictions: list[str], labels: list[str]) -> np.ndarray:
-    """1.0 where a prediction equals its label, else 0.0, utterance by utterance."""
-    return np.asarray([p == y for p, y in zip(predictions, labels, strict=True)], dtype=float)
 
 
 @dataclass

@@ -21,6 +21,7 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
+from core.settings import GateConfig, RedactionConfig
 from training.asr.finetune import MODEL_ARTIFACT as ASR_ARTIFACT
 from training.asr.finetune import AsrChallengerRun, AsrEvaluation, GoldenAudio
 from training.asr.metrics import digits_correct, error_arrays, snr_bin, utterance_errors
@@ -29,7 +30,6 @@ from training.gate import AsrEvidence, GateEvidence, IntentPairs, decide
 from training.intent.predict import IntentModel
 from training.registry import CHAMPION, Registry
 from training.report import confusion_changes, decision_html, model_card
-from voiceloop.config import GateConfig, RedactionConfig
 
 DECISION_ARTIFACT = "gate/decision.json"  # the intent run's latest decision
 ASR_RUN_TAG = "asr_run_id"  # on a bundle version: the ASR challenger run it was gated with
@@ -213,7 +213,7 @@ def serving_latency(challenger: ChallengerRun, asr: AsrCandidate, redaction: Red
                     utterances: int) -> np.ndarray:
     """Seconds of the challenger bundle's serving path on ``utterances`` golden turns spread over their lengths."""
     from governance.redaction.redactor import Redactor
-    from serving.bundle import bundle_from_folders, process_seconds
+    from training.bundle import bundle_from_folders, process_seconds
 
     audios = sorted(asr.golden.audios, key=len)
     picked = [audios[i] for i in np.linspace(0, len(audios) - 1, min(utterances, len(audios))).round().astype(int)]

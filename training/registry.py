@@ -23,7 +23,7 @@ import mlflow
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from voiceloop.config import Settings
+from core.settings import Settings
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 RETRAIN_REQUIRED_TAG = "voiceloop.retrain_required"  # value: the erasure request that made it stale

@@ -18,14 +18,16 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from training.datasets import ASR_DIGITS, ASR_GOLDEN, ASR_TRAIN, BANKING77_TRAIN, INTENT_GOLDEN, INTENT_TRAIN
+
 # Where the training data of every bundle comes from (data/sample/ holds the licenses).
 DATA_SOURCES = {
-    "banking77-train": "BANKING77 train utterances (PolyAI, CC BY 4.0), training",
-    "intent-train": "redacted, consented customer turns of production calls (your data), training",
-    "intent-golden": "the golden calls' labelled turns (never trained on), evaluation",
-    "asr-train": "redacted audio of consented customer turns (your data), training",
-    "asr-digits": "Free Spoken Digit Dataset speakers (CC BY-SA 4.0) and espeak-ng digit strings, training",
-    "asr-golden": "the golden calls' redacted audio (never trained on), evaluation",
+    BANKING77_TRAIN: "BANKING77 train utterances (PolyAI, CC BY 4.0), training",
+    INTENT_TRAIN: "redacted, consented customer turns of production calls (your data), training",
+    INTENT_GOLDEN: "the golden calls' labelled turns (never trained on), evaluation",
+    ASR_TRAIN: "redacted audio of consented customer turns (your data), training",
+    ASR_DIGITS: "Free Spoken Digit Dataset speakers (CC BY-SA 4.0) and espeak-ng digit strings, training",
+    ASR_GOLDEN: "the golden calls' redacted audio (never trained on), evaluation",
 }
 KNOWN_LIMITS = (
     "Golden-set figures hold for the golden set's voices, channels and intents; slices listed as untested had "

@@ -1,3 +1,3 @@
-"""voiceloop: the governed retraining loop for production voice bots."""
+"""voiceloop: the command line (and the demo call simulator) on top of every other package; nothing imports it."""
 
 __version__ = "0.1.0"

@@ -27,24 +27,16 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from voiceloop.cli_audit import audit_app
-from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, console, print_json
+from voiceloop import cli_audit, cli_governance, cli_redact, cli_registry, cli_serve, cli_transcribe
+from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, print_json
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
-from voiceloop.cli_governance import register as register_governance
-from voiceloop.cli_redact import register as register_redact
-from voiceloop.cli_registry import register as register_registry
-from voiceloop.cli_serve import register as register_serve
-from voiceloop.cli_transcribe import register as register_transcribe
 
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
-app.add_typer(audit_app, name="audit")
-register_governance(app)
-register_redact(app)
-register_registry(app)
-register_serve(app)
-register_transcribe(app)
+# One way to add commands: each cli_* module declares its own on a `commands` Typer, merged in here.
+for module in (cli_audit, cli_governance, cli_redact, cli_registry, cli_serve, cli_transcribe):
+    app.add_typer(module.commands)
 
 
 
@@ -123,10 +115,11 @@ def _summary_table(summary: dict[str, Any]) -> Table:
 def retrain(params: ParamsOption = None, as_role: RoleOption = None, json_out: JsonOption = False) -> None:
     """Run the retrain flow once, now (Prefect's ephemeral API unless PREFECT_API_URL is set)."""
     settings = _settings(params)
+    role = acting_role(settings, as_role, "ingest")
     from flows.retrain import retrain as retrain_flow
 
     try:
-        summary = retrain_flow(params_file=str(params) if params else None, role=as_role or settings.identity.role)
+        summary = retrain_flow(params_file=str(params) if params else None, role=role)
     except Exception as error:  # the flow's own log has the traceback
         _fail(f"retrain failed: {error}. Fix the cause and run `voiceloop retrain` again: finished steps are "
               "skipped.")
@@ -170,7 +163,7 @@ def quarantine(params: ParamsOption = None, stage: str | None = None, as_role: R
     settings = _settings(params)
     from governance.session import open_store
 
-    store = open_store(settings, as_role or settings.identity.role, "qa-review")
+    store = open_store(settings, acting_role(settings, as_role, "qa-review"), "qa-review")
     items = store.quarantined(stage)
     if json_out:
         print_json(items)
@@ -221,13 +214,14 @@ def build_datasets_command(params: ParamsOption = None, as_role: RoleOption = No
                            json_out: JsonOption = False) -> None:
     """DVC stage: validate the redacted zone and build the dataset versions (same digests as the flow)."""
     settings = _settings(params)
+    from core.corpus import intent_names
     from governance.session import open_store
     from governance.validation import turn_rows, validate_turns
     from training.asr.data import build_configured
-    from training.datasets import build_versions, label_names
+    from training.datasets import build_versions
 
-    store = open_store(settings, as_role or settings.identity.role, "validation")
-    report = validate_turns(turn_rows(store.read_redacted()), settings.validation, label_names())
+    store = open_store(settings, acting_role(settings, as_role, "validation"), "validation")
+    report = validate_turns(turn_rows(store.read_redacted()), settings.validation, list(intent_names()))
     versions = build_versions(store.as_purpose("training"), report.passed, settings.intent.include_banking77_train,
                               settings.intent.banking77_limit)
     asr = build_configured(store.as_purpose("training"), report.passed, settings)
@@ -249,20 +243,20 @@ def build_datasets_command(params: ParamsOption = None, as_role: RoleOption = No
 def train_intent_command(params: ParamsOption = None, as_role: RoleOption = None) -> None:
     """DVC stage: train the intent model on the datasets of the last `build-datasets` (no MLflow, no gate)."""
     settings = _settings(params)
+    from core.corpus import intent_names
     from governance.session import open_store
-    from training.asr.data import ASR_DATASETS
-    from training.datasets import label_names, open_version
+    from training.datasets import ASR_DATASETS, INTENT_GOLDEN, open_version
     from training.evaluate import accuracy
     from training.finetune import golden_references, train_and_predict
 
     stage_dir = settings.root / "dvc-stage"
     digests = json.loads((stage_dir / "datasets.json").read_text())
-    store = open_store(settings, as_role or settings.identity.role, "training")
+    store = open_store(settings, acting_role(settings, as_role, "training"), "training")
     versions = {name: open_version(store, name, digest) for name, digest in digests.items()
                 if name not in ASR_DATASETS}
-    golden = versions.pop("intent-golden")
+    golden = versions.pop(INTENT_GOLDEN)
     texts, labels = golden_references(golden)
-    predictions = train_and_predict(list(versions.values()), texts, labels, label_names(), settings.intent,
+    predictions = train_and_predict(list(versions.values()), texts, labels, list(intent_names()), settings.intent,
                                     stage_dir / "intent_model", progress=True)
     metrics = {"golden_accuracy": accuracy(labels, predictions), "golden_rows": len(labels)}
     (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")

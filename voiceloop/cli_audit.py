@@ -23,15 +23,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from voiceloop.cli_common import JsonOption, ParamsOption, console, fail, print_json
+from core.settings import Settings
+from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, fail, print_json
 from voiceloop.cli_common import load as _settings
-from voiceloop.config import Settings
 
 if TYPE_CHECKING:  # imported in the commands: `voiceloop --help` stays fast
     from governance.audit import AuditEntry, AuditLog
 
 audit_app = typer.Typer(help="The tamper-evident audit log: who touched which calls, in which role, and why.",
                         no_args_is_help=True, pretty_exceptions_enable=False)
+commands = typer.Typer()  # the audit group
+commands.add_typer(audit_app, name="audit")
 SinceOption = Annotated[str | None, typer.Option("--since", help="ISO date/time (UTC unless given) or an age: "
                                                                   "30m, 12h, 7d, 2w")]
 _AGE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -157,14 +159,16 @@ def rotate_key_command(params: ParamsOption = None) -> None:
 def reanchor_command(
     reason: Annotated[str, typer.Option(help="why the head file had to be rewritten (recorded in the log)")],
     params: ParamsOption = None,
+    as_role: RoleOption = None,
 ) -> None:
     """Rewrite a lost head file from the table, if the chain verifies; the log records who did it and why."""
     settings = _settings(params)
     from governance.audit import Actor, AuditIntegrityError
 
+    role = acting_role(settings, as_role, None)  # recorded with the purpose the policy has for it: audit
     log = _open(settings)
     try:
-        result = log.reanchor(Actor(role=settings.identity.role, purpose="incident-response"), reason=reason)
+        result = log.reanchor(Actor(role=role, purpose="audit"), reason=reason)
     except AuditIntegrityError as error:
         fail(str(error), 1)
     console.print(f"head re-anchored: {result.summary()}")

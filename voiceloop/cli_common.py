@@ -10,15 +10,15 @@ from typing import Annotated, Any, NoReturn
 import typer
 from rich.console import Console
 
-from voiceloop.config import Settings, load_settings
-from voiceloop.runtime import prepare
+from core.runtime import prepare
+from core.settings import Settings, load_settings
 
 console = Console(stderr=True)
 
 ParamsOption = Annotated[Path | None, typer.Option("--params", help="params file (default: ./params.yaml)")]
 JsonOption = Annotated[bool, typer.Option("--json", help="print machine-readable JSON on stdout")]
-RoleOption = Annotated[str | None, typer.Option("--as", envvar="VOICELOOP_ROLE",
-                                                help="role to act as (see docs/access.md); default identity.role")]
+RoleOption = Annotated[str | None, typer.Option(
+    "--as", help="role to act as (see docs/access.md); default $VOICELOOP_ROLE, then identity.role")]
 
 
 def load(params: Path | None) -> Settings:
@@ -30,31 +30,25 @@ def load(params: Path | None) -> Settings:
     return settings
 
 
-def acting_role(settings: Settings, as_role: str | None, purpose: str, audit_action: str | None = None) -> str:
-    """The acting role, refused (exit 2) when the policy does not define it or it may not act for ``purpose``.
-
-    With ``audit_action``, a refusal is also written to the audit log (outcome ``denied``).
+def acting_role(settings: Settings, as_role: str | None, purpose: str | None, audit_action: str | None = None,
+                configured: str | None = None) -> str:
+    """The acting role (:func:`governance.identity.resolve_role`), or exit 2 when it is unknown or may not
+    act for ``purpose`` (None: any role the policy defines). With ``audit_action``, a refusal is also written
+    to the audit log (outcome ``denied``).
     """
-    from governance.policy import PolicyError, load_policy
+    from governance.identity import requested_role, resolve_role
+    from governance.policy import PolicyError
 
-    role = as_role or settings.identity.role
     try:
-        policy = load_policy(settings.access.policy_file or None)
-        policy.require_role(role)
-        refusal = None
+        return resolve_role(settings, purpose, as_role, configured)
     except PolicyError as error:
-        refusal = str(error)
-    if refusal is None and purpose not in policy.purposes_of(role):
-        refusal = (f"role {role!r} may not act for purpose {purpose!r}; roles that may: "
-                   f"{', '.join(policy.roles_for(purpose)) or 'none'} (act as one with --as ROLE or VOICELOOP_ROLE)")
-    if refusal is not None:
-        if audit_action:
+        if audit_action and purpose:
             from governance.audit import Actor, open_audit
 
+            role = requested_role(settings, as_role, configured)
             open_audit(settings).append(Actor(role=role, purpose=purpose), audit_action, outcome="denied",
-                                        detail={"reason": refusal})
-        fail(refusal, 2)
-    return role
+                                        detail={"reason": str(error)})
+        fail(str(error), 2)
 
 
 def print_json(data: Any, indent: int | None = 1) -> None:

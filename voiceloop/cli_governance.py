@@ -31,17 +31,12 @@ from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 
 if TYPE_CHECKING:  # imported in the commands: `voiceloop --help` stays fast
-    from voiceloop.config import Settings
+    from core.settings import Settings
 
 retention_app = typer.Typer(help="Delete raw call data past its retention window.", no_args_is_help=True,
                             pretty_exceptions_enable=False)
-
-
-def register(app: typer.Typer) -> None:
-    """Add ``erase``, ``lineage`` and the ``retention`` group to the ``voiceloop`` command."""
-    app.command("erase")(erase)
-    app.command("lineage")(lineage)
-    app.add_typer(retention_app, name="retention")
+commands = typer.Typer()  # erase, lineage and the retention group
+commands.add_typer(retention_app, name="retention")
 
 
 # -- shared ---------------------------------------------------------------------------------------
@@ -55,6 +50,7 @@ def _size(n: int) -> str:
 
 
 # -- erase ------------------------------------------------------------------------------------------
+@commands.command("erase")
 def erase(
     caller_id: Annotated[str | None, typer.Option("--caller-id", help="the caller's id in clear ('-': read it "
                                                                       "from stdin, keeping it out of shell history)")]
@@ -191,6 +187,7 @@ def _certificate_table(certificate: dict[str, Any], path: Path) -> Table:
 
 
 # -- lineage ----------------------------------------------------------------------------------------
+@commands.command("lineage")
 def lineage(
     call_id: Annotated[str | None, typer.Option("--call-id", help="where this call went: datasets, runs, models")]
     = None,
@@ -204,14 +201,11 @@ def lineage(
     if bool(call_id) == bool(model) or bool(model) != bool(version):
         raise typer.BadParameter("give --call-id ID, or --model NAME --version N")
     settings = _settings(params)
-    from governance.policy import PolicyError
     from governance.session import open_store
     from training.registry import Registry
 
-    try:  # metadata only: no zone right is needed, any defined role will do
-        store = open_store(settings, as_role or settings.identity.role, "audit")
-    except PolicyError as error:
-        _fail(str(error), 2)
+    # metadata only: no zone right is needed, any defined role will do
+    store = open_store(settings, acting_role(settings, as_role, None), "audit")
     registry = Registry(settings)
     data = _call_lineage(store, registry, call_id) if call_id else _model_lineage(store, registry, model or "",
                                                                                    version or "")

@@ -28,7 +28,7 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from voiceloop.cli_common import ParamsOption, console, fail, load
 
 STDIO = Path("-")
-BATCH = 256
+commands = typer.Typer()
 
 
 class BadLine(ValueError):
@@ -76,97 +76,81 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def redact(
-        input_path: Annotated[
-            Path, typer.Option("--in", help="JSON Lines with {id, text} per line; - for stdin")
-        ] = STDIO,
-        output_path: Annotated[
-            Path, typer.Option("--out", help="where to write the redacted lines; - for stdout")
-        ] = STDIO,
-        rejects: Annotated[
-            Path | None,
-            typer.Option(help="write unreadable lines here (with the reason) instead of stopping at the first one"),
-        ] = None,
-        entities: Annotated[
-            list[str] | None,
-            typer.Option("--entity", help="only these entity types (repeatable); default: all that voiceloop finds"),
-        ] = None,
-        check_leaks: Annotated[
-            bool, typer.Option(help='add "leaks": entity types the independent leak check still finds in "redacted"')
-        ] = False,
-        params: ParamsOption = None,
-    ) -> None:
-        """Replace PII in transcripts with <ENTITY_TYPE> and list what was found, with offsets.
+@commands.command()
+def redact(
+    input_path: Annotated[
+        Path, typer.Option("--in", help="JSON Lines with {id, text} per line; - for stdin")
+    ] = STDIO,
+    output_path: Annotated[
+        Path, typer.Option("--out", help="where to write the redacted lines; - for stdout")
+    ] = STDIO,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(help="write unreadable lines here (with the reason) instead of stopping at the first one"),
+    ] = None,
+    entities: Annotated[
+        list[str] | None,
+        typer.Option("--entity", help="only these entity types (repeatable); default: all that voiceloop finds"),
+    ] = None,
+    check_leaks: Annotated[
+        bool, typer.Option(help='add "leaks": entity types the independent leak check still finds in "redacted"')
+    ] = False,
+    params: ParamsOption = None,
+) -> None:
+    """Replace PII in transcripts with <ENTITY_TYPE> and list what was found, with offsets.
 
-        Output: each input line plus "redacted" and "entities" (type, start, end, score; offsets into "text").
+    Output: each input line plus "redacted" and "entities" (type, start, end, score; offsets into "text").
 
-        Which types, and how each is found: docs/redaction.md.
+    Which types, and how each is found: docs/redaction.md.
 
-        Example: echo '{"id": "t1", "text": "my pin is one two three four"}' | voiceloop redact
-        """
-        settings = load(params)
-        if input_path != STDIO and not input_path.is_file():
-            raise typer.BadParameter(f"{input_path} does not exist", param_hint="--in")
-        from governance.redaction.leaks import find_leaks
-        from governance.redaction.redactor import Redactor
+    Example: echo '{"id": "t1", "text": "my pin is one two three four"}' | voiceloop redact
+    """
+    settings = load(params)
+    if input_path != STDIO and not input_path.is_file():
+        raise typer.BadParameter(f"{input_path} does not exist", param_hint="--in")
+    from governance.redaction.records import redact_records
+    from governance.redaction.redactor import Redactor
 
-        redactor = Redactor(settings.redaction, entities=entities)
-        source = "stdin" if input_path == STDIO else str(input_path)
-        rejected = 0
-        done = 0
-        reject_handle = rejects.open("w", encoding="utf-8") if rejects is not None else None
+    redactor = Redactor(settings.redaction, entities=entities)
+    source = "stdin" if input_path == STDIO else str(input_path)
+    rejected = 0
+    done = 0
+    reject_handle = rejects.open("w", encoding="utf-8") if rejects is not None else None
 
-        def flush(batch: list[dict[str, Any]], out: IO[str]) -> None:
-            for record, result in zip(batch, redactor.redact_many([r["text"] for r in batch]), strict=True):
-                record["redacted"] = result.redacted
-                record["entities"] = [
-                    {"type": e.type, "start": e.start, "end": e.end, "score": e.score} for e in result.entities
-                ]
-                if check_leaks:
-                    record["leaks"] = find_leaks(result.redacted)
+    def readable() -> Iterator[dict[str, Any]]:
+        """The parsed lines; a bad one stops the command, or goes to --rejects with its reason."""
+        nonlocal rejected
+        for number, line in _lines(input_path):
+            try:
+                yield parse_line(line, number, source)
+            except BadLine as err:
+                if reject_handle is None:
+                    raise
+                rejected += 1
+                reject_handle.write(json.dumps({"line": number, "reason": str(err), "raw": line.rstrip("\n")}) + "\n")
+
+    try:
+        with (
+            _output(output_path) as out,
+            Progress(
+                SpinnerColumn(),
+                TextColumn("redacting {task.completed} lines"),
+                TimeElapsedColumn(),
+                console=console,
+                transient=True,
+                disable=not console.is_terminal,
+            ) as progress,
+        ):
+            task = progress.add_task("redact", total=None)
+            for record in redact_records(redactor, readable(), check_leaks):
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
-
-        try:
-            with (
-                _output(output_path) as out,
-                Progress(
-                    SpinnerColumn(),
-                    TextColumn("redacting {task.completed} lines"),
-                    TimeElapsedColumn(),
-                    console=console,
-                    transient=True,
-                    disable=not console.is_terminal,
-                ) as progress,
-            ):
-                task = progress.add_task("redact", total=None)
-                batch: list[dict[str, Any]] = []
-                for number, line in _lines(input_path):
-                    try:
-                        batch.append(parse_line(line, number, source))
-                    except BadLine as err:
-                        if reject_handle is None:
-                            raise
-                        rejected += 1
-                        reject_handle.write(
-                            json.dumps({"line": number, "reason": str(err), "raw": line.rstrip("\n")}) + "\n"
-                        )
-                        continue
-                    if len(batch) == BATCH:
-                        flush(batch, out)
-                        done += len(batch)
-                        progress.update(task, completed=done)
-                        batch = []
-                flush(batch, out)
-                done += len(batch)
-        except BadLine as err:
-            written = (
-                "lines before it were written to stdout" if output_path == STDIO else "nothing was written to --out"
-            )
-            fail(f"{err} ({written}; pass --rejects FILE to set bad lines aside)", code=2)
-        finally:
-            if reject_handle is not None:
-                reject_handle.close()
-        note = f", {rejected} unreadable lines in {rejects}" if rejected else ""
-        console.print(f"redacted {done} lines{note}")
+                done += 1
+                progress.update(task, completed=done)
+    except BadLine as err:
+        written = "lines before it were written to stdout" if output_path == STDIO else "nothing was written to --out"
+        fail(f"{err} ({written}; pass --rejects FILE to set bad lines aside)", code=2)
+    finally:
+        if reject_handle is not None:
+            reject_handle.close()
+    note = f", {rejected} unreadable lines in {rejects}" if rejected else ""
+    console.print(f"redacted {done} lines{note}")

@@ -30,18 +30,14 @@ from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_ro
 from voiceloop.cli_common import load as _settings
 
 if TYPE_CHECKING:
+    from core.settings import Settings
     from training.registry import AliasMove, Registry
-    from voiceloop.config import Settings
 
 ReasonOption = Annotated[str | None, typer.Option("--reason", help="why (an incident, a ticket): kept with the move "
                                                                    "and in the audit log; required")]
 
 
-def register(app: typer.Typer) -> None:
-    """Add ``promote``, ``rollback`` and ``history`` to the ``voiceloop`` command."""
-    app.command("promote")(promote)
-    app.command("rollback")(rollback)
-    app.command("history")(history)
+commands = typer.Typer()  # promote, rollback, history
 
 
 def _move(settings: Settings, as_role: str | None, action: str,
@@ -68,6 +64,7 @@ def _move(settings: Settings, as_role: str | None, action: str,
                                f"({move.action}, by {move.by}); serving picks it up on its next reload")
 
 
+@commands.command("promote")
 def promote(
     bundle: Annotated[str, typer.Option("--bundle", help="the bundle version to make the champion")],
     reason: ReasonOption = None,
@@ -83,6 +80,7 @@ def promote(
           lambda registry, by: promote_by_hand(registry, bundle.removeprefix("v"), reason, by), json_out)
 
 
+@commands.command("rollback")
 def rollback(
     reason: ReasonOption = None,
     json_out: JsonOption = False,
@@ -107,6 +105,7 @@ def _evidence(move: AliasMove) -> str:
     return f"rolled back v{evidence.get('rolled_back')}"
 
 
+@commands.command("history")
 def history(json_out: JsonOption = False, params: ParamsOption = None) -> None:
     """Every decision about the champion, oldest first: gate verdicts, manual promotions, rollbacks."""
     from training.registry import Registry

@@ -15,14 +15,13 @@ from typing import Annotated
 
 import typer
 
-from voiceloop.cli_common import ParamsOption, console, fail
+from voiceloop.cli_common import ParamsOption, RoleOption, console, fail
 from voiceloop.cli_common import load as _settings
 
-
-def register(app: typer.Typer) -> None:
-    app.command("serve")(serve)
+commands = typer.Typer()
 
 
+@commands.command("serve")
 def serve(
     host: Annotated[str | None, typer.Option(help="address to listen on (default serving.host, 127.0.0.1)")] = None,
     port: Annotated[int | None, typer.Option(help="port (default serving.port, 8080)")] = None,
@@ -31,6 +30,7 @@ def serve(
     reload_every: Annotated[float | None, typer.Option(help="seconds between checks of the champion alias "
                                                              "(default serving.reload_poll_s)")] = None,
     params: ParamsOption = None,
+    as_role: RoleOption = None,
 ) -> None:
     """Serve the champion bundle: /v1/transcribe, /v1/understand, /v1/process, /healthz, /metrics, /docs.
 
@@ -52,7 +52,7 @@ def serve(
     except ValueError as error:  # checked before the slow part: loading the bundle
         fail(str(error))
     console.print("loading the champion bundle ...")
-    runtime = build_runtime(settings, shadow, keys)
+    runtime = build_runtime(settings, shadow, keys, as_role)
     bundle = runtime.champion.current
     console.print(f"serving bundle {'v' + bundle.version if bundle.version else '(none yet: base ASR only)'} "
                   f"(ASR {bundle.asr_model}) on http://{host}:{port}  docs: http://{host}:{port}/docs  "

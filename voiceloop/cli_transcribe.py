@@ -14,7 +14,7 @@ cannot be transcribed gets an ``error`` line and the others go on; the exit code
 the project's model registry), ``tiny.en-bundled`` (the base model shipped with voiceloop), or the
 path of a CTranslate2 Whisper folder (model.bin, config.json, tokenizer.json,
 preprocessor_config.json). Utterances are decoded in batches in short fixed windows
-(:meth:`serving.asr.AsrEngine.transcribe_words_batch`).
+(:meth:`core.asr.AsrEngine.transcribe_words_batch`).
 """
 
 from __future__ import annotations
@@ -30,21 +30,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import typer
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from serving.asr import ModelError, ct2_export_folder
-from serving.audio import SAMPLE_RATE, word_json
+from core.asr import ModelError, ct2_export_folder
+from core.file_transcription import transcribe_files
+from core.settings import Settings
 from voiceloop.cli_common import ParamsOption, console, fail, load
-from voiceloop.config import Settings
 
 BUNDLED = "tiny.en-bundled"
 ALIASES = ("champion", "challenger")
-# Files decoded and transcribed together: bounds memory (16 kHz float32 is 64 KB per second of audio)
-# while leaving the engine enough utterances to sort by length and batch.
-CHUNK_BATCHES = 8
+commands = typer.Typer()
 
 
 @dataclass(frozen=True)
@@ -94,17 +91,6 @@ def resolve_model(spec: str, settings: Settings, work_dir: Path) -> ResolvedMode
     return ResolvedModel(str(ct2_export_folder(path, f"--model {spec}")), f"{path}")
 
 
-def decode(path: Path) -> np.ndarray:
-    """16 kHz mono float32 samples of an audio file; ValueError with a reason a person can act on."""
-    from serving.audio import decode_16k
-
-    if path.is_dir():
-        raise ValueError("is a folder, not an audio file")
-    if not path.exists():
-        raise ValueError("no such file")
-    return decode_16k(str(path))
-
-
 def _write(record: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(record, ensure_ascii=False) + "\n")
     sys.stdout.flush()
@@ -125,101 +111,76 @@ def _progress() -> Iterator[Any]:
         yield progress
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def transcribe(
-        files: Annotated[list[Path], typer.Argument(help="audio files: any format and sample rate FFmpeg reads")],
-        model: Annotated[
-            str,
-            typer.Option(help=f"champion, challenger (the registry bundle's ASR), {BUNDLED}, or a CTranslate2 "
-                              "Whisper folder"),
-        ] = "champion",
-        batch_size: Annotated[int, typer.Option(min=1, help="utterances encoded and decoded together")] = 8,
-        window_s: Annotated[
-            float | None,
-            typer.Option(help="seconds (1-30) of the fixed window short audio is padded to; 30: Whisper's own "
-                                  "(slower); default: asr.window_s of the params"),
-        ] = None,
-        params: ParamsOption = None,
-    ) -> None:
-        """Transcribe audio files: one JSON line per file on stdout with the text and timed words.
+@commands.command()
+def transcribe(
+    files: Annotated[list[Path], typer.Argument(help="audio files: any format and sample rate FFmpeg reads")],
+    model: Annotated[
+        str,
+        typer.Option(help=f"champion, challenger (the registry bundle's ASR), {BUNDLED}, or a CTranslate2 "
+                          "Whisper folder"),
+    ] = "champion",
+    batch_size: Annotated[int, typer.Option(min=1, help="utterances encoded and decoded together")] = 8,
+    window_s: Annotated[
+        float | None,
+        typer.Option(help="seconds (1-30) of the fixed window short audio is padded to; 30: Whisper's own "
+                              "(slower); default: asr.window_s of the params"),
+    ] = None,
+    params: ParamsOption = None,
+) -> None:
+    """Transcribe audio files: one JSON line per file on stdout with the text and timed words.
 
-        Output: {"path", "text", "words": [{"word", "start", "end"}]} per file, in the order given
-        (seconds from the start of the file); {"path", "error"} for a file that cannot be
-        transcribed (also named on stderr; the others go on, and the exit code is 1).
+    Output: {"path", "text", "words": [{"word", "start", "end"}]} per file, in the order given
+    (seconds from the start of the file); {"path", "error"} for a file that cannot be
+    transcribed (also named on stderr; the others go on, and the exit code is 1).
 
-        Models: champion (default) or challenger is the ASR model of that bundle in the project's
-        registry; a champion without one is the bundled base model (tiny.en-bundled). A folder is
-        loaded as a CTranslate2 Whisper export (model.bin, config.json, tokenizer.json).
+    Models: champion (default) or challenger is the ASR model of that bundle in the project's
+    registry; a champion without one is the bundled base model (tiny.en-bundled). A folder is
+    loaded as a CTranslate2 Whisper export (model.bin, config.json, tokenizer.json).
 
-        Examples:
+    Examples:
 
-        voiceloop transcribe call.wav
+    voiceloop transcribe call.wav
 
-        voiceloop transcribe --model challenger data/golden/audio/*.wav > challenger.jsonl
+    voiceloop transcribe --model challenger data/golden/audio/*.wav > challenger.jsonl
 
-        voiceloop transcribe --model ./my-whisper-ct2 --batch-size 16 a.flac b.mp3
+    voiceloop transcribe --model ./my-whisper-ct2 --batch-size 16 a.flac b.mp3
 
-        voiceloop transcribe --window-s 30 long_turns/*.wav   # Whisper's 30 s window, as served before
-        """
-        settings = load(params)
-        window = window_s if window_s is not None else settings.asr.window_s
-        if not 1.0 < window <= 30.0:
-            raise typer.BadParameter(f"{window:g} s; give more than 1 and at most 30", param_hint="--window-s")
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory(prefix="voiceloop-transcribe-") as work:
-            try:
-                resolved = resolve_model(model, settings, Path(work))
-            except ModelError as err:
-                fail(escape(str(err)))
-            console.print(f"model: {escape(resolved.description)}", soft_wrap=True)
-            from serving.asr import AsrEngine
-            from training.asr.export import exported_window
+    voiceloop transcribe --window-s 30 long_turns/*.wav   # Whisper's 30 s window, as served before
+    """
+    settings = load(params)
+    window = window_s if window_s is not None else settings.asr.window_s
+    if not 1.0 < window <= 30.0:
+        raise typer.BadParameter(f"{window:g} s; give more than 1 and at most 30", param_hint="--window-s")
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="voiceloop-transcribe-") as work:
+        try:
+            resolved = resolve_model(model, settings, Path(work))
+        except ModelError as err:
+            fail(escape(str(err)))
+        console.print(f"model: {escape(resolved.description)}", soft_wrap=True)
+        from core.asr import AsrEngine
+        from training.asr.export import exported_window
 
-            if window_s is None and resolved.path and (trained := exported_window(Path(resolved.path))):
-                window = trained  # the window the model was trained on
+        if window_s is None and resolved.path and (trained := exported_window(Path(resolved.path))):
+            window = trained  # the window the model was trained on
 
-            try:
-                engine = AsrEngine.for_throughput(resolved.path, settings.threads or min(4, os.cpu_count() or 1),
-                                                  window_s=window)
-            except Exception as err:  # CTranslate2 / tokenizers errors on a broken export
-                fail(escape(f"--model {model}: could not load {resolved.path}: {err}"))
-            failed, seconds = 0, 0.0
-            chunk = batch_size * CHUNK_BATCHES
-            with _progress() as progress:
-                task = progress.add_task("transcribe", total=len(files))
-                for first in range(0, len(files), chunk):
-                    paths = files[first : first + chunk]
-                    audios: dict[int, np.ndarray] = {}
-                    errors: dict[int, str] = {}
-                    for position, path in enumerate(paths):
-                        try:
-                            audios[position] = decode(path)
-                        except ValueError as err:
-                            errors[position] = str(err)
-                            console.print(f"[bold red]error:[/] {escape(f'{path}: {err}')}", soft_wrap=True)
-                    order = sorted(audios)
-                    before = first + len(errors)  # files finished before this chunk's transcription
-
-                    def advance(done: int, _total: int, before: int = before) -> None:
-                        progress.update(task, completed=before + done)
-
-                    transcripts = engine.transcribe_words_batch(
-                        [audios[i] for i in order], batch_size=batch_size, window_s=window, progress=advance
-                    )
-                    results = dict(zip(order, transcripts, strict=True))
-                    for position, path in enumerate(paths):
-                        if position in errors:
-                            failed += 1
-                            _write({"path": str(path), "error": errors[position]})
-                            continue
-                        text, words = results[position]
-                        duration = audios[position].size / SAMPLE_RATE
-                        seconds += duration
-                        _write({"path": str(path), "text": text, "words": [word_json(w, duration) for w in words]})
-                    progress.update(task, completed=first + len(paths))
-        elapsed = time.perf_counter() - started
-        console.print(f"transcribed {len(files) - failed} of {len(files)} files ({seconds:.1f} s of audio) "
-                      f"in {elapsed:.1f} s" + (f"; [bold red]{failed} failed[/]" if failed else ""))
-        if failed:
-            raise typer.Exit(1)
+        try:
+            engine = AsrEngine.for_throughput(resolved.path, settings.threads or min(4, os.cpu_count() or 1),
+                                              window_s=window)
+        except Exception as err:  # CTranslate2 / tokenizers errors on a broken export
+            fail(escape(f"--model {model}: could not load {resolved.path}: {err}"))
+        failed, seconds = 0, 0.0
+        with _progress() as progress:
+            task = progress.add_task("transcribe", total=len(files))
+            for result in transcribe_files(engine, files, batch_size, window,
+                                           lambda done: progress.update(task, completed=done)):
+                if result.error is not None:
+                    failed += 1
+                    console.print(f"[bold red]error:[/] {escape(f'{result.path}: {result.error}')}", soft_wrap=True)
+                seconds += result.duration_s
+                _write(result.record())
+    elapsed = time.perf_counter() - started
+    console.print(f"transcribed {len(files) - failed} of {len(files)} files ({seconds:.1f} s of audio) "
+                  f"in {elapsed:.1f} s" + (f"; [bold red]{failed} failed[/]" if failed else ""))
+    if failed:
+        raise typer.Exit(1)

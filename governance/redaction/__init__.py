@@ -2,7 +2,7 @@
 
 Importing this package sets tldextract's offline defaults: Presidio's e-mail recognizer would
 otherwise try to download the public-suffix list when it is imported. Values already in the
-environment (``voiceloop.runtime.prepare`` sets them per project) win. The public names are
+environment (``core.runtime.prepare`` sets them per project) win. The public names are
 loaded lazily so that ``find_leaks`` does not pull in Presidio and spaCy.
 """
 

@@ -372,12 +372,6 @@ def _town(r: _Reader, k: int) -> int | None:
     return last_place
 
 
-def _town_word(r: _Reader, k: int) -> bool:
-    """A word that can close an address at the end of the text: no English word ("valderice"),
-    a place name ("estonia") or a district letter ("københavn v")."""
-    return r.foreign(k) or r.low(k) in r.places or len(r.low(k)) == 1
-
-
 def find_addresses(text: str, lexicon: NameLexicon) -> tuple[list[tuple[int, int]], list[tuple[int, int]]]:
     """Character spans of street addresses and of zip codes after a state or town."""
     r = _Reader(text, lexicon)

@@ -18,7 +18,6 @@ quarantine and the configuration are :mod:`governance.redaction.call_audio`'s bu
 
 from __future__ import annotations
 
-import io
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -27,18 +26,16 @@ from difflib import SequenceMatcher
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
-import soundfile as sf
-from scipy.signal import resample_poly
 
+from core.audio import Decoded, decode_audio, encode_audio, to_16k
 from governance.redaction.normalize import REPEAT, TEENS, TENS, UNITS
 
 if TYPE_CHECKING:  # only types: importing this module loads neither Presidio nor Whisper
+    from core.asr import AsrEngine, Word
     from governance.redaction.redactor import Entity, Redaction
-    from serving.asr import AsrEngine, Word
 
     TurnRedactions: TypeAlias = Redaction | Sequence[Redaction]
 
-ASR_RATE = 16_000
 Mode = Literal["silence", "tone"]
 WordTimings = Literal["transcribe", "align"]
 Interval = tuple[float, float]
@@ -214,37 +211,6 @@ def mask(
     return out
 
 
-@dataclass(frozen=True)
-class Decoded:
-    samples: np.ndarray  # float32, frames (x channels when not mono)
-    sample_rate: int
-    format: str  # soundfile's names ("WAV", "FLAC"), so the redacted file is written alike
-    subtype: str
-
-
-def decode_audio(data: bytes) -> Decoded:
-    """Samples and container facts of an audio file's bytes (WAV, FLAC, anything libsndfile reads)."""
-    with sf.SoundFile(io.BytesIO(data)) as handle:
-        samples = handle.read(dtype="float32", always_2d=False)
-        return Decoded(samples, handle.samplerate, handle.format, handle.subtype)
-
-
-def encode_audio(samples: np.ndarray, sample_rate: int, format: str, subtype: str) -> bytes:
-    """Bytes of ``samples`` in the given container/encoding (the raw file's own)."""
-    buffer = io.BytesIO()
-    sf.write(buffer, samples, sample_rate, format=format, subtype=subtype)
-    return buffer.getvalue()
-
-
-def to_asr_rate(samples: np.ndarray, sample_rate: int) -> np.ndarray:
-    """Mono float32 at the ASR's 16 kHz (8 kHz telephone audio is upsampled 2x)."""
-    mono = samples.mean(axis=1) if samples.ndim > 1 else samples
-    if sample_rate == ASR_RATE:
-        return np.asarray(mono, dtype=np.float32)
-    g = math.gcd(sample_rate, ASR_RATE)
-    return resample_poly(mono, ASR_RATE // g, sample_rate // g).astype(np.float32)
-
-
 # -- a whole call ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class TurnAudioReport:
@@ -315,14 +281,14 @@ class TurnClip:
 
 def turn_clip(decoded: Decoded, turn: Mapping[str, Any]) -> TurnClip:
     a, b = turn_bounds(turn, decoded.sample_rate, decoded.samples.shape[0])
-    return TurnClip(to_asr_rate(decoded.samples[a:b], decoded.sample_rate), str(turn.get("text") or ""))
+    return TurnClip(to_16k(decoded.samples[a:b], decoded.sample_rate), str(turn.get("text") or ""))
 
 
 def word_timings(asr: AsrEngine, clips: Sequence[TurnClip], method: WordTimings = "align") -> list[list[Word]]:
     """Words with times (from each clip's start) of many turns at once: the only ASR work masking needs.
 
     ``align``: force-align each turn's own text to its audio, batched in short windows across
-    every clip given (the words are the text's; see :meth:`serving.asr.AsrEngine.align_words_batch`).
+    every clip given (the words are the text's; see :meth:`core.asr.AsrEngine.align_words_batch`).
     ``transcribe``: re-transcribe each turn with word timestamps, one at a time, with the exact
     decoding that wrote the text (then :func:`align_words` matches the words to the text).
     """
@@ -497,7 +463,7 @@ class HearingCheck:
         """The audio with the masked intervals cut out, at the ASR rate."""
         cut = merge_intervals(self.intervals)
         heard = splice_out(self.audio, self.sample_rate, cut) if cut else self.audio
-        return to_asr_rate(heard, self.sample_rate)
+        return to_16k(heard, self.sample_rate)
 
 
 def verify_turns(asr: AsrEngine, checks: Sequence[HearingCheck]) -> list[list[str]]:

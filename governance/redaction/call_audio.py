@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from core.audio import Decoded, decode_audio
+from core.settings import AudioRedactionConfig
 from governance.redaction.audio import (
     CallAudioReport,
-    Decoded,
     HearingCheck,
     RedactedAudio,
     WordTimings,
     context_words,
-    decode_audio,
     pii_values,
     redact_call_audio,
     turn_bounds,
@@ -33,12 +33,11 @@ from governance.redaction.audio import (
     word_timings,
 )
 from governance.store import GovernedStore
-from voiceloop.config import AudioRedactionConfig
 
 if TYPE_CHECKING:
+    from core.asr import AsrEngine, Word
     from governance.redaction.audio import TurnRedactions
     from governance.redaction.redactor import Redaction
-    from serving.asr import AsrEngine, Word
 
 STAGE = "audio-redaction"
 # Calls whose PII turns are timed and verified in one ASR batch: enough turns to fill batches of

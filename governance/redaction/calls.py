@@ -16,15 +16,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from core.settings import RedactionConfig
 from governance.crypto import pseudonym
 from governance.redaction.call_audio import AudioRedactionReport, group_turn_redactions, redact_audio_of_calls
 from governance.redaction.leak_gate import TurnText, leak_gate
 from governance.redaction.redactor import Redaction, Redactor
 from governance.store import GovernedStore
-from voiceloop.config import RedactionConfig
 
 if TYPE_CHECKING:
-    from serving.asr import AsrEngine
+    from core.asr import AsrEngine
 
 __all__ = ["RedactionBroken", "RedactionReport", "pseudonym", "redact_calls"]
 
@@ -88,7 +88,6 @@ def redact_calls(
     store: GovernedStore,
     call_ids: list[str],
     config: RedactionConfig,
-    salt: str | None = None,
     redactor: Redactor | None = None,
     progress: Callable[[int, int], None] | None = None,
     asr: AsrEngine | None = None,
@@ -99,12 +98,8 @@ def redact_calls(
     masked too (after its document is written: the store keeps the two together); ``asr`` is the
     engine for word times and verification, loaded when needed if not given.
 
-    Caller pseudonyms use the store's pseudonym key; ``salt``, if given, must be that key (it is
-    kept for callers that pass ``pseudonym_salt(settings)``): a different key would make redacted
-    calls unfindable by erasure.
+    Caller pseudonyms use the store's pseudonym key, the one erasure looks callers up by.
     """
-    if salt is not None and salt != store.keys.pseudonym_key:
-        raise ValueError("salt differs from the store's pseudonym key; leave it out (the store's key is used)")
     salt = store.keys.pseudonym_key
     redactor = redactor or Redactor(config, entities=config.entities)
     report = RedactionReport()
@@ -198,7 +193,7 @@ def _gate(store: GovernedStore, redacted_calls: list[dict[str, Any]], report: Re
 
 
 def _asr_engine(model: str | None) -> AsrEngine:
-    from serving.asr import AsrEngine
+    from core.asr import AsrEngine
 
     # Many turns in batches: a one-thread worker per core (CTranslate2's default of 4 threads
     # oversubscribes a 2-core machine).

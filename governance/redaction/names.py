@@ -434,7 +434,6 @@ _STRONG_INTROS: tuple[tuple[str, ...], ...] = (
 )  # fmt: skip
 
 
-_INTRO_LAST = frozenset({"is", "am", "i'm", "it's", "name's", "called", "named"})
 _SPELL_WORDS = frozenset({"spelled", "spelt", "spell", "spelling", "name", "surname", "initials"})
 _MIN_SPELLED = 3
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from presidio_analyzer import BatchAnalyzerEngine, RecognizerResult
 from spacy.lang.en.stop_words import STOP_WORDS
 
+from core.settings import RedactionConfig
 from governance.redaction import entity_types as T
 from governance.redaction.engine import LANGUAGE, get_analyzer
-from voiceloop.config import RedactionConfig
 
 # LOCATION, DATE_TIME and NRP are left out on purpose: on banking text they fire on "UK",
 # "yesterday", "British" and would blank out the words the intent model needs.

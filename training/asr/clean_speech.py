@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from governance.redaction.audio import to_asr_rate
-from voiceloop.simulate.sources import sample_dir
+from core.audio import to_16k
+from core.corpus import sample_dir
 
 FIXTURES = "speech_fixtures"
 
@@ -37,6 +37,6 @@ def clean_speech_set(folder: Path | None = None) -> list[CleanUtterance]:
     out = []
     for path in clips:
         samples, rate = sf.read(str(path), dtype="float32")
-        out.append(CleanUtterance(path.relative_to(root).as_posix(), to_asr_rate(samples, rate),
+        out.append(CleanUtterance(path.relative_to(root).as_posix(), to_16k(samples, rate),
                                   path.with_suffix(".txt").read_text(encoding="utf-8").strip()))
     return out

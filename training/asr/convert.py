@@ -18,6 +18,8 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
+from core.audio import SAMPLE_RATE
+
 BUNDLED_MODEL = "tiny.en-bundled"
 _MARKER = "voiceloop-converted.json"
 _CT2_SPEC = "WhisperSpec"
@@ -191,7 +193,7 @@ def _build_processor(ct2_dir: Path) -> Any:
 
     tokenizer = WhisperTokenizer(tokenizer_file=str(ct2_dir / "tokenizer.json"))
     feature_extractor = WhisperFeatureExtractor(
-        feature_size=80, sampling_rate=16_000, chunk_length=30, hop_length=160, n_fft=400
+        feature_size=80, sampling_rate=SAMPLE_RATE, chunk_length=30, hop_length=160, n_fft=400
     )
     return WhisperProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
 

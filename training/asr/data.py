@@ -21,21 +21,20 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
 import soundfile as sf
 from datasets import Audio, Dataset
 
-from governance.redaction.audio import decode_audio, to_asr_rate, turn_bounds
+from core.audio import SAMPLE_RATE, decode_audio, to_16k
+from core.corpus import Split
+from core.settings import Settings
+from governance.redaction.audio import turn_bounds
 from governance.store import GovernedStore
-from training.datasets import DatasetVersion, canonical_digest
-from voiceloop.config import Settings
+from training.datasets import ASR_DIGITS, DatasetVersion, canonical_digest, dataset_name
 
-SPLIT_DATASETS = {"train": "asr-train", "golden": "asr-golden"}
-DIGITS_DATASET = "asr-digits"
-ASR_DATASETS = frozenset({*SPLIT_DATASETS.values(), DIGITS_DATASET})
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,!?;:])")
 _MIN_SECONDS = 0.1
@@ -76,7 +75,7 @@ def wav_bytes(samples: np.ndarray, sample_rate: int) -> bytes:
 def load_utterance(audio: dict[str, Any]) -> np.ndarray:
     """A dataset row's ``audio`` -> float32 mono at 16 kHz (what Whisper's features need)."""
     decoded = decode_audio(audio["bytes"])
-    return to_asr_rate(decoded.samples, decoded.sample_rate)
+    return to_16k(decoded.samples, decoded.sample_rate)
 
 
 def _row_digest(row: dict[str, Any]) -> dict[str, Any]:
@@ -180,7 +179,7 @@ def digit_rows(n_fsdd: int, n_synthetic: int, seed: int) -> list[dict[str, Any]]
             {
                 "call_id": None,
                 "turn": i,
-                "audio": {"bytes": wav_bytes(utterance.audio, 16_000), "path": None},
+                "audio": {"bytes": wav_bytes(utterance.audio, SAMPLE_RATE), "path": None},
                 "text": utterance.text,
                 "duration_s": round(utterance.duration_s, 3),
                 "source": utterance.source,
@@ -197,7 +196,7 @@ def build_asr_versions(
     validated: pd.DataFrame,
     sample_rates: Sequence[int],
     digits: tuple[int, int, int] | None = (150, 150, 0),
-    splits: Iterable[str] = ("train", "golden"),
+    splits: Iterable[Split] = get_args(Split),
 ) -> AsrDataReport:
     """``asr-train`` and ``asr-golden`` from validated turns + redacted audio, and ``asr-digits``.
 
@@ -207,12 +206,12 @@ def build_asr_versions(
     for split in splits:
         rows, skipped = call_turn_rows(store, validated, split, sample_rates)
         report.skipped += skipped
-        report.versions[SPLIT_DATASETS[split]] = publish_audio(
-            store, SPLIT_DATASETS[split], rows, split=split, skipped=[str(s) for s in skipped]
+        report.versions[dataset_name("asr", split)] = publish_audio(
+            store, dataset_name("asr", split), rows, split=split, skipped=[str(s) for s in skipped]
         )
     if digits is not None and (digits[0] or digits[1]):
-        report.versions[DIGITS_DATASET] = publish_audio(
-            store, DIGITS_DATASET, digit_rows(*digits),
+        report.versions[ASR_DIGITS] = publish_audio(
+            store, ASR_DIGITS, digit_rows(*digits),
             source="FSDD (CC BY-SA 4.0) training speakers + espeak-ng training voices; no caller data",
         )
     return report

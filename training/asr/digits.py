@@ -3,7 +3,7 @@
 Callers read account numbers digit by digit, and that is where Whisper tiny.en fails most. The
 material here is the repository's own sample (``data/sample/fsdd``: real FSDD recordings, 8 kHz,
 speakers george, jackson, lucas, nicolas, takes 0-9 of every digit) and espeak-ng speech, built
-with the call simulator's own building blocks (:mod:`voiceloop.simulate.speech`: trimming,
+with the call simulator's own building blocks (:mod:`core.synthesis`: trimming,
 levelling, resampling, the telephone channel), so no transcript or audio of a call is used.
 
 Disjointness, so the evaluation measures generalisation:
@@ -33,15 +33,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from voiceloop.simulate import speech
-from voiceloop.simulate.pii import DIGIT_WORDS, spoken_digits
-from voiceloop.simulate.plan import FSDD_SPEAKERS, GOLDEN_VOICE, TRAIN_VOICES
-from voiceloop.simulate.sources import fsdd_path, fsdd_takes, sample_dir
+from core import synthesis
+from core.audio import SAMPLE_RATE, TELEPHONE_RATE, resample
+from core.corpus import FSDD_SPEAKERS, GOLDEN_VOICE, TRAIN_VOICES, fsdd_path, fsdd_takes, sample_dir
+from core.spoken import DIGIT_WORDS, spoken_digits
+from core.synthesis import Channel
 
 Source = Literal["fsdd", "synthetic"]
-Channel = Literal["clean16k", "telephone8k"]
 
-RATE = speech.RATE
 TRAIN_SPEAKERS: tuple[str, ...] = FSDD_SPEAKERS["train"]
 TRAIN_TAKES: tuple[int, ...] = (0, 1, 2, 3, 4)  # simulated train calls read digits with takes 5-9
 EVAL_SPEAKERS: tuple[str, ...] = FSDD_SPEAKERS["golden"]
@@ -84,7 +83,7 @@ class DigitUtterance:
 
     @property
     def duration_s(self) -> float:
-        return self.audio.size / RATE
+        return self.audio.size / SAMPLE_RATE
 
     def row(self) -> dict[str, Any]:
         """The slice keys of :func:`training.asr.metrics.slice_table` (plus source)."""
@@ -102,7 +101,7 @@ def target_text(digits: str, carrier: str = "") -> str:
 @lru_cache(maxsize=512)
 def _recording(path: Path) -> np.ndarray:
     """One FSDD recording at 16 kHz, trimmed and levelled (the simulator's treatment); read-only."""
-    audio = speech.fsdd_digits([path], [])
+    audio = synthesis.fsdd_digits([path], [])
     audio.setflags(write=False)
     return audio
 
@@ -124,14 +123,14 @@ def _channel(
     noise_share: float,
 ) -> tuple[np.ndarray, Channel, float | None]:
     """Pad with silence, level, then the telephone line (8 kHz and back) or clean 16 kHz with optional light noise."""
-    lead, tail = (int(rng.uniform(*EDGE_S) * RATE) for _ in range(2))
-    audio = np.concatenate([np.zeros(lead, np.float32), speech.level(audio), np.zeros(tail, np.float32)])
+    lead, tail = (int(rng.uniform(*EDGE_S) * SAMPLE_RATE) for _ in range(2))
+    audio = np.concatenate([np.zeros(lead, np.float32), synthesis.level(audio), np.zeros(tail, np.float32)])
     ranges = [(a + lead, b + lead) for a, b in speech_ranges]
     seed = rng.getrandbits(32)
     if rng.random() < telephone_share:
         snr = round(rng.uniform(*TELEPHONE_SNR_DB), 1)
-        line = speech.telephone(audio, ranges, snr, seed, workdir)
-        out, channel, snr_db = speech.to_rate(line, speech.TELEPHONE_RATE), "telephone8k", snr
+        line = synthesis.telephone(audio, ranges, snr, seed, workdir)
+        out, channel, snr_db = resample(line, TELEPHONE_RATE), "telephone8k", snr
     elif rng.random() < noise_share:
         snr = round(rng.uniform(*LIGHT_NOISE_SNR_DB), 1)
         out, channel, snr_db = _noise(audio, ranges, snr, seed), "clean16k", snr
@@ -176,7 +175,7 @@ def fsdd_strings(
             raise ValueError(f"FSDD speaker {speaker!r} lacks takes {sorted(wanted - set(have))} in {root}")
     rng = random.Random(f"voiceloop-asr-digits:fsdd:{','.join(speakers)}:{takes}:{length_range}:{seed}")
     out: list[DigitUtterance] = []
-    with speech.scratch() as tmp:
+    with synthesis.scratch() as tmp:
         for _ in range(n):
             speaker = rng.choice(list(speakers))
             pool = tuple(takes) if takes is not None else available[speaker]
@@ -187,7 +186,7 @@ def fsdd_strings(
             cursor = 0
             for i, (digit, take) in enumerate(chosen):
                 if i:
-                    gap = int(rng.uniform(*GAP_S) * RATE)
+                    gap = int(rng.uniform(*GAP_S) * SAMPLE_RATE)
                     parts.append(np.zeros(gap, np.float32))
                     cursor += gap
                 clip = _recording(fsdd_path(root, digit, speaker, take))
@@ -225,17 +224,17 @@ def synthetic_strings(
 ) -> list[DigitUtterance]:
     """``n`` espeak-ng digit strings in ``voices``, some after a carrier phrase ("my pin is ...").
 
-    Digits are read the way the simulator's callers read them (:func:`voiceloop.simulate.pii.
+    Digits are read the way the simulator's callers read them (:func:`core.spoken.
     spoken_digits`: sometimes "oh" for zero or "double five"); rate and pitch vary as in the
     simulator. The carrier phrase is part of the target text. ``telephone_share`` go through the
     telephone line (SNR 5-20 dB). About 20-60 ms per utterance (espeak-ng, plus sox for the line).
     """
     if not voices:
         raise ValueError("no espeak-ng voices given")
-    speech.check_voices(set(voices))
+    synthesis.check_voices(set(voices))
     rng = random.Random(f"voiceloop-asr-digits:synthetic:{','.join(voices)}:{length_range}:{seed}")
     out: list[DigitUtterance] = []
-    with speech.scratch() as tmp:
+    with synthesis.scratch() as tmp:
         workdir = Path(tmp)
         for _ in range(n):
             voice = rng.choice(list(voices))
@@ -243,7 +242,7 @@ def synthetic_strings(
             said = spoken_digits(digits, rng, oh_rate=0.3, double_rate=0.2)
             carrier = rng.choice(CARRIERS) if rng.random() < carrier_share else ""
             spoken = f"{carrier} {said}".strip()
-            voiced = speech.tts(spoken, voice, rng.randint(150, 185), rng.randint(35, 65), workdir)
+            voiced = synthesis.tts(spoken, voice, rng.randint(150, 185), rng.randint(35, 65), workdir)
             if voiced.size == 0:
                 raise RuntimeError(f"espeak-ng voice {voice!r} said nothing for {spoken!r}")
             audio, channel, snr_db = _channel(voiced, [(0, voiced.size)], rng, workdir, telephone_share, noise_share)

@@ -24,11 +24,11 @@ from typing import Any
 import mlflow
 import numpy as np
 
+from core.settings import AsrConfig
 from training.asr.data import load_utterance
 from training.asr.metrics import digit_accuracy, slice_table, utterance_errors, wer, wer_by_slice_plot
-from training.datasets import DatasetVersion
+from training.datasets import ASR_TRAIN, DatasetVersion
 from training.finetune import finished_run, flat_params, train_key
-from voiceloop.config import AsrConfig
 
 MODEL_ARTIFACT = "asr_model"
 ADAPTER_ARTIFACT = "asr_adapter"
@@ -105,7 +105,7 @@ class GoldenAudio:
                    cores: int | None = None) -> AsrEvaluation:
         """Transcribe everything with a CTranslate2 model (None: the bundled base model) as serving would,
         on ``cores`` one-thread workers (None: every core up to 4)."""
-        from serving.asr import AsrEngine
+        from core.asr import AsrEngine
 
         engine = AsrEngine.for_throughput(str(model) if model else None, cores, compute_type=compute_type,
                                           window_s=window_s)
@@ -178,7 +178,7 @@ def _training_rows(train_sets: Sequence[DatasetVersion], limit: int | None) -> l
     for dataset in train_sets:
         data = dataset.load()
         taken = [data[i] for i in range(dataset.rows)]
-        if limit is not None and dataset.name == "asr-train":
+        if limit is not None and dataset.name == ASR_TRAIN:
             taken = taken[-limit:]
         rows += taken
     return rows

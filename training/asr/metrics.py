@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.spoken import DIGIT_WORDS
+
 if TYPE_CHECKING:
     from transformers.models.whisper.english_normalizer import EnglishTextNormalizer
 
@@ -33,9 +35,8 @@ if TYPE_CHECKING:
 SNR_BIN_EDGES_DB: tuple[float, ...] = (10.0, 15.0)
 SLICE_KEYS: tuple[str, ...] = ("voice", "channel", "snr_db")
 
-_DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 # A word that is a digit on its own: what "oh" must sit next to, to count as zero.
-_DIGIT_UNIT = re.compile(r"^(?:\d+|" + "|".join(_DIGIT_WORDS) + r"|oh|o|double|triple)$")
+_DIGIT_UNIT = re.compile(r"^(?:\d+|" + "|".join(DIGIT_WORDS) + r"|oh|o|double|triple)$")
 _WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # An integer written with leading zeros ("0415", "07"): Whisper's normaliser would drop the zeros.
 _LEADING_ZEROS = re.compile(r"(?<![\d.,])0\d+(?![\d]|[.,]\d)")

@@ -19,13 +19,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from serving.asr import token_cap
+from core.asr import token_cap
+from core.audio import SAMPLE_RATE
+from core.settings import AsrConfig
 from training.asr import windowed
 from training.precision import autocast, native_bf16
-from voiceloop.config import AsrConfig
 
 ADAPTER_DIR = "adapter"
-MERGED_DIR = "merged"
 _CACHE_BATCH = 16
 
 
@@ -95,7 +95,7 @@ def served_cap(samples: int, prompt_length: int) -> int:
     stops after max_length / 2 new tokens (measured: 46 -> 23, 100 -> 50, 448 -> 224), and serving
     passes max_length = prompt + ``token_cap``. Decoding the merged model with the same cap makes a
     looping utterance cost the same words in both, so their WERs compare."""
-    return (prompt_length + token_cap(samples / windowed.SAMPLE_RATE)) // 2
+    return (prompt_length + token_cap(samples / SAMPLE_RATE)) // 2
 
 
 def transcribe_hf(

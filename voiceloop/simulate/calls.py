@@ -26,11 +26,12 @@ from typing import Any, Literal
 import numpy as np
 import soundfile as sf
 
-from serving.asr import BUNDLED_MODEL, AsrEngine
+from core.asr import BUNDLED_MODEL, AsrEngine
+from core.audio import resample
+from core.corpus import sample_dir as resolve_sample_dir
+from core.synthesis import check_voices
 from voiceloop.simulate.plan import BOT_VOICE, CallPlan, plan_calls
 from voiceloop.simulate.render import Rendered, render_call
-from voiceloop.simulate.sources import sample_dir as resolve_sample_dir
-from voiceloop.simulate.speech import RATE, check_voices, to_rate
 
 SOURCE = "voiceloop-simulator"
 
@@ -201,7 +202,7 @@ def build_calls(
     per_intent_count: Counter[str] = Counter()
     for plan, rendered in zip(plans, _rendered(plans, out, folder, workers), strict=True):
         audio, rate = sf.read(out / "audio" / f"{plan.call_id}.wav", dtype="float32", always_2d=False)
-        segments = [to_rate(audio[a:b], rate, RATE) for a, b in rendered.bounds]
+        segments = [resample(audio[a:b], rate) for a, b in rendered.bounds]
         _write_json(out / f"{plan.call_id}.json", _document(plan, rendered, recognise(segments), asr_name))
         report.calls += 1
         report.call_ids.append(plan.call_id)

@@ -15,13 +15,14 @@ from dataclasses import dataclass
 
 from faker import Faker
 
+from core.spoken import DIGIT_WORDS, spoken_digits
+
 PERSON = "PERSON"
 PHONE = "PHONE_NUMBER"
 CARD = "CREDIT_CARD"
 ACCOUNT = "ACCOUNT_NUMBER"
 EMAIL = "EMAIL_ADDRESS"
 
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
 @dataclass(frozen=True)
@@ -32,22 +33,6 @@ class Said:
     entity: str | None = None  # the PII type, when this fragment is a PII value
     digits: str = ""  # set: real FSDD recordings say these digits instead of the TTS voice
     join: str = " "
-
-
-def spoken_digits(digits: str, rng: random.Random, *, oh_rate: float = 0.0, double_rate: float = 0.0) -> str:
-    """Digits read one by one: "4150" -> "four one five zero" (or "... oh", "double ...")."""
-    words: list[str] = []
-    i = 0
-    while i < len(digits):
-        d = int(digits[i])
-        word = "oh" if d == 0 and rng.random() < oh_rate else DIGIT_WORDS[d]
-        if i + 1 < len(digits) and digits[i + 1] == digits[i] and rng.random() < double_rate:
-            words.append(f"double {word}")
-            i += 2
-            continue
-        words.append(word)
-        i += 1
-    return " ".join(words)
 
 
 def spoken_groups(

@@ -15,32 +15,25 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
-from voiceloop.simulate.pii import PiiFactory, Said
-from voiceloop.simulate.sources import Utterance, by_intent, intent_names, load_banking77, sample_dir
-
-Split = Literal["train", "golden"]
-Channel = Literal["clean16k", "telephone8k"]
-
-# espeak-ng voice (+variant) names; `espeak-ng --voices=en` lists what exists.
-TRAIN_VOICES = (
-    "en-us+m3",
-    "en-us+f2",
-    "en-gb+m4",
-    "en-gb+f4",
-    "en-gb-scotland+m2",
-    "en-gb-scotland+f5",
-    "en-029+m7",
-    "en-029+f1",
+from core.corpus import (
+    BANKING77_SPLIT,
+    FSDD_SPEAKERS,
+    FSDD_TAKES,
+    GOLDEN_VOICE,
+    TRAIN_VOICES,
+    Split,
+    Utterance,
+    by_intent,
+    intent_names,
+    load_banking77,
+    sample_dir,
 )
-GOLDEN_VOICE = "en-gb-x-rp+f3"  # an accent and a variant no train call uses
+from core.synthesis import Channel
+from voiceloop.simulate.pii import PiiFactory, Said
+
 BOT_VOICE = "en-us"
 BOT_RATE_WPM = 165
 BOT_PITCH = 50
-# FSDD: train reads account numbers with three speakers' takes 5-9; golden with a fourth
-# speaker's takes 0-4 (FSDD's own test takes).
-FSDD_SPEAKERS: dict[str, tuple[str, ...]] = {"train": ("george", "jackson", "lucas"), "golden": ("nicolas",)}
-FSDD_TAKES: dict[str, tuple[int, ...]] = {"train": (5, 6, 7, 8, 9), "golden": (0, 1, 2, 3, 4)}
-BANKING77_SPLIT: dict[str, Literal["train", "test"]] = {"train": "train", "golden": "test"}
 
 GREETINGS = (
     "Thank you for calling Loop Bank. How can I help you today?",
@@ -193,7 +186,7 @@ def plan_calls(
     rng = random.Random(f"voiceloop-simulate:{split}:{seed}")
     pii = PiiFactory(rng.getrandbits(32))
     utterances = _Utterances(
-        load_banking77(folder, BANKING77_SPLIT[split]), intent_names(folder), per_intent, rng
+        load_banking77(BANKING77_SPLIT[split], folder), intent_names(folder), per_intent, rng
     )
     takes = FSDD_TAKES[split]
     golden = split == "golden"
@@ -206,7 +199,7 @@ def plan_calls(
         asks = utterances.take(n_intents)
         turns = [_turn("bot", [Said(crng.choice(GREETINGS))], crng, takes)]
         for i, ask in enumerate(asks):
-            said = [Said(ask.text)]
+            said = [Said(ask.said)]
             if i == len(asks) - 1 and crng.random() < 0.2:  # the ask and PII in one breath
                 said += pii.sentence(crng, items=1, recorded_digits=True)
             turns.append(_turn("customer", said, crng, takes, intent=ask))

@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from voiceloop.simulate import speech
+from core import synthesis
+from core.audio import SAMPLE_RATE, TELEPHONE_RATE
+from core.corpus import fsdd_path
 from voiceloop.simulate.plan import BOT_PITCH, BOT_RATE_WPM, BOT_VOICE, CallPlan, TurnPlan
-from voiceloop.simulate.sources import fsdd_path
 
 
 @dataclass(frozen=True)
@@ -41,46 +42,46 @@ def _turn_audio(plan: CallPlan, turn: TurnPlan, folder: Path, workdir: Path) -> 
     parts: list[np.ndarray] = []
     for segment in turn.segments:
         if parts:
-            parts.append(np.zeros(int(rng.uniform(0.15, 0.3) * speech.RATE), dtype=np.float32))
+            parts.append(np.zeros(int(rng.uniform(0.15, 0.3) * SAMPLE_RATE), dtype=np.float32))
         if segment.digits:
             paths = [
                 fsdd_path(folder, d, plan.digit_speaker, t)
                 for d, t in zip(segment.digits, segment.takes, strict=True)
             ]
-            parts.append(speech.fsdd_digits(paths, [rng.uniform(0.08, 0.25) for _ in paths]))
+            parts.append(synthesis.fsdd_digits(paths, [rng.uniform(0.08, 0.25) for _ in paths]))
         elif turn.speaker == "bot":
-            parts.append(speech.tts(segment.text, BOT_VOICE, BOT_RATE_WPM, BOT_PITCH, workdir))
+            parts.append(synthesis.tts(segment.text, BOT_VOICE, BOT_RATE_WPM, BOT_PITCH, workdir))
         else:
-            parts.append(speech.tts(segment.text, plan.voice, plan.rate_wpm, plan.pitch, workdir))
+            parts.append(synthesis.tts(segment.text, plan.voice, plan.rate_wpm, plan.pitch, workdir))
     audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
     if audio.size == 0:
         raise RuntimeError(f"{plan.call_id}: a {turn.speaker} turn rendered to no audio")
-    return speech.level(audio)
+    return synthesis.level(audio)
 
 
 def render_call(plan: CallPlan, audio_path: Path, folder: Path) -> Rendered:
     """Synthesise, lay out and pass one call through its channel; write ``audio_path`` atomically."""
-    with speech.scratch() as tmp:
+    with synthesis.scratch() as tmp:
         workdir = Path(tmp)
         pieces: list[np.ndarray] = []
         bounds16: list[tuple[int, int]] = []
         cursor = 0
         for turn, gap in zip(plan.turns, plan.gaps_s, strict=False):
-            silence = _even(int(gap * speech.RATE))
+            silence = _even(int(gap * SAMPLE_RATE))
             audio = _turn_audio(plan, turn, folder, workdir)
             audio = np.pad(audio, (0, audio.size % 2))
             pieces += [np.zeros(silence, dtype=np.float32), audio]
             cursor += silence
             bounds16.append((cursor, cursor + audio.size))
             cursor += audio.size
-        pieces.append(np.zeros(_even(int(plan.gaps_s[-1] * speech.RATE)), dtype=np.float32))
+        pieces.append(np.zeros(_even(int(plan.gaps_s[-1] * SAMPLE_RATE)), dtype=np.float32))
         timeline = np.concatenate(pieces)
         if plan.channel == "telephone8k":
             assert plan.snr_db is not None
-            signal = speech.telephone(timeline, bounds16, plan.snr_db, plan.noise_seed, workdir)
-            rate, bounds = speech.TELEPHONE_RATE, [(a // 2, b // 2) for a, b in bounds16]
+            signal = synthesis.telephone(timeline, bounds16, plan.snr_db, plan.noise_seed, workdir)
+            rate, bounds = TELEPHONE_RATE, [(a // 2, b // 2) for a, b in bounds16]
         else:
-            signal, rate, bounds = timeline, speech.RATE, bounds16
+            signal, rate, bounds = timeline, SAMPLE_RATE, bounds16
         audio_path.parent.mkdir(parents=True, exist_ok=True)
         partial = audio_path.with_name(f".{audio_path.name}.{os.getpid()}.tmp")  # call ids are unique
         sf.write(partial, signal, rate, subtype="PCM_16", format="WAV")

@@ -1,7 +1,8 @@
-"""Typed configuration: ``params.yaml`` plus environment overrides.
+"""Typed configuration through pydantic-settings: ``params.yaml`` plus environment overrides.
 
-Precedence (highest first): ``VOICELOOP__SECTION__KEY=value`` environment variables,
-the params file (``VOICELOOP_PARAMS`` or ``./params.yaml``), the defaults below.
+Precedence (highest first): ``VOICELOOP__SECTION__KEY=value`` environment variables (values
+parsed as YAML, unknown keys refused), the params file (``VOICELOOP_PARAMS`` or ``./params.yaml``),
+the defaults below.
 Every location is a URI or a path relative to the project folder, so one setting
 (``project_dir``) moves all state, and each piece can point at real infrastructure.
 """
@@ -9,11 +10,15 @@ Every location is a URI or a path relative to the project folder, so one setting
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 ENV_PREFIX = "VOICELOOP__"
 
@@ -30,6 +35,8 @@ class SourcesConfig(_Section):
 
 
 class IdentityConfig(_Section):
+    """Who acts when no ``--as`` flag or ``VOICELOOP_ROLE`` says otherwise (governance/identity.py)."""
+
     role: str = "pipeline"
 
 
@@ -89,9 +96,6 @@ class IntentConfig(_Section):
     warmup_ratio: float = 0.1
     weight_decay: float = 0.01
     head_scale: float = 20.0  # cosine-head temperature (logit = scale * cos)
-    head_margin: float = 0.0  # additive cosine margin for the true class during training
-    token_dropout: float = 0.0  # share of inner tokens dropped per training example (augmentation)
-    rdrop_alpha: float = 0.0  # R-Drop: weight of the KL between two dropout passes (0: off)
     ema_decay: float = 0.998  # per-step moving average of the trained weights, used at the end (0: off)
     members: int = 1  # independently seeded adapters + heads, probabilities averaged (shared frozen layers)
     # Blend with a lexical model (TF-IDF word + char n-grams, logistic regression; training/intent/lexical.py):
@@ -224,10 +228,24 @@ class ServingConfig(_Section):
     max_audio_s: Annotated[float, Field(gt=0)] = 60.0  # longer uploads get 413
     max_upload_mb: Annotated[float, Field(gt=0)] = 20.0
     api_keys_file: str = ""  # "": <keys dir>/api-keys (one key per line, created on first start)
+    role: str = "serving"  # the role the server acts as (bundle swaps are audited under it); --as / VOICELOOP_ROLE win
 
 
-class Settings(_Section):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+class Settings(BaseSettings):
+    """Every setting. Sources, highest first: keyword overrides, the environment, the params file, defaults."""
+
+    model_config = SettingsConfigDict(extra="forbid", populate_by_name=True)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _EnvironmentSource(settings_cls), _ParamsFileSource(settings_cls)
 
     project_dir: str = ".voiceloop"
     sources: SourcesConfig = SourcesConfig()
@@ -290,7 +308,7 @@ def _set_path(tree: dict[str, Any], dotted: list[str], value: Any) -> None:
     node[dotted[-1]] = value
 
 
-def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+def env_overrides(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """``VOICELOOP__GATE__MARGIN=0.02`` -> ``{"gate": {"margin": 0.02}}`` (values parsed as YAML)."""
     tree: dict[str, Any] = {}
     for key, raw in (environ if environ is not None else os.environ).items():
@@ -300,14 +318,37 @@ def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
     return tree
 
 
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = value
-    return out
+class _EnvironmentSource(PydanticBaseSettingsSource):
+    """``VOICELOOP__SECTION__KEY`` variables, each value parsed as YAML like params.yaml's, and
+    ``VOICELOOP_PROJECT_DIR``. Every key lands in the model, so an unknown one is refused."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # the whole tree is read at once in __call__
+
+    def __call__(self) -> dict[str, Any]:
+        tree = env_overrides()
+        if os.environ.get("VOICELOOP_PROJECT_DIR"):
+            tree["project_dir"] = os.environ["VOICELOOP_PROJECT_DIR"]
+        return tree
+
+
+class _ParamsFileSource(PydanticBaseSettingsSource):
+    """The params file :func:`load_settings` was given (none for a plain ``Settings()``)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _PARAMS_FILE.get()
+        if path is None or not path.exists():
+            return {}
+        loaded = yaml.safe_load(path.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
+        return loaded
+
+
+_PARAMS_FILE: ContextVar[Path | None] = ContextVar("voiceloop_params_file", default=None)
 
 
 def params_path() -> Path:
@@ -316,17 +357,8 @@ def params_path() -> Path:
 
 def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Load settings; a missing params file means "use the defaults"."""
-    path = path or params_path()
-    data: dict[str, Any] = {}
-    if path.exists():
-        loaded = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: expected a mapping of sections, got {type(loaded).__name__}")
-        data = loaded
-    data = _merge(data, env_overrides())
-    data = _merge(data, overrides)
-    if "project_dir" not in overrides and os.environ.get("VOICELOOP_PROJECT_DIR"):
-        data["project_dir"] = os.environ["VOICELOOP_PROJECT_DIR"]
-    if os.environ.get("VOICELOOP_ROLE"):  # who is acting, for every command (``--as`` wins)
-        data["identity"] = {**data.get("identity", {}), "role": os.environ["VOICELOOP_ROLE"]}
-    return Settings.model_validate(data)
+    token = _PARAMS_FILE.set(path or params_path())
+    try:
+        return Settings(**overrides)
+    finally:
+        _PARAMS_FILE.reset(token)

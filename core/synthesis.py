@@ -13,13 +13,15 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
-RATE = 16_000
-TELEPHONE_RATE = 8_000
+from core.audio import SAMPLE_RATE, TELEPHONE_RATE, resample
+
+Channel = Literal["clean16k", "telephone8k"]  # what a call travelled over: see telephone()
+
 TARGET_RMS = 0.08  # about -22 dBFS: every turn is levelled to this before mixing
 PEAK = 0.89
 
@@ -54,20 +56,12 @@ def check_voices(voices: set[str]) -> None:
         raise ToolMissing(f"espeak-ng has no voice {', '.join(missing)} (see `espeak-ng --voices=en`)")
 
 
-def to_rate(audio: np.ndarray, rate: int, target: int = RATE) -> np.ndarray:
-    """Polyphase resampling (exact ratios: 22050 -> 16000, 8000 <-> 16000)."""
-    if rate == target:
-        return audio.astype(np.float32, copy=False)
-    g = np.gcd(rate, target)
-    return resample_poly(audio, target // g, rate // g).astype(np.float32)
-
-
 def trim(audio: np.ndarray, threshold: float = 0.01, margin_s: float = 0.03) -> np.ndarray:
     """Cut leading and trailing near-silence, so turn timings sit on the speech."""
     loud = np.flatnonzero(np.abs(audio) > threshold * max(float(np.abs(audio).max(initial=0.0)), 1e-9))
     if loud.size == 0:
         return audio[:0]
-    margin = int(margin_s * RATE)
+    margin = int(margin_s * SAMPLE_RATE)
     return audio[max(loud[0] - margin, 0) : loud[-1] + margin + 1]
 
 
@@ -85,7 +79,7 @@ def tts(text: str, voice: str, rate_wpm: int, pitch: int, workdir: Path) -> np.n
     wav = workdir / "tts.wav"
     _run([_tool("espeak-ng"), "-v", voice, "-s", str(rate_wpm), "-p", str(pitch), "-w", str(wav)], text)
     audio, rate = sf.read(wav, dtype="float32", always_2d=False)
-    return trim(to_rate(audio, rate))
+    return trim(resample(audio, rate))
 
 
 def fsdd_digits(paths: list[Path], gaps_s: list[float]) -> np.ndarray:
@@ -94,8 +88,8 @@ def fsdd_digits(paths: list[Path], gaps_s: list[float]) -> np.ndarray:
     for i, path in enumerate(paths):
         audio, rate = sf.read(path, dtype="float32", always_2d=False)
         if i:
-            parts.append(np.zeros(int(gaps_s[i - 1] * RATE), dtype=np.float32))
-        parts.append(level(trim(to_rate(audio, rate))))
+            parts.append(np.zeros(int(gaps_s[i - 1] * SAMPLE_RATE), dtype=np.float32))
+        parts.append(level(trim(resample(audio, rate))))
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
 
 
@@ -109,7 +103,7 @@ def telephone(
     """
     sox = _tool("sox")
     src, band, noisy, mulaw, out = (workdir / f"{n}.wav" for n in ("src", "band", "noisy", "mulaw", "out"))
-    sf.write(src, audio, RATE, subtype="FLOAT")
+    sf.write(src, audio, SAMPLE_RATE, subtype="FLOAT")
     _run([sox, "-V1", "-R", "-D", str(src), str(band), "sinc", "300-3400", "rate", "-v", str(TELEPHONE_RATE)])
     line, _ = sf.read(band, dtype="float32", always_2d=False)
     active = np.concatenate([line[a // 2 : b // 2] for a, b in speech]) if speech else line

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from serving.asr import AsrEngine, Word
+    from core.asr import AsrEngine, Word
     from training.intent.predict import IntentModel
     from training.registry import BundleVersion, Registry
 
@@ -62,7 +62,7 @@ def process(bundle: ServedBundle, redact: Callable[[str], Any], audio: np.ndarra
     The intent is read from the redacted transcript. ``text`` (unredacted) is for comparisons in
     memory only (shadow mode); the API leaves it out of every response.
     """
-    from serving.audio import SAMPLE_RATE
+    from core.audio import SAMPLE_RATE
 
     text = bundle.hear(audio)
     redaction = redact(text)
@@ -86,7 +86,7 @@ def bundle_from_folders(version: str | None, asr_dir: Path | None, intent_dir: P
                         cpu_threads: int | None = None, asr_label: str | None = None) -> ServedBundle:
     """Load a bundle from local model folders (``asr_dir`` None: the bundled base Whisper), configured as
     serving runs it; the gate times a challenger loaded this way, so it is timed as it would serve."""
-    from serving.asr import BUNDLED_MODEL, AsrEngine
+    from core.asr import BUNDLED_MODEL, AsrEngine
     from training.asr.export import exported_window
     from training.intent.predict import IntentModel
 
@@ -100,7 +100,7 @@ def bundle_from_folders(version: str | None, asr_dir: Path | None, intent_dir: P
 def load_bundle(registry: Registry, bundle: BundleVersion | None, work_dir: Path, window_s: float,
                 cpu_threads: int | None = None) -> ServedBundle:
     """Download and load ``bundle``'s components (None: the base ASR alone) into memory."""
-    from serving.asr import ct2_export_folder
+    from core.asr import ct2_export_folder
 
     if bundle is None:
         return bundle_from_folders(None, None, None, window_s, cpu_threads)

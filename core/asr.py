@@ -28,8 +28,9 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from core.audio import SAMPLE_RATE
+
 BUNDLED_MODEL = "tiny.en-bundled"
-SAMPLE_RATE = 16_000
 # Below this many samples (10 ms) there is nothing to recognise; Whisper would only hallucinate.
 _MIN_SAMPLES = SAMPLE_RATE // 100
 _MAX_TOKENS = 440  # Whisper's decoder holds 448 positions, prompt included

@@ -1,0 +1,103 @@
+"""Audio in and out, for every part of voiceloop: one sample rate, one resampler, two decoders.
+
+``decode_16k`` (PyAV through faster-whisper, any format it reads, resampled to 16 kHz mono) is what
+``voiceloop transcribe`` and ``voiceloop serve`` are handed, refused in the same words a person can
+act on. ``decode_audio`` / ``encode_audio`` keep a stored file's own rate and container (libsndfile),
+so redaction writes the redacted file as the raw one was. ``resample`` and ``to_16k`` are the one
+resampling path (polyphase, exact ratios) that the simulator, redaction and training share.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+import numpy as np
+
+SAMPLE_RATE = 16_000  # what the speech engine hears: every model and feature extractor in voiceloop
+TELEPHONE_RATE = 8_000  # narrow-band telephone audio, as call stores keep it
+
+
+def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndarray:
+    """Polyphase resampling of float samples (exact ratios: 22050 -> 16000, 8000 <-> 16000)."""
+    from scipy.signal import resample_poly
+
+    if rate == target:
+        return np.asarray(audio, dtype=np.float32)
+    g = math.gcd(rate, target)
+    return resample_poly(audio, target // g, rate // g).astype(np.float32)
+
+
+def to_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Mono float32 at the speech engine's 16 kHz (channels averaged; 8 kHz telephone audio upsampled 2x)."""
+    return resample(samples.mean(axis=1) if samples.ndim > 1 else samples, sample_rate)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    samples: np.ndarray  # float32, frames (x channels when not mono)
+    sample_rate: int
+    format: str  # soundfile's names ("WAV", "FLAC"), so the redacted file is written alike
+    subtype: str
+
+
+def decode_audio(data: bytes) -> Decoded:
+    """Samples and container facts of an audio file's bytes (WAV, FLAC, anything libsndfile reads)."""
+    import soundfile as sf
+
+    with sf.SoundFile(io.BytesIO(data)) as handle:
+        samples = handle.read(dtype="float32", always_2d=False)
+        return Decoded(samples, handle.samplerate, handle.format, handle.subtype)
+
+
+def encode_audio(samples: np.ndarray, sample_rate: int, format: str, subtype: str) -> bytes:
+    """Bytes of ``samples`` in the given container/encoding (the raw file's own)."""
+    import soundfile as sf
+
+    buffer = io.BytesIO()
+    sf.write(buffer, samples, sample_rate, format=format, subtype=subtype)
+    return buffer.getvalue()
+
+
+class _YoungGenerationGc:
+    """What faster-whisper's ``decode_audio`` gets as its ``gc`` module: a generation-0 collection.
+
+    It ends every call with a full ``gc.collect()`` to free the PyAV resampler's reference cycles
+    (SYSTRAN/faster-whisper#390). In ``voiceloop serve``, a process holding torch, spaCy and MLflow,
+    that full collection took ~400 ms of every /v1/transcribe call (py-spy: 54% of the server's
+    samples, against 17 ms of decoding). The cycles were just made, so the youngest generation holds
+    them and collecting it frees them at a fraction of the cost.
+    """
+
+    @staticmethod
+    def collect(generation: int = 2) -> int:
+        return gc.collect(0)
+
+
+def decode_16k(source: str | BinaryIO) -> np.ndarray:
+    """16 kHz mono float32 samples of a file path or file object; ValueError with a reason a person can act on."""
+    from faster_whisper import audio as faster_whisper_audio
+    from faster_whisper import decode_audio
+
+    faster_whisper_audio.gc = _YoungGenerationGc  # type: ignore[assignment]
+
+    try:
+        audio = decode_audio(source, sampling_rate=SAMPLE_RATE)
+    except PermissionError:
+        raise ValueError("permission denied") from None
+    except Exception as err:  # PyAV raises its own error types for every kind of bad input
+        reason = re.sub(r"^\[Errno -?\d+\] ", "", str(err)).split(": '", 1)[0] or type(err).__name__
+        raise ValueError(f"not an audio file PyAV can decode ({reason})") from None
+    if audio.size == 0:
+        raise ValueError("no audio samples in the file")
+    return np.asarray(audio, dtype=np.float32)
+
+
+def word_json(word: Any, duration: float) -> dict[str, Any]:
+    """A recognised word as JSON, its times clipped to the audio (cross-attention times can overshoot)."""
+    start = round(min(max(word.start, 0.0), duration), 2)
+    return {"word": word.text, "start": start, "end": round(min(max(word.end, start), duration), 2)}

@@ -1,0 +1,1 @@
+"""Production monitoring: call metrics, label-free accuracy estimates, alerts; may import core, governance, training."""

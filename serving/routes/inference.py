@@ -1,0 +1,116 @@
+"""``/v1/transcribe``, ``/v1/understand``, ``/v1/process``: the champion bundle's answers, behind an API key.
+
+Each request is answered by the bundle that was the champion when it arrived; in shadow mode the
+challenger answers the same input after the response is sent, and only the comparison is kept.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import time
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import numpy as np
+from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
+from starlette.concurrency import run_in_threadpool
+
+from core.audio import SAMPLE_RATE, decode_16k, word_json
+from serving.schemas import ProcessOut, TranscribeOut, UnderstandIn, UnderstandOut
+from serving.state import Runtime, RuntimeDep, api_key
+from training.bundle import NoIntentModel, ServedBundle
+from training.bundle import process as process_audio
+
+log = logging.getLogger("voiceloop.serving")
+AUDIO_BODY = {"requestBody": {"required": True, "description": "the audio file itself (WAV, FLAC, OGG, MP3, ...)",
+                              "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                  "format": "binary"}}}}}
+Work = Callable[[Runtime, ServedBundle, Any], dict[str, Any]]
+
+router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Depends(api_key)])
+
+
+async def audio_of(request: Request, runtime: RuntimeDep) -> np.ndarray:
+    """The uploaded audio at 16 kHz, or the 4xx that says what is wrong with the upload."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > runtime.max_upload_bytes:
+        raise HTTPException(413, f"upload of {int(declared)} bytes is over serving.max_upload_mb")
+    body = await request.body()
+    if not body:
+        raise HTTPException(400, "empty upload: send the audio file itself as the request body")
+    if len(body) > runtime.max_upload_bytes:
+        raise HTTPException(413, f"upload of {len(body)} bytes is over serving.max_upload_mb")
+    try:
+        audio = await run_in_threadpool(decode_16k, io.BytesIO(body))
+    except ValueError as error:
+        status = 422 if "no audio samples" in str(error) else 415
+        raise HTTPException(status, f"{error}: send a WAV, FLAC, OGG or MP3 file as the request body") from None
+    seconds = audio.size / SAMPLE_RATE
+    if seconds > runtime.max_audio_s:
+        raise HTTPException(413, f"audio lasts {seconds:.1f} s, over serving.max_audio_s={runtime.max_audio_s:g}; "
+                                 "send one utterance at a time")
+    return audio
+
+
+AudioDep = Annotated[np.ndarray, Depends(audio_of)]
+
+
+def transcribe(_runtime: Runtime, bundle: ServedBundle, audio: np.ndarray) -> dict[str, Any]:
+    text, words = bundle.transcribe(audio)
+    duration = audio.size / SAMPLE_RATE
+    return {"bundle": bundle.version, "text": text, "words": [word_json(w, duration) for w in words],
+            "duration_s": round(duration, 3)}
+
+
+def understand(_runtime: Runtime, bundle: ServedBundle, text: str) -> dict[str, Any]:
+    intent, confidence = bundle.understand(text)
+    return {"bundle": bundle.version, "intent": intent, "confidence": round(confidence, 4)}
+
+
+def process(runtime: Runtime, bundle: ServedBundle, audio: np.ndarray) -> dict[str, Any]:
+    return process_audio(bundle, runtime.redact, audio)  # its "text" is for shadow comparisons: ProcessOut drops it
+
+
+def answer(runtime: Runtime, endpoint: str, work: Work, given: Any, background: BackgroundTasks) -> dict[str, Any]:
+    """``work`` done by this request's champion; the challenger runs it after the response in shadow mode."""
+    bundle = runtime.champion.current  # this request's bundle, whatever happens to the alias meanwhile
+    try:
+        result = work(runtime, bundle, given)
+    except NoIntentModel as error:
+        raise HTTPException(503, str(error)) from None
+    challenger = runtime.challenger.current if runtime.challenger else None
+    if runtime.shadow and challenger is not None and challenger.version not in (None, bundle.version):
+        background.add_task(shadow, runtime, endpoint, work, given, result, challenger)
+    return result
+
+
+def shadow(runtime: Runtime, endpoint: str, work: Work, given: Any, champion_result: dict[str, Any],
+           challenger: ServedBundle) -> None:
+    assert runtime.shadow is not None
+    try:
+        started = time.perf_counter()
+        result = work(runtime, challenger, given)
+        runtime.shadow.record(endpoint, champion_result, result, time.perf_counter() - started)
+    except Exception as error:  # the caller has its answer; a failing challenger is only reported
+        log.warning("shadow run on %s failed: %s", endpoint, type(error).__name__)
+
+
+@router.post("/transcribe", response_model=TranscribeOut, openapi_extra=AUDIO_BODY,
+             summary="audio -> text and word timings")
+async def transcribe_route(background: BackgroundTasks, audio: AudioDep,
+                           runtime: RuntimeDep) -> dict[str, Any]:
+    return await run_in_threadpool(answer, runtime, "transcribe", transcribe, audio, background)
+
+
+@router.post("/understand", response_model=UnderstandOut, summary="text -> intent and confidence")
+async def understand_route(body: UnderstandIn, background: BackgroundTasks,
+                           runtime: RuntimeDep) -> dict[str, Any]:
+    return await run_in_threadpool(answer, runtime, "understand", understand, body.text, background)
+
+
+@router.post("/process", response_model=ProcessOut, openapi_extra=AUDIO_BODY,
+             summary="audio -> transcript -> redacted transcript -> intent")
+async def process_route(background: BackgroundTasks, audio: AudioDep,
+                        runtime: RuntimeDep) -> dict[str, Any]:
+    return await run_in_threadpool(answer, runtime, "process", process, audio, background)

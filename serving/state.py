@@ -1,0 +1,59 @@
+"""What every route serves with: the runtime (followed bundles, redactor, keys, limits) and the key check.
+
+Built by :func:`serving.runtime.build_runtime`, put on the app by :func:`serving.app.create_app`, and
+handed to each route by FastAPI's dependency injection (:func:`runtime_of`, :func:`api_key`).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any
+
+from fastapi import Depends, Header, HTTPException, Request
+
+from serving.api_keys import HEADER, key_accepted
+from serving.metrics import ServingMetrics
+from training.bundle import ServedBundle
+
+if TYPE_CHECKING:
+    from governance.redaction.redactor import Redactor
+    from serving.follower import BundleFollower
+    from serving.shadow import ShadowRecorder
+
+
+@dataclass
+class Runtime:
+    """What the app serves with; built by :func:`serving.runtime.build_runtime`."""
+
+    champion: BundleFollower[ServedBundle]
+    redactor: Redactor
+    keys: frozenset[str]
+    metrics: ServingMetrics
+    max_audio_s: float = 60.0
+    max_upload_bytes: int = 20 * 1024 * 1024
+    challenger: BundleFollower[ServedBundle] | None = None  # shadow mode
+    shadow: ShadowRecorder | None = None
+    _redacting: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def redact(self, text: str) -> Any:
+        """Presidio's analyzer is shared process-wide; one request redacts at a time (a few ms each)."""
+        with self._redacting:
+            return self.redactor.redact(text)
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The app's runtime (``app.state.runtime``), for route dependencies."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def api_key(request: Request,
+            key: Annotated[str | None, Header(alias=HEADER, description="an API key of this server")] = None) -> None:
+    """401 unless the request carries one of the server's API keys (compared in constant time)."""
+    if not key_accepted(key, runtime_of(request).keys):
+        raise HTTPException(401, f"missing or unknown API key: send it in the {HEADER} header",
+                            headers={"WWW-Authenticate": HEADER})
+
+
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
