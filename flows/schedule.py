@@ -83,13 +83,16 @@ def validate_cron(cron: str, timezone: str = "UTC") -> None:
         raise InvalidScheduleError(f"Invalid cron {cron!r}: {hint}") from exc
 
 
-def next_fire_times(cron: str, timezone: str = "UTC", n: int = 3) -> list[datetime]:
-    """The next ``n`` times the cron fires, computed by the server's own schedule code."""
+def next_fire_times(
+    cron: str, timezone: str = "UTC", n: int | None = 3, until: datetime | None = None
+) -> list[datetime]:
+    """The next ``n`` times the cron fires (or every time up to ``until``), computed by the server's own
+    schedule code."""
     from prefect.server.schemas.schedules import CronSchedule
     from prefect.utilities.asyncutils import run_coro_as_sync
 
     try:
-        coro = CronSchedule(cron=cron, timezone=timezone).get_dates(n=n)
+        coro = CronSchedule(cron=cron, timezone=timezone).get_dates(n=n, end=until)
         dates = cast("list[datetime] | None", run_coro_as_sync(coro))
     except Exception:  # display only: never fail scheduling over it
         return []
@@ -215,9 +218,15 @@ def _info(client: SyncPrefectClient, deployment: DeploymentResponse, n: int = 3)
             expected_start_time=FlowRunFilterExpectedStartTime(after_=cast(Any, datetime.now(UTC))),
         ),
         sort=FlowRunSort.EXPECTED_START_TIME_ASC,
-        limit=n,
+        limit=100,
     )
     next_runs: list[datetime] = [r.expected_start_time for r in runs if r.expected_start_time is not None]
+    if next_runs and cron:
+        # Only runs of the schedule in force: a re-schedule can leave a few runs of the old one that Prefect's
+        # scheduler was writing while the update landed (they still run, but they are not this schedule's).
+        fires = {t.timestamp() for t in next_fire_times(cron, timezone or "UTC", None, until=max(next_runs))}
+        next_runs = [t for t in next_runs if t.timestamp() in fires]
+    next_runs = next_runs[:n]
     if not next_runs and cron:  # scheduler has not run yet: show what it will create
         next_runs = next_fire_times(cron, timezone or "UTC", n)
     return ScheduleInfo(
