@@ -42,14 +42,13 @@ from typing import Any, TypeVar  # noqa: E402
 import numpy as np  # noqa: E402
 from common import emit  # noqa: E402  (benchmarks/common.py)
 
-RATE = 16_000
+from core.audio import SAMPLE_RATE, decode_16k  # noqa: E402
+
 T = TypeVar("T")
 
 
 def load_turns(golden: Path, limit: int | None) -> tuple[list[np.ndarray], list[str], list[str]]:
     """Labelled customer turns (16 kHz float32), their reference transcripts and ids, in call order."""
-    from faster_whisper import decode_audio
-
     audios: list[np.ndarray] = []
     references: list[str] = []
     ids: list[str] = []
@@ -58,12 +57,12 @@ def load_turns(golden: Path, limit: int | None) -> tuple[list[np.ndarray], list[
         labels = [label for label in call.get("labels", []) if label.get("transcript")]
         if not labels:
             continue
-        samples = decode_audio(str(golden / call["audio"]), sampling_rate=RATE)
+        samples = decode_16k(str(golden / call["audio"]))
         for label in labels:
             turn = call["turns"][label["turn"]]
             if turn.get("speaker") != "customer":
                 continue
-            piece = samples[int(turn["start_s"] * RATE) : int(turn["end_s"] * RATE)]
+            piece = samples[int(turn["start_s"] * SAMPLE_RATE) : int(turn["end_s"] * SAMPLE_RATE)]
             audios.append(np.ascontiguousarray(piece, dtype=np.float32))
             references.append(label["transcript"])
             ids.append(f"{call['call_id']}#{label['turn']}")
@@ -110,7 +109,7 @@ def main() -> None:
     audios, references, _ids = load_turns(args.golden, args.limit)
     if not audios:
         raise SystemExit(f"no labelled customer turns in {args.golden}")
-    durations = [a.size / RATE for a in audios]
+    durations = [a.size / SAMPLE_RATE for a in audios]
     audio_s = sum(durations)
     load_start = os.getloadavg()
     load_s, engine = timed(lambda: AsrEngine(args.model, cpu_threads=args.threads, window_s=args.window_s))

@@ -112,12 +112,12 @@ def build_project(settings: Any, calls: list[tuple[dict[str, Any], bytes]]) -> d
     docs = [redacted(doc, store.caller_ref(doc["caller_id"])) for doc, _ in calls]
     store.as_purpose("redaction").write_redacted(docs)
     trainer = store.as_purpose("training")
-    dvc = DvcVersioner(settings.zones_dir / "datasets", settings.dvc_remote_url, settings.root / "dvc-cache")
+    dvc = DvcVersioner.of(trainer, settings)
     versions: dict[str, Any] = {}
     for share in (0.8, 1.0):
         versions = build_versions(trainer, turn_rows(docs[: int(len(docs) * share)]), include_banking77=False)
         for version in versions.values():
-            dvc.track(version.path)
+            dvc.track(version.name, version.digest)
     registry = Registry(settings)
     import mlflow
 

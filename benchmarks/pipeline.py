@@ -54,7 +54,7 @@ def main() -> None:
 
     AuditLog.append = timed_append  # type: ignore[method-assign,assignment]
     start, cpu_start = time.perf_counter(), cpu_seconds()
-    summary = retrain()
+    summary = retrain().to_json()
     total, cpu_total = time.perf_counter() - start, cpu_seconds() - cpu_start
     for stage, seconds in summary["timings_s"].items():
         print(json.dumps({"figure": "retrain_stage_seconds", "stage": stage, "seconds": seconds,

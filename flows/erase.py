@@ -98,7 +98,7 @@ def rebuild_without(store: GovernedStore, info: DatasetInfo, call_ids: set[str],
     if kept:
         new = publish(store, info.name, kept, **detail, rebuilt_from=info.digest, erasure_request=request_id)
         if versioner is not None:
-            versioner.track(new.path)
+            versioner.track(new.name, new.digest)
         new_digest = new.digest
     return {"name": info.name, "old_digest": info.digest, "new_digest": new_digest, "rows_before": len(rows),
             "rows_after": len(kept), "calls_removed": sorted(set(info.call_ids) & call_ids),
@@ -192,8 +192,7 @@ class _Erasure:
     def _versioner(self) -> DvcVersioner | None:
         if not self.settings.dvc.enabled:
             return None
-        return DvcVersioner(self.settings.zones_dir / "datasets", self.settings.dvc_remote_url,
-                            self.settings.root / "dvc-cache")
+        return DvcVersioner.of(self.store, self.settings)
 
     def _drop_versions(self, affected: list[DatasetInfo], versioner: DvcVersioner | None) -> None:
         journal = self.journal

@@ -3,7 +3,8 @@
 The intent model and (with ``asr.enabled``) the Whisper ASR model are fine-tuned side by side
 and gated together: the bundle they form is promoted only when every criterion passes.
 
-Orchestration only: each task calls one step module and returns a small, PII-free summary.
+Wiring only: each task calls one step function, which owns its bookkeeping and audit entries, and
+returns its part of the typed, PII-free :class:`flows.summary.RetrainSummary`.
 Every step is idempotent, so a failed or killed run is simply run again: finished work is
 found (seen calls, redacted calls, dataset digests, a finished training run, a registered
 bundle) and skipped.
@@ -23,94 +24,58 @@ from prefect.runtime import flow_run
 from core.corpus import intent_names
 from core.runtime import cpu_seconds, prepare
 from core.settings import Settings, load_settings
-from governance.ingest import ingest
-from governance.redaction.calls import redact_calls
+from flows.summary import (
+    AsrSummary,
+    DatasetSummary,
+    GateSummary,
+    IngestSummary,
+    RedactionSummary,
+    RetrainSummary,
+    TrainingSummary,
+    ValidationSummary,
+)
+from governance.ingest import ingest_sources
+from governance.redaction.calls import redact_pending
 from governance.session import open_store
 from governance.store import GovernedStore
-from governance.validation import ROW_ID, turn_rows, validate_turns
-from training.asr.data import build_configured
+from governance.validation import validate_redacted
 from training.asr.finetune import AsrChallengerRun, GoldenAudio, finetune_asr, finished_asr_run
-from training.datasets import (
-    ASR_DATASETS,
-    ASR_DIGITS,
-    ASR_GOLDEN,
-    ASR_TRAIN,
-    INTENT_GOLDEN,
-    DatasetVersion,
-    build_versions,
-)
+from training.build import build_datasets, version_datasets
+from training.datasets import ASR_DATASETS, ASR_DIGITS, ASR_GOLDEN, ASR_TRAIN, INTENT_GOLDEN, DatasetVersion
 from training.finetune import ChallengerRun, finetune_intent
 from training.lanes import torch_threads
-from training.promotion import AsrCandidate, ChampionAsr, champion_asr, existing_bundle, gate_and_promote
+from training.promotion import AsrCandidate, ChampionAsr, champion_asr, existing_bundle, gate_step
 from training.registry import Registry
-from training.versioning import DvcVersioner
-
-Summary = dict[str, Any]
 
 
 @task(name="ingest", cache_policy=NO_CACHE)
-def ingest_calls(settings: Settings, store: GovernedStore) -> Summary:
-    store = store.as_purpose("ingest")
-    out: Summary = {}
-    for split, url in (("train", settings.sources.call_store), ("golden", settings.sources.golden_store)):
-        report = ingest(store, url, split)
-        out[split] = {
-            "listed": report.listed,
-            "already_seen": report.already_seen,
-            "ingested": len(report.ingested),
-            "no_consent": len(report.no_consent),
-            "quarantined": len(report.quarantined),
-            "erased": len(report.erased),
-            "watermark": report.watermark,
-        }
+def ingest_calls(settings: Settings, store: GovernedStore) -> dict[str, IngestSummary]:
+    reports = ingest_sources(store.as_purpose("ingest"), settings.sources)
+    for report in reports.values():
         for name, reason in report.quarantined:
             get_run_logger().warning("quarantined %s: %s", name, reason)
-    return out
+    return {split: IngestSummary.of(report) for split, report in reports.items()}
 
 
 @task(name="redact", cache_policy=NO_CACHE)
-def redact(settings: Settings, store: GovernedStore) -> Summary:
-    store = store.as_purpose("redaction")
-    pending = sorted(store.raw_call_ids() - store.redacted_call_ids())
-    if not pending:
-        return {"calls": 0, "turns": 0, "leaking_turns": 0, "entities": {}}
-    report = redact_calls(store, pending, settings.redaction)
-    return {"calls": len(report.calls), "turns": report.turns, "leaking_turns": len(report.leaks),
-            "entities": report.entities, "audio_calls": len(report.audio.calls),
-            "audio_quarantined": len(report.audio.quarantined), "audio_seconds_masked": report.audio.seconds_masked}
+def redact(settings: Settings, store: GovernedStore) -> RedactionSummary:
+    return RedactionSummary.of(redact_pending(store.as_purpose("redaction"), settings.redaction))
 
 
 @task(name="validate", cache_policy=NO_CACHE)
-def validate(settings: Settings, store: GovernedStore) -> tuple[Any, Summary]:
-    reader = store.as_purpose("validation")
-    frame = turn_rows(reader.read_redacted())
-    report = validate_turns(frame, settings.validation, list(intent_names()))
-    already = set(reader.read_state("validation-quarantined").get("items", []))
-    for row_id, failed in report.failures.items():
-        row = frame[frame[ROW_ID] == row_id].iloc[0]
-        item = f"{row['call_id']}.turn{row['turn']}"
-        if item not in already:
-            reader.quarantine("validation", item, "failed " + ", ".join(failed), call_id=row["call_id"],
-                              payload=row.drop(ROW_ID).to_dict())
-            already.add(item)
-    reader.write_state("validation-quarantined", {"items": sorted(already)})
-    return report.passed, {"rows": report.rows, "passed": len(report.passed), "failed": len(report.failures),
-                           "expectations": report.expectations}
+def validate(settings: Settings, store: GovernedStore) -> tuple[Any, ValidationSummary]:
+    report = validate_redacted(store.as_purpose("validation"), settings.validation)
+    return report.passed, ValidationSummary.of(report)
 
 
 @task(name="datasets", cache_policy=NO_CACHE)
-def build_datasets(settings: Settings, store: GovernedStore, validated: Any) -> dict[str, DatasetVersion]:
-    versions = build_versions(store.as_purpose("training"), validated, settings.intent.include_banking77_train,
-                              settings.intent.banking77_limit)
-    report = build_configured(store.as_purpose("training"), validated, settings)
-    for skipped in report.skipped:  # bad audio: named by call and turn, left out, never fatal
+def datasets(settings: Settings, store: GovernedStore, validated: Any) -> dict[str, DatasetVersion]:
+    trainer = store.as_purpose("training")
+    built = build_datasets(trainer, validated, settings)
+    for skipped in built.skipped:  # bad audio: named by call and turn, left out, never fatal
         get_run_logger().warning("ASR data: skipped %s", skipped)
-    versions.update(report.versions)
-    if settings.dvc.enabled:
-        dvc = DvcVersioner(settings.zones_dir / "datasets", settings.dvc_remote_url, settings.root / "dvc-cache")
-        for version in versions.values():
-            dvc.track(version.path)
-    return versions
+    version_datasets(trainer, settings, built.versions)
+    return built.versions
 
 
 @task(name="finetune-intent", cache_policy=NO_CACHE)
@@ -118,10 +83,8 @@ def finetune(settings: Settings, store: GovernedStore, versions: dict[str, Datas
              threads: int | None = None) -> ChallengerRun:
     """``threads``: train in a process of its own on that many cores (beside the ASR fine-tuning)."""
     reader = store.as_purpose("training")
-    intent_sets = {name: v for name, v in versions.items() if name not in ASR_DATASETS}
-    for version in intent_sets.values():
-        reader.open_dataset(version.name, version.digest, version.call_ids)
-    golden = versions[INTENT_GOLDEN]
+    intent_sets = {name: v.opened(reader) for name, v in versions.items() if name not in ASR_DATASETS}
+    golden = intent_sets[INTENT_GOLDEN]
     if golden.rows == 0:
         raise RuntimeError("the golden set is empty: build it with `voiceloop simulate-calls --split golden`")
     train_sets = [v for name, v in intent_sets.items() if name != INTENT_GOLDEN]
@@ -137,8 +100,7 @@ def asr_golden(store: GovernedStore, versions: dict[str, DatasetVersion]) -> Gol
     if golden.rows == 0:
         raise RuntimeError("the ASR golden set is empty: golden calls need redacted audio "
                            "(redaction.audio.splits must include 'golden')")
-    store.as_purpose("evaluation").open_dataset(golden.name, golden.digest, golden.call_ids)
-    return GoldenAudio.load(golden)
+    return GoldenAudio.load(golden.opened(store.as_purpose("evaluation")))
 
 
 @task(name="score-champion-asr", cache_policy=NO_CACHE)
@@ -162,13 +124,12 @@ def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str
                     golden_audio: GoldenAudio, threads: int | None = None) -> AsrCandidate:
     """Fine-tune Whisper with LoRA on redacted customer turns + the digit corpus, export it, score it."""
     reader = store.as_purpose("training")
-    for name in sorted(ASR_DATASETS & versions.keys()):
-        reader.open_dataset(versions[name].name, versions[name].digest, versions[name].call_ids)
+    opened = {name: versions[name].opened(reader) for name in sorted(ASR_DATASETS & versions.keys())}
     Registry(settings)  # sets up tracking
     with torch_threads(threads):
         run: AsrChallengerRun = finetune_asr(
-            [versions[n] for n in (ASR_TRAIN, ASR_DIGITS) if n in versions],
-            versions[ASR_GOLDEN], settings.asr, settings.root / "work" / "asr",
+            [opened[n] for n in (ASR_TRAIN, ASR_DIGITS) if n in opened],
+            opened[ASR_GOLDEN], settings.asr, settings.root / "work" / "asr",
             settings.root / "cache" / "asr", golden_audio=golden_audio,
             tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")},
         )
@@ -177,50 +138,22 @@ def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str
 
 @task(name="gate-and-promote", cache_policy=NO_CACHE)
 def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, asr: AsrCandidate | None,
-         asr_champion: ChampionAsr | None = None, intent_golden: DatasetVersion | None = None) -> Summary:
-    intent_labels = None
-    if asr is not None and intent_golden is not None and intent_golden.rows:  # for intent on ASR transcripts
-        store.as_purpose("evaluation").open_dataset(intent_golden.name, intent_golden.digest, intent_golden.call_ids)
-        data = intent_golden.load()
-        intent_labels = {(c, int(t)): y for c, t, y in zip(data["call_id"], data["turn"], data["intent"], strict=True)}
-    outcome = gate_and_promote(Registry(settings), challenger, settings.gate, settings.root / "work", asr,
-                               asr_champion, settings.redaction, intent_labels)
-    decision = outcome.decision
-    if not outcome.repeated:
-        store.audit.append(
-            store.actor.for_purpose("evaluation"),
-            "gate.decision",
-            detail={"bundle_version": outcome.bundle_version, "verdict": decision["verdict"],
-                    "criteria": decision["criteria"], "champion_before": outcome.previous_champion,
-                    "run_id": challenger.run_id, "report": decision.get("report")},
-        )
-        if outcome.promoted:
-            store.audit.append(store.actor.for_purpose("evaluation"), "registry.promote",
-                               detail={"bundle_version": outcome.bundle_version,
-                                       "previous": outcome.previous_champion})
-    return {"bundle_version": outcome.bundle_version, "verdict": decision["verdict"], "promoted": outcome.promoted,
-            "champion": outcome.champion, "criteria": decision["criteria"], "reasons": decision["reasons"],
-            "per_intent_worst": decision["per_intent"][:5], "repeated": outcome.repeated,
-            "asr_slices": [{k: c[k] for k in ("name", "passed", "challenger", "champion", "interval")}
-                           for c in decision.get("asr_slices", [])],
-            "slices": {status: [t["name"] for t in decision.get("slice_tests", []) if t["status"] == status]
-                       for status in ("worse", "untested")},
-            "report": decision.get("report"),
-            "e2e_intent_accuracy": decision.get("statistics", {}).get("e2e_intent_accuracy"),
-            "challenger_run_id": challenger.run_id, "training_reused": challenger.reused}
+         asr_champion: ChampionAsr | None = None, intent_golden: DatasetVersion | None = None) -> GateSummary:
+    outcome = gate_step(settings, store, challenger, asr, asr_champion, intent_golden)
+    return GateSummary.of(outcome, challenger)
 
 
 # log_prints stays off: Prefect's print hook defeats dill's stdout capture (datasets fingerprints
 # functions with dis.dis), which filled the run log with bytecode listings.
 @flow(name="voiceloop-retrain", log_prints=False)
-def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
+def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSummary:
     """Pull new calls, redact, validate, build datasets, fine-tune, gate and promote."""
     settings = load_settings(Path(params_file) if params_file else None)
     prepare(settings.root, settings.threads or None)
     store = open_store(settings, role, "ingest", flow_run_id=str(flow_run.get_id() or ""))
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}  # core-seconds per stage (the lanes' tasks share one figure: train_lanes)
-    summary: Summary = {"flow_run_id": str(flow_run.get_id() or ""), "project_dir": str(settings.root)}
+    summary = RetrainSummary(flow_run_id=str(flow_run.get_id() or ""), project_dir=str(settings.root))
 
     def since(start: float) -> float:
         return round(time.perf_counter() - start, 2)
@@ -231,12 +164,11 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
         timings[name], cpu[name] = since(start), round(cpu_seconds() - cpu_start, 1)
         return result
 
-    summary["ingest"] = timed("ingest", ingest_calls, settings, store)
-    summary["redaction"] = timed("redact", redact, settings, store)
-    validated, summary["validation"] = timed("validate", validate, settings, store)
-    versions = timed("datasets", build_datasets, settings, store, validated)
-    summary["datasets"] = {name: {"digest": v.digest, "rows": v.rows, "calls": len(v.call_ids)}
-                           for name, v in versions.items()}
+    summary.ingest = timed("ingest", ingest_calls, settings, store)
+    summary.redaction = timed("redact", redact, settings, store)
+    validated, summary.validation = timed("validate", validate, settings, store)
+    versions = timed("datasets", datasets, settings, store, validated)
+    summary.datasets = {name: DatasetSummary.of(v) for name, v in versions.items()}
     cores = settings.threads or os.cpu_count() or 1
     golden_audio = timed("load_asr_golden", asr_golden, store, versions) if settings.asr.enabled else None
     asr: AsrCandidate | None = None
@@ -258,16 +190,12 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> Summary:
         challenger = timed("finetune", finetune, settings, store, versions)
         if golden_audio is not None:
             asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio)
-    summary["training"] = {"run_id": challenger.run_id, "golden_accuracy": challenger.golden_accuracy,
-                           "reused": challenger.reused}
+    summary.training = TrainingSummary.of(challenger)
+    summary.gate = gate_summary = timed("gate", gate, settings, store, challenger, asr, asr_champion,
+                                        versions.get(INTENT_GOLDEN))
     if asr is not None:
-        headline = asr.run.headline()
-        summary["asr"] = {"run_id": asr.run.run_id, "golden_wer": headline["wer"],
-                          "digit_accuracy": headline["digit_accuracy"],
-                          "clean_speech_errors": headline["clean_speech_errors"], "reused": asr.run.reused}
-    summary["gate"] = timed("gate", gate, settings, store, challenger, asr, asr_champion, versions.get(INTENT_GOLDEN))
-    if asr is not None:  # False: a pair gated before, whose record was replayed
-        summary["asr"]["champion_transcribed"] = asr_champion is not None or not (lanes or summary["gate"]["repeated"])
-        summary["asr"]["challenger_transcribed"] = asr.run.transcribed  # False: reused and gated before
-    summary["timings_s"], summary["cpu_s"] = timings, cpu
+        summary.asr = AsrSummary.of(asr)
+        summary.asr.champion_transcribed = asr_champion is not None or not (lanes or gate_summary.repeated)
+        summary.asr.challenger_transcribed = asr.run.transcribed
+    summary.timings_s, summary.cpu_s = timings, cpu
     return summary

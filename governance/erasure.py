@@ -27,7 +27,7 @@ from governance import access
 from governance.access import AccessDenied
 from governance.audit import Actor, AuditEntry, AuditLog
 from governance.audit_chain import canonical_json
-from governance.policy import DATASETS_ZONE, OPERATIONS, ZONES
+from governance.policy import CALL_ZONES, DATASETS_ZONE, OPERATIONS
 from governance.store import CallerFootprint, Deletion, GovernedStore
 
 REQUEST_ACTION = "erasure.request"
@@ -35,7 +35,6 @@ COMPLETED_ACTION = "erasure.completed"
 CERTIFICATE_DIR = "erasure-certificates"
 CERTIFICATE_FORMAT = "voiceloop-erasure-certificate/1"
 SIGNATURE_ALGORITHM = "HMAC-SHA256 (audit signature key)"
-CALL_ZONES = tuple(zone for zone in ZONES if zone != DATASETS_ZONE)  # per-call documents, deleted call by call
 ZONE_RIGHTS = tuple((zone, "delete") for zone in CALL_ZONES)
 DATASET_RIGHTS = tuple((DATASETS_ZONE, operation) for operation in OPERATIONS)  # rebuilt without the caller
 

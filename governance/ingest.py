@@ -26,6 +26,7 @@ from typing import Any
 import fsspec
 import soundfile as sf
 
+from core.settings import SourcesConfig
 from governance.contract import SAFE_ID, ContractError, parse_call
 from governance.store import GovernedStore
 
@@ -103,6 +104,12 @@ def _load_call(fs: Any, root: str, json_path: str, split: str) -> tuple[dict[str
     }
     suffix = posixpath.splitext(record.audio)[1].lower() or ".wav"
     return document, audio, suffix
+
+
+def ingest_sources(store: GovernedStore, sources: SourcesConfig) -> dict[str, IngestReport]:
+    """The ingest step: the call store as the train split, then the golden store as the golden split."""
+    return {split: ingest(store, url, split)
+            for split, url in (("train", sources.call_store), ("golden", sources.golden_store))}
 
 
 def ingest(
@@ -202,11 +209,11 @@ def tombstone(store: GovernedStore, call_ids: list[str], request_id: str) -> int
     calls.update({call_id: calls.get(call_id, request_id) for call_id in call_ids})
     store.write_state(ERASED_STATE, {"calls": dict(sorted(calls.items()))})
     names = {f"{call_id}.json" for call_id in call_ids}
-    for path in sorted((store.root / "state").glob(f"{_INGEST_STATE}*.json")):
-        state = store.read_state(path.stem)
+    for state_name in store.state_names(_INGEST_STATE):
+        state = store.read_state(state_name)
         seen = state.get("seen", {})
         if names & set(seen):
-            store.write_state(path.stem, {**state, "seen": {k: v for k, v in seen.items() if k not in names}})
+            store.write_state(state_name, {**state, "seen": {k: v for k, v in seen.items() if k not in names}})
     return len(calls)
 
 

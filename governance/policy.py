@@ -32,6 +32,8 @@ Zone = Literal["raw", "redacted", "datasets", "quarantine"]
 ZONES: tuple[str, ...] = get_args(Zone)
 #: The zone whose versions are whole datasets, not per-call documents.
 DATASETS_ZONE: Zone = "datasets"
+#: The zones of per-call documents: what a caller's footprint spans, deleted call by call.
+CALL_ZONES: tuple[str, ...] = tuple(zone for zone in ZONES if zone != DATASETS_ZONE)
 Operation = Literal["read", "write", "delete"]
 OPERATIONS: tuple[str, ...] = get_args(Operation)
 #: Why data is touched. The code asks for these by name, so the set is closed here; the policy

@@ -13,6 +13,11 @@ folder with ``call.json.enc`` (the document), ``audio<suffix>.enc`` and a plaint
 erasure can find calls without decrypting anything. Quarantined payloads and files are
 encrypted the same way (they may hold the raw PII that failed a check); their ``reason.json``
 stays readable and names the failure, never the data.
+
+The store hands out data, never paths: documents, bytes, and dataset versions as
+``datasets.Dataset`` objects (:meth:`GovernedStore.open_dataset`), so callers do not depend on
+where a zone lives. The one exception is :meth:`GovernedStore.dvc_workspace`, the datasets zone's
+folder for DVC, which versions whole dataset folders and can only work on files.
 """
 
 from __future__ import annotations
@@ -29,18 +34,21 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import yaml
+from datasets import Dataset
 
 from governance import access
 from governance.access import AccessDenied, Operation
 from governance.audit import Actor, AuditLog
 from governance.contract import SAFE_ID
 from governance.crypto import Keyring, RawKeyError, pseudonym
-from governance.policy import Policy, load_policy
+from governance.policy import CALL_ZONES, Policy, load_policy
 
 ENCRYPTED = ".enc"
 RAW_DOCUMENT = "call.json" + ENCRYPTED
 RAW_META = "meta.json"
 REASON = "reason.json"
+DATASET_DATA = "data"  # a version's rows, as datasets.Dataset.save_to_disk writes them
+DATASET_MANIFEST = "manifest.json"
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
 
 
@@ -92,12 +100,27 @@ class QuarantinedItem:
 
 @dataclass(frozen=True)
 class DatasetInfo:
+    """A published dataset version's metadata (its manifest): no rows."""
+
     name: str
     digest: str
     rows: int | None
     call_ids: tuple[str, ...]
-    path: Path
     manifest: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # as written at publish
+
+
+@dataclass(frozen=True)
+class OpenedDataset:
+    """A dataset version handed out by :meth:`GovernedStore.open_dataset`: its rows and its manifest."""
+
+    name: str
+    digest: str
+    data: Dataset
+    manifest: dict[str, Any]
+
+    @property
+    def call_ids(self) -> tuple[str, ...]:
+        return tuple(self.manifest.get("call_ids", []))
 
 
 @dataclass(frozen=True)
@@ -196,7 +219,7 @@ class GovernedStore:
         return path.relative_to(self.root).as_posix()
 
     # -- raw zone -----------------------------------------------------------
-    def raw_dir(self, call_id: str) -> Path:
+    def _raw_dir(self, call_id: str) -> Path:
         return self.root / "raw" / _safe(call_id)
 
     def write_raw(self, records: list[tuple[dict[str, Any], bytes, str]]) -> None:
@@ -204,7 +227,7 @@ class GovernedStore:
         self._authorise("raw", "write")
         cipher = self.keys.raw
         for document, audio, suffix in records:
-            folder = self.raw_dir(document["call_id"])
+            folder = self._raw_dir(document["call_id"])
             audio_name = f"audio{suffix if _SUFFIX.match(suffix) else '.bin'}"
             _atomic_write(folder / (audio_name + ENCRYPTED), cipher.encrypt(audio))
             for stale in folder.glob(f"audio*{ENCRYPTED}"):
@@ -255,18 +278,18 @@ class GovernedStore:
 
     def _raw_documents(self, ids: list[str]) -> Iterator[dict[str, Any]]:
         for call_id in ids:
-            path = self.raw_dir(call_id) / RAW_DOCUMENT
+            path = self._raw_dir(call_id) / RAW_DOCUMENT
             if not path.exists():
                 raise FileNotFoundError(f"call {call_id} is not in the raw zone (removed by retention or erasure?)")
             yield json.loads(self.keys.raw.decrypt(path.read_bytes(), self._rel(path)))
 
     def _decrypt_audio(self, document: dict[str, Any]) -> bytes:
-        path = self.raw_dir(document["call_id"]) / (Path(document["audio"]).name + ENCRYPTED)
+        path = self._raw_dir(document["call_id"]) / (Path(document["audio"]).name + ENCRYPTED)
         return self.keys.raw.decrypt(path.read_bytes(), self._rel(path))
 
     def delete_raw(self, call_ids: Iterable[str]) -> Deletion:
         """Remove raw calls (documents, audio and index entries) for good."""
-        return self._delete_calls("raw", call_ids, self.raw_dir)
+        return self._delete_calls("raw", call_ids, self._raw_dir)
 
     # -- redacted zone --------------------------------------------------------
     def _redacted_path(self, call_id: str) -> Path:
@@ -349,7 +372,7 @@ class GovernedStore:
         safe_item = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in item_id)[:150] or "item"
         folder = self.root / "quarantine" / stage / safe_item
         if caller_ref is None and call_id and SAFE_ID.match(call_id):
-            meta = self.raw_dir(call_id) / RAW_META
+            meta = self._raw_dir(call_id) / RAW_META
             caller_ref = json.loads(meta.read_text())["caller_ref"] if meta.exists() else None
         record = {
             "stage": stage,
@@ -429,35 +452,49 @@ class GovernedStore:
         return result
 
     # -- datasets zone ------------------------------------------------------------
-    def dataset_dir(self, name: str, digest: str) -> Path:
+    def _dataset_dir(self, name: str, digest: str) -> Path:
         return self.root / "datasets" / _safe(name, "dataset name") / _safe(digest, "dataset digest")
 
-    def write_dataset(self, name: str, digest: str, writer: Any, call_ids: Iterable[str], **detail: Any) -> Path:
-        """Run ``writer(tmp_dir)`` and publish the folder atomically as ``datasets/name/digest``."""
+    def write_dataset(self, name: str, digest: str, data: Dataset, call_ids: Iterable[str], **detail: Any) -> None:
+        """Publish ``data`` atomically as version ``name@digest``, with a manifest of the calls it holds.
+
+        The manifest is ``{name, digest, rows, call_ids, **detail}``; a version already published is
+        left as it is (its digest names its content).
+        """
         self._authorise("datasets", "write")
-        final = self.dataset_dir(name, digest)
+        ids = list(call_ids)
+        final = self._dataset_dir(name, digest)
         if not final.exists():
             tmp = final.with_name(f".{digest}.tmp-{os.getpid()}")
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
-            writer(tmp)
+            data.save_to_disk(str(tmp / DATASET_DATA))
+            manifest = {"name": name, "digest": digest, "rows": len(data), "call_ids": ids, **detail}
+            (tmp / DATASET_MANIFEST).write_text(json.dumps(manifest, indent=1))
             os.replace(tmp, final)
-        self._record("datasets", "datasets.write", call_ids, dataset=name, digest=digest, **detail)
-        return final
+        self._record("datasets", "datasets.write", ids, dataset=name, digest=digest, rows=len(data))
 
-    def open_dataset(self, name: str, digest: str, call_ids: Iterable[str] = ()) -> Path:
-        """Hand a dataset folder to training/evaluation, audited with the calls it holds."""
+    def open_dataset(self, name: str, digest: str) -> OpenedDataset:
+        """A dataset version's rows and manifest for training/evaluation, checked and audited with its calls."""
         self._authorise("datasets", "read")
-        path = self.dataset_dir(name, digest)
-        if not path.exists():
+        folder = self._dataset_dir(name, digest)
+        if not (folder / DATASET_MANIFEST).exists():
             raise FileNotFoundError(f"dataset {name}@{digest[:12]} is not in the store; run `voiceloop retrain`")
-        self._record("datasets", "datasets.read", call_ids, dataset=name, digest=digest)
-        return path
+        manifest = json.loads((folder / DATASET_MANIFEST).read_text())
+        self._record("datasets", "datasets.read", manifest.get("call_ids", []), dataset=name, digest=digest)
+        return OpenedDataset(name, digest, Dataset.load_from_disk(str(folder / DATASET_DATA)), manifest)
+
+    def dvc_workspace(self, operation: Operation) -> Path:
+        """The datasets zone's folder, for DVC alone (training/versioning.py): the one place the store hands
+        out a path, because DVC versions whole dataset folders on disk. Checked like any access to the zone
+        (``operation``: write to track and push versions, delete to forget them)."""
+        self._authorise("datasets", operation)
+        return self.root / "datasets"
 
     def list_datasets(self) -> list[DatasetInfo]:
         """Every published dataset version with the calls its manifest lists (metadata only)."""
         out = []
-        for manifest_path in sorted((self.root / "datasets").glob("*/*/manifest.json")):
+        for manifest_path in sorted((self.root / "datasets").glob(f"*/*/{DATASET_MANIFEST}")):
             folder = manifest_path.parent
             if folder.name.startswith(".") or folder.parent.name.startswith("."):
                 continue
@@ -468,7 +505,6 @@ class GovernedStore:
                     digest=folder.name,
                     rows=manifest.get("rows"),
                     call_ids=tuple(manifest.get("call_ids", [])),
-                    path=folder,
                     manifest=manifest,
                 )
             )
@@ -481,9 +517,9 @@ class GovernedStore:
         can remove it there too (``dvc gc`` or deleting that object).
         """
         self._authorise("datasets", "delete")
-        folder = self.dataset_dir(name, digest)
+        folder = self._dataset_dir(name, digest)
         result = Deletion("datasets", extra={"dataset": name, "digest": digest})
-        manifest = folder / "manifest.json"
+        manifest = folder / DATASET_MANIFEST
         call_ids = json.loads(manifest.read_text()).get("call_ids", []) if manifest.exists() else []
         dvc_file = folder.with_name(folder.name + ".dvc")
         if dvc_file.exists():
@@ -501,7 +537,13 @@ class GovernedStore:
 
     # -- retention / erasure support -------------------------------------------------
     def calls_of_caller(self, caller_ref: str) -> CallerFootprint:
-        """Every call of one caller (by pseudonym) across raw, redacted and quarantine; the lookup is audited."""
+        """Every call of one caller (by pseudonym) across raw, redacted and quarantine; the lookup is audited.
+
+        A footprint is found in order to delete it (erasure, retention), so the actor must be allowed to
+        delete from every zone it spans; others are refused (and the refusal audited) before anything is read.
+        """
+        for zone in CALL_ZONES:
+            self._authorise(zone, "delete")
         raw = sorted(cid for cid, entry in self.raw_index().items() if entry.caller_ref == caller_ref)
         redacted = sorted(
             path.stem
@@ -574,6 +616,48 @@ class GovernedStore:
             detail={"files": result.files, "bytes": result.bytes, "missing": result.missing, **result.extra},
         )
 
+    # -- keys ---------------------------------------------------------------------------
+    def rotate_raw_keys(self) -> RotationReport:
+        """Re-encrypt every encrypted file (raw zone and quarantine) with the primary key, file by file.
+
+        Each file is replaced atomically, so a killed rotation leaves every file readable with the
+        configured keys and can simply be run again. Files no key can decrypt are reported in
+        ``failed`` (and the audit entry's outcome is ``partial``): do not drop an old key until a
+        rotation reports none.
+        """
+        self._authorise("raw", "write")
+        self._authorise("quarantine", "write")
+        self.keys.reload()
+        cipher = self.keys.raw
+        report = RotationReport(primary=cipher.primary)
+        files = sorted((self.root / "raw").glob(f"*/*{ENCRYPTED}")) + sorted(
+            (self.root / "quarantine").glob(f"*/*/*{ENCRYPTED}")
+        )
+        calls: set[str] = set()
+        for path in files:
+            relative = self._rel(path)
+            try:
+                rotated = cipher.rotate(path.read_bytes(), relative)
+            except RawKeyError:
+                report.failed.append(relative)
+                continue
+            _atomic_write(path, rotated)
+            report.files += 1
+            report.bytes += len(rotated)
+            if relative.startswith("raw/"):
+                calls.add(path.parent.name)
+        report.call_ids = sorted(calls)
+        self.audit.append(
+            self.actor,
+            "keys.rotate",
+            zone="raw",
+            call_ids=report.call_ids,
+            outcome="partial" if report.failed else "ok",
+            detail={"files": report.files, "failed": report.failed, "primary": cipher.primary,
+                    "keys": len(cipher.fingerprints)},
+        )
+        return report
+
     # -- small state files (watermarks, stage markers) ------------------------------
     def read_state(self, name: str) -> dict[str, Any]:
         path = self.root / "state" / f"{name}.json"
@@ -582,45 +666,7 @@ class GovernedStore:
     def write_state(self, name: str, state: dict[str, Any]) -> None:
         _atomic_write(self.root / "state" / f"{name}.json", _dump(state))
 
-
-def rotate_raw_keys(store: GovernedStore) -> RotationReport:
-    """Re-encrypt every encrypted file (raw zone and quarantine) with the primary key, file by file.
-
-    Each file is replaced atomically, so a killed rotation leaves every file readable with the
-    configured keys and can simply be run again. Files no key can decrypt are reported in
-    ``failed`` (and the audit entry's outcome is ``partial``): do not drop an old key until a
-    rotation reports none.
-    """
-    store._authorise("raw", "write")
-    store._authorise("quarantine", "write")
-    store.keys.reload()
-    cipher = store.keys.raw
-    report = RotationReport(primary=cipher.primary)
-    files = sorted((store.root / "raw").glob(f"*/*{ENCRYPTED}")) + sorted(
-        (store.root / "quarantine").glob(f"*/*/*{ENCRYPTED}")
-    )
-    calls: set[str] = set()
-    for path in files:
-        relative = store._rel(path)
-        try:
-            rotated = cipher.rotate(path.read_bytes(), relative)
-        except RawKeyError:
-            report.failed.append(relative)
-            continue
-        _atomic_write(path, rotated)
-        report.files += 1
-        report.bytes += len(rotated)
-        if relative.startswith("raw/"):
-            calls.add(path.parent.name)
-    report.call_ids = sorted(calls)
-    store.audit.append(
-        store.actor,
-        "keys.rotate",
-        zone="raw",
-        call_ids=report.call_ids,
-        outcome="partial" if report.failed else "ok",
-        detail={"files": report.files, "failed": report.failed, "primary": cipher.primary,
-                "keys": len(cipher.fingerprints)},
-    )
-    return report
+    def state_names(self, prefix: str) -> list[str]:
+        """The names of the state files that start with ``prefix`` (e.g. one ingest state per call store)."""
+        return sorted(path.stem for path in (self.root / "state").glob(f"{prefix}*.json"))
 

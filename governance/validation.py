@@ -3,6 +3,7 @@
 The suite checks the schema, the audio facts measured at ingest (readable, sample rate,
 duration), turn timings, transcript length and the label set. A failing row is quarantined
 with the names of the expectations it failed; only passing rows go on to the datasets.
+:func:`validate_redacted` is the step the retrain flow and the ``build-datasets`` DVC stage both run.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import great_expectations as gx
 import great_expectations.expectations as gxe
 import pandas as pd
 
+from core.corpus import intent_names
 from core.settings import ValidationConfig
+from governance.store import GovernedStore
 
 ROW_ID = "row_id"
+QUARANTINED_STATE = "validation-quarantined"  # items already quarantined: a re-run does not add them again
 REQUIRED = ["call_id", "turn", "speaker", "text", "sample_rate", "duration_s", "start_s", "end_s", "split"]
 
 
@@ -127,3 +131,20 @@ def run_expectations(frame: pd.DataFrame, expectations: list[Any], suite_name: s
         for item in indices:
             failures.setdefault(int(item[ROW_ID]), []).append(name)
     return failures
+
+
+def validate_redacted(store: GovernedStore, config: ValidationConfig) -> ValidationReport:
+    """The validation step: every redacted turn through the suite, new failures quarantined with the
+    expectations they failed (each once, whatever the number of re-runs); ``store`` acts for validation."""
+    frame = turn_rows(store.read_redacted())
+    report = validate_turns(frame, config, list(intent_names()))
+    already = set(store.read_state(QUARANTINED_STATE).get("items", []))
+    for row_id, failed in report.failures.items():
+        row = frame[frame[ROW_ID] == row_id].iloc[0]
+        item = f"{row['call_id']}.turn{row['turn']}"
+        if item not in already:
+            store.quarantine("validation", item, "failed " + ", ".join(failed), call_id=row["call_id"],
+                             payload=row.drop(ROW_ID).to_dict())
+            already.add(item)
+    store.write_state(QUARANTINED_STATE, {"items": sorted(already)})
+    return report

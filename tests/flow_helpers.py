@@ -87,7 +87,7 @@ def trained_template(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
         shutil.copytree(tiny_corpus, sources)
         caller_id, call_ids = _share_a_caller(sources)
         params = flow_params(root, sources, **TEMPLATE_SECTIONS)
-        summary = retrain(params_file=str(params))
+        summary = retrain(params_file=str(params)).to_json()
         _TEMPLATE = TrainedProject(params, sources, summary, caller_id, call_ids)
     return _TEMPLATE
 

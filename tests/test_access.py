@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from datasets import Dataset
 
 from core.settings import Settings
 from governance import access
@@ -114,12 +115,11 @@ def _populate(root: Path, audit: AuditLog) -> None:
 
     as_admin("ingest").write_raw([(_document(), _wav(), ".wav")])
     as_admin("redaction").write_redacted([{"call_id": CALL, "caller_ref": "caller-x", "turns": []}])
-    as_admin("training").write_dataset("intent-train", "d" * 64, _manifest_writer, [CALL])
+    as_admin("training").write_dataset("intent-train", "d" * 64, _ROWS, [CALL])
     as_admin("ingest").quarantine("ingest", f"{CALL}.json", "bad audio", call_id=CALL)
 
 
-def _manifest_writer(folder: Path) -> None:
-    (folder / "manifest.json").write_text(f'{{"rows": 1, "call_ids": ["{CALL}"]}}')
+_ROWS = Dataset.from_list([{"call_id": CALL, "text": "my card is lost"}])
 
 
 OPS: dict[str, Callable[[GovernedStore], Any]] = {
@@ -129,8 +129,8 @@ OPS: dict[str, Callable[[GovernedStore], Any]] = {
     "redacted.read": lambda s: s.read_redacted([CALL]),
     "redacted.write": lambda s: s.write_redacted([{"call_id": CALL, "turns": []}]),
     "redacted.delete": lambda s: s.delete_redacted([CALL]),
-    "datasets.read": lambda s: s.open_dataset("intent-train", "d" * 64, [CALL]),
-    "datasets.write": lambda s: s.write_dataset("intent-train", "d" * 64, _manifest_writer, [CALL]),
+    "datasets.read": lambda s: s.open_dataset("intent-train", "d" * 64),
+    "datasets.write": lambda s: s.write_dataset("intent-train", "d" * 64, _ROWS, [CALL]),
     "datasets.delete": lambda s: s.delete_dataset("intent-train", "d" * 64),
     "quarantine.read": lambda s: s.read_quarantined(f"ingest/{CALL}.json"),
     "quarantine.write": lambda s: s.quarantine("validation", f"{CALL}.turn0", "too short", call_id=CALL),

@@ -128,11 +128,12 @@ def test_the_retrain_table_shows_both_fine_tunings_and_what_each_step_cost(
 ) -> None:
     from rich.console import Console
 
+    from flows.summary import RetrainSummary
     from voiceloop.cli import _summary_table
 
-    summary = trained_template(tiny_corpus, tmp_path_factory).summary
+    summary = trained_template(tiny_corpus, tmp_path_factory).summary  # the --json form
     console = Console(record=True, width=300)
-    console.print(_summary_table(summary))
+    console.print(_summary_table(RetrainSummary.model_validate(summary)))  # the table renders the same object
     text = console.export_text()
     assert "fine-tune intent" in text and f"golden WER {summary['asr']['golden_wer']:.4f}" in text
     assert "CPU (s)" in text and str(summary["cpu_s"]["redact"]) in text
@@ -212,7 +213,7 @@ def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
     project = clone_project(template, tmp_path_factory.mktemp("asr-regate"))
     lora = {**TINY_ASR["lora"], "merge_scale": 0.5}  # the template merged whole
     params = flow_params(project.params.parent, project.sources, asr={"enabled": True, "lora": lora})
-    summary = retrain(params_file=str(params))
+    summary = retrain(params_file=str(params)).to_json()
     assert summary["training"]["reused"] and not summary["asr"]["reused"]
     gate = summary["gate"]
     assert not gate["repeated"] and "clean_speech" in {c["name"] for c in gate["criteria"]}
@@ -224,7 +225,7 @@ def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
     after = registry.bundle(gate["bundle_version"]).components
     assert after["intent"] == before["intent"]  # the reused intent run is one model version, not two
     assert after["asr"] != before["asr"]
-    again = retrain(params_file=str(params))  # nothing new: the recorded verdict for this pair
+    again = retrain(params_file=str(params)).to_json()  # nothing new: the recorded verdict for this pair
     assert again["gate"]["repeated"] and again["gate"]["bundle_version"] == gate["bundle_version"]
     assert again["gate"]["verdict"] == gate["verdict"]
     assert not again["asr"]["champion_transcribed"]  # a gated pair: the comparison is not redone,

@@ -20,7 +20,7 @@ from governance.crypto import (
     retire_raw_keys,
 )
 from governance.ingest import ingest
-from governance.store import GovernedStore, rotate_raw_keys
+from governance.store import GovernedStore
 from tests.conftest import write_call
 
 TRANSCRIPT = "my card has not arrived yet"
@@ -76,7 +76,7 @@ def test_rotation_with_two_keys_then_dropping_the_old_one(tmp_path: Path) -> Non
     before = {p: p.read_bytes() for p in (tmp_path / "zones").rglob("*.enc")}
     assert len(before) == 3  # call, audio, quarantined original
 
-    report = rotate_raw_keys(_store(tmp_path, "key-rotation", keys=[new, old]))
+    report = _store(tmp_path, "key-rotation", keys=[new, old]).rotate_raw_keys()
     assert (report.files, report.failed, report.primary, report.call_ids) == (3, [], fingerprint(new), ["c1"])
     assert all(path.read_bytes() != data for path, data in before.items())
     [entry] = list(_store(tmp_path, "ingest").audit.entries(action="keys.rotate"))
@@ -94,7 +94,7 @@ def test_rotation_with_two_keys_then_dropping_the_old_one(tmp_path: Path) -> Non
 def test_rotation_reports_files_no_configured_key_opens(tmp_path: Path) -> None:
     lost, current = generate_key(), generate_key()
     _ingest(tmp_path, keys=[lost])
-    report = rotate_raw_keys(_store(tmp_path, "key-rotation", keys=[current]))
+    report = _store(tmp_path, "key-rotation", keys=[current]).rotate_raw_keys()
     assert report.files == 0 and report.failed == [
         "raw/c1/audio.wav.enc", "raw/c1/call.json.enc", "quarantine/ingest/broken.json/broken.json.enc"]
     [entry] = list(_store(tmp_path, "ingest").audit.entries(action="keys.rotate"))
@@ -106,7 +106,7 @@ def test_only_key_rotation_may_rotate(tmp_path: Path) -> None:
 
     _ingest(tmp_path)
     with pytest.raises(AccessDenied, match="may not write zone 'raw'"):
-        rotate_raw_keys(_store(tmp_path, "retention", role="compliance-officer"))
+        _store(tmp_path, "retention", role="compliance-officer").rotate_raw_keys()
 
 
 def test_a_wrong_key_gives_a_clear_error_without_key_material(tmp_path: Path) -> None:

@@ -133,7 +133,7 @@ def test_datasets_are_rebuilt_without_the_caller(project: TrainedProject, erasur
         new = stored[entry["new_digest"]]
         assert new.name == name and set(new.call_ids) == set(old["call_ids"]) - set(project.call_ids)
         assert entry["rows_after"] == new.rows < old["rows"] == entry["rows_before"]
-        manifest = json.loads((new.path / "manifest.json").read_text())
+        manifest = new.manifest
         assert manifest["rebuilt_from"] == entry["old_digest"]
         assert manifest["erasure_request"] == erasure.certificate["request_id"]
     # the DVC stage rebuilds the same versions from the redacted zone the erasure left behind
@@ -154,7 +154,7 @@ def test_dvc_cache_and_remote_lose_the_old_objects_and_keep_the_rest(project: Tr
     for oid in dvc["cache"]["objects"]:
         for base in (settings.root / "dvc-cache", Path(settings.dvc_remote_url)):
             assert not (base / "files" / "md5" / oid[:2] / oid[2:]).exists()
-    versioner = DvcVersioner(settings.zones_dir / "datasets", settings.dvc_remote_url, settings.root / "dvc-cache")
+    versioner = DvcVersioner.of(open_store(settings, "compliance-officer", "erasure"), settings)
     assert versioner.missing_objects() == {"cache": [], "remote": []}  # remaining versions are whole
     assert not set(dvc["cache"]["objects"]) & versioner.referenced_objects()
     assert {p.stem for p in versioner.dvc_files()} >= {d["new_digest"] for d in erasure.certificate["datasets"]}

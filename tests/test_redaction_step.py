@@ -45,7 +45,8 @@ def test_spoken_pii_is_redacted_and_caller_pseudonymised(tmp_path: Path) -> None
     # raw index and redacted document carry the same pseudonym: erasure finds the caller in both zones
     ref = store.caller_ref("caller-with-pii")
     assert json.loads(stored)["caller_ref"] == store.raw_index()["with-pii"].caller_ref == ref
-    footprint = store.calls_of_caller(ref)
+    eraser = GovernedStore(store.root, store.audit, Actor(role="compliance-officer", purpose="erasure", user="t"))
+    footprint = eraser.calls_of_caller(ref)
     assert footprint.raw == footprint.redacted == ("with-pii",)
     # the audio went through audio redaction into the redacted zone; the raw audio is untouched
     assert report.audio.calls == ["clean", "with-pii"] and report.audio.quarantined == []

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.usefixtures("prefect_harness")
 def _run(params: Path) -> dict[str, Any]:
     from flows.retrain import retrain
 
-    return retrain(params_file=str(params))
+    return retrain(params_file=str(params)).to_json()
 
 
 def _params(folder: Path, sources: Path, **intent: Any) -> Path:
@@ -181,7 +181,7 @@ def test_dvc_repro_gives_the_flows_dataset_digests(first_run: tuple[Path, dict[s
     summary = _run(params)  # the current state (other tests add calls); reuses every finished step
     workspace = tmp_path / "workspace"
     workspace.mkdir()
-    for name in ("dvc.yaml", "data", "training", "governance"):
+    for name in ("dvc.yaml", "data", "core", "training", "governance"):
         (workspace / name).symlink_to(REPO / name)
     shutil.copy(params, workspace / "params.yaml")
     bin_dir = Path(sys.executable).parent

@@ -141,10 +141,9 @@ def test_a_challenger_trained_on_20_percent_flipped_labels_is_blocked_and_the_re
         data = version.load()
         intents = [names[(names.index(y) + 1 + int(rng.integers(len(names) - 1))) % len(names)]
                    if y in names and rng.random() < 0.2 else y for y in data["intent"]]
-        folder = tmp_path / name
-        data.remove_columns("intent").add_column("intent", intents).save_to_disk(str(folder / "data"))
-        train_sets.append(DatasetVersion(name, version.digest[:16] + "-flipped20", folder, version.rows,
-                                         version.call_ids))
+        flipped = data.remove_columns("intent").add_column("intent", intents)
+        train_sets.append(DatasetVersion(name, version.digest[:16] + "-flipped20", version.rows, version.call_ids,
+                                         flipped))
     golden = open_version(store, "intent-golden", project.summary["datasets"]["intent-golden"]["digest"])
     Registry(settings)  # tracking
     challenger = finetune_intent(train_sets, golden, names, settings.intent, tmp_path / "work")

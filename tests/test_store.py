@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from datasets import Dataset
 
+from governance.access import AccessDenied
 from governance.audit import Actor, AuditLog
 from governance.ingest import ingest
 from governance.store import GovernedStore
@@ -36,18 +38,13 @@ def _setup(tmp_path: Path) -> GovernedStore:
                                               payload={"text": "ok"})
     trainer = _store(tmp_path, "training")
     for name, calls in (("intent-train", ["a1", "b1"]), ("intent-golden", ["a2"])):
-        trainer.write_dataset(name, f"{name.split('-')[1]}digest", _manifest(name, calls), calls)
+        trainer.write_dataset(name, f"{name.split('-')[1]}digest", _rows(calls), calls)
     (tmp_path / "zones/datasets/intent-train/traindigest.dvc").write_text("outs:\n- md5: abc123.dir\n  path: x\n")
     return redactor
 
 
-def _manifest(name: str, calls: list[str]):  # type: ignore[no-untyped-def]
-    def write(folder: Path) -> None:
-        (folder / "data").mkdir()
-        (folder / "data" / "rows.arrow").write_bytes(b"\0" * 100)
-        (folder / "manifest.json").write_text(json.dumps({"name": name, "rows": len(calls), "call_ids": calls}))
-
-    return write
+def _rows(calls: list[str]) -> Dataset:
+    return Dataset.from_list([{"call_id": c, "text": f"turn of {c}"} for c in calls])
 
 
 def test_the_raw_index_holds_facts_and_pseudonyms_never_a_clear_caller_id(tmp_path: Path) -> None:
@@ -62,7 +59,8 @@ def test_the_raw_index_holds_facts_and_pseudonyms_never_a_clear_caller_id(tmp_pa
 
 
 def test_calls_of_caller_finds_raw_redacted_and_quarantine_and_is_audited(tmp_path: Path) -> None:
-    store = _setup(tmp_path)
+    _setup(tmp_path)
+    store = _store(tmp_path, "erasure")
     ref = store.caller_ref("caller-A")
     found = store.calls_of_caller(ref)
     assert found.raw == ("a1", "a2") and found.redacted == ("a1", "a2")
@@ -72,6 +70,14 @@ def test_calls_of_caller_finds_raw_redacted_and_quarantine_and_is_audited(tmp_pa
     assert entry.call_ids == ["a-bad", "a1", "a2"] and entry.detail["caller_ref"] == ref
     assert "caller-A" not in json.dumps(entry.detail)
     assert store.calls_of_caller(store.caller_ref("caller-nobody")).call_ids == ()
+
+
+def test_calls_of_caller_is_refused_to_a_purpose_that_may_not_delete(tmp_path: Path) -> None:
+    trainer = _setup(tmp_path).as_purpose("training")
+    with pytest.raises(AccessDenied, match="raw"):
+        trainer.calls_of_caller(trainer.caller_ref("caller-A"))
+    [denied] = list(trainer.audit.entries(outcome="denied"))
+    assert denied.action == "raw.delete" and denied.call_ids == []
 
 
 def test_delete_raw_removes_every_file_and_is_audited(tmp_path: Path) -> None:
@@ -115,15 +121,29 @@ def test_datasets_are_listed_with_their_calls_and_deleted_with_their_dvc_pointer
 
     result = eraser.delete_dataset("intent-train", "traindigest")
     assert result.call_ids == ["a1", "b1"] and result.extra["dvc_md5"] == "abc123.dir"
-    assert sorted(result.paths) == [
-        "datasets/intent-train/traindigest.dvc", "datasets/intent-train/traindigest/data/rows.arrow",
-        "datasets/intent-train/traindigest/manifest.json",
-    ]
+    folder = "datasets/intent-train/traindigest"
+    assert {p for p in result.paths if not p.startswith(f"{folder}/data/")} == {
+        "datasets/intent-train/traindigest.dvc", f"{folder}/manifest.json"}
+    assert any(p.endswith(".arrow") for p in result.paths)  # the rows went too
     assert not (tmp_path / "zones/datasets/intent-train").exists()
     assert [d.name for d in eraser.list_datasets()] == ["intent-golden"]
     [entry] = list(eraser.audit.entries(action="datasets.delete"))
     assert entry.call_ids == ["a1", "b1"] and entry.detail["dataset"] == "intent-train"
     assert eraser.delete_dataset("intent-train", "traindigest").missing == ["intent-train@traindigest"]
+
+
+def test_a_dataset_is_handed_out_as_data_checked_and_audited_with_its_calls(tmp_path: Path) -> None:
+    _setup(tmp_path)
+    trainer = _store(tmp_path, "training")
+    opened = trainer.open_dataset("intent-train", "traindigest")
+    assert opened.data["call_id"] == ["a1", "b1"] and opened.call_ids == ("a1", "b1")
+    assert opened.manifest == {"name": "intent-train", "digest": "traindigest", "rows": 2, "call_ids": ["a1", "b1"]}
+    [read] = list(trainer.audit.entries(action="datasets.read"))
+    assert read.call_ids == ["a1", "b1"] and read.detail == {"dataset": "intent-train", "digest": "traindigest"}
+    with pytest.raises(AccessDenied):
+        _store(tmp_path, "ingest").open_dataset("intent-train", "traindigest")
+    with pytest.raises(FileNotFoundError, match="intent-train@nodigest"):
+        trainer.open_dataset("intent-train", "nodigest")
 
 
 def test_deletes_need_the_delete_right(tmp_path: Path) -> None:

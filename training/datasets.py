@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
 import pandas as pd
@@ -38,14 +37,27 @@ ASR_DATASETS = frozenset({ASR_TRAIN, ASR_GOLDEN, ASR_DIGITS})
 
 @dataclass(frozen=True)
 class DatasetVersion:
+    """A dataset version: named by its content digest, with the calls it holds.
+
+    ``data`` is there only when the version was opened through the store (:func:`open_version`, or
+    :meth:`opened`), which checks and audits the read; a version as published is a reference.
+    """
+
     name: str
     digest: str
-    path: Path
     rows: int
     call_ids: tuple[str, ...]
+    data: Dataset | None = field(default=None, compare=False, repr=False)
 
     def load(self) -> Dataset:
-        return Dataset.load_from_disk(str(self.path / "data"))
+        """The rows; the version must have been opened through the store."""
+        if self.data is None:
+            raise RuntimeError(f"dataset {self.short} was not opened through the store: use open_version()")
+        return self.data
+
+    def opened(self, store: GovernedStore) -> DatasetVersion:
+        """This version with its rows, read through ``store`` (checked and audited for its purpose)."""
+        return open_version(store, self.name, self.digest)
 
     @property
     def short(self) -> str:
@@ -64,16 +76,16 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def publish(store: GovernedStore, name: str, rows: list[dict[str, Any]], **detail: Any) -> DatasetVersion:
-    digest = canonical_digest(rows)
+    """Publish text rows as version ``name@<digest of the rows>`` through the store."""
+    return publish_data(store, name, canonical_digest(rows), Dataset.from_list(rows), rows, **detail)
+
+
+def publish_data(store: GovernedStore, name: str, digest: str, data: Dataset, rows: list[dict[str, Any]],
+                 **detail: Any) -> DatasetVersion:
+    """Publish ``data`` (made from ``rows``) under ``digest``; the manifest lists the calls the rows hold."""
     call_ids = tuple(sorted({r["call_id"] for r in rows if r.get("call_id")}))
-
-    def write(folder: Path) -> None:
-        Dataset.from_list(rows).save_to_disk(str(folder / "data"))
-        manifest = {"name": name, "digest": digest, "rows": len(rows), "call_ids": list(call_ids), **detail}
-        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-
-    path = store.write_dataset(name, digest, write, call_ids, rows=len(rows))
-    return DatasetVersion(name, digest, path, len(rows), call_ids)
+    store.write_dataset(name, digest, data, call_ids, **detail)
+    return DatasetVersion(name, digest, len(rows), call_ids)
 
 
 def build_call_datasets(store: GovernedStore, validated: pd.DataFrame) -> dict[str, DatasetVersion]:
@@ -123,7 +135,6 @@ def build_versions(
 
 
 def open_version(store: GovernedStore, name: str, digest: str) -> DatasetVersion:
-    """A stored dataset version, handed out (and audited) by the store."""
-    manifest = json.loads((store.dataset_dir(name, digest) / "manifest.json").read_text())
-    path = store.open_dataset(name, digest, manifest["call_ids"])
-    return DatasetVersion(name, digest, path, manifest["rows"], tuple(manifest["call_ids"]))
+    """A stored dataset version with its rows, handed out (checked and audited) by the store."""
+    opened = store.open_dataset(name, digest)
+    return DatasetVersion(name, digest, opened.manifest["rows"], opened.call_ids, opened.data)

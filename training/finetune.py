@@ -147,8 +147,9 @@ def train_run(
         for dataset, context in [*((d, "training") for d in train_sets), (golden, "evaluation")]:
             frame = pd.DataFrame({"intent": dataset.load()["intent"]})
             mlflow.log_input(
-                from_pandas(frame, source=str(dataset.path), name=dataset.short,
-                                        digest=dataset.digest[:32]),
+                # the store's name for the version (it hands out data, not paths)
+                from_pandas(frame, source=f"datasets/{dataset.name}/{dataset.digest}", name=dataset.short,
+                            digest=dataset.digest[:32]),
                 context=context,
             )
         model_dir = out_dir / MODEL_ARTIFACT

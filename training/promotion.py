@@ -21,10 +21,12 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
-from core.settings import GateConfig, RedactionConfig
+from core.settings import GateConfig, RedactionConfig, Settings
+from governance.store import GovernedStore
 from training.asr.finetune import MODEL_ARTIFACT as ASR_ARTIFACT
 from training.asr.finetune import AsrChallengerRun, AsrEvaluation, GoldenAudio
 from training.asr.metrics import digits_correct, error_arrays, snr_bin, utterance_errors
+from training.datasets import DatasetVersion
 from training.finetune import MODEL_ARTIFACT, ChallengerRun
 from training.gate import AsrEvidence, GateEvidence, IntentPairs, decide
 from training.intent.predict import IntentModel
@@ -301,3 +303,31 @@ def gate_and_promote(
     champion = registry.by_alias(CHAMPION)
     return PromotionOutcome(bundle.version, bool(decision["promote"]), decision,
                             champion.version if champion else None, evidence.champion_version)
+
+
+def gate_step(settings: Settings, store: GovernedStore, challenger: ChallengerRun, asr: AsrCandidate | None,
+              asr_champion: ChampionAsr | None = None, intent_golden: DatasetVersion | None = None) -> PromotionOutcome:
+    """The gate step of a retrain: decide, move the aliases, and audit the decision and any promotion.
+
+    ``intent_golden`` (the labelled golden turns, read through ``store`` for evaluation) lets the gate
+    read intents from each bundle's own ASR transcripts. A replayed decision (a pair gated before) is
+    not audited again.
+    """
+    evaluator = store.as_purpose("evaluation")
+    intent_labels = None
+    if asr is not None and intent_golden is not None and intent_golden.rows:
+        data = intent_golden.opened(evaluator).load()
+        intent_labels = {(c, int(t)): y for c, t, y in zip(data["call_id"], data["turn"], data["intent"], strict=True)}
+    outcome = gate_and_promote(Registry(settings), challenger, settings.gate, settings.root / "work", asr,
+                               asr_champion, settings.redaction, intent_labels)
+    if not outcome.repeated:
+        decision = outcome.decision
+        evaluator.audit.append(evaluator.actor, "gate.decision",
+                               detail={"bundle_version": outcome.bundle_version, "verdict": decision["verdict"],
+                                       "criteria": decision["criteria"], "champion_before": outcome.previous_champion,
+                                       "run_id": challenger.run_id, "report": decision.get("report")})
+        if outcome.promoted:
+            evaluator.audit.append(evaluator.actor, "registry.promote",
+                                   detail={"bundle_version": outcome.bundle_version,
+                                           "previous": outcome.previous_champion})
+    return outcome

@@ -22,9 +22,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+    from governance.store import GovernedStore
 
 REMOTE = "store"
 
@@ -72,8 +76,15 @@ class DvcVersioner:
         self.repo = Repo(str(root))
         self.remote_url = remote_url
 
-    def track(self, folder: Path) -> str:
-        """Add (idempotently) and push ``folder``; return DVC's content hash for it."""
+    @classmethod
+    def of(cls, store: GovernedStore, settings: Settings) -> DvcVersioner:
+        """The versioner of ``store``'s datasets zone, reached through :meth:`GovernedStore.dvc_workspace`
+        (the one place the store hands out a folder), with the configured cache and remote."""
+        return cls(store.dvc_workspace("write"), settings.dvc_remote_url, settings.root / "dvc-cache")
+
+    def track(self, name: str, digest: str) -> str:
+        """Add (idempotently) and push version ``name@digest``; return DVC's content hash for it."""
+        folder = self.root / name / digest
         dvc_file = folder.with_name(folder.name + ".dvc")
         if not dvc_file.exists():
             self.repo.add(str(folder))

@@ -19,13 +19,16 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+
+if TYPE_CHECKING:  # the command imports it: `voiceloop --help` stays fast
+    from flows.summary import RetrainSummary
 
 from voiceloop import cli_audit, cli_governance, cli_redact, cli_registry, cli_serve, cli_transcribe
 from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, print_json
@@ -70,44 +73,42 @@ def simulate_calls(
                   f"{report.audio_seconds:.0f} s of audio)")
 
 
-def _summary_table(summary: dict[str, Any]) -> Table:
+def _summary_table(summary: RetrainSummary) -> Table:
     table = Table(title="voiceloop retrain", show_lines=False)
     table.add_column("step")
     table.add_column("result")
     table.add_column("time (s)", justify="right")
     table.add_column("CPU (s)", justify="right")
-    timings, cpu = summary.get("timings_s", {}), summary.get("cpu_s", {})
+    timings, cpu = summary.timings_s, summary.cpu_s
 
     def row(step: str, result: str, stage: str = "") -> None:
         table.add_row(step, result, str(timings.get(stage, "")), str(cpu.get(stage, "")))
 
-    for split, stats in summary["ingest"].items():
-        row(f"ingest ({split})", f"{stats['ingested']} new, {stats['already_seen']} seen, "
-            f"{stats['no_consent']} no consent, {stats['quarantined']} quarantined"
-            + (f", {stats['erased']} erased (skipped)" if stats.get("erased") else ""))
+    for split, stats in summary.ingest.items():
+        row(f"ingest ({split})", f"{stats.ingested} new, {stats.already_seen} seen, "
+            f"{stats.no_consent} no consent, {stats.quarantined} quarantined"
+            + (f", {stats.erased} erased (skipped)" if stats.erased else ""))
     row("", "", "ingest")
-    red = summary["redaction"]
-    row("redact", f"{red['calls']} calls, {red['turns']} turns, {red['leaking_turns']} leaking turns quarantined",
-        "redact")
-    val = summary["validation"]
-    row("validate", f"{val['passed']}/{val['rows']} turns passed {val['expectations']} expectations", "validate")
-    row("datasets", ", ".join(f"{k}@{v['digest'][:10]} ({v['rows']} rows)" for k, v in summary["datasets"].items()),
+    if (red := summary.redaction) is not None:
+        row("redact", f"{red.calls} calls, {red.turns} turns, {red.leaking_turns} leaking turns quarantined", "redact")
+    if (val := summary.validation) is not None:
+        row("validate", f"{val.passed}/{val.rows} turns passed {val.expectations} expectations", "validate")
+    row("datasets", ", ".join(f"{k}@{v.digest[:10]} ({v.rows} rows)" for k, v in summary.datasets.items()),
         "datasets")
-    tr = summary["training"]
-    row("fine-tune intent", f"golden accuracy {tr['golden_accuracy']:.4f}" + (" (reused run)" if tr["reused"] else ""),
-        "finetune")
-    if "asr" in summary:
-        asr = summary["asr"]
-        reused = " (reused run)" if asr["reused"] else ""
-        row("fine-tune ASR", f"golden WER {asr['golden_wer']:.4f}, digit strings {asr['digit_accuracy']:.2f}, "
-            f"{asr['clean_speech_errors']} word errors on clean recordings{reused}", "finetune_asr")
+    if (tr := summary.training) is not None:
+        row("fine-tune intent", f"golden accuracy {tr.golden_accuracy:.4f}" + (" (reused run)" if tr.reused else ""),
+            "finetune")
+    if (asr := summary.asr) is not None:
+        reused = " (reused run)" if asr.reused else ""
+        row("fine-tune ASR", f"golden WER {asr.golden_wer:.4f}, digit strings {asr.digit_accuracy:.2f}, "
+            f"{asr.clean_speech_errors} word errors on clean recordings{reused}", "finetune_asr")
     if "train_lanes" in timings:
         row("", "both fine-tunings side by side", "train_lanes")
-    gate = summary["gate"]
-    verdict = "[green]PROMOTED[/]" if gate["promoted"] else "[yellow]NOT PROMOTED[/]"
-    row("gate", f"bundle v{gate['bundle_version']}: {verdict}; champion is v{gate['champion']}", "gate")
-    for reason in gate["reasons"]:
-        row("", f"[yellow]{reason}[/]")
+    if (gate := summary.gate) is not None:
+        verdict = "[green]PROMOTED[/]" if gate.promoted else "[yellow]NOT PROMOTED[/]"
+        row("gate", f"bundle v{gate.bundle_version}: {verdict}; champion is v{gate.champion}", "gate")
+        for reason in gate.reasons:
+            row("", f"[yellow]{reason}[/]")
     return table
 
 
@@ -125,7 +126,7 @@ def retrain(params: ParamsOption = None, as_role: RoleOption = None, json_out: J
               "skipped.")
         return
     if json_out:
-        print_json(summary)
+        print_json(summary.to_json())
     else:
         Console().print(_summary_table(summary))
 
@@ -212,23 +213,22 @@ def schedule(
 @app.command("build-datasets")
 def build_datasets_command(params: ParamsOption = None, as_role: RoleOption = None,
                            json_out: JsonOption = False) -> None:
-    """DVC stage: validate the redacted zone and build the dataset versions (same digests as the flow)."""
+    """DVC stage: validate the redacted zone and build the dataset versions, with the flow's own steps.
+
+    Writes the digests to <project>/dvc-stage/datasets.json (the stage's output): the same digests
+    the retrain flow gives from the same redacted zone. Example: dvc repro datasets
+    """
     settings = _settings(params)
-    from core.corpus import intent_names
     from governance.session import open_store
-    from governance.validation import turn_rows, validate_turns
-    from training.asr.data import build_configured
-    from training.datasets import build_versions
+    from governance.validation import validate_redacted
+    from training.build import build_datasets
 
     store = open_store(settings, acting_role(settings, as_role, "validation"), "validation")
-    report = validate_turns(turn_rows(store.read_redacted()), settings.validation, list(intent_names()))
-    versions = build_versions(store.as_purpose("training"), report.passed, settings.intent.include_banking77_train,
-                              settings.intent.banking77_limit)
-    asr = build_configured(store.as_purpose("training"), report.passed, settings)
-    for skipped in asr.skipped:
-        console.print(f"[yellow]ASR data: skipped {escape(str(skipped))}[/yellow]")
-    versions.update(asr.versions)
-    digests = {name: v.digest for name, v in versions.items()}
+    report = validate_redacted(store, settings.validation)
+    built = build_datasets(store.as_purpose("training"), report.passed, settings)
+    for skipped in built.skipped:
+        console.print(f"[yellow]ASR data: skipped {escape(skipped)}[/yellow]")
+    digests = {name: v.digest for name, v in built.versions.items()}
     out = settings.root / "dvc-stage" / "datasets.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(digests, indent=1, sort_keys=True) + "\n")
@@ -241,13 +241,20 @@ def build_datasets_command(params: ParamsOption = None, as_role: RoleOption = No
 
 @app.command("train-intent")
 def train_intent_command(params: ParamsOption = None, as_role: RoleOption = None) -> None:
-    """DVC stage: train the intent model on the datasets of the last `build-datasets` (no MLflow, no gate)."""
+    """DVC stage: the flow's intent fine-tuning on the datasets of the last `build-datasets` (no gate).
+
+    A run the flow already finished on the same datasets and settings is reused (MLflow). The model goes
+    to <project>/dvc-stage/intent_model and its golden accuracy to <project>/dvc-stage/metrics.json.
+    Example: dvc repro train-intent
+    """
     settings = _settings(params)
+    import shutil
+
     from core.corpus import intent_names
     from governance.session import open_store
     from training.datasets import ASR_DATASETS, INTENT_GOLDEN, open_version
-    from training.evaluate import accuracy
-    from training.finetune import golden_references, train_and_predict
+    from training.finetune import finetune_intent
+    from training.registry import Registry
 
     stage_dir = settings.root / "dvc-stage"
     digests = json.loads((stage_dir / "datasets.json").read_text())
@@ -255,12 +262,15 @@ def train_intent_command(params: ParamsOption = None, as_role: RoleOption = None
     versions = {name: open_version(store, name, digest) for name, digest in digests.items()
                 if name not in ASR_DATASETS}
     golden = versions.pop(INTENT_GOLDEN)
-    texts, labels = golden_references(golden)
-    predictions = train_and_predict(list(versions.values()), texts, labels, list(intent_names()), settings.intent,
-                                    stage_dir / "intent_model", progress=True)
-    metrics = {"golden_accuracy": accuracy(labels, predictions), "golden_rows": len(labels)}
+    Registry(settings)  # sets up tracking
+    run = finetune_intent(list(versions.values()), golden, list(intent_names()), settings.intent,
+                          settings.root / "work", tags={"voiceloop.dvc_stage": "train-intent"}, progress=True)
+    shutil.rmtree(stage_dir / "intent_model", ignore_errors=True)
+    shutil.copytree(run.model_dir, stage_dir / "intent_model")
+    metrics = {"golden_accuracy": run.golden_accuracy, "golden_rows": len(run.golden_labels), "run_id": run.run_id}
     (stage_dir / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    console.print(f"golden accuracy {metrics['golden_accuracy']:.4f} on {len(labels)} utterances")
+    console.print(f"golden accuracy {run.golden_accuracy:.4f} on {len(run.golden_labels)} utterances"
+                  + (" (the flow's run, reused)" if run.reused else ""))
 
 
 def main() -> None:

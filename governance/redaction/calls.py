@@ -84,6 +84,12 @@ def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], 
     }
 
 
+def redact_pending(store: GovernedStore, config: RedactionConfig) -> RedactionReport:
+    """The redaction step: every raw call not redacted yet (``store`` acts for redaction)."""
+    pending = sorted(store.raw_call_ids() - store.redacted_call_ids())
+    return redact_calls(store, pending, config) if pending else RedactionReport()
+
+
 def redact_calls(
     store: GovernedStore,
     call_ids: list[str],

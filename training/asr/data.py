@@ -16,11 +16,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, get_args
 
 import numpy as np
@@ -33,7 +31,7 @@ from core.corpus import Split
 from core.settings import Settings
 from governance.redaction.audio import turn_bounds
 from governance.store import GovernedStore
-from training.datasets import ASR_DIGITS, DatasetVersion, canonical_digest, dataset_name
+from training.datasets import ASR_DIGITS, DatasetVersion, canonical_digest, dataset_name, publish_data
 
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,!?;:])")
@@ -90,19 +88,10 @@ def audio_rows_digest(rows: list[dict[str, Any]]) -> str:
 
 def publish_audio(store: GovernedStore, name: str, rows: list[dict[str, Any]], **detail: Any) -> DatasetVersion:
     """Write an audio dataset version named by the digest of its rows (audio by content hash)."""
-    digest = audio_rows_digest(rows)
-    call_ids = tuple(sorted({r["call_id"] for r in rows if r.get("call_id")}))
-
-    def write(folder: Path) -> None:
-        data = Dataset.from_list(rows) if rows else Dataset.from_dict({"audio": [], "text": []})
-        if rows:
-            data = data.cast_column("audio", Audio(decode=False))
-        data.save_to_disk(str(folder / "data"))
-        manifest = {"name": name, "digest": digest, "rows": len(rows), "call_ids": list(call_ids), **detail}
-        (folder / "manifest.json").write_text(json.dumps(manifest, indent=1))
-
-    path = store.write_dataset(name, digest, write, call_ids, rows=len(rows))
-    return DatasetVersion(name, digest, path, len(rows), call_ids)
+    data = Dataset.from_list(rows) if rows else Dataset.from_dict({"audio": [], "text": []})
+    if rows:
+        data = data.cast_column("audio", Audio(decode=False))
+    return publish_data(store, name, audio_rows_digest(rows), data, rows, **detail)
 
 
 def _turn_audio(samples: np.ndarray, sample_rate: int, turn: dict[str, Any]) -> np.ndarray | str:
