@@ -28,6 +28,7 @@ _OFFLINE_DEFAULTS = {
     # quiet libraries: voiceloop reports progress itself
     "TRANSFORMERS_VERBOSITY": "error",
     "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",  # transformers' weight loading and saving bars too
 }
 
 _QUIET_LOGGERS = ("presidio-analyzer", "presidio-anonymizer", "mlflow", "alembic", "great_expectations", "dvc")

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
+from core import progress
 from core.corpus import intent_names
 from core.runtime import cpu_seconds, prepare
 from core.settings import Settings, load_settings
@@ -50,7 +52,7 @@ from training.registry import Registry
 
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest_calls(settings: Settings, store: GovernedStore) -> dict[str, IngestSummary]:
-    reports = ingest_sources(store.as_purpose("ingest"), settings.sources)
+    reports = ingest_sources(store.as_purpose("ingest"), settings.sources, progress.counter("ingest", "files"))
     for report in reports.values():
         for name, reason in report.quarantined:
             get_run_logger().warning("quarantined %s: %s", name, reason)
@@ -59,7 +61,8 @@ def ingest_calls(settings: Settings, store: GovernedStore) -> dict[str, IngestSu
 
 @task(name="redact", cache_policy=NO_CACHE)
 def redact(settings: Settings, store: GovernedStore) -> RedactionSummary:
-    return RedactionSummary.of(redact_pending(store.as_purpose("redaction"), settings.redaction))
+    report = redact_pending(store.as_purpose("redaction"), settings.redaction, progress.counter("redact", "calls"))
+    return RedactionSummary.of(report)
 
 
 @task(name="validate", cache_policy=NO_CACHE)
@@ -90,7 +93,8 @@ def finetune(settings: Settings, store: GovernedStore, versions: dict[str, Datas
     train_sets = [v for name, v in intent_sets.items() if name != INTENT_GOLDEN]
     Registry(settings)  # sets up tracking
     return finetune_intent(train_sets, golden, list(intent_names()), settings.intent, settings.root / "work",
-                           tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")}, threads=threads)
+                           tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")}, threads=threads,
+                           report_as="finetune")
 
 
 @task(name="load-asr-golden", cache_policy=NO_CACHE)
@@ -132,6 +136,7 @@ def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str
             opened[ASR_GOLDEN], settings.asr, settings.root / "work" / "asr",
             settings.root / "cache" / "asr", golden_audio=golden_audio,
             tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")},
+            progress=lambda stage, done, total: progress.advanced("finetune_asr", done, total, stage),
         )
     return AsrCandidate(run, golden_audio, settings.asr.window_s, settings.asr.batch_transcribe)
 
@@ -159,10 +164,21 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
         return round(time.perf_counter() - start, 2)
 
     def timed(name: str, fn: Any, *args: Any) -> Any:
+        progress.started(name)
         start, cpu_start = time.perf_counter(), cpu_seconds()
         result = fn(*args)
         timings[name], cpu[name] = since(start), round(cpu_seconds() - cpu_start, 1)
+        progress.finished(name)
         return result
+
+    def lane_done(name: str, started: float, then: str | None = None) -> Callable[[Any], None]:
+        def done(_: Any) -> None:
+            timings[name] = since(started)
+            progress.finished(name)
+            if then:
+                progress.started(then)
+
+        return done
 
     summary.ingest = timed("ingest", ingest_calls, settings, store)
     summary.redaction = timed("redact", redact, settings, store)
@@ -178,10 +194,11 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
         # Two lanes (training/lanes.py): the intent model in a process of its own on one core, then the
         # champion ASR's golden transcripts on that core; the ASR fine-tuning on the other cores.
         started, cpu_started = time.perf_counter(), cpu_seconds()
+        progress.started("finetune")
         intent_lane = finetune.submit(settings, store, versions, threads=1)
         champion_lane = score_champion_asr.submit(settings, versions, golden_audio, intent_lane, 1, return_state=False)
-        intent_lane.add_done_callback(lambda _: timings.__setitem__("finetune", since(started)))
-        champion_lane.add_done_callback(lambda _: timings.__setitem__("score_champion_asr", since(started)))
+        intent_lane.add_done_callback(lane_done("finetune", started, then="score_champion_asr"))
+        champion_lane.add_done_callback(lane_done("score_champion_asr", started))
         asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, cores - 1)
         challenger, asr_champion = intent_lane.result(), champion_lane.result()
         timings["train_lanes"], cpu["train_lanes"] = since(started), round(cpu_seconds() - cpu_started, 1)

@@ -106,9 +106,11 @@ def _load_call(fs: Any, root: str, json_path: str, split: str) -> tuple[dict[str
     return document, audio, suffix
 
 
-def ingest_sources(store: GovernedStore, sources: SourcesConfig) -> dict[str, IngestReport]:
-    """The ingest step: the call store as the train split, then the golden store as the golden split."""
-    return {split: ingest(store, url, split)
+def ingest_sources(store: GovernedStore, sources: SourcesConfig,
+                   progress: Callable[[int, int], None] | None = None) -> dict[str, IngestReport]:
+    """The ingest step: the call store as the train split, then the golden store as the golden split
+    (``progress(done, total)`` is told the files of each store as they are read)."""
+    return {split: ingest(store, url, split, progress)
             for split, url in (("train", sources.call_store), ("golden", sources.golden_store))}
 
 

@@ -35,6 +35,19 @@ def _fail(message: str) -> None:
     raise ValueError(message)
 
 
+def _report(step: str, epochs: int) -> str:
+    """Report ``epochs`` of progress and a library warning from the child, as training there does."""
+    import warnings
+
+    from core import progress
+
+    progress.started(step)
+    for epoch in range(1, epochs + 1):
+        progress.advanced(step, epoch, epochs, "epochs")
+    warnings.warn("a library's warning in the lane", UserWarning, stacklevel=1)
+    return "trained"
+
+
 @pytest.fixture()
 def tracking(tmp_path: Path) -> Iterator[tuple[str, str]]:
     """A private MLflow store and experiment for the test; the caller's URI is restored after."""
@@ -82,3 +95,27 @@ def test_torch_threads_limits_only_the_calling_thread_and_restores_it() -> None:
         assert torch.get_num_threads() == 1  # another thread's setting does not leak in
     assert other == [2]
     assert torch.get_num_threads() == before
+
+
+def test_a_lanes_progress_and_warnings_reach_this_process(tracking: tuple[str, str]) -> None:
+    import logging
+
+    from core.progress import event_of
+
+    seen: list[logging.LogRecord] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    handler = Collect()
+    root = logging.getLogger()
+    root.addHandler(handler)
+    try:
+        assert run_isolated(_report, "finetune", 3) == "trained"
+    finally:
+        root.removeHandler(handler)
+    events = [e for e in map(event_of, seen) if e is not None]
+    assert [(e.kind, e.done) for e in events] == [("start", None), ("advance", 1), ("advance", 2), ("advance", 3)]
+    assert all(e.step == "finetune" and e.unit in ("", "epochs") for e in events)
+    assert any(r.name == "py.warnings" and "a library's warning in the lane" in r.getMessage() for r in seen)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -192,6 +193,25 @@ def test_dvc_repro_gives_the_flows_dataset_digests(first_run: tuple[Path, dict[s
                    capture_output=True)
     digests = json.loads((load_settings(params).root / "dvc-stage" / "datasets.json").read_text())
     assert digests == {name: info["digest"] for name, info in summary["datasets"].items()}
+
+
+def test_the_retrain_command_shows_each_step_and_keeps_library_logs_in_a_file(
+    first_run: tuple[Path, dict[str, Any]]
+) -> None:
+    from typer.testing import CliRunner
+
+    from voiceloop.cli import app
+
+    params, _ = first_run
+    result = CliRunner().invoke(app, ["retrain", "--params", str(params)])  # not a terminal: one line a step
+    assert result.exit_code == 0, result.output
+    for step in ("ingest", "redact", "validate", "datasets", "finetune", "gate"):
+        assert re.search(rf"^start  {step}$", result.output, re.M), (step, result.output)
+        assert re.search(rf"^done   {step} \(\d+\.\d s\)$", result.output, re.M), (step, result.output)
+    log = Path(re.findall(r"^log: (.+)$", result.output, re.M)[-1])
+    assert log.parent == load_settings(params).root / "logs" and log.name.startswith("retrain-")
+    assert "Finished in state Completed" in log.read_text()  # Prefect's INFO lines: in the log ...
+    assert "Finished in state" not in result.output and " INFO " not in result.output  # ... not on the console
 
 
 def test_status_command_shows_the_champion(first_run: tuple[Path, dict[str, Any]]) -> None:

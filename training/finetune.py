@@ -20,6 +20,7 @@ import pandas as pd
 from mlflow.data.pandas_dataset import from_pandas
 from pydantic import BaseModel
 
+from core.progress import advanced
 from core.settings import IntentConfig
 from training.datasets import DatasetVersion
 from training.evaluate import accuracy, confusion_matrix_plot
@@ -104,11 +105,13 @@ def finetune_intent(
     tags: dict[str, str] | None = None,
     progress: bool = False,
     threads: int | None = None,
+    report_as: str | None = None,
 ) -> ChallengerRun:
     """Train (or reuse) the challenger and predict the golden set with it.
 
     ``threads``: train in a fresh process on that many CPU threads (training/lanes.py), so that
     another training can use the other cores; None trains here, on this process's threads.
+    ``report_as``: report each epoch as that step's progress (core/progress.py), from either process.
     """
     key = train_key([*train_sets, golden], config)
     reused_run = finished_run(key)
@@ -121,7 +124,7 @@ def finetune_intent(
         predictions = IntentModel.load(model_dir).predict(golden_texts)
         return ChallengerRun(reused_run, model_dir, golden_texts, golden_labels, predictions,
                              accuracy(golden_labels, predictions), reused=True)
-    args = (train_sets, golden, label_names, config, work_dir / key, key, tags or {}, progress)
+    args = (train_sets, golden, label_names, config, work_dir / key, key, tags or {}, progress, report_as)
     if threads is None:
         return train_run(*args)
     from training.lanes import run_isolated
@@ -138,6 +141,7 @@ def train_run(
     key: str,
     tags: dict[str, str],
     progress: bool,
+    report_as: str | None = None,
 ) -> ChallengerRun:
     """One new MLflow run: train the challenger into ``out_dir``, predict the golden set, log everything."""
     golden_texts, golden_labels = golden_references(golden)
@@ -156,6 +160,8 @@ def train_run(
 
         def log_epoch(epoch: int, metrics: dict[str, float]) -> None:
             mlflow.log_metrics(metrics, step=epoch)
+            if report_as:
+                advanced(report_as, epoch, config.epochs * config.members, "epochs")
 
         predictions = train_and_predict(
             train_sets, golden_texts, golden_labels, label_names, config, model_dir, on_epoch=log_epoch,

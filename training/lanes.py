@@ -15,6 +15,7 @@ dies, so a killed flow leaves no orphan that goes on writing a run.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import threading
@@ -22,7 +23,10 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
+from logging.handlers import QueueHandler, QueueListener
 from typing import Any, TypeVar
+
+from core.progress import LOGGER as PROGRESS_LOGGER
 
 Result = TypeVar("Result")
 _PARENT_POLL_S = 1.0
@@ -61,8 +65,35 @@ def run_isolated(fn: Callable[..., Result], *args: Any, threads: int = 1, **kwar
     from mlflow.tracking.fluent import _get_experiment_id
 
     setup = (threads, mlflow.get_tracking_uri(), _get_experiment_id(), os.getpid())
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        return pool.submit(_in_child, setup, fn, args, kwargs).result()
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    relay = QueueListener(queue, _Forward())  # the child's progress records, shown as this process's own
+    relay.start()
+    try:
+        with ProcessPoolExecutor(1, mp_context=context, initializer=_report_to, initargs=(queue,)) as pool:
+            return pool.submit(_in_child, setup, fn, args, kwargs).result()
+    finally:
+        relay.stop()
+
+
+class _Forward(logging.Handler):
+    """Hands a relayed record to this process's logger of the same name (progress to the display, warnings
+    and logs to wherever this process sends them: the run's log file under `voiceloop retrain`)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        logging.getLogger(record.name).handle(record)
+
+
+def _report_to(queue: Any) -> None:
+    """In the child, before anything runs: its progress, warnings and logs go to the parent through ``queue``
+    (nothing of the child's is printed on its own)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(QueueHandler(queue))
+    root.setLevel(logging.WARNING)
+    logging.getLogger(PROGRESS_LOGGER).setLevel(logging.INFO)
+    logging.captureWarnings(True)
 
 
 @contextmanager

@@ -64,7 +64,10 @@ class DvcVersioner:
     def __init__(self, root: Path, remote_url: str, cache_dir: Path) -> None:
         from dvc.repo import Repo
 
-        logging.getLogger("dvc").setLevel(logging.WARNING)
+        # DVC draws progress bars unless its loggers are above ERROR: voiceloop reports progress itself,
+        # and DVC raises what goes wrong.
+        for name in ("dvc", "dvc_data", "dvc_objects"):
+            logging.getLogger(name).setLevel(logging.CRITICAL)
         self.root = root
         if not (root / ".dvc").exists():
             Repo.init(str(root), no_scm=True)

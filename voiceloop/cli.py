@@ -17,6 +17,7 @@ Examples::
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -114,21 +115,32 @@ def _summary_table(summary: RetrainSummary) -> Table:
 
 @app.command()
 def retrain(params: ParamsOption = None, as_role: RoleOption = None, json_out: JsonOption = False) -> None:
-    """Run the retrain flow once, now (Prefect's ephemeral API unless PREFECT_API_URL is set)."""
+    """Run the retrain flow once, now (Prefect's ephemeral API unless PREFECT_API_URL is set).
+
+    Each step is shown as it runs: live on a terminal (calls redacted, epochs trained, elapsed), one
+    line per step start and end otherwise (CI). Library logs and warnings go to the run's log file,
+    <project>/logs/retrain-<time>.log, named at the end. Example: voiceloop retrain --json > run.json
+    """
     settings = _settings(params)
     role = acting_role(settings, as_role, "ingest")
-    from flows.retrain import retrain as retrain_flow
+    from flows.retrain import retrain as retrain_flow  # imports Prefect, which sets up its logging first
+    from voiceloop.run_display import StepDisplay, run_log
 
-    try:
-        summary = retrain_flow(params_file=str(params) if params else None, role=role)
-    except Exception as error:  # the flow's own log has the traceback
-        _fail(f"retrain failed: {error}. Fix the cause and run `voiceloop retrain` again: finished steps are "
-              "skipped.")
-        return
+    steps = Console(stderr=True)
+    with run_log(settings.root, "retrain") as log_path:
+        try:
+            with StepDisplay(steps):
+                summary = retrain_flow(params_file=str(params) if params else None, role=role)
+        except Exception as error:  # the run's log has the traceback
+            _fail(f"retrain failed: {error}. The run's log: {log_path}. Fix the cause and run `voiceloop retrain` "
+                  "again: finished steps are skipped.")
+            return
     if json_out:
         print_json(summary.to_json())
     else:
         Console().print(_summary_table(summary))
+    steps.print(f"log: {log_path}", soft_wrap=True, highlight=False)
+    logging.getLogger("prefect").setLevel(logging.WARNING)  # its temporary server's goodbye at exit is not news
 
 
 @app.command()

@@ -84,10 +84,11 @@ def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], 
     }
 
 
-def redact_pending(store: GovernedStore, config: RedactionConfig) -> RedactionReport:
+def redact_pending(store: GovernedStore, config: RedactionConfig,
+                   progress: Callable[[int, int], None] | None = None) -> RedactionReport:
     """The redaction step: every raw call not redacted yet (``store`` acts for redaction)."""
     pending = sorted(store.raw_call_ids() - store.redacted_call_ids())
-    return redact_calls(store, pending, config) if pending else RedactionReport()
+    return redact_calls(store, pending, config, progress=progress) if pending else RedactionReport()
 
 
 def redact_calls(

@@ -1,0 +1,70 @@
+"""Progress of long work: steps report it here, and whoever runs them decides how to show it.
+
+A step says when it starts, how far it is (calls, epochs) and when it ends. These are log records
+on the ``voiceloop.progress`` logger, so they cross Prefect's task threads and, through a queue,
+a training lane's own process (training/lanes.py). The command line shows them live on a terminal
+and as one line per step start and end elsewhere (CI); library code never prints.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Literal
+
+LOGGER = "voiceloop.progress"
+_log = logging.getLogger(LOGGER)
+
+Kind = Literal["start", "advance", "end"]
+
+
+@dataclass(frozen=True)
+class Event:
+    step: str
+    kind: Kind
+    done: int | None = None
+    total: int | None = None
+    unit: str = ""
+    note: str = ""
+
+
+def _emit(event: Event) -> None:
+    counts = f" {event.done}/{event.total if event.total is not None else '?'} {event.unit}" if event.done is not None \
+        else ""
+    _log.info("%s %s%s%s", event.step, event.kind, counts, f": {event.note}" if event.note else "",
+              extra={"voiceloop_progress": event})
+
+
+def started(step: str, total: int | None = None, unit: str = "") -> None:
+    _emit(Event(step, "start", 0 if total is not None else None, total, unit))
+
+
+def advanced(step: str, done: int, total: int | None = None, unit: str = "") -> None:
+    _emit(Event(step, "advance", done, total, unit))
+
+
+def finished(step: str, note: str = "") -> None:
+    _emit(Event(step, "end", note=note))
+
+
+def counter(step: str, unit: str) -> Callable[[int, int], None]:
+    """A ``progress(done, total)`` callback, as the steps take one, that reports ``step``'s progress."""
+    return lambda done, total: advanced(step, done, total, unit)
+
+
+@contextmanager
+def step(name: str, total: int | None = None, unit: str = "") -> Iterator[Callable[[int, int], None]]:
+    """Report ``name`` as started, yield its ``progress(done, total)`` callback, report it finished."""
+    started(name, total, unit)
+    try:
+        yield counter(name, unit)
+    finally:
+        finished(name)
+
+
+def event_of(record: logging.LogRecord) -> Event | None:
+    """The progress event a log record carries, if it is one."""
+    event = getattr(record, "voiceloop_progress", None)
+    return event if isinstance(event, Event) else None
