@@ -21,6 +21,19 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+
+def results(summary: dict[str, Any]) -> dict[str, Any]:
+    """What must not move when code moves (issue 15): dataset digests, golden scores, each criterion's verdict."""
+    return {
+        "figure": "retrain_results",
+        "datasets": {name: info["digest"] for name, info in sorted(summary["datasets"].items())},
+        "golden_accuracy": summary["training"]["golden_accuracy"],
+        "golden_wer": summary.get("asr", {}).get("golden_wer"),
+        "verdict": summary["gate"]["verdict"],
+        "criteria": {c["name"]: c["passed"] for c in summary["gate"]["criteria"]},
+    }
 
 
 def main() -> None:
@@ -70,6 +83,7 @@ def main() -> None:
         "figure": "retrain_cpu_seconds", "seconds": round(cpu_total, 1), "cores": cores,
         "floor_wall_seconds": round(cpu_total / cores, 1), "core_utilisation": round(cpu_total / (total * cores), 3),
     }))
+    print(json.dumps(results(summary)))
     print(json.dumps({"figure": "retrain_audit_seconds", "seconds": round(audit_seconds[0], 2),
                       "entries": audit_seconds[1], "share_of_total": round(audit_seconds[0] / total, 4)}))
 

@@ -74,3 +74,11 @@ def test_unknown_roles_and_roles_without_the_purpose_are_refused_at_once(
     with pytest.raises(RoleRefused, match="roles that may: admin, compliance-officer"):
         resolve_role(settings, "erasure", flag="pipeline")
     assert resolve_role(settings, "erasure", flag="compliance-officer") == "compliance-officer"
+
+
+def test_a_params_file_with_a_removed_knob_is_refused_naming_it(tmp_path: Path) -> None:
+    """Projects made before issue 15 may still set the removed intent knobs: the error says which to delete."""
+    params = tmp_path / "params.yaml"
+    params.write_text("intent:\n  rdrop_alpha: 0.0\n")
+    with pytest.raises(ValueError, match=r"intent\.rdrop_alpha"):
+        load_settings(params)
