@@ -31,10 +31,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
-from datasets import Dataset
 
 from governance import access
 from governance.access import AccessDenied, Operation
@@ -42,6 +41,9 @@ from governance.audit import Actor, AuditLog
 from governance.contract import SAFE_ID
 from governance.crypto import Keyring, RawKeyError, pseudonym
 from governance.policy import CALL_ZONES, Policy, load_policy
+
+if TYPE_CHECKING:  # imported where rows are read: the store's other users do not pay for `datasets`
+    from datasets import Dataset
 
 ENCRYPTED = ".enc"
 RAW_DOCUMENT = "call.json" + ENCRYPTED
@@ -480,6 +482,8 @@ class GovernedStore:
         folder = self._dataset_dir(name, digest)
         if not (folder / DATASET_MANIFEST).exists():
             raise FileNotFoundError(f"dataset {name}@{digest[:12]} is not in the store; run `voiceloop retrain`")
+        from datasets import Dataset
+
         manifest = json.loads((folder / DATASET_MANIFEST).read_text())
         self._record("datasets", "datasets.read", manifest.get("call_ids", []), dataset=name, digest=digest)
         return OpenedDataset(name, digest, Dataset.load_from_disk(str(folder / DATASET_DATA)), manifest)
