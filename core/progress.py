@@ -9,8 +9,7 @@ and as one line per step start and end elsewhere (CI); library code never prints
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -27,41 +26,28 @@ class Event:
     done: int | None = None
     total: int | None = None
     unit: str = ""
-    note: str = ""
 
 
 def _emit(event: Event) -> None:
-    counts = f" {event.done}/{event.total if event.total is not None else '?'} {event.unit}" if event.done is not None \
-        else ""
-    _log.info("%s %s%s%s", event.step, event.kind, counts, f": {event.note}" if event.note else "",
-              extra={"voiceloop_progress": event})
+    counts = "" if event.done is None else f" {event.done}/{event.total} {event.unit}"
+    _log.info("%s %s%s", event.step, event.kind, counts, extra={"voiceloop_progress": event})
 
 
-def started(step: str, total: int | None = None, unit: str = "") -> None:
-    _emit(Event(step, "start", 0 if total is not None else None, total, unit))
+def started(step: str) -> None:
+    _emit(Event(step, "start"))
 
 
 def advanced(step: str, done: int, total: int | None = None, unit: str = "") -> None:
     _emit(Event(step, "advance", done, total, unit))
 
 
-def finished(step: str, note: str = "") -> None:
-    _emit(Event(step, "end", note=note))
+def finished(step: str) -> None:
+    _emit(Event(step, "end"))
 
 
 def counter(step: str, unit: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback, as the steps take one, that reports ``step``'s progress."""
     return lambda done, total: advanced(step, done, total, unit)
-
-
-@contextmanager
-def step(name: str, total: int | None = None, unit: str = "") -> Iterator[Callable[[int, int], None]]:
-    """Report ``name`` as started, yield its ``progress(done, total)`` callback, report it finished."""
-    started(name, total, unit)
-    try:
-        yield counter(name, unit)
-    finally:
-        finished(name)
 
 
 def event_of(record: logging.LogRecord) -> Event | None:

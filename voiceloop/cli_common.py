@@ -30,8 +30,7 @@ def load(params: Path | None) -> Settings:
     return settings
 
 
-def acting_role(settings: Settings, as_role: str | None, purpose: str | None, audit_action: str | None = None,
-                configured: str | None = None) -> str:
+def acting_role(settings: Settings, as_role: str | None, purpose: str | None, audit_action: str | None = None) -> str:
     """The acting role (:func:`governance.identity.resolve_role`), or exit 2 when it is unknown or may not
     act for ``purpose`` (None: any role the policy defines). With ``audit_action``, a refusal is also written
     to the audit log (outcome ``denied``).
@@ -40,12 +39,12 @@ def acting_role(settings: Settings, as_role: str | None, purpose: str | None, au
     from governance.policy import PolicyError
 
     try:
-        return resolve_role(settings, purpose, as_role, configured)
+        return resolve_role(settings, purpose, as_role)
     except PolicyError as error:
         if audit_action and purpose:
             from governance.audit import Actor, open_audit
 
-            role = requested_role(settings, as_role, configured)
+            role = requested_role(settings, as_role)
             open_audit(settings).append(Actor(role=role, purpose=purpose), audit_action, outcome="denied",
                                         detail={"reason": str(error)})
         fail(str(error), 2)

@@ -65,7 +65,7 @@ class StepDisplay(logging.Handler):
             if event.kind == "start":
                 self.began[event.step] = time.perf_counter()
                 if self.live:
-                    self.tasks[event.step] = self.bars.add_task(f"[bold]{name}[/]", total=event.total)
+                    self.tasks[event.step] = self.bars.add_task(f"[bold]{name}[/]", total=None)
                 else:
                     self.console.print(f"start  {name}", highlight=False, soft_wrap=True)
             elif event.kind == "advance" and self.live and event.step in self.tasks:
@@ -74,16 +74,15 @@ class StepDisplay(logging.Handler):
                                  description=f"[bold]{name}[/]{unit}")
             elif event.kind == "end":
                 seconds = time.perf_counter() - self.began.pop(event.step, time.perf_counter())
-                note = f": {escape(event.note)}" if event.note else ""
                 if self.live and event.step in self.tasks:
                     task = self.tasks.pop(event.step)
                     total = self.bars.tasks[task].total
                     self.bars.update(task, completed=total if total is not None else 1,
                                      total=total if total is not None else 1,
-                                     description=f"[green]done[/] {name}{note}")
+                                     description=f"[green]done[/] {name}")
                     self.bars.stop_task(task)
                 elif not self.live:
-                    self.console.print(f"done   {name} ({seconds:.1f} s){note}", highlight=False, soft_wrap=True)
+                    self.console.print(f"done   {name} ({seconds:.1f} s)", highlight=False, soft_wrap=True)
 
 
 @contextmanager
