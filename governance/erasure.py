@@ -9,8 +9,9 @@ caller id again (nothing stores it in clear), which is checked against the reque
 
 What a run removed is kept in a journal (store state ``erasure-<request_id>``, call ids and paths
 only) and saved after every step, so a killed erasure is simply run again and its certificate
-still lists everything removed. Dataset rebuilding, DVC and MLflow live in ``flows/erase.py``:
-this module does not import training code.
+still lists everything removed. The steps that touch only the store live here (find and tombstone
+the caller's calls, delete them, certify); dataset rebuilding, DVC and MLflow are training's
+(``training/erasure.py``), and ``flows/erase.py`` runs the steps in order.
 """
 
 from __future__ import annotations
@@ -27,8 +28,10 @@ from governance import access
 from governance.access import AccessDenied
 from governance.audit import Actor, AuditEntry, AuditLog
 from governance.audit_chain import canonical_json
+from governance.ingest import erased_calls, tombstone
 from governance.policy import CALL_ZONES, DATASETS_ZONE, OPERATIONS
-from governance.store import CallerFootprint, Deletion, GovernedStore
+from governance.retention import forget_retained, retained_calls_of
+from governance.store import CallerFootprint, DatasetInfo, Deletion, GovernedStore
 
 REQUEST_ACTION = "erasure.request"
 COMPLETED_ACTION = "erasure.completed"
@@ -121,7 +124,7 @@ def resolve_request(audit: AuditLog, actor: Actor, caller_id: str, request_id: s
     return still_open[0] if still_open else record_request(audit, actor, caller_id, deadline_days, now)
 
 
-# -- rights and deletes -------------------------------------------------------------------------------
+# -- rights ---------------------------------------------------------------------------------------------
 def check_rights(store: GovernedStore, datasets: bool) -> None:
     """Refuse before anything is touched unless the actor may do every step the erasure needs.
 
@@ -135,15 +138,6 @@ def check_rights(store: GovernedStore, datasets: bool) -> None:
             store.audit.append(store.actor, f"{zone}.{operation}", zone=zone, outcome="denied",
                                detail={"reason": str(denied), "step": "erasure pre-check"})
             raise
-
-
-def delete_calls(store: GovernedStore, footprint: CallerFootprint, call_ids: list[str]) -> dict[str, Deletion]:
-    """Remove the caller's calls from raw, redacted and quarantine (each delete audited by the store)."""
-    return {
-        "raw": store.delete_raw(footprint.raw),
-        "redacted": store.delete_redacted(footprint.redacted),
-        "quarantine": store.delete_quarantined(call_ids, items=footprint.quarantine),
-    }
 
 
 # -- the journal: what a (possibly resumed) erasure removed ------------------------------------------
@@ -198,6 +192,35 @@ class Journal:
 
     def rebuilt(self, entry: dict[str, Any]) -> None:
         self.datasets = [d for d in self.datasets if d["old_digest"] != entry["old_digest"]] + [entry]
+
+
+# -- the store-side steps of a run: each records what it did in the journal and saves it --------------
+def find_caller_calls(store: GovernedStore, journal: Journal, caller_id: str,
+                      request_id: str) -> tuple[CallerFootprint, list[DatasetInfo]]:
+    """The caller's calls (this run's finds, earlier runs' tombstones, retention's index) and the dataset
+    versions holding any of them. Every right the run needs is checked, then the calls are tombstoned
+    (ingest never imports them again), before anything is deleted."""
+    caller_ref = store.caller_ref(caller_id)
+    footprint = store.calls_of_caller(caller_ref)
+    earlier = [c for c, r in erased_calls(store).items() if r == request_id]
+    expired = retained_calls_of(store, caller_ref)  # raw gone by retention, rows maybe still in datasets
+    journal.call_ids = sorted(set(journal.call_ids) | set(footprint.call_ids) | set(earlier) | set(expired))
+    affected = [info for info in store.list_datasets() if set(journal.call_ids) & set(info.call_ids)]
+    check_rights(store, datasets=bool(affected or journal.dvc_pending))
+    tombstone(store, journal.call_ids, request_id)
+    journal.save(store)
+    return footprint, affected
+
+
+def delete_caller_calls(store: GovernedStore, journal: Journal, footprint: CallerFootprint) -> None:
+    """Remove the caller's calls from raw, redacted and quarantine (each delete audited by the store),
+    and from retention's index of expired calls."""
+    deletions = (store.delete_raw(footprint.raw), store.delete_redacted(footprint.redacted),
+                 store.delete_quarantined(journal.call_ids, items=footprint.quarantine))
+    for deletion in deletions:
+        journal.record(deletion)
+    forget_retained(store, journal.call_ids)
+    journal.save(store)
 
 
 # -- certificates ---------------------------------------------------------------------------------------
@@ -264,6 +287,15 @@ def complete_request(audit: AuditLog, actor: Actor, caller_id: str, certificate:
                         detail={"request_id": certificate["request_id"], "certificate": path.name,
                                 "certificate_sha256": certificate_digest(body),
                                 "signature": certificate["signature"]["value"]})
+
+
+def certify(project_dir: Path, store: GovernedStore, request: ErasureRequest, journal: Journal,
+            caller_id: str) -> tuple[dict[str, Any], Path]:
+    """The last step: the certificate of what the journal holds, signed, written and chained into the log."""
+    certificate = sign_certificate(store.audit, certificate_body(store, request, journal, datetime.now(UTC)))
+    path = write_certificate(project_dir, certificate)
+    complete_request(store.audit, store.actor, caller_id, certificate, path)
+    return certificate, path
 
 
 def verify_certificate(audit: AuditLog, document: Any) -> CertificateCheck:
