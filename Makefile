@@ -38,10 +38,12 @@ system-packages:
 	fi
 
 # The constraints file pins every transitive version that resolved together (see STACK notes in README).
+# setuptools' "Editable installation" notice is advice for this repository's authors (a folder named like a
+# package shadows it), not for whoever installs it: silenced, so the install prints nothing when it works.
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $@
 
 corpus: data/calls/.built data/golden/.built

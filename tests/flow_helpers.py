@@ -24,6 +24,12 @@ from tests.conftest import TINY_ASR, TINY_INTENT, write_params
 _TEMPLATE: TrainedProject | None = None
 _SKIP = {"prefect", "cache", "work"}  # tool homes and scratch: nothing a clone needs
 TEMPLATE_SECTIONS: dict[str, Any] = {"asr": {"enabled": True}}  # the session template also retrains ASR
+# promotes the first challenger: the one-epoch ASR of TINY_ASR is worse than the base model
+PROMOTING_GATE: dict[str, Any] = {
+    "floor": 0.0, "margin": 0.01, "n_bootstrap": 1000, "wer_margin": 1.0, "slice_wer_margin": 1.0,
+    "slice_alpha": 0.0, "digit_margin": 1.0, "clean_speech_max_extra_errors": 1000,
+    "latency_budget_ms": 60_000, "latency_utterances": 8,
+}
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,7 @@ def flow_params(folder: Path, sources: Path, **sections: Any) -> Path:
         sources={"call_store": str(sources / "calls"), "golden_store": str(sources / "golden")},
         intent=intent,
         asr=asr,
-        # promotes the first challenger: the one-epoch ASR of TINY_ASR is worse than the base model
-        gate={"floor": 0.0, "margin": 0.01, "n_bootstrap": 1000, "wer_margin": 1.0, "slice_wer_margin": 1.0,
-              "slice_alpha": 0.0, "digit_margin": 1.0, "clean_speech_max_extra_errors": 1000,
-              "latency_budget_ms": 60_000, "latency_utterances": 8},
+        gate=PROMOTING_GATE,
         **sections,
     )
 
