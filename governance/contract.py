@@ -12,7 +12,15 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
@@ -23,7 +31,8 @@ class ContractError(ValueError):
 
 class Consent(BaseModel):
     model_config = ConfigDict(extra="allow")
-    training: bool
+    # JSON true or false only: pydantic's lax bool would read "yes", "1" or 1 as consent
+    training: StrictBool
 
 
 class Turn(BaseModel):

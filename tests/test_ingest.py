@@ -61,6 +61,7 @@ BAD_CALLS = {
     "no-tz": "started_at needs a timezone",
     "wrong-name": "file name must be '<call_id>.json'",
     "unsafe_id": "call_id may hold only letters",
+    "string-consent": "consent.training: Input should be a valid boolean",
 }
 
 
@@ -81,6 +82,8 @@ def _write_bad_calls(source: Path) -> None:
     path.write_text(json.dumps({**json.loads(path.read_text()), "call_id": "someone-else"}))
     path = write_call(source, "unsafe_id")
     path.write_text(json.dumps({**json.loads(path.read_text()), "call_id": "../../x; DROP TABLE"}))
+    path = write_call(source, "string-consent")
+    path.write_text(json.dumps({**json.loads(path.read_text()), "consent": {"training": "yes"}}))
 
 
 def test_each_kind_of_bad_call_is_quarantined_with_its_reason(tmp_path: Path) -> None:
