@@ -35,6 +35,7 @@ from flows.summary import (
     RetrainSummary,
     TrainingSummary,
     ValidationSummary,
+    WaitingSummary,
 )
 from governance.ingest import ingest_sources
 from governance.redaction.calls import redact_pending
@@ -42,9 +43,9 @@ from governance.session import open_store
 from governance.store import GovernedStore
 from governance.validation import validate_redacted
 from training.asr.finetune import AsrChallengerRun, GoldenAudio, finetune_asr, finished_asr_run
-from training.build import build_datasets, version_datasets
+from training.build import BuiltDatasets, build_datasets, version_datasets
 from training.datasets import ASR_DATASETS, ASR_DIGITS, ASR_GOLDEN, ASR_TRAIN, INTENT_GOLDEN, DatasetVersion
-from training.finetune import ChallengerRun, finetune_intent
+from training.finetune import ChallengerRun, finetune_intent, intent_set_names
 from training.lanes import torch_threads
 from training.promotion import AsrCandidate, ChampionAsr, champion_asr, existing_bundle, gate_step
 from training.registry import Registry
@@ -72,13 +73,13 @@ def validate(settings: Settings, store: GovernedStore) -> tuple[Any, ValidationS
 
 
 @task(name="datasets", cache_policy=NO_CACHE)
-def datasets(settings: Settings, store: GovernedStore, validated: Any) -> dict[str, DatasetVersion]:
+def datasets(settings: Settings, store: GovernedStore, validated: Any) -> BuiltDatasets:
     trainer = store.as_purpose("training")
     built = build_datasets(trainer, validated, settings)
     for skipped in built.skipped:  # bad audio: named by call and turn, left out, never fatal
         get_run_logger().warning("ASR data: skipped %s", skipped)
     version_datasets(trainer, settings, built.versions)
-    return built.versions
+    return built
 
 
 @task(name="finetune-intent", cache_policy=NO_CACHE)
@@ -86,11 +87,8 @@ def finetune(settings: Settings, store: GovernedStore, versions: dict[str, Datas
              threads: int | None = None) -> ChallengerRun:
     """``threads``: train in a process of its own on that many cores (beside the ASR fine-tuning)."""
     reader = store.as_purpose("training")
-    intent_sets = {name: v.opened(reader) for name, v in versions.items() if name not in ASR_DATASETS}
-    golden = intent_sets[INTENT_GOLDEN]
-    if golden.rows == 0:
-        raise RuntimeError("the golden set is empty: build it with `voiceloop simulate-calls --split golden`")
-    train_sets = [v for name, v in intent_sets.items() if name != INTENT_GOLDEN]
+    train_names, golden_name = intent_set_names(versions)
+    train_sets, golden = [versions[n].opened(reader) for n in train_names], versions[golden_name].opened(reader)
     Registry(settings)  # sets up tracking
     return finetune_intent(train_sets, golden, list(intent_names()), settings.intent, settings.root / "work",
                            tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")}, threads=threads,
@@ -100,10 +98,10 @@ def finetune(settings: Settings, store: GovernedStore, versions: dict[str, Datas
 @task(name="load-asr-golden", cache_policy=NO_CACHE)
 def asr_golden(store: GovernedStore, versions: dict[str, DatasetVersion]) -> GoldenAudio:
     """The redacted golden turns, the digit set and the clean recordings, decoded once for both ASR models."""
-    golden = versions[ASR_GOLDEN]
-    if golden.rows == 0:
-        raise RuntimeError("the ASR golden set is empty: golden calls need redacted audio "
-                           "(redaction.audio.splits must include 'golden')")
+    golden = versions.get(ASR_GOLDEN)
+    if golden is None:
+        raise RuntimeError("the ASR golden set is empty: golden calls need a human transcript per customer turn "
+                           "(labels[].transcript) and redacted audio (redaction.audio.splits must include 'golden')")
     return GoldenAudio.load(golden.opened(store.as_purpose("evaluation")))
 
 
@@ -183,8 +181,10 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
     summary.ingest = timed("ingest", ingest_calls, settings, store)
     summary.redaction = timed("redact", redact, settings, store)
     validated, summary.validation = timed("validate", validate, settings, store)
-    versions = timed("datasets", datasets, settings, store, validated)
+    built = timed("datasets", datasets, settings, store, validated)
+    versions = built.versions
     summary.datasets = {name: DatasetSummary.of(v) for name, v in versions.items()}
+    summary.waiting_for_labels = WaitingSummary(calls=built.waiting.calls, turns=built.waiting.turns)
     cores = settings.threads or os.cpu_count() or 1
     golden_audio = timed("load_asr_golden", asr_golden, store, versions) if settings.asr.enabled else None
     asr: AsrCandidate | None = None

@@ -74,6 +74,13 @@ class DatasetSummary(BaseModel):
         return cls(digest=version.digest, rows=version.rows, calls=len(version.call_ids))
 
 
+class WaitingSummary(BaseModel):
+    """Validated customer turns without an intent label (and their calls): in no dataset until labelled."""
+
+    calls: int = 0
+    turns: int = 0
+
+
 class TrainingSummary(BaseModel):
     run_id: str
     golden_accuracy: float
@@ -140,6 +147,7 @@ class RetrainSummary(BaseModel):
     redaction: RedactionSummary | None = None
     validation: ValidationSummary | None = None
     datasets: dict[str, DatasetSummary] = Field(default_factory=dict)
+    waiting_for_labels: WaitingSummary = Field(default_factory=WaitingSummary)
     training: TrainingSummary | None = None
     asr: AsrSummary | None = None  # None: asr.enabled is off
     gate: GateSummary | None = None

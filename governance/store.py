@@ -73,6 +73,10 @@ def _safe(value: str, what: str = "call id") -> str:
 
 
 # -- what the store hands out ---------------------------------------------------------------------
+class EmptyDatasetError(ValueError):
+    """A dataset version without rows: never published, never opened as data."""
+
+
 class RawCall(NamedTuple):
     """A decrypted raw call: the document as ingested and its audio bytes."""
 
@@ -464,6 +468,8 @@ class GovernedStore:
         left as it is (its digest names its content).
         """
         self._authorise("datasets", "write")
+        if len(data) == 0:  # `datasets` cannot load an empty saved dataset back: never publish one
+            raise EmptyDatasetError(f"dataset {name} has no rows; an empty version is never published")
         ids = list(call_ids)
         final = self._dataset_dir(name, digest)
         if not final.exists():
@@ -485,6 +491,8 @@ class GovernedStore:
         from datasets import Dataset
 
         manifest = json.loads((folder / DATASET_MANIFEST).read_text())
+        if not manifest.get("rows"):  # published by code before the guard in write_dataset
+            raise EmptyDatasetError(f"dataset {name}@{digest[:12]} has no rows: nothing to train or evaluate on")
         self._record("datasets", "datasets.read", manifest.get("call_ids", []), dataset=name, digest=digest)
         return OpenedDataset(name, digest, Dataset.load_from_disk(str(folder / DATASET_DATA)), manifest)
 

@@ -177,6 +177,25 @@ def test_killed_run_resumes_without_redoing_finished_steps(tiny_corpus: Path, tm
     assert open_audit(settings).verify().ok
 
 
+def test_unlabelled_calls_wait_for_labels_and_the_retrain_runs_to_the_end(tiny_corpus: Path, tmp_path: Path) -> None:
+    """Production calls carry transcripts, not intents: no empty version is published or opened, the intent
+    model trains on what is labelled (BANKING77 here), and the summary counts the calls waiting for labels."""
+    sources = tmp_path / "sources"
+    shutil.copytree(tiny_corpus, sources)
+    for path in (sources / "calls").glob("*.json"):
+        path.write_text(json.dumps({**json.loads(path.read_text()), "labels": []}))
+    train_calls = {call_id for call_id, consented in _consent(sources).items() if consented}
+    params = _params(tmp_path, sources)
+
+    summary = _run(params)
+    assert "intent-train" not in summary["datasets"] and summary["datasets"]["intent-golden"]["rows"] > 0
+    assert summary["waiting_for_labels"]["calls"] >= len(train_calls) > 0
+    assert summary["training"]["golden_accuracy"] > 0 and summary["gate"]["verdict"] == "promote"
+    manifests = [json.loads(p.read_text()) for p in
+                 (load_settings(params).zones_dir / "datasets").glob("*/*/manifest.json")]
+    assert manifests and all(m["rows"] > 0 and not set(m["call_ids"]) & train_calls for m in manifests)
+
+
 def test_dvc_repro_gives_the_flows_dataset_digests(first_run: tuple[Path, dict[str, Any]], tmp_path: Path) -> None:
     params, _ = first_run
     summary = _run(params)  # the current state (other tests add calls); reuses every finished step

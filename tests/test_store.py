@@ -146,6 +146,26 @@ def test_a_dataset_is_handed_out_as_data_checked_and_audited_with_its_calls(tmp_
         trainer.open_dataset("intent-train", "nodigest")
 
 
+def test_an_empty_dataset_is_never_published_nor_opened(tmp_path: Path) -> None:
+    """`datasets` cannot load an empty saved dataset back (IndexError): the store refuses to write one,
+    and names a version without rows (written by older code) instead of crashing on it."""
+    from datasets import Dataset
+
+    from governance.store import DATASET_MANIFEST, EmptyDatasetError
+
+    _setup(tmp_path)
+    trainer = _store(tmp_path, "training")
+    with pytest.raises(EmptyDatasetError, match="intent-train has no rows"):
+        trainer.write_dataset("intent-train", "emptydigest", Dataset.from_list([]), [])
+    assert not (tmp_path / "zones/datasets/intent-train/emptydigest").exists()
+    old = tmp_path / "zones/datasets/intent-train/olddigest"
+    old.mkdir(parents=True)
+    (old / DATASET_MANIFEST).write_text(json.dumps({"name": "intent-train", "digest": "olddigest", "rows": 0,
+                                                    "call_ids": []}))
+    with pytest.raises(EmptyDatasetError, match="intent-train@olddigest has no rows"):
+        trainer.open_dataset("intent-train", "olddigest")
+
+
 def test_deletes_need_the_delete_right(tmp_path: Path) -> None:
     from governance.access import AccessDenied
 

@@ -16,13 +16,14 @@ import pandas as pd
 from core.settings import Settings
 from governance.store import GovernedStore
 from training.asr.data import build_configured
-from training.datasets import DatasetVersion, build_versions
+from training.datasets import DatasetVersion, WaitingForLabels, build_versions, waiting_for_labels
 from training.versioning import DvcVersioner
 
 
 @dataclass
 class BuiltDatasets:
-    versions: dict[str, DatasetVersion]
+    versions: dict[str, DatasetVersion]  # only versions with rows: an empty one is never published
+    waiting: WaitingForLabels  # customer turns no version holds yet: they have no intent label
     skipped: list[str] = field(default_factory=list)  # ASR turns left out, each named by call and turn, and why
 
 
@@ -31,7 +32,7 @@ def build_datasets(store: GovernedStore, validated: pd.DataFrame, settings: Sett
     versions = build_versions(store, validated, settings.intent.include_banking77_train,
                               settings.intent.banking77_limit)
     asr = build_configured(store, validated, settings)
-    return BuiltDatasets({**versions, **asr.versions}, [str(s) for s in asr.skipped])
+    return BuiltDatasets({**versions, **asr.versions}, waiting_for_labels(validated), [str(s) for s in asr.skipped])
 
 
 def version_datasets(store: GovernedStore, settings: Settings, versions: dict[str, DatasetVersion]) -> None:

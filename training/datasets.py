@@ -89,14 +89,31 @@ def publish_data(store: GovernedStore, name: str, digest: str, data: Dataset, ro
 
 
 def build_call_datasets(store: GovernedStore, validated: pd.DataFrame) -> dict[str, DatasetVersion]:
-    """Labelled customer turns -> ``intent-train`` (train split) and ``intent-golden`` (golden split)."""
+    """Labelled customer turns -> ``intent-train`` (train split) and ``intent-golden`` (golden split).
+
+    A split with no labelled turn has no version (production calls arrive unlabelled: that is normal).
+    """
     labelled = validated[(validated["speaker"] == "customer") & validated["intent"].notna()]
     out = {}
     for split in get_args(Split):
         name = dataset_name("intent", split)
         rows = _records(labelled[labelled["split"] == split])
-        out[name] = publish(store, name, rows, split=split)
+        if rows:
+            out[name] = publish(store, name, rows, split=split)
     return out
+
+
+@dataclass(frozen=True)
+class WaitingForLabels:
+    """Validated customer turns that carry no intent yet, and the calls they belong to."""
+
+    calls: int
+    turns: int
+
+
+def waiting_for_labels(validated: pd.DataFrame) -> WaitingForLabels:
+    unlabelled = validated[(validated["speaker"] == "customer") & validated["intent"].isna()]
+    return WaitingForLabels(calls=int(unlabelled["call_id"].nunique()), turns=len(unlabelled))
 
 
 def banking77_rows(split: Banking77Split, limit: int | None = None) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from core.progress import advanced
 from core.settings import IntentConfig
-from training.datasets import DatasetVersion
+from training.datasets import ASR_DATASETS, INTENT_GOLDEN, DatasetVersion
 from training.evaluate import accuracy, confusion_matrix_plot
 from training.intent.predict import IntentModel
 from training.intent.train import train_intent_model
@@ -94,6 +94,23 @@ def train_and_predict(
     train_intent_model(texts, labels, label_names, config, model_dir, eval_texts=golden_texts,
                        eval_labels=golden_labels, on_epoch=on_epoch, progress=progress)
     return IntentModel.load(model_dir).predict(golden_texts)
+
+
+class NothingToTrain(RuntimeError):
+    """The datasets hold no labelled turn to train on, or no labelled golden turn to judge with."""
+
+
+def intent_set_names(names: Iterable[str]) -> tuple[list[str], str]:
+    """Which of a retrain's dataset versions train the intent model and which judges it (ASR sets aside)."""
+    names = list(names)
+    if INTENT_GOLDEN not in names:
+        raise NothingToTrain("no labelled golden call: the gate judges models on the golden set; label golden "
+                             "calls (or build a set with `voiceloop simulate-calls --split golden`)")
+    train = [name for name in names if name not in ASR_DATASETS | {INTENT_GOLDEN}]
+    if not train:
+        raise NothingToTrain("no labelled turn to train the intent model on: label calls, or set "
+                             "intent.include_banking77_train")
+    return train, INTENT_GOLDEN
 
 
 def finetune_intent(

@@ -94,7 +94,9 @@ def _summary_table(summary: RetrainSummary) -> Table:
         row("redact", f"{red.calls} calls, {red.turns} turns, {red.leaking_turns} leaking turns quarantined", "redact")
     if (val := summary.validation) is not None:
         row("validate", f"{val.passed}/{val.rows} turns passed {val.expectations} expectations", "validate")
-    row("datasets", ", ".join(f"{k}@{v.digest[:10]} ({v.rows} rows)" for k, v in summary.datasets.items()),
+    waiting = summary.waiting_for_labels
+    row("datasets", ", ".join(f"{k}@{v.digest[:10]} ({v.rows} rows)" for k, v in summary.datasets.items())
+        + (f"; {waiting.calls} calls ({waiting.turns} customer turns) waiting for labels" if waiting.calls else ""),
         "datasets")
     if (tr := summary.training) is not None:
         row("fine-tune intent", f"golden accuracy {tr.golden_accuracy:.4f}" + (" (reused run)" if tr.reused else ""),
@@ -264,18 +266,17 @@ def train_intent_command(params: ParamsOption = None, as_role: RoleOption = None
 
     from core.corpus import intent_names
     from governance.session import open_store
-    from training.datasets import ASR_DATASETS, INTENT_GOLDEN, open_version
-    from training.finetune import finetune_intent
+    from training.datasets import open_version
+    from training.finetune import finetune_intent, intent_set_names
     from training.registry import Registry
 
     stage_dir = settings.root / "dvc-stage"
     digests = json.loads((stage_dir / "datasets.json").read_text())
     store = open_store(settings, acting_role(settings, as_role, "training"), "training")
-    versions = {name: open_version(store, name, digest) for name, digest in digests.items()
-                if name not in ASR_DATASETS}
-    golden = versions.pop(INTENT_GOLDEN)
+    train_names, golden_name = intent_set_names(digests)
     Registry(settings)  # sets up tracking
-    run = finetune_intent(list(versions.values()), golden, list(intent_names()), settings.intent,
+    run = finetune_intent([open_version(store, n, digests[n]) for n in train_names],
+                          open_version(store, golden_name, digests[golden_name]), list(intent_names()), settings.intent,
                           settings.root / "work", tags={"voiceloop.dvc_stage": "train-intent"}, progress=True)
     shutil.rmtree(stage_dir / "intent_model", ignore_errors=True)
     shutil.copytree(run.model_dir, stage_dir / "intent_model")

@@ -88,9 +88,7 @@ def audio_rows_digest(rows: list[dict[str, Any]]) -> str:
 
 def publish_audio(store: GovernedStore, name: str, rows: list[dict[str, Any]], **detail: Any) -> DatasetVersion:
     """Write an audio dataset version named by the digest of its rows (audio by content hash)."""
-    data = Dataset.from_list(rows) if rows else Dataset.from_dict({"audio": [], "text": []})
-    if rows:
-        data = data.cast_column("audio", Audio(decode=False))
+    data = Dataset.from_list(rows).cast_column("audio", Audio(decode=False))
     return publish_data(store, name, audio_rows_digest(rows), data, rows, **detail)
 
 
@@ -195,9 +193,10 @@ def build_asr_versions(
     for split in splits:
         rows, skipped = call_turn_rows(store, validated, split, sample_rates)
         report.skipped += skipped
-        report.versions[dataset_name("asr", split)] = publish_audio(
-            store, dataset_name("asr", split), rows, split=split, skipped=[str(s) for s in skipped]
-        )
+        if rows:  # no transcribed turn in this split (unlabelled calls): no version
+            report.versions[dataset_name("asr", split)] = publish_audio(
+                store, dataset_name("asr", split), rows, split=split, skipped=[str(s) for s in skipped]
+            )
     if digits is not None and (digits[0] or digits[1]):
         report.versions[ASR_DIGITS] = publish_audio(
             store, ASR_DIGITS, digit_rows(*digits),
