@@ -1,9 +1,11 @@
 """Pull production calls from a call store into the raw zone, incrementally and idempotently.
 
 The store's state keeps a watermark (the latest ``started_at`` seen) and the set of call
-files already handled, each with the digest of its JSON. A file is read again only when it is
-new (late arrivals included: they are new ids, whatever their ``started_at``) or its content
-changed (a fixed, previously quarantined call). Every bad call is quarantined with a reason
+files already handled, each with the digest of its JSON and its audio file's identity (size and
+time, or ETag, as the file system reports them). A file is read again only when it is new (late
+arrivals included: they are new ids, whatever their ``started_at``) or either changed (a fixed,
+previously quarantined call; a corrected transcript or recording: the new version replaces the
+raw copy, and redaction redoes the call). Every bad call is quarantined with a reason
 that names the file and the fix, and the rest of the batch goes on; the quarantined original is
 encrypted like raw data and tagged with the call id and caller pseudonym it claims, so an
 erasure request finds it too.
@@ -69,9 +71,8 @@ def _audio_facts(data: bytes, where: str) -> dict[str, Any]:
     }
 
 
-def _load_call(fs: Any, root: str, json_path: str, split: str) -> tuple[dict[str, Any], bytes, str]:
+def _load_call(fs: Any, root: str, json_path: str, raw_bytes: bytes, split: str) -> tuple[dict[str, Any], bytes, str]:
     name = posixpath.basename(json_path)
-    raw_bytes = fs.cat_file(json_path)
     try:
         document = json.loads(raw_bytes)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
@@ -98,7 +99,7 @@ def _load_call(fs: Any, root: str, json_path: str, split: str) -> tuple[dict[str
     document["_ingest"] = {
         "split": split,
         "source_file": name,
-        "source_digest": hashlib.sha256(raw_bytes).hexdigest(),
+        "source_digest": _sha256(raw_bytes),
         "ingested_at": datetime.now(UTC).isoformat(),
         "audio": facts,
     }
@@ -129,8 +130,10 @@ def ingest(
     state_name = f"ingest-{split}"
     state = store.read_state(state_name)
     seen: dict[str, str] = state.get("seen", {})
+    audio_seen: dict[str, str] = state.get("audio_seen", {})  # file name -> its audio file's identity
     watermark: str | None = state.get("watermark")
     erased = erased_calls(store)
+    stored = store.raw_index()
     listing = sorted(p for p in fs.find(root, maxdepth=1) if p.endswith(".json"))
     report.listed = len(listing)
 
@@ -141,7 +144,7 @@ def ingest(
             store.write_raw(pending)
             for document, _, _ in pending:
                 seen[document["_ingest"]["source_file"]] = document["_ingest"]["source_digest"]
-            store.write_state(state_name, {"seen": seen, "watermark": watermark})
+            store.write_state(state_name, {"seen": seen, "audio_seen": audio_seen, "watermark": watermark})
             pending.clear()
 
     for done, json_path in enumerate(listing, start=1):
@@ -151,28 +154,37 @@ def ingest(
         if posixpath.splitext(name)[0] in erased:
             report.erased.append(posixpath.splitext(name)[0])
             continue
-        if name in seen and seen[name] == _digest(fs, json_path):
+        json_bytes = fs.cat_file(json_path)
+        audio_key = _audio_identity(fs, root, json_path, json_bytes)
+        # audio_seen lacks files first seen by older code: their audio is noted now, not read again
+        if seen.get(name) == _sha256(json_bytes) and audio_seen.setdefault(name, audio_key) == audio_key:
             report.already_seen += 1
             continue
+        audio_seen[name] = audio_key
         try:
-            document, audio, suffix = _load_call(fs, root, json_path, split)
+            document, audio, suffix = _load_call(fs, root, json_path, json_bytes, split)
         except BadCall as bad:
             reason = str(bad)
-            original = fs.cat_file(json_path)
-            call_id, caller_id = _claimed_identity(original)
+            call_id, caller_id = _claimed_identity(json_bytes)
             store.quarantine(
                 "ingest",
                 name,
                 reason,
                 call_id=call_id,
                 caller_ref=store.caller_ref(caller_id) if caller_id else None,
-                files={name: original},
+                files={name: json_bytes},
             )
             report.quarantined.append((name, reason))
-            seen[name] = _digest(fs, json_path)
+            seen[name] = _sha256(json_bytes)
             continue
         started = document["started_at"]
         watermark = max(watermark or started, started)
+        held = stored.get(document["call_id"])
+        if held is not None and (held.source_digest, held.audio_sha256) == (
+                document["_ingest"]["source_digest"], document["_ingest"]["audio"]["sha256"]):
+            report.already_seen += 1  # the files were touched, not changed: the raw zone holds this version
+            seen[name] = document["_ingest"]["source_digest"]
+            continue
         if not document["consent"]["training"]:
             report.no_consent.append(document["call_id"])
             seen[name] = document["_ingest"]["source_digest"]
@@ -189,7 +201,7 @@ def ingest(
     if report.erased:
         store.audit.append(store.actor, "ingest.erased", call_ids=report.erased,
                            detail={"count": len(report.erased), "skipped": "tombstoned by an erasure request"})
-    store.write_state(state_name, {"seen": seen, "watermark": watermark})
+    store.write_state(state_name, {"seen": seen, "audio_seen": audio_seen, "watermark": watermark})
     report.watermark = watermark
     return report
 
@@ -213,9 +225,9 @@ def tombstone(store: GovernedStore, call_ids: list[str], request_id: str) -> int
     names = {f"{call_id}.json" for call_id in call_ids}
     for state_name in store.state_names(_INGEST_STATE):
         state = store.read_state(state_name)
-        seen = state.get("seen", {})
-        if names & set(seen):
-            store.write_state(state_name, {**state, "seen": {k: v for k, v in seen.items() if k not in names}})
+        kept = {key: {k: v for k, v in state.get(key, {}).items() if k not in names} for key in ("seen", "audio_seen")}
+        if kept != {key: state.get(key, {}) for key in kept}:
+            store.write_state(state_name, {**state, **kept})
     return len(calls)
 
 
@@ -238,5 +250,20 @@ def _claimed_identity(data: bytes) -> tuple[str | None, str | None]:
     )
 
 
-def _digest(fs: Any, path: str) -> str:
-    return hashlib.sha256(fs.cat_file(path)).hexdigest()
+def _audio_identity(fs: Any, root: str, json_path: str, json_bytes: bytes) -> str:
+    """What the file system says about a call's audio file (size, modification time or ETag), without
+    reading it: a corrected recording under an unchanged JSON is noticed by this changing."""
+    try:
+        audio = json.loads(json_bytes).get("audio")
+    except (UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return ""
+    if not isinstance(audio, str):
+        return ""
+    path = posixpath.normpath(posixpath.join(posixpath.dirname(json_path), audio))
+    if not path.startswith(root.rstrip("/") + "/") or not fs.exists(path):
+        return ""
+    return str(fs.ukey(path))
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -94,6 +94,10 @@ class RawIndexEntry:
     split: str | None
     consent_training: bool
     caller_ref: str  # keyed pseudonym of the caller id, the same as redacted documents carry
+    # which version of the call this is: the SHA-256 of its JSON and of its audio at ingest (None in
+    # entries written before they were kept); a redacted document records the same two
+    source_digest: str | None = None
+    audio_sha256: str | None = None
 
 
 @dataclass(frozen=True)
@@ -253,6 +257,8 @@ class GovernedStore:
             split=ingest_info.get("split"),
             consent_training=bool((document.get("consent") or {}).get("training")),
             caller_ref=self.caller_ref(str(document["caller_id"])),
+            source_digest=ingest_info.get("source_digest"),
+            audio_sha256=(ingest_info.get("audio") or {}).get("sha256"),
         )
 
     def raw_call_ids(self) -> set[str]:
@@ -309,6 +315,22 @@ class GovernedStore:
 
     def redacted_call_ids(self) -> set[str]:
         return {p.stem for p in (self.root / "redacted").glob("*.json")}
+
+    def stale_redacted_call_ids(self) -> set[str]:
+        """Redacted calls made from another version of the call than the raw zone holds now (a fixed
+        transcript or corrected audio was ingested since): they must be redacted again. Only call ids
+        leave the store, so nothing is handed out to audit."""
+        index = self.raw_index()
+        stale = set()
+        for call_id in self.redacted_call_ids() & set(index):
+            raw = index[call_id]
+            if raw.source_digest is None:  # indexed before versions were kept: nothing to compare
+                continue
+            redacted = json.loads(self._redacted_path(call_id).read_text())
+            made_from = (redacted.get("raw_digest"), (redacted.get("audio") or {}).get("sha256"))
+            if made_from != (raw.source_digest, raw.audio_sha256):
+                stale.add(call_id)
+        return stale
 
     def read_redacted(self, call_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         ids = sorted(self.redacted_call_ids() if call_ids is None else call_ids)

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 
 from core.settings import RedactionConfig
 from governance.audit import Actor, AuditLog
 from governance.ingest import ingest
-from governance.redaction.calls import RedactionBroken, redact_calls
+from governance.redaction.calls import RedactionBroken, redact_calls, redact_pending
 from governance.store import GovernedStore
 from tests.conftest import write_call
 
@@ -72,3 +77,40 @@ def test_too_many_leaks_fail_the_batch_before_anything_is_written(tmp_path: Path
     with pytest.raises(RedactionBroken, match="still hold PII"):
         redact_calls(store, ["clean", "with-pii"], RedactionConfig(entities=["PERSON"], leak_max_share=0.0))
     assert store.redacted_call_ids() == set()
+
+
+def test_a_changed_call_is_redacted_again_and_a_touched_one_is_not(tmp_path: Path) -> None:
+    """A fixed transcript or a corrected recording replaces the redacted call made from the old version."""
+    source = tmp_path / "calls"
+    path = write_call(source, "fixed")
+    audit = AuditLog(f"sqlite:///{tmp_path / 'audit.db'}")
+    store = GovernedStore(tmp_path / "zones", audit, Actor(role="pipeline", purpose="ingest", user="t"))
+    redactor = store.as_purpose("redaction")
+    config = RedactionConfig()
+    assert ingest(store, str(source), "train").ingested == ["fixed"]
+    assert redact_pending(redactor, config).calls == ["fixed"]
+    assert redact_pending(redactor, config).calls == []
+
+    document = json.loads(path.read_text())
+    document["turns"][1]["text"] = "my new card has still not arrived"
+    path.write_text(json.dumps(document))
+    assert ingest(store, str(source), "train").ingested == ["fixed"]
+    assert redact_pending(redactor, config).calls == ["fixed"]
+    [redacted] = store.as_purpose("validation").read_redacted(["fixed"])
+    assert redacted["turns"][1]["text"] == "my new card has still not arrived"
+
+    audio = source / "audio" / "fixed.wav"  # corrected recording, same JSON
+    t = np.arange(32000) / 16000
+    buffer = io.BytesIO()
+    sf.write(buffer, 0.2 * np.sin(2 * np.pi * 220 * t), 16000, format="WAV", subtype="PCM_16")
+    audio.write_bytes(buffer.getvalue())
+    assert ingest(store, str(source), "train").ingested == ["fixed"]
+    assert redact_pending(redactor, config).calls == ["fixed"]
+    [redacted] = store.as_purpose("validation").read_redacted(["fixed"])
+    assert redacted["audio"]["sha256"] == hashlib.sha256(buffer.getvalue()).hexdigest()
+
+    stat = audio.stat()  # touched, not changed: read once more, recognised, nothing rewritten or redone
+    os.utime(audio, (stat.st_atime + 60, stat.st_mtime + 60))
+    again = ingest(store, str(source), "train")
+    assert again.ingested == [] and again.already_seen == 1
+    assert redact_pending(redactor, config).calls == []

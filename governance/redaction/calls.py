@@ -86,8 +86,10 @@ def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], 
 
 def redact_pending(store: GovernedStore, config: RedactionConfig,
                    progress: Callable[[int, int], None] | None = None) -> RedactionReport:
-    """The redaction step: every raw call not redacted yet (``store`` acts for redaction)."""
-    pending = sorted(store.raw_call_ids() - store.redacted_call_ids())
+    """The redaction step: every raw call not redacted yet, and every call redacted from an older version
+    of it than the raw zone now holds (its redacted document and audio are replaced; ``store`` acts for
+    redaction)."""
+    pending = sorted((store.raw_call_ids() - store.redacted_call_ids()) | store.stale_redacted_call_ids())
     return redact_calls(store, pending, config, progress=progress) if pending else RedactionReport()
 
 
