@@ -213,6 +213,15 @@ class RetentionConfig(_Section):
     erasure_deadline_days: int = 30  # legal deadline of a right-to-erasure request (GDPR art. 12(3): one month)
 
 
+class ConsentConfig(_Section):
+    """What a consent withdrawal does (docs/erasure.md#consent-withdrawal)."""
+
+    # exclude: the calls leave every dataset and are never trained on again; their raw and redacted
+    # copies stay for their other lawful uses (QA, the retention window) and go with retention.
+    # erase: they are also deleted from raw, redacted and quarantine, as an erasure would.
+    on_withdrawal: Literal["exclude", "erase"] = "exclude"
+
+
 class DvcConfig(_Section):
     remote_url: str = ""  # empty: a local folder under the project folder
     enabled: bool = True
@@ -261,6 +270,7 @@ class Settings(BaseSettings):
     key_files: Annotated[KeysConfig, Field(alias="keys")] = KeysConfig()
     access: AccessConfig = AccessConfig()
     retention: RetentionConfig = RetentionConfig()
+    consent: ConsentConfig = ConsentConfig()
     dvc: DvcConfig = DvcConfig()
     serving: ServingConfig = ServingConfig()
     threads: int = 0  # 0: all cores

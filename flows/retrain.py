@@ -1,4 +1,4 @@
-"""The retrain flow: pull -> redact -> validate -> datasets -> fine-tune -> gate -> promote.
+"""The retrain flow: pull -> withdrawals -> redact -> validate -> datasets -> fine-tune -> gate -> promote.
 
 The intent model and (with ``asr.enabled``) the Whisper ASR model are fine-tuned side by side
 and gated together: the bundle they form is promoted only when every criterion passes.
@@ -26,6 +26,7 @@ from core import progress
 from core.corpus import intent_names
 from core.runtime import cpu_seconds, prepare
 from core.settings import Settings, load_settings
+from flows.erase import carry_out_pending_withdrawals
 from flows.summary import (
     AsrSummary,
     DatasetSummary,
@@ -36,6 +37,7 @@ from flows.summary import (
     TrainingSummary,
     ValidationSummary,
     WaitingSummary,
+    WithdrawalSummary,
 )
 from governance.ingest import ingest_sources
 from governance.redaction.calls import redact_pending
@@ -58,6 +60,14 @@ def ingest_calls(settings: Settings, store: GovernedStore) -> dict[str, IngestSu
         for name, reason in report.quarantined:
             get_run_logger().warning("quarantined %s: %s", name, reason)
     return {split: IngestSummary.of(report) for split, report in reports.items()}
+
+
+@task(name="withdrawals", cache_policy=NO_CACHE)
+def withdrawals(settings: Settings, store: GovernedStore) -> list[WithdrawalSummary]:
+    """Consent withdrawn since the calls were ingested: out of every dataset and model lineage before anything
+    is built again (flows/erase.py)."""
+    outcomes = carry_out_pending_withdrawals(settings, store.as_purpose("withdrawal"))
+    return [WithdrawalSummary.of(outcome) for outcome in outcomes]
 
 
 @task(name="redact", cache_policy=NO_CACHE)
@@ -179,6 +189,7 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
         return done
 
     summary.ingest = timed("ingest", ingest_calls, settings, store)
+    summary.withdrawals = timed("withdrawals", withdrawals, settings, store)
     summary.redaction = timed("redact", redact, settings, store)
     validated, summary.validation = timed("validate", validate, settings, store)
     built = timed("datasets", datasets, settings, store, validated)

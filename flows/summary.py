@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from flows.erase import ErasureOutcome
 from governance.ingest import IngestReport
 from governance.redaction.calls import RedactionReport
 from governance.validation import ValidationReport
@@ -27,12 +28,26 @@ class IngestSummary(BaseModel):
     quarantined: int
     erased: int
     watermark: str | None
+    withdrawn: int = 0  # held calls whose document withdrew consent since
 
     @classmethod
     def of(cls, report: IngestReport) -> IngestSummary:
         return cls(listed=report.listed, already_seen=report.already_seen, ingested=len(report.ingested),
                    no_consent=len(report.no_consent), quarantined=len(report.quarantined),
-                   erased=len(report.erased), watermark=report.watermark)
+                   erased=len(report.erased), watermark=report.watermark, withdrawn=len(report.withdrawn))
+
+
+class WithdrawalSummary(BaseModel):
+    """A consent withdrawal the run carried out (its certificate is ``<project>/erasure-certificates/<id>.json``)."""
+
+    withdrawal_id: str
+    calls: int
+    datasets_rebuilt: int
+
+    @classmethod
+    def of(cls, outcome: ErasureOutcome) -> WithdrawalSummary:
+        return cls(withdrawal_id=outcome.request.request_id, calls=len(outcome.certificate["call_ids"]),
+                   datasets_rebuilt=len(outcome.certificate["datasets"]))
 
 
 class RedactionSummary(BaseModel):
@@ -144,6 +159,7 @@ class RetrainSummary(BaseModel):
     flow_run_id: str
     project_dir: str
     ingest: dict[str, IngestSummary] = Field(default_factory=dict)  # per split: train, golden
+    withdrawals: list[WithdrawalSummary] = Field(default_factory=list)
     redaction: RedactionSummary | None = None
     validation: ValidationSummary | None = None
     datasets: dict[str, DatasetSummary] = Field(default_factory=dict)

@@ -28,6 +28,7 @@ from governance import access
 from governance.access import AccessDenied
 from governance.audit import Actor, AuditEntry, AuditLog
 from governance.audit_chain import canonical_json
+from governance.consent import Withdrawal
 from governance.ingest import erased_calls, tombstone
 from governance.policy import CALL_ZONES, DATASETS_ZONE, OPERATIONS
 from governance.retention import forget_retained, retained_calls_of
@@ -125,13 +126,14 @@ def resolve_request(audit: AuditLog, actor: Actor, caller_id: str, request_id: s
 
 
 # -- rights ---------------------------------------------------------------------------------------------
-def check_rights(store: GovernedStore, datasets: bool) -> None:
-    """Refuse before anything is touched unless the actor may do every step the erasure needs.
+def check_rights(store: GovernedStore, datasets: bool, zones: bool = True) -> None:
+    """Refuse before anything is touched unless the actor may do every step the run needs (``zones``:
+    delete calls from the call zones; ``datasets``: rebuild dataset versions).
 
     Without this, a role allowed to delete raw data but not to rebuild datasets would stop half-way,
     with the caller gone from some zones and still in the dataset versions.
     """
-    for zone, operation in ZONE_RIGHTS + (DATASET_RIGHTS if datasets else ()):
+    for zone, operation in (ZONE_RIGHTS if zones else ()) + (DATASET_RIGHTS if datasets else ()):
         try:
             access.check(store.policy, store.actor, zone, operation)
         except AccessDenied as denied:
@@ -212,6 +214,21 @@ def find_caller_calls(store: GovernedStore, journal: Journal, caller_id: str,
     return footprint, affected
 
 
+def find_withdrawn_calls(store: GovernedStore, journal: Journal, withdrawal: Withdrawal,
+                         erase: bool) -> tuple[CallerFootprint, list[DatasetInfo]]:
+    """A withdrawal's calls and the dataset versions holding any of them, rights checked first. With
+    ``erase`` (consent.on_withdrawal) they are also found in the call zones and tombstoned, as an erasure's."""
+    journal.call_ids = sorted(set(journal.call_ids) | set(withdrawal.call_ids))
+    affected = [info for info in store.list_datasets() if set(journal.call_ids) & set(info.call_ids)]
+    check_rights(store, datasets=bool(affected or journal.dvc_pending), zones=erase)
+    footprint = CallerFootprint(withdrawal.caller_ref or "", (), (), (), ())
+    if erase:
+        footprint = store.footprint_of_calls(journal.call_ids)
+        tombstone(store, journal.call_ids, withdrawal.withdrawal_id)
+    journal.save(store)
+    return footprint, affected
+
+
 def delete_caller_calls(store: GovernedStore, journal: Journal, footprint: CallerFootprint) -> None:
     """Remove the caller's calls from raw, redacted and quarantine (each delete audited by the store),
     and from retention's index of expired calls."""
@@ -239,11 +256,23 @@ def certificate_digest(body: dict[str, Any]) -> str:
     return hashlib.sha256(canonical_json(body).encode()).hexdigest()
 
 
+WITHDRAWAL_NOT_COVERED = [
+    "with consent.on_withdrawal: exclude, the raw and redacted copies, kept for their other uses until retention",
+    "the source call store, backups and snapshots of the project folder, and copies others made",
+    "model weights trained on the withdrawn calls: tagged voiceloop.retrain_required until retrained",
+]
+
+
 def certificate_body(store: GovernedStore, request: ErasureRequest, journal: Journal,
-                     now: datetime | None = None) -> dict[str, Any]:
-    """The facts of a completed erasure: pseudonym, call ids, paths, digests, object ids; never PII."""
+                     now: datetime | None = None, withdrawal: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The facts of a completed erasure: pseudonym, call ids, paths, digests, object ids; never PII.
+
+    ``withdrawal`` (scope, on_withdrawal) makes it the certificate of a consent withdrawal instead.
+    """
     return {
         "format": CERTIFICATE_FORMAT,
+        "kind": "consent-withdrawal" if withdrawal else "erasure",
+        **({"withdrawal": withdrawal} if withdrawal else {}),
         "request_id": request.request_id,
         "caller": request.caller,
         "requested_at": request.requested_at.isoformat(),
@@ -256,7 +285,7 @@ def certificate_body(store: GovernedStore, request: ErasureRequest, journal: Jou
         "dvc": journal.dvc,
         "models": journal.models,
         "golden": journal.golden,
-        "not_covered": [
+        "not_covered": WITHDRAWAL_NOT_COVERED if withdrawal else [
             "the source call store the calls were ingested from (tombstones stop re-import; erase there too)",
             "backups and snapshots of the project folder, and copies others made",
             "model weights trained on the erased calls: tagged voiceloop.retrain_required until retrained",
@@ -279,7 +308,7 @@ def write_certificate(project_dir: Path, certificate: dict[str, Any]) -> Path:
     return path
 
 
-def complete_request(audit: AuditLog, actor: Actor, caller_id: str, certificate: dict[str, Any],
+def complete_request(audit: AuditLog, actor: Actor, caller_id: str | None, certificate: dict[str, Any],
                      path: Path) -> AuditEntry:
     """Chain the certificate into the log: the ``erasure.completed`` entry that closes the request."""
     body = {k: v for k, v in certificate.items() if k != "signature"}
@@ -290,9 +319,10 @@ def complete_request(audit: AuditLog, actor: Actor, caller_id: str, certificate:
 
 
 def certify(project_dir: Path, store: GovernedStore, request: ErasureRequest, journal: Journal,
-            caller_id: str) -> tuple[dict[str, Any], Path]:
+            caller_id: str | None, withdrawal: dict[str, Any] | None = None) -> tuple[dict[str, Any], Path]:
     """The last step: the certificate of what the journal holds, signed, written and chained into the log."""
-    certificate = sign_certificate(store.audit, certificate_body(store, request, journal, datetime.now(UTC)))
+    body = certificate_body(store, request, journal, datetime.now(UTC), withdrawal)
+    certificate = sign_certificate(store.audit, body)
     path = write_certificate(project_dir, certificate)
     complete_request(store.audit, store.actor, caller_id, certificate, path)
     return certificate, path

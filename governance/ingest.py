@@ -10,6 +10,11 @@ that names the file and the fix, and the rest of the batch goes on; the quaranti
 encrypted like raw data and tagged with the call id and caller pseudonym it claims, so an
 erasure request finds it too.
 
+A call the raw or redacted zone holds whose document now says ``consent.training: false`` is a
+withdrawal (``governance/consent.py``): the raw copy is updated to the new document and the
+withdrawal recorded for the retrain to carry out. Calls of a caller who withdrew consent are
+treated as calls without consent until the caller consents again.
+
 Erased calls are tombstoned (state ``erased``: call id -> erasure request id) and never read from
 the call store again, whatever the call store still holds; they are counted as ``erased``.
 """
@@ -29,6 +34,7 @@ import fsspec
 import soundfile as sf
 
 from core.settings import SourcesConfig
+from governance.consent import ConsentLedger, withdraw_calls
 from governance.contract import SAFE_ID, ContractError, parse_call
 from governance.store import GovernedStore
 
@@ -44,7 +50,8 @@ class IngestReport:
     listed: int = 0
     already_seen: int = 0
     ingested: list[str] = field(default_factory=list)
-    no_consent: list[str] = field(default_factory=list)
+    no_consent: list[str] = field(default_factory=list)  # their own document's or their caller's withdrawal
+    withdrawn: list[str] = field(default_factory=list)  # held calls whose document now withdraws consent
     erased: list[str] = field(default_factory=list)  # tombstoned by an erasure: never imported again
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
     watermark: str | None = None
@@ -134,6 +141,8 @@ def ingest(
     watermark: str | None = state.get("watermark")
     erased = erased_calls(store)
     stored = store.raw_index()
+    redacted = store.redacted_call_ids()
+    consent = ConsentLedger.load(store)
     listing = sorted(p for p in fs.find(root, maxdepth=1) if p.endswith(".json"))
     report.listed = len(listing)
 
@@ -185,8 +194,16 @@ def ingest(
             report.already_seen += 1  # the files were touched, not changed: the raw zone holds this version
             seen[name] = document["_ingest"]["source_digest"]
             continue
-        if not document["consent"]["training"]:
-            report.no_consent.append(document["call_id"])
+        call_id = document["call_id"]
+        if not document["consent"]["training"] and (held is not None or call_id in redacted):
+            report.withdrawn.append(call_id)  # consent withdrawn after ingest: recorded below
+            if held is not None:  # the raw copy follows its document (raw past retention is not restored)
+                pending.append((document, audio, suffix))
+            else:
+                seen[name] = document["_ingest"]["source_digest"]
+            continue
+        if not document["consent"]["training"] or consent.caller_withdrawn(store.caller_ref(document["caller_id"])):
+            report.no_consent.append(call_id)
             seen[name] = document["_ingest"]["source_digest"]
             continue
         pending.append((document, audio, suffix))
@@ -194,6 +211,7 @@ def ingest(
         if len(pending) >= BATCH:
             flush()
     flush()
+    withdraw_calls(store, report.withdrawn)
     if report.no_consent:
         store.audit.append(
             store.actor, "ingest.no_consent", call_ids=report.no_consent, detail={"count": len(report.no_consent)}

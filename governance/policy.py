@@ -47,6 +47,7 @@ Purpose = Literal[
     "qa-review",
     "audit",
     "erasure",
+    "withdrawal",  # consent withdrawn: the calls leave every dataset (and, when consent.on_withdrawal says, the zones)
     "retention",
     "key-rotation",
     "promotion",  # moving the serving bundle's aliases by hand (promote --bundle, rollback): no zone access

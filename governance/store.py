@@ -570,6 +570,23 @@ class GovernedStore:
         return result
 
     # -- retention / erasure support -------------------------------------------------
+    def footprint_of_calls(self, call_ids: Iterable[str]) -> CallerFootprint:
+        """Where these calls are, by zone, as :meth:`calls_of_caller` finds a caller's (same rights, audited)."""
+        for zone in CALL_ZONES:
+            self._authorise(zone, "delete")
+        wanted = set(call_ids)
+        raw = sorted(wanted & self.raw_call_ids())
+        redacted = sorted(wanted & self.redacted_call_ids())
+        items, item_calls = [], set()
+        for key, _folder, reason in self._quarantine_items():
+            if reason.get("call_id") in wanted:
+                items.append(key)
+                item_calls.add(reason["call_id"])
+        footprint = CallerFootprint("", tuple(raw), tuple(redacted), tuple(items), tuple(sorted(item_calls)))
+        self.audit.append(self.actor, "store.find_calls", call_ids=footprint.call_ids,
+                          detail={"raw": len(raw), "redacted": len(redacted), "quarantine": len(items)})
+        return footprint
+
     def calls_of_caller(self, caller_ref: str) -> CallerFootprint:
         """Every call of one caller (by pseudonym) across raw, redacted and quarantine; the lookup is audited.
 

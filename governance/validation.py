@@ -18,6 +18,7 @@ import pandas as pd
 
 from core.corpus import intent_names
 from core.settings import ValidationConfig
+from governance.consent import trainable_call_ids
 from governance.store import GovernedStore
 
 ROW_ID = "row_id"
@@ -134,9 +135,11 @@ def run_expectations(frame: pd.DataFrame, expectations: list[Any], suite_name: s
 
 
 def validate_redacted(store: GovernedStore, config: ValidationConfig) -> ValidationReport:
-    """The validation step: every redacted turn through the suite, new failures quarantined with the
-    expectations they failed (each once, whatever the number of re-runs); ``store`` acts for validation."""
-    frame = turn_rows(store.read_redacted())
+    """The validation step: every redacted turn of a call whose consent stands through the suite, new failures
+    quarantined with the expectations they failed (each once, whatever the number of re-runs); ``store`` acts
+    for validation. Its passing rows are all the datasets are built from, so a withdrawn call is in none."""
+    frame = turn_rows([document for document in store.read_redacted(trainable_call_ids(store))
+                       if document.get("consent_training", True)])
     report = validate_turns(frame, config, list(intent_names()))
     already = set(store.read_state(QUARANTINED_STATE).get("items", []))
     for row_id, failed in report.failures.items():

@@ -31,7 +31,7 @@ from rich.table import Table
 if TYPE_CHECKING:  # the command imports it: `voiceloop --help` stays fast
     from flows.summary import RetrainSummary
 
-from voiceloop import cli_audit, cli_governance, cli_redact, cli_registry, cli_serve, cli_transcribe
+from voiceloop import cli_audit, cli_consent, cli_governance, cli_redact, cli_registry, cli_serve, cli_transcribe
 from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, print_json
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
@@ -39,7 +39,7 @@ from voiceloop.cli_common import load as _settings
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 # One way to add commands: each cli_* module declares its own on a `commands` Typer, merged in here.
-for module in (cli_audit, cli_governance, cli_redact, cli_registry, cli_serve, cli_transcribe):
+for module in (cli_audit, cli_consent, cli_governance, cli_redact, cli_registry, cli_serve, cli_transcribe):
     app.add_typer(module.commands)
 
 
@@ -88,8 +88,14 @@ def _summary_table(summary: RetrainSummary) -> Table:
     for split, stats in summary.ingest.items():
         row(f"ingest ({split})", f"{stats.ingested} new, {stats.already_seen} seen, "
             f"{stats.no_consent} no consent, {stats.quarantined} quarantined"
+            + (f", {stats.withdrawn} withdrew consent" if stats.withdrawn else "")
             + (f", {stats.erased} erased (skipped)" if stats.erased else ""))
     row("", "", "ingest")
+    for withdrawal in summary.withdrawals:
+        row("consent withdrawn", f"{withdrawal.withdrawal_id}: {withdrawal.calls} calls out of "
+            f"{withdrawal.datasets_rebuilt} dataset versions (certificate written)")
+    if summary.withdrawals:
+        row("", "", "withdrawals")
     if (red := summary.redaction) is not None:
         row("redact", f"{red.calls} calls, {red.turns} turns, {red.leaking_turns} leaking turns quarantined", "redact")
     if (val := summary.validation) is not None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -78,10 +80,11 @@ def erase(
     elif verify_certificate is not None:
         _verify(settings, verify_certificate, json_out)
     else:
-        _erase(settings, _caller(caller_id or ""), request_only, request_id, json_out, as_role)
+        _erase(settings, caller_option_value(caller_id or ""), request_only, request_id, json_out, as_role)
 
 
-def _caller(value: str) -> str:
+def caller_option_value(value: str) -> str:
+    """A ``--caller-id`` value: as given, or read from stdin for '-' (out of shell history)."""
     caller = sys.stdin.readline().strip() if value == "-" else value.strip()
     if not caller:
         raise typer.BadParameter("the caller id is empty", param_hint="--caller-id")
@@ -145,23 +148,30 @@ def _erase(settings: Settings, caller_id: str, request_only: bool, request_id: s
         return
     from flows.erase import erase_caller
 
-    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=json_out) as bar:
-        job = bar.add_task("erasing", total=None)
+    with step_progress("erasing", transient=json_out) as on_step:
         try:
-            outcome = erase_caller(settings, role, caller_id, request_id=request_id,
-                                   on_step=lambda label, done, total: bar.update(job, description=label,
-                                                                                  completed=done, total=total))
+            outcome = erase_caller(settings, role, caller_id, request_id=request_id, on_step=on_step)
         except (AccessDenied, ErasureError) as error:
             _fail(str(error), 2)
     if json_out:
         print_json({"certificate_file": str(outcome.path), **outcome.certificate})
     else:
-        Console().print(_certificate_table(outcome.certificate, outcome.path))
+        Console().print(certificate_table(outcome.certificate, outcome.path))
 
 
-def _certificate_table(certificate: dict[str, Any], path: Path) -> Table:
-    table = Table(title=f"erasure {certificate['request_id']} completed", show_header=False)
+@contextmanager
+def step_progress(first: str, transient: bool) -> Iterator[Callable[[str, int, int], None]]:
+    """A progress bar for an erasure-like run, and the ``on_step(label, done, total)`` that moves it."""
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, transient=transient) as bar:
+        job = bar.add_task(first, total=None)
+        yield lambda label, done, total: bar.update(job, description=label, completed=done, total=total)
+
+
+def certificate_table(certificate: dict[str, Any], path: Path) -> Table:
+    """What an erasure or a consent withdrawal removed, as its certificate says."""
+    what = "consent withdrawal" if certificate.get("kind") == "consent-withdrawal" else "erasure"
+    table = Table(title=f"{what} {certificate['request_id']} completed", show_header=False)
     table.add_column("what")
     table.add_column("removed")
     table.add_row("calls", ", ".join(certificate["call_ids"]) or "none held")
