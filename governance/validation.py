@@ -15,6 +15,7 @@ from typing import Any
 import great_expectations as gx
 import great_expectations.expectations as gxe
 import pandas as pd
+from great_expectations.expectations.expectation_configuration import ExpectationConfiguration
 
 from core.corpus import intent_names
 from core.settings import ValidationConfig
@@ -96,6 +97,15 @@ def validate_turns(frame: pd.DataFrame, config: ValidationConfig, label_set: lis
     return ValidationReport(rows=len(frame), passed=passed, failures=failures, expectations=len(expectations))
 
 
+def expectation_name(expectation: ExpectationConfiguration) -> str:
+    """How quarantine reasons name an expectation: its ``meta.label``, else ``type(column)``."""
+    if expectation.meta and expectation.meta.get("label"):
+        return str(expectation.meta["label"])
+    kwargs = expectation.kwargs
+    column = kwargs.get("column") or f"{kwargs.get('column_A')}>{kwargs.get('column_B')}"
+    return f"{expectation.type}({column})"
+
+
 def run_expectations(frame: pd.DataFrame, expectations: list[Any], suite_name: str) -> dict[int, list[str]]:
     """Run expectations on ``frame`` (which has a ``row_id`` column) in an ephemeral GX context.
 
@@ -121,11 +131,7 @@ def run_expectations(frame: pd.DataFrame, expectations: list[Any], suite_name: s
             continue
         expectation = outcome.expectation_config
         assert expectation is not None  # GX fills it for every result of a suite run
-        kwargs = expectation.kwargs
-        column = kwargs.get("column") or f"{kwargs.get('column_A')}>{kwargs.get('column_B')}"
-        name = f"{expectation.type}({column})"
-        if expectation.meta and expectation.meta.get("label"):
-            name = str(expectation.meta["label"])
+        name = expectation_name(expectation)
         indices = outcome.result.get("unexpected_index_list")
         if indices is None:  # a table-level failure: every row fails it
             indices = [{ROW_ID: r} for r in frame[ROW_ID]]
