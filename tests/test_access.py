@@ -48,14 +48,16 @@ RIGHTS: dict[str, set[str]] = {
     "audit": set(),
     "erasure": {"raw.delete", "redacted.delete", "datasets.read", "datasets.write", "datasets.delete",
                 "quarantine.delete"},
+    "withdrawal": {"raw.delete", "redacted.delete", "datasets.read", "datasets.write", "datasets.delete",
+                   "quarantine.delete"},
     "retention": {"raw.delete", "redacted.delete", "quarantine.delete"},
     "key-rotation": {"raw.write", "quarantine.write"},
     "promotion": set(),
 }
 ROLES: dict[str, set[str]] = {
-    "pipeline": {"ingest", "redaction", "validation", "training", "evaluation"},
+    "pipeline": {"ingest", "redaction", "validation", "training", "evaluation", "withdrawal"},
     "ml-engineer": {"validation", "training", "evaluation", "qa-review"},
-    "compliance-officer": {"audit", "erasure", "retention", "qa-review"},
+    "compliance-officer": {"audit", "erasure", "withdrawal", "retention", "qa-review"},
     "serving": {"evaluation"},
     "admin": set(PURPOSES),
 }
@@ -215,7 +217,7 @@ def test_a_hand_built_policy_still_cannot_let_training_read_raw() -> None:
          r"roles\.Serving Team\.\[key\]: String should match"),
         (lambda t: t.replace("version: 1", "version: 2"), r"version: Input should be 1"),
         (lambda t: t.replace("roles:", "roles: [oops", 1), r"not valid YAML at line \d+"),
-        (lambda t: t.replace("    read: [training, evaluation, erasure]", "    read: training"),
+        (lambda t: t.replace("    read: [training, evaluation, erasure, withdrawal]", "    read: training"),
          r"zones\.datasets\.read"),
     ],
 )
@@ -262,7 +264,7 @@ def test_policy_changes_are_audited_with_digests_and_what_changed(tmp_path: Path
 
     policy_file.write_text(
         SHIPPED_TEXT.replace("purposes: [evaluation]", "purposes: [evaluation, qa-review]").replace(
-            "    delete: [erasure]\n", "    delete: [erasure, retention]\n"
+            "    delete: [erasure, withdrawal]\n", "    delete: [erasure, withdrawal, retention]\n"
         )
     )
     serving = open_store(settings, "serving", "qa-review")
