@@ -54,6 +54,18 @@ def decode_audio(data: bytes) -> Decoded:
         return Decoded(samples, handle.samplerate, handle.format, handle.subtype)
 
 
+SILENCE_DBFS = -120.0  # what digital silence (all zeros) measures as: a finite floor, so it can be stored as JSON
+
+
+def rms_dbfs(samples: np.ndarray) -> float:
+    """A clip's loudness: RMS in dB relative to full scale (speech sits around -30 to -15, line noise
+    below -50); an empty or all-zero clip gives :data:`SILENCE_DBFS`."""
+    if samples.size == 0:
+        return SILENCE_DBFS
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return round(max(SILENCE_DBFS, 20 * np.log10(rms)) if rms > 0 else SILENCE_DBFS, 1)
+
+
 def encode_audio(samples: np.ndarray, sample_rate: int, format: str, subtype: str) -> bytes:
     """Bytes of ``samples`` in the given container/encoding (the raw file's own)."""
     import soundfile as sf

@@ -73,6 +73,9 @@ class ValidationConfig(_Section):
     max_duration_s: float = 3600.0
     min_chars: int = 2
     max_chars: int = 1000
+    # a customer turn with text must be louder than this on the raw audio (RMS dBFS, measured at ingest):
+    # text over digital silence or a dead line is a transcript that does not belong to the recording
+    min_speech_dbfs: float = -60.0
 
 
 class LoraSettings(_Section):

@@ -33,9 +33,10 @@ from typing import Any
 import fsspec
 import soundfile as sf
 
+from core.audio import decode_audio, rms_dbfs
 from core.settings import SourcesConfig
 from governance.consent import ConsentLedger, withdraw_calls
-from governance.contract import SAFE_ID, ContractError, parse_call
+from governance.contract import SAFE_ID, ContractError, Turn, parse_call
 from governance.store import GovernedStore
 
 BATCH = 200
@@ -78,6 +79,16 @@ def _audio_facts(data: bytes, where: str) -> dict[str, Any]:
     }
 
 
+def _customer_turn_loudness(audio: bytes, turns: list[Turn]) -> dict[str, float]:
+    """Each customer turn's loudness on the raw recording (turn index -> RMS dBFS): measured here, before
+    redaction silences PII, so validation can tell a turn with text over silence from a turn made of PII."""
+    decoded = decode_audio(audio)
+    samples = decoded.samples if decoded.samples.ndim == 1 else decoded.samples.mean(axis=1)
+    rate = decoded.sample_rate
+    return {str(index): rms_dbfs(samples[int(turn.start_s * rate):int(turn.end_s * rate)])
+            for index, turn in enumerate(turns) if turn.speaker == "customer"}
+
+
 def _load_call(fs: Any, root: str, json_path: str, raw_bytes: bytes, split: str) -> tuple[dict[str, Any], bytes, str]:
     name = posixpath.basename(json_path)
     try:
@@ -103,6 +114,7 @@ def _load_call(fs: Any, root: str, json_path: str, raw_bytes: bytes, split: str)
             raise BadCall(
                 f"{name}: turn {index} ends at {turn.end_s:.2f} s but the audio lasts {facts['duration_s']:.2f} s"
             )
+    facts["customer_turn_dbfs"] = _customer_turn_loudness(audio, record.turns)
     document["_ingest"] = {
         "split": split,
         "source_file": name,

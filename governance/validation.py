@@ -1,7 +1,8 @@
 """Validate redacted calls with Great Expectations, one row per turn.
 
 The suite checks the schema, the audio facts measured at ingest (readable, sample rate,
-duration), turn timings, transcript length and the label set. A failing row is quarantined
+duration, and that a customer turn with text is not silence), turn timings, transcript length and
+the label set. A failing row is quarantined
 with the names of the expectations it failed; only passing rows go on to the datasets.
 :func:`validate_redacted` is the step the retrain flow and the ``build-datasets`` DVC stage both run.
 """
@@ -60,10 +61,11 @@ def turn_rows(documents: list[dict[str, Any]]) -> pd.DataFrame:
                     "voice": meta.get("voice"),
                     "channel": meta.get("channel"),
                     "snr_db": meta.get("snr_db"),
+                    "speech_dbfs": turn.get("speech_dbfs"),  # customer turns, measured on the raw audio
                 }
             )
     frame = pd.DataFrame(rows, columns=[*REQUIRED, "transcript", "intent", "channels", "audio_end_margin_s",
-                                        "voice", "channel", "snr_db"])
+                                        "voice", "channel", "snr_db", "speech_dbfs"])
     frame[ROW_ID] = range(len(frame))
     return frame
 
@@ -82,6 +84,7 @@ def build_suite(config: ValidationConfig, label_set: list[str]) -> list[Any]:
         gxe.ExpectColumnPairValuesAToBeGreaterThanB(column_A="end_s", column_B="start_s"),
         gxe.ExpectColumnValuesToBeBetween(column="audio_end_margin_s", min_value=0),
         gxe.ExpectColumnValueLengthsToBeBetween(column="text", min_value=config.min_chars, max_value=config.max_chars),
+        gxe.ExpectColumnValuesToBeBetween(column="speech_dbfs", min_value=config.min_speech_dbfs),
         gxe.ExpectColumnValuesToBeInSet(column="intent", value_set=label_set),
         gxe.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "golden"]),
     ]

@@ -50,6 +50,7 @@ class RedactionReport:
 
 def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], salt: str) -> dict[str, Any]:
     labels = {label["turn"]: label for label in document.get("labels", [])}
+    loudness = document["_ingest"]["audio"].get("customer_turn_dbfs", {})  # measured on the raw audio at ingest
     turns = []
     for index, turn in enumerate(document["turns"]):
         label = labels.get(index, {})
@@ -63,6 +64,7 @@ def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], 
                 "text": texts[(index, "text")].redacted,
                 "transcript": transcript.redacted if transcript else None,
                 "intent": label.get("intent"),
+                "speech_dbfs": loudness.get(str(index)),
                 "pii_types": sorted(
                     {e.type for e in texts[(index, "text")].entities}
                     | ({e.type for e in transcript.entities} if transcript else set())
@@ -78,7 +80,7 @@ def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], 
         "consent_training": bool(document["consent"]["training"]),
         "outcome": document.get("outcome"),
         "meta": {k: v for k, v in (document.get("meta") or {}).items() if k in ("voice", "channel", "snr_db")},
-        "audio": ingest_info["audio"],
+        "audio": {k: v for k, v in ingest_info["audio"].items() if k != "customer_turn_dbfs"},  # per turn above
         "raw_digest": ingest_info["source_digest"],
         "turns": turns,
     }
