@@ -214,6 +214,10 @@ class RetentionConfig(_Section):
     raw_days: int = 30  # raw calls (audio + unredacted transcripts) older than this are deleted
     keep_redacted: bool = True  # keep redacted derivatives of expired raw calls (training reproducibility)
     erasure_deadline_days: int = 30  # legal deadline of a right-to-erasure request (GDPR art. 12(3): one month)
+    # a champion trained on erased or withdrawn calls must be replaced within this many days of being marked;
+    # past it, `voiceloop status` and the audit report say OVERDUE and the deadline check audits it
+    retrain_deadline_days: int = 30
+    rollback_when_overdue: bool = False  # the deadline check then serves the newest bundle not trained on them
 
 
 class ConsentConfig(_Section):

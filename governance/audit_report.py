@@ -58,6 +58,9 @@ class ReportData:
     erasures: list[AuditEntry] = field(default_factory=list)
     overdue: list[tuple[AuditEntry, datetime]] = field(default_factory=list)
     daily: Counter[tuple[date, str]] = field(default_factory=Counter)
+    # the serving champion when it was trained on erased or withdrawn calls: version, requests, since,
+    # deadline, status (given by the caller, who reads the model registry; the log does not know it)
+    stale_champion: dict[str, Any] | None = None
 
 
 def _deadline(value: Any) -> datetime | None:
@@ -143,7 +146,7 @@ h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.2em;margin-top:2em;border-
 table{border-collapse:collapse;width:100%;margin:.5em 0} th,td{padding:.3em .5em;border-bottom:1px solid #eee;
 text-align:left;vertical-align:top} th{background:#f6f6f6} td.n{text-align:right}
 .ok{background:#e8f5e9;border-left:6px solid #2e7d32;padding:.8em} .bad{background:#fdecea;border-left:6px solid
-#c62828;padding:.8em} .muted{color:#777} code{font-size:.9em}
+#c62828;padding:.8em} .muted{color:#777} code{font-size:.9em} .bad-text{color:#c62828}
 """
 
 
@@ -189,6 +192,11 @@ def render_html(data: ReportData) -> str:
                     for e in data.erasures]
     overdue_rows = [[_e(e.detail.get("request_id")), _e(_time(e.when)), _e(_time(deadline)),
                      _e(f"{(data.generated_at - deadline).days} days"), _e(e.caller)] for e, deadline in data.overdue]
+    stale = data.stale_champion
+    stale_rows = [[_e(f"v{stale['version']}"), _e(", ".join(stale["requests"])), _e(stale["since"][:19]),
+                   _e(stale["deadline"][:19]),
+                   '<strong class="bad-text">OVERDUE</strong>' if stale["status"] == "OVERDUE" else "due"]
+                  ] if stale else []
     chart = accesses_chart(data.daily)
     chart_html = (f'<img alt="raw-zone accesses and denied attempts per day" src="data:image/png;base64,{chart}">'
                   if chart else '<p class="muted">No raw-zone accesses or denied attempts in this period.</p>')
@@ -214,15 +222,20 @@ def render_html(data: ReportData) -> str:
         "<code>erasure.completed</code> entry for the same request id.</p>"
         + _table(["request", "requested", "deadline", "overdue by", "caller (pseudonym)"], overdue_rows,
                  "No overdue erasure requests."),
+        '<h2 id="stale-champion">Champion trained on erased or withdrawn calls</h2><p>The serving bundle must be '
+        "replaced by a retrain before its deadline (<code>retention.retrain_deadline_days</code>).</p>"
+        + _table(["bundle", "erasures / withdrawals", "marked", "deadline", "status"], stale_rows,
+                 "The champion was not trained on erased or withdrawn calls."),
     ]
     return ("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>voiceloop audit report</title>"
             f"<style>{_CSS}</style></head><body>{''.join(sections)}</body></html>\n")
 
 
-def write_report(log: AuditLog, out: Path, *, since: datetime | None = None,
-                 now: datetime | None = None) -> ReportData:
+def write_report(log: AuditLog, out: Path, *, since: datetime | None = None, now: datetime | None = None,
+                 stale_champion: dict[str, Any] | None = None) -> ReportData:
     """Collect, render and write the report; returns the facts (for a one-line summary)."""
     data = collect(log, since=since, now=now)
+    data.stale_champion = stale_champion
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_html(data), encoding="utf-8")
     return data

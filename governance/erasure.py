@@ -107,6 +107,21 @@ def open_requests(audit: AuditLog, now: datetime | None = None) -> list[ErasureR
     return sorted(pending, key=lambda r: (r.status(now) != "overdue", r.deadline, r.request_id))
 
 
+OVERDUE_ACTION = "erasure.overdue"
+
+
+def audit_overdue_requests(audit: AuditLog, actor: Actor, now: datetime | None = None) -> list[ErasureRequest]:
+    """Write ``erasure.overdue`` once for each request past its deadline and still open; returns those newly
+    written (the scheduled deadline check runs this: an overdue request is on record even if nobody looks)."""
+    now = now or datetime.now(UTC)
+    noted = {str(e.detail.get("request_id")) for e in audit.entries(action=OVERDUE_ACTION)}
+    new = [r for r in open_requests(audit, now) if r.status(now) == "overdue" and r.request_id not in noted]
+    for request in new:
+        audit.append(actor, OVERDUE_ACTION, detail={"request_id": request.request_id,
+                                                    "deadline": request.deadline.isoformat()})
+    return new
+
+
 def resolve_request(audit: AuditLog, actor: Actor, caller_id: str, request_id: str | None,
                     deadline_days: int, now: datetime | None = None) -> ErasureRequest:
     """The request to carry out: the one named (it must be this caller's), else the caller's open

@@ -27,6 +27,7 @@ from core.settings import Settings
 
 CHAMPION, CHALLENGER, PREVIOUS = "champion", "challenger", "previous"
 RETRAIN_REQUIRED_TAG = "voiceloop.retrain_required"  # value: the erasure request that made it stale
+RETRAIN_REQUIRED_SINCE_TAG = "voiceloop.retrain_required_since"  # ISO time of the first such mark
 BASELINE_PREFIX = "voiceloop.baseline."  # golden digest and accuracy the champion was re-measured on
 MOVE_PREFIX = "voiceloop.move."  # registered-model tags on the bundle: one AliasMove (JSON) each
 
@@ -240,8 +241,11 @@ class Registry:
         The value names the erasure request; an earlier request's mark is kept (comma-joined), so the
         tag says every erasure that touched the version.
         """
-        current = self.client.get_model_version(name, version).tags.get(RETRAIN_REQUIRED_TAG)
-        self.client.set_model_version_tag(name, version, RETRAIN_REQUIRED_TAG, with_request(current, request_id))
+        tags = self.client.get_model_version(name, version).tags
+        self.client.set_model_version_tag(name, version, RETRAIN_REQUIRED_TAG,
+                                          with_request(tags.get(RETRAIN_REQUIRED_TAG), request_id))
+        if not tags.get(RETRAIN_REQUIRED_SINCE_TAG):  # the retrain deadline runs from the first mark
+            self.client.set_model_version_tag(name, version, RETRAIN_REQUIRED_SINCE_TAG, datetime.now(UTC).isoformat())
 
     def record_baseline(self, version: str, golden_digest: str, accuracy: float, request_id: str) -> None:
         """Record the champion's accuracy on a rebuilt golden set (the set the next gate compares on)."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -156,11 +157,16 @@ def status(params: ParamsOption = None, json_out: JsonOption = False) -> None:
     """Show the champion bundle, the latest bundles and their verdicts."""
     settings = _settings(params)
     from training.registry import CHAMPION, Registry
+    from training.retrain_deadline import stale_champion
+    from voiceloop.cli_governance import champion_deadline_line
 
     registry = Registry(settings)
     champion = registry.by_alias(CHAMPION)
     history = registry.versions()[:10]
+    now = datetime.now(UTC)
+    stale = stale_champion(registry, settings.retention.retrain_deadline_days)
     state = {"champion": champion.__dict__ if champion else None, "bundles": history,
+             "retrain_required": stale.as_dict(now) if stale else None,
              "tracking_uri": settings.tracking_uri, "project_dir": str(settings.root)}
     if json_out:
         print_json(state)
@@ -168,6 +174,8 @@ def status(params: ParamsOption = None, json_out: JsonOption = False) -> None:
     out = Console()
     out.print(f"champion: [bold]{'v' + champion.version if champion else 'none yet'}[/]"
               + (f" ({', '.join(f'{k}={v}' for k, v in champion.components.items())})" if champion else ""))
+    if stale is not None:
+        out.print(champion_deadline_line(stale, now))
     table = Table(title="latest bundles")
     for column in ("version", "aliases", "verdict", "components", "run"):
         table.add_column(column)

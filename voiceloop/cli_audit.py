@@ -128,12 +128,19 @@ def report_command(
     """Write a self-contained HTML report for compliance officers."""
     settings = _settings(params)
     from governance.audit_report import write_report
+    from training.registry import Registry
+    from training.retrain_deadline import stale_champion
 
-    target = out or settings.root / "reports" / f"audit-report-{datetime.now(UTC):%Y-%m-%d}.html"
-    data = write_report(_open(settings), target, since=parse_since(since) if since else None)
+    now = datetime.now(UTC)
+    stale = stale_champion(Registry(settings), settings.retention.retrain_deadline_days)
+    target = out or settings.root / "reports" / f"audit-report-{now:%Y-%m-%d}.html"
+    data = write_report(_open(settings), target, since=parse_since(since) if since else None, now=now,
+                        stale_champion=stale.as_dict(now) if stale else None)
     state = "chain intact" if data.verify.ok else f"[bold red]VERIFICATION FAILED[/] ({data.verify.reason})"
     console.print(f"wrote {target}: {state}; {sum(g.entries for g in data.raw_access)} raw accesses, "
-                  f"{len(data.denied)} denied, {len(data.overdue)} overdue erasure requests")
+                  f"{len(data.denied)} denied, {len(data.overdue)} overdue erasure requests"
+                  + (f"; champion v{stale.version} trained on erased calls: {stale.as_dict(now)['status']}"
+                     if stale else ""))
 
 
 @audit_app.command("rotate-key")

@@ -299,14 +299,11 @@ def retention_apply(
 ) -> None:
     """Delete raw calls older than retention.raw_days (and redacted ones unless retention.keep_redacted)."""
     settings = _settings(params)
+    from flows.governance_jobs import run_retention
     from governance.access import AccessDenied
-    from governance.retention import apply_retention
-    from governance.session import open_store
 
-    store = open_store(settings, acting_role(settings, as_role, "retention"), "retention")
     try:
-        report = apply_retention(store, datetime.now(UTC), settings.retention.raw_days,
-                                 settings.retention.keep_redacted, dry_run)
+        report = run_retention(settings, acting_role(settings, as_role, "retention"), dry_run)
     except AccessDenied as error:
         _fail(str(error), 2)
     if json_out:
@@ -324,3 +321,34 @@ def retention_apply(
     Console().print(table)
     if report.keep_redacted:
         console.print("redacted calls are kept (retention.keep_redacted): datasets rebuild from them unchanged")
+
+
+@retention_app.command("check-deadlines")
+def retention_check_deadlines(json_out: JsonOption = False, params: ParamsOption = None,
+                              as_role: RoleOption = None) -> None:
+    """Put overdue erasure requests and a champion trained on erased calls past retention.retrain_deadline_days
+    on record (audit log, once each); with retention.rollback_when_overdue, serve the newest clean bundle."""
+    settings = _settings(params)
+    from flows.governance_jobs import check_deadlines
+
+    now = datetime.now(UTC)
+    report = check_deadlines(settings, acting_role(settings, as_role, "retention"), now)
+    if json_out:
+        print_json(report.to_json(now))
+        return
+    for request in report.overdue_requests:
+        console.print(f"[bold red]OVERDUE[/] erasure request {request['request_id']} (deadline {request['deadline']})")
+    stale = report.retrain.stale
+    if stale is None:
+        console.print("champion: not trained on erased or withdrawn calls")
+    else:
+        console.print(champion_deadline_line(stale, now))
+    if report.retrain.rolled_back_to:
+        console.print(f"rolled back: bundle v{report.retrain.rolled_back_to} serves now")
+
+
+def champion_deadline_line(stale: Any, now: datetime) -> str:
+    """One line on a champion trained on erased or withdrawn calls (``voiceloop status`` shows it too)."""
+    state = "[bold red]OVERDUE[/]" if stale.overdue(now) else "due"
+    return (f"champion v{stale.version} was trained on erased or withdrawn calls ({', '.join(stale.requests)}): "
+            f"retrain by {stale.deadline[:10]} - {state}")
