@@ -30,8 +30,6 @@ from governance.retention import RetentionReport, apply_retention
 from governance.session import open_store
 from training.retrain_deadline import DeadlineCheck, check_retrain_deadline
 
-ROLE = "compliance-officer"  # who the scheduled jobs act as, unless their deployment says otherwise
-
 
 @dataclass(frozen=True)
 class DeadlinesReport:
@@ -70,12 +68,12 @@ def _settings(params_file: str | None) -> Settings:
 
 
 @flow(name="voiceloop-retention", log_prints=False)
-def retention_job(params_file: str | None = None, role: str = ROLE) -> dict[str, Any]:
+def retention_job(params_file: str | None = None, role: str = "compliance-officer") -> dict[str, Any]:
     """Delete raw call data past its retention window (and redacted, unless retention.keep_redacted)."""
     return run_retention(_settings(params_file), role).as_dict()
 
 
 @flow(name="voiceloop-deadline-check", log_prints=False)
-def deadline_check_job(params_file: str | None = None, role: str = ROLE) -> dict[str, Any]:
+def deadline_check_job(params_file: str | None = None, role: str = "compliance-officer") -> dict[str, Any]:
     """Put overdue erasure requests and an overdue stale champion on record; roll back when configured."""
     return check_deadlines(_settings(params_file), role).to_json(datetime.now(UTC))

@@ -1,4 +1,5 @@
-"""Scheduled retraining: a cron schedule on a Prefect deployment of the ``retrain`` flow.
+"""Scheduled jobs: cron schedules on Prefect deployments of the ``retrain`` flow and, beside it, of
+retention and the deadline check (``flows/governance_jobs.py``), each a :class:`Job` of ``JOBS``.
 
 Three pieces, and who does what:
 
@@ -9,11 +10,12 @@ Three pieces, and who does what:
   (``<project>/prefect/server.json``, log in ``<project>/prefect/server.log``).
 * **Deployment** ``voiceloop-retrain/<name>`` (``schedule_retrain``): the flow's import path
   (``flows.retrain.retrain``), its default parameters and the cron schedule. It is a *served*
-  deployment: no work pool or worker is involved.
+  deployment: no work pool or worker is involved. ``schedule_governance`` deploys
+  ``voiceloop-retention/retention`` and ``voiceloop-deadline-check/deadline-check`` the same way.
 * **Runner** (``serve_deployments`` / ``voiceloop schedule --serve``): a long-running process
-  that polls the server and executes the deployment's due runs in subprocesses on this
-  machine. The server only *creates* runs; without a runner they stay Scheduled and turn
-  ``Late``, and are picked up when a runner starts.
+  that polls the server and executes the deployments' due runs (the retrain's, and the governance
+  jobs' when deployed) in subprocesses on this machine. The server only *creates* runs; without
+  a runner they stay Scheduled and turn ``Late``, and are picked up when a runner starts.
 
 Typical use: ``voiceloop schedule --cron "0 3 * * 1"`` (every Monday 03:00 UTC) once, then
 keep ``voiceloop schedule --cron "0 3 * * 1" --serve`` running (systemd, tmux, a container).
@@ -24,7 +26,7 @@ drops the runs the old schedule had created.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -109,34 +111,62 @@ def _client(api_url: str) -> Iterator[SyncPrefectClient]:
         yield client
 
 
-ENTRYPOINT = "flows.retrain.retrain"
-
-
 def _retrain_signature(params_file: str | None = None, role: str = "pipeline") -> None:
     """Mirror of ``flows.retrain.retrain``'s parameters (a test compares the two).
 
     Registering a schedule only needs the flow's name, parameters and import path; importing
     the real module would load torch, transformers, MLflow and Great Expectations (15-20 s
     here) just to write a database row. Runs still execute the real flow: the runner imports
-    ``ENTRYPOINT`` in each run's subprocess.
+    the job's entry point in each run's subprocess.
     """
 
 
-def _retrain_version() -> str | None:
-    """Hash of flows/retrain.py, as Prefect computes a flow's default version."""
-    import importlib.util
-
-    from prefect.utilities.hashing import file_hash
-
-    spec = importlib.util.find_spec(ENTRYPOINT.rsplit(".", 1)[0])
-    return file_hash(spec.origin) if spec and spec.origin else None
+def _governance_signature(params_file: str | None = None, role: str = "compliance-officer") -> None:
+    """Mirror of the parameters of ``flows.governance_jobs``' two flows (a test compares them)."""
 
 
-def _runner_deployment(name: str, schedules: list[Any], parameters: dict[str, Any]) -> RunnerDeployment:
+@dataclass(frozen=True)
+class Job:
+    """A flow that ``voiceloop schedule`` deploys: its name, import path, parameters and default cron."""
+
+    flow_name: str
+    entrypoint: str  # module.function, imported by the runner in each run's subprocess
+    signature: Callable[..., None]  # a light mirror of the flow's parameters
+    description: str
+    default_cron: str | None = None  # None: the schedule must be given (the retrain's)
+
+    @property
+    def default_name(self) -> str:
+        return DEFAULT_NAME if self is RETRAIN else self.flow_name.removeprefix("voiceloop-")
+
+    def version(self) -> str | None:
+        """Hash of the flow's file, as Prefect computes a flow's default version."""
+        import importlib.util
+
+        from prefect.utilities.hashing import file_hash
+
+        spec = importlib.util.find_spec(self.entrypoint.rsplit(".", 1)[0])
+        return file_hash(spec.origin) if spec and spec.origin else None
+
+
+RETRAIN = Job(FLOW_NAME, "flows.retrain.retrain", _retrain_signature,
+              "Pull new calls, redact, validate, build datasets, fine-tune, gate and promote.")
+RETENTION = Job("voiceloop-retention", "flows.governance_jobs.retention_job", _governance_signature,
+                "Delete raw call data past its retention window.", default_cron="0 2 * * *")
+DEADLINES = Job("voiceloop-deadline-check", "flows.governance_jobs.deadline_check_job", _governance_signature,
+                "Audit overdue erasure requests and an overdue stale champion; roll back when configured.",
+                default_cron="0 7 * * *")
+JOBS = (RETRAIN, RETENTION, DEADLINES)
+GOVERNANCE_JOBS = (RETENTION, DEADLINES)
+ENTRYPOINT = RETRAIN.entrypoint
+
+
+def _runner_deployment(name: str, schedules: list[Any], parameters: dict[str, Any],
+                       job: Job = RETRAIN) -> RunnerDeployment:
     from prefect import Flow
     from prefect.types.entrypoint import EntrypointType
 
-    proxy: Flow[..., None] = Flow(_retrain_signature, name=FLOW_NAME)
+    proxy: Flow[..., None] = Flow(job.signature, name=job.flow_name)
     # MODULE_PATH: runners import the installed package, whatever their cwd.
     deployment = cast(
         "RunnerDeployment",  # sync call: async_dispatch returns the object itself
@@ -145,16 +175,17 @@ def _runner_deployment(name: str, schedules: list[Any], parameters: dict[str, An
             schedules=schedules,
             parameters=parameters,
             entrypoint_type=EntrypointType.MODULE_PATH,
-            description="Pull new calls, redact, validate, build datasets, fine-tune, gate and promote.",
+            description=job.description,
             tags=["voiceloop", "scheduled"],
-            version=_retrain_version(),
+            version=job.version(),
         ),
     )
-    deployment.entrypoint = ENTRYPOINT
+    deployment.entrypoint = job.entrypoint
     return deployment
 
 
-def _build(cron: str, name: str, timezone: str, params_file: str | None) -> tuple[RunnerDeployment, dict[str, Any]]:
+def _build(cron: str, name: str, timezone: str, params_file: str | None,
+           job: Job = RETRAIN) -> tuple[RunnerDeployment, dict[str, Any]]:
     from prefect.schedules import Cron
 
     validate_cron(cron, timezone)
@@ -164,7 +195,7 @@ def _build(cron: str, name: str, timezone: str, params_file: str | None) -> tupl
         if not path.is_file():
             raise FileNotFoundError(f"params file not found: {path}")
         parameters["params_file"] = str(path)
-    return _runner_deployment(name, [Cron(cron.strip(), timezone=timezone)], parameters), parameters
+    return _runner_deployment(name, [Cron(cron.strip(), timezone=timezone)], parameters, job), parameters
 
 
 def schedule_retrain(
@@ -174,24 +205,35 @@ def schedule_retrain(
     timezone: str = "UTC",
     params_file: str | None = None,
     api_url: str,
+    job: Job = RETRAIN,
 ) -> ScheduleInfo:
-    """Create or update the deployment ``voiceloop-retrain/<name>`` with this cron schedule.
+    """Create or update the deployment ``<job's flow>/<name>`` (the retrain's by default) with this cron schedule.
 
     Raises :class:`InvalidScheduleError` (a ValueError) before any server is contacted.
     """
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
-    deployment, parameters = _build(cron, name, timezone, params_file)
+    deployment, parameters = _build(cron, name, timezone, params_file, job)
     with temporary_settings({PREFECT_API_URL: api_url}):
         deployment_id = deployment.apply()
     return ScheduleInfo(
         deployment_id=str(deployment_id),
-        name=f"{FLOW_NAME}/{name}",
+        name=f"{job.flow_name}/{name}",
         cron=cron.strip(),
         timezone=timezone,
         next_runs=next_fire_times(cron.strip(), timezone),
         parameters=parameters,
     )
+
+
+def schedule_governance(crons: dict[Job, str] | None = None, *, timezone: str = "UTC",
+                        params_file: str | None = None, api_url: str) -> list[ScheduleInfo]:
+    """Deploy retention and the deadline check, each on its own cron (``crons``, else the job's default)."""
+    crons = crons or {}
+    for job in GOVERNANCE_JOBS:  # every cron checked before anything is applied
+        validate_cron(crons.get(job) or str(job.default_cron), timezone)
+    return [schedule_retrain(crons.get(job) or str(job.default_cron), name=job.default_name, timezone=timezone,
+                             params_file=params_file, api_url=api_url, job=job) for job in GOVERNANCE_JOBS]
 
 
 def _info(client: SyncPrefectClient, deployment: DeploymentResponse, n: int = 3) -> ScheduleInfo:
@@ -229,9 +271,10 @@ def _info(client: SyncPrefectClient, deployment: DeploymentResponse, n: int = 3)
     next_runs = next_runs[:n]
     if not next_runs and cron:  # scheduler has not run yet: show what it will create
         next_runs = next_fire_times(cron, timezone or "UTC", n)
+    flow_names = {job.entrypoint: job.flow_name for job in JOBS}
     return ScheduleInfo(
         deployment_id=str(deployment.id),
-        name=f"{FLOW_NAME}/{deployment.name}",
+        name=f"{flow_names.get(str(deployment.entrypoint), FLOW_NAME)}/{deployment.name}",
         cron=cron,
         timezone=timezone,
         next_runs=next_runs,
@@ -241,15 +284,17 @@ def _info(client: SyncPrefectClient, deployment: DeploymentResponse, n: int = 3)
 
 
 def list_schedules(api_url: str) -> list[ScheduleInfo]:
-    """All deployments of the retrain flow on the server, with their next Scheduled runs."""
+    """All deployments of voiceloop's jobs on the server (retrain, retention, deadline check), with their
+    next Scheduled runs."""
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName
 
     with _client(api_url) as client:
-        deployments = client.read_deployments(flow_filter=FlowFilter(name=FlowFilterName(any_=[FLOW_NAME])))
-        return [_info(client, d) for d in sorted(deployments, key=lambda d: d.name)]
+        deployments = client.read_deployments(
+            flow_filter=FlowFilter(name=FlowFilterName(any_=[job.flow_name for job in JOBS])))
+        return [_info(client, d) for d in sorted(deployments, key=lambda d: (str(d.entrypoint), d.name))]
 
 
-def served_deployment(api_url: str, name: str = DEFAULT_NAME) -> RunnerDeployment:
+def served_deployment(api_url: str, name: str = DEFAULT_NAME, job: Job = RETRAIN) -> RunnerDeployment:
     """The deployment as stored on the server, rebuilt for ``prefect.serve``.
 
     ``serve`` re-applies what it is given, so it must get the server's current schedules and
@@ -260,10 +305,10 @@ def served_deployment(api_url: str, name: str = DEFAULT_NAME) -> RunnerDeploymen
 
     with _client(api_url) as client:
         try:
-            stored = client.read_deployment_by_name(f"{FLOW_NAME}/{name}")
+            stored = client.read_deployment_by_name(f"{job.flow_name}/{name}")
         except ObjectNotFound:
             raise LookupError(
-                f"No deployment {FLOW_NAME}/{name} at {api_url}: run schedule_retrain "
+                f"No deployment {job.flow_name}/{name} at {api_url}: run schedule_retrain "
                 "(voiceloop schedule --cron ...) first"
             ) from None
     schedules = [
@@ -276,7 +321,7 @@ def served_deployment(api_url: str, name: str = DEFAULT_NAME) -> RunnerDeploymen
         )
         for s in stored.schedules
     ]
-    return _runner_deployment(name, schedules, dict(stored.parameters or {}))
+    return _runner_deployment(name, schedules, dict(stored.parameters or {}), job)
 
 
 def serve_deployments(
@@ -308,6 +353,10 @@ def serve_deployments(
         deployment, _ = _build(cron, name, timezone, params_file)
     else:
         deployment = served_deployment(url, name)
+    deployments = [deployment]
+    for job in GOVERNANCE_JOBS:  # retention and the deadline check, as stored, when they are deployed
+        with contextlib.suppress(LookupError):
+            deployments.append(served_deployment(url, job.default_name, job))
     # The runner passes the current settings (API URL included) on to each run's subprocess.
     with temporary_settings({PREFECT_API_URL: url}):
-        serve(deployment, limit=limit, pause_on_shutdown=pause_on_shutdown)
+        serve(*deployments, limit=limit, pause_on_shutdown=pause_on_shutdown)

@@ -25,15 +25,17 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from flows.schedule import (
-    ENTRYPOINT,
+    DEADLINES,
     FLOW_NAME,
+    JOBS,
     InvalidScheduleError,
+    Job,
     list_schedules,
+    schedule_governance,
     schedule_retrain,
     served_deployment,
     validate_cron,
 )
-from flows.schedule import _retrain_signature as proxy
 from flows.server import (
     ServerError,
     ensure_server,
@@ -116,9 +118,10 @@ def server(no_ambient_api: None, tmp_path_factory: pytest.TempPathFactory) -> It
         assert read_state(project) is None
 
 
-def test_proxy_signature_matches_the_real_flow() -> None:
-    """Deployments are registered from a proxy of retrain's signature (no heavy import): keep in sync."""
-    module, func = ENTRYPOINT.rsplit(".", 1)
+@pytest.mark.parametrize("job", JOBS, ids=lambda job: job.flow_name)
+def test_proxy_signature_matches_the_real_flow(job: Job) -> None:
+    """Deployments are registered from a proxy of each flow's signature (no heavy import): keep in sync."""
+    module, func = job.entrypoint.rsplit(".", 1)
     spec = importlib.util.find_spec(module)  # locates the file without importing torch & co
     assert spec is not None and spec.origin is not None
     source = Path(spec.origin).read_text()
@@ -130,8 +133,8 @@ def test_proxy_signature_matches_the_real_flow() -> None:
         for kw in dec.keywords
         if kw.arg == "name" and isinstance(kw.value, ast.Constant)
     ]
-    assert names == [FLOW_NAME]
-    params = list(inspect.signature(proxy).parameters.values())
+    assert names == [job.flow_name]
+    params = list(inspect.signature(job.signature).parameters.values())
     assert [a.arg for a in real.args.args] == [p.name for p in params]
     assert [ast.literal_eval(d) for d in real.args.defaults] == [p.default for p in params]
     assert [ast.unparse(a.annotation) for a in real.args.args if a.annotation] == [p.annotation for p in params]
@@ -265,3 +268,43 @@ def test_serve_keeps_the_schedule(server: tuple[Path, str], tmp_path: Path) -> N
             proc.wait()
     (listed,) = [s for s in list_schedules(url) if s.deployment_id == info.deployment_id]
     assert (listed.cron, listed.paused) == ("0 3 * * 1", False)
+
+
+def test_schedule_also_deploys_retention_and_the_deadline_check(server: tuple[Path, str], tmp_path: Path) -> None:
+    """Both governance jobs get their own deployment and cron; one deadline-check run is triggered now with
+    run_deployment (not left to the scheduler) and executed by a runner serving the stored deployment."""
+    from prefect.deployments import run_deployment
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from core.settings import load_settings
+    from governance.audit import open_audit
+    from tests.conftest import write_params
+
+    _, url = server
+    params = write_params(tmp_path)
+    infos = schedule_governance(params_file=str(params), api_url=url)
+    assert [(i.name, i.cron) for i in infos] == [("voiceloop-retention/retention", "0 2 * * *"),
+                                                ("voiceloop-deadline-check/deadline-check", "0 7 * * *")]
+    listed = {s.name: s for s in list_schedules(url)}
+    for info in infos:
+        assert (listed[info.name].cron, listed[info.name].parameters) == (info.cron, {"params_file": str(params)})
+
+    code = ("from prefect import serve; from flows.schedule import DEADLINES, served_deployment; "
+            f"serve(served_deployment({url!r}, DEADLINES.default_name, DEADLINES))")
+    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+    env |= {"PREFECT_HOME": str(tmp_path / "runner-home"), "PREFECT_API_URL": url}
+    log = tmp_path / "runner.log"
+    with open(log, "wb") as out:
+        runner = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parents[1], env=env,
+                                  stdout=out, stderr=out)
+    try:
+        _wait_for(lambda: runner.poll() is not None or "being served" in log.read_text(), "the runner", 60)
+        assert runner.poll() is None, log.read_text()
+        with temporary_settings({PREFECT_API_URL: url}):
+            run = run_deployment(f"{DEADLINES.flow_name}/{DEADLINES.default_name}", timeout=240)
+        assert run.state is not None and run.state.is_completed(), (run.state, log.read_text()[-3000:])
+    finally:
+        runner.terminate()
+        runner.wait(60)
+    entries = list(open_audit(load_settings(params)).entries(role="compliance-officer"))
+    assert entries, "the deadline check ran against the project as compliance-officer"

@@ -211,26 +211,44 @@ def schedule(
     name: Annotated[str, typer.Option(help="deployment name")] = "weekly-retrain",
     timezone: Annotated[str, typer.Option(help="timezone of the cron expression")] = "UTC",
     serve: Annotated[bool, typer.Option(help="stay in the foreground and execute the scheduled runs")] = False,
+    retention_cron: Annotated[str, typer.Option(help="cron of the retention job (raw data past retention.raw_days)")]
+    = "0 2 * * *",
+    deadlines_cron: Annotated[str, typer.Option(help="cron of the deadline check (overdue erasure requests, a "
+                                                     "champion trained on erased calls past its deadline)")]
+    = "0 7 * * *",
     params: ParamsOption = None,
 ) -> None:
-    """Create (or update) a Prefect deployment that runs the retrain flow on a cron schedule."""
+    """Create (or update) the Prefect deployments: the retrain flow on --cron, and beside it retention and the
+    deadline check on their own crons (daily by default), so neither depends on someone remembering."""
     settings = _settings(params)
-    from flows.schedule import schedule_retrain, serve_deployments
+    from flows.schedule import (
+        DEADLINES,
+        RETENTION,
+        schedule_governance,
+        schedule_retrain,
+        serve_deployments,
+        validate_cron,
+    )
     from flows.server import ensure_server
 
+    params_file = str(params) if params else None
     try:
+        for each in (cron, retention_cron, deadlines_cron):  # all checked before anything is deployed
+            validate_cron(each, timezone)
         api_url = ensure_server(settings.root)
-        info = schedule_retrain(cron, name=name, timezone=timezone,
-                                params_file=str(params) if params else None, api_url=api_url)
+        infos = [schedule_retrain(cron, name=name, timezone=timezone, params_file=params_file, api_url=api_url)]
+        infos += schedule_governance({RETENTION: retention_cron, DEADLINES: deadlines_cron}, timezone=timezone,
+                                     params_file=params_file, api_url=api_url)
     except (ValueError, FileNotFoundError) as error:  # bad cron/timezone, missing params file
         _fail(str(error), code=2)
         return
     except RuntimeError as error:  # the Prefect server could not be reached or started
         _fail(str(error))
         return
-    console.print(f"deployment [bold]{info.name}[/] ({info.deployment_id}) scheduled '{info.cron}' on {api_url}")
-    for when in info.next_runs:
-        console.print(f"  next run: {when}")
+    for info in infos:
+        console.print(f"deployment [bold]{info.name}[/] ({info.deployment_id}) scheduled '{info.cron}' on {api_url}")
+        for when in info.next_runs:
+            console.print(f"  next run: {when}")
     if serve:
         serve_deployments(cron, name=name, timezone=timezone, params_file=str(params) if params else None,
                           api_url=api_url)
