@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from core.settings import RedactionConfig
-from governance.redaction import leaks
+from governance.redaction import leak_words, leaks
 from governance.redaction.leaks import find_leaks
 from governance.redaction.redactor import Entity, Redaction, Redactor
 
@@ -179,8 +179,10 @@ def test_score_threshold_comes_from_config(redactor: Redactor) -> None:
 
 def test_find_leaks_catches_planted_pii() -> None:
     assert find_leaks(f"my name is <PERSON> and my number is {PHONE_WORDS}") == ["PHONE_NUMBER"]
-    assert find_leaks("<PERSON> here, write to john dot smith at gmail dot com") == ["EMAIL_ADDRESS"]
-    assert find_leaks("email jane.doe@example.com, pin double four two one") == ["DIGIT_STRING", "EMAIL_ADDRESS"]
+    assert find_leaks("<PERSON> here, write to jd seventy nine at gmail dot com") == ["EMAIL_ADDRESS"]
+    assert find_leaks("<PERSON> here, write to john dot smith at gmail dot com") == ["EMAIL_ADDRESS", "PERSON"]
+    assert find_leaks("email jane.doe@example.com, pin double four two one") == [
+        "DIGIT_STRING", "EMAIL_ADDRESS", "PERSON", "PIN"]
     assert find_leaks("card 4111-1111-1111-1111") == ["CREDIT_CARD"]
 
 
@@ -197,10 +199,13 @@ def test_find_leaks_clean_on_redacted_output(redactor: Redactor) -> None:
 
 
 def test_find_leaks_is_independent_of_the_redactor() -> None:
-    tree = ast.parse(Path(leaks.__file__).read_text())
-    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
-    imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
-    assert not any(m.startswith(("presidio", "spacy", "governance")) for m in imported), imported
+    """The leak check's modules import no Presidio, no spaCy and no other governance code than each other."""
+    own = {"governance.redaction.leak_words"}
+    for module in (leaks, leak_words):
+        tree = ast.parse(Path(module.__file__).read_text())
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not any(m.startswith(("presidio", "spacy", "governance")) for m in imported - own), imported
 
 
 _WORDS = [

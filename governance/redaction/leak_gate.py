@@ -1,9 +1,10 @@
-"""The leak gate: one rule, run over a batch of redacted turns with Great Expectations.
+"""The leak gate: the leak rules, run over a batch of redacted turns with Great Expectations.
 
-Each turn's redacted text is put in its normal form (``leaks.normal_form``) and every pattern of
-``leaks.LEAK_PATTERNS`` becomes an ``ExpectColumnValuesToNotMatchRegex`` expectation on it. A turn
-that fails one leaks that entity type. Reports name the call, turn and types, never the text.
-``find_leaks`` applies the same patterns to one text, so the gate and the per-text check agree.
+Each turn is read the three ways the rules need (``leaks.readings``: normal, spoken, names), one
+column each, and every rule of ``leaks.LEAK_RULES`` becomes an ``ExpectColumnValuesToNotMatchRegex``
+expectation on its column. A turn that fails one leaks that entity type. Reports name the call,
+turn and types, never the text. ``find_leaks`` applies the same rules to one text, so the gate and
+the per-text check agree.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from dataclasses import dataclass
 import great_expectations.expectations as gxe
 import pandas as pd
 
-from governance.redaction.leaks import LEAK_PATTERNS, normal_form
+from governance.redaction.leaks import LEAK_RULES, readings
 from governance.validation import ROW_ID, run_expectations
 
-NORMAL_TEXT = "normal_text"
+FORMS = ("normal", "spoken", "names")  # the columns: one per reading of the turn
 
 
 @dataclass(frozen=True)
@@ -38,8 +39,8 @@ class Leak:
 
 def leak_expectations() -> list[gxe.ExpectColumnValuesToNotMatchRegex]:
     return [
-        gxe.ExpectColumnValuesToNotMatchRegex(column=NORMAL_TEXT, regex=pattern, meta={"label": kind})
-        for kind, pattern in LEAK_PATTERNS.items()
+        gxe.ExpectColumnValuesToNotMatchRegex(column=rule.form, regex=rule.pattern, meta={"label": rule.kind})
+        for rule in LEAK_RULES
     ]
 
 
@@ -47,13 +48,9 @@ def leak_gate(texts: Sequence[TurnText]) -> list[Leak]:
     """The turns in which PII survived, one entry per (call, turn), in input order."""
     if not texts:
         return []
-    frame = pd.DataFrame(
-        {
-            "call_id": [t.call_id for t in texts],
-            "turn": [t.turn for t in texts],
-            NORMAL_TEXT: [normal_form(t.text) for t in texts],
-        }
-    )
+    read = [readings(t.text) for t in texts]
+    frame = pd.DataFrame({"call_id": [t.call_id for t in texts], "turn": [t.turn for t in texts],
+                          **{form: [r[form] for r in read] for form in FORMS}})
     frame[ROW_ID] = range(len(frame))
     failures = run_expectations(frame, list(leak_expectations()), "voiceloop_leak_gate")
     by_turn: dict[tuple[str, int], set[str]] = {}

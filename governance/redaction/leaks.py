@@ -1,36 +1,40 @@
 """Independent second check for PII left in already-redacted text.
 
-Deliberately shares nothing with the redactor (no Presidio, no spaCy, no code from
-``spoken.py``): a bug in one should not hide the same leak from the other. It is a small set
-of blunt patterns over a normalised copy of the text: number words become digits, spoken
-"at" / "dot" become "@" / ".", and then any run of 4+ digits or anything e-mail shaped is a
-leak. Amounts ("1,000 dollars", "$100"), decimals and bare years are not. Only entity types
-are returned, never the values, so the result can go into logs and audit records.
+Deliberately shares nothing with the redactor (no Presidio, no spaCy, no code or word lists of
+the recognizers): a bug in one should not hide the same leak from the other. It is a set of blunt
+rules, one or more per entity type the redactor handles, each a regular expression over one of
+three readings of the turn (``leak_words.py``):
 
-The rule is ``LEAK_PATTERNS`` over ``normal_form(text)``; ``leak_gate`` runs the same patterns as
-Great Expectations expectations over a batch of turns.
+* ``normal``: number words as digits, PII-shaped digit strings joined into one run, amounts,
+  decimals and years (written or said) blanked, spoken e-mails written: any run of 4+ digits or
+  anything e-mail shaped is a leak;
+* ``spoken``: number words as digits, nothing joined: dates with a year or a birth context,
+  street numbers before a street word, flats and suites, postcodes said letter by letter, short
+  codes after "pin" / "cvv" / "security code", IP addresses said with "dot";
+* ``names``: the spoken reading with name-like words replaced by their class (first name,
+  surname, first name that is also a word, word of no English list): an introduction followed
+  by a name, a first name followed by a surname, a name followed by "speaking".
+
+Only entity types are returned, never the values, so the result can go into logs and audit
+records. The rules are ``LEAK_RULES``; ``find_leaks`` applies them to one text and ``leak_gate``
+runs the same rules as Great Expectations expectations over a batch of turns.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-_PLACEHOLDER_RE = re.compile(r"<[A-Z][A-Z0-9_]*>")
-_BARRIER = " \x00 "  # where a placeholder was: nothing may match across it
-
-_DIGIT_WORDS = {
-    "zero": "0", "oh": "0", "o": "0", "nought": "0", "one": "1", "two": "2", "three": "3",
-    "four": "4", "five": "5", "six": "6", "seven": "7", "eight": "8", "nine": "9",
-}  # fmt: skip
-_DIGIT_WORD = "|".join(_DIGIT_WORDS)
-_REPEAT_RE = re.compile(rf"\b(double|triple|treble)\s+({_DIGIT_WORD}|\d)\b", re.IGNORECASE)
-_DIGIT_WORD_RE = re.compile(rf"\b({_DIGIT_WORD})\b", re.IGNORECASE)
-_FILLER_RE = re.compile(r"\b(?:uh|um|umm|uhm|er|erm|ah|eh|hmm|mm)\b", re.IGNORECASE)
+from governance.redaction.leak_words import BARRIER, PLACEHOLDER_RE, name_shape, spoken_form
 
 # Digit groups separated by spaces, hyphens, commas or brackets: "415 555-0134", "(415) 555".
 _GROUP = r"\d+(?:\.\d+)*"
 _RUN_RE = re.compile(rf"(?<![\w.]){_GROUP}(?:(?:\s*[-,()]\s*|\s+){_GROUP})*")
 _QUANTITY_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d{1,2}")
+_SPOKEN_YEAR_RE = re.compile(r"(?:19|20)\s\d{2}")  # "nineteen eighty four" read as "19 84"
+_SPOKEN_TIME_RE = re.compile(r"(?:[1-9]|1[0-2])\s[0-5]\d")  # "ten thirty" read as "10 30"...
+_TIME_BEFORE_RE = re.compile(r"\b(?:at|around|about|by|until|till|after|before|from|between)\s*$")
+_TIME_AFTER_RE = re.compile(r"^\s*(?:am|pm|a m|p m|o'clock|tonight|today|tomorrow|this morning)\b")
 _CURRENCY_BEFORE_RE = re.compile(r"[£$€¥₹]\s*$")
 _CURRENCY = r"(?:[£$€¥₹%]|(?:pounds?|quid|pence|p|euros?|eur|dollars?|usd|gbp|bucks|cents?|k|grand|percent)\b)"
 _CURRENCY_NEXT_RE = re.compile(rf"^\s*{_CURRENCY}", re.IGNORECASE)
@@ -53,32 +57,11 @@ _NOT_LOCAL = frozenset(
 )  # fmt: skip
 
 
-def _spoken_numbers(text: str) -> str:
-    text = _FILLER_RE.sub(" ", text)
-    text = _REPEAT_RE.sub(
-        lambda m: _DIGIT_WORDS.get(m.group(2).lower(), m.group(2)) * (2 if m.group(1).lower() == "double" else 3),
-        text,
-    )
-    return _DIGIT_WORD_RE.sub(lambda m: _DIGIT_WORDS[m.group(1).lower()], text)
-
-
 def _spoken_email(text: str) -> str:
     text = re.sub(r"\s+at(?:\s+(?:sign|symbol))?\s+", " @ ", text, flags=re.IGNORECASE)
     text = re.sub(r"\s+dot\s+", ".", text, flags=re.IGNORECASE)
     text = re.sub(r"\s+underscore\s+", "_", text, flags=re.IGNORECASE)
     return re.sub(r"\s+(?:dash|hyphen)\s+", "-", text, flags=re.IGNORECASE)
-
-
-# The leak rule: patterns over the normal form, one per entity type. The same patterns run as
-# Python regexes (``find_leaks``, one text) and as Great Expectations expectations
-# (``leak_gate``, a batch), so both give the same answer by construction.
-LEAK_PATTERNS: dict[str, str] = {
-    "CREDIT_CARD": r"(?<!\d)\d{13,19}(?!\d)",
-    "PHONE_NUMBER": r"(?<!\d)\d{10,12}(?!\d)",
-    "DIGIT_STRING": r"(?<!\d)\d{4,9}(?!\d)",
-    "EMAIL_ADDRESS": r"[a-z0-9][a-z0-9._+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24}",
-}
-_COMPILED = {kind: re.compile(pattern) for kind, pattern in LEAK_PATTERNS.items()}
 
 
 def _digit_runs(text: str) -> str:
@@ -91,8 +74,12 @@ def _digit_runs(text: str) -> str:
         digits = re.sub(r"\D", "", run)
         parts.append(text[pos : m.start()])
         pos = m.end()
-        if len(digits) < 4 or _QUANTITY_RE.fullmatch(run):
+        if len(digits) < 4 or _QUANTITY_RE.fullmatch(run) or _SPOKEN_YEAR_RE.fullmatch(run):
             parts.append(" # ")
+            continue
+        if _SPOKEN_TIME_RE.fullmatch(run) and (_TIME_BEFORE_RE.search(text[: m.start()])
+                                              or _TIME_AFTER_RE.match(text[m.end() :])):
+            parts.append(" # ")  # ...when said as a time: "at ten thirty", "ten thirty pm"
             continue
         after = _CURRENCY_AFTER_RE if len(digits) <= 6 else _CURRENCY_NEXT_RE
         if len(digits) <= 9 and (_CURRENCY_BEFORE_RE.search(text[: m.start()]) or after.match(text[m.end() :])):
@@ -115,17 +102,112 @@ def _emails(text: str) -> str:
 
 
 def normal_form(text: str) -> str:
-    """The text as the leak patterns read it: placeholders as barriers, number words as digits,
+    """The text as the digit and e-mail rules read it: placeholders as barriers, number words as digits,
     PII-shaped digit strings joined into one run, spoken e-mails written."""
-    cleaned = _PLACEHOLDER_RE.sub(_BARRIER, text)
-    return _emails(_digit_runs(_spoken_numbers(cleaned)))
+    return _emails(_digit_runs(spoken_form(text)))
 
 
-def leak_types(normalised: str) -> list[str]:
-    """Sorted entity types whose pattern matches an already normalised text."""
-    return sorted(kind for kind, pattern in _COMPILED.items() if pattern.search(normalised))
+# -- the rules ------------------------------------------------------------------------------------
+_MONTH = (r"(?:january|february|march|april|may|june|july|august|september|october|november|december|"
+          r"jan|feb|sept|sep|oct|nov|dec)")
+_ORDINAL = (r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh|twelfth|thirteenth|"
+            r"fourteenth|fifteenth|sixteenth|seventeenth|eighteenth|nineteenth|twentieth|thirtieth)")
+_DAY = rf"(?:\d{{1,2}}(?:st|nd|rd|th)?(?: {_ORDINAL})?|{_ORDINAL})"
+_YEAR = r"(?:(?:19|20) ?\d{2}|\d{2}|2 thousand(?: and)?(?: \d{1,2})?|'\d{2})"
+_OCTET = r"\d(?: ?\d){0,2}"
+_DOT = r" ?(?:\.|dot) ?"
+_STREET = (r"(?:street|st|road|rd|avenue|ave|lane|ln|drive|dr|boulevard|blvd|way|court|ct|place|pl|terrace|"
+           r"crescent|close|square|sq|gardens|grove|mews|walk|parade|highway|hwy|parkway|pkwy|circle|cir|trail|"
+           r"row|hill|park|dam|key|keys|view|rise|vale|alley|plaza|path|loop|pike|crossing|estates|heights|"
+           r"junction|meadows?|ridge|springs|point|port|shores?|summit|valley|wells|lodge|manor|fields?|creek|"
+           r"falls|ferry|ford|forest|fort|glen|harbou?r|haven|island|lakes?|landing|mills?|orchard|pines|plains|"
+           r"ranch|river|spur|stream|trace|turnpike|village|ville|vista|bypass|causeway|expressway|freeway)")
+_NOT_STREET_NUMBER = (r"(?! ?(?:pounds?|quid|dollars?|euros?|pence|cents?|percent|k|grand|days?|weeks?|months?|"
+                      r"years?|hours?|minutes?|mins?|times?|transactions?|payments?|cards?|of|and|or|to|in|at|"
+                      r"for|more|less|am|pm|o'clock)\b)")
+# Introductions: after a strong one any name-like word is a name; after a weak one ("yes", "i am",
+# "with") only a census name is (an unknown word there is more often a typo or a rare word).
+_STRONG_INTRO = (r"(?:my name is|name is|name's|surname is|last name is|first name is|this is|speaking to|spoke to|"
+                 r"spoken to|talking to|talked to|speak to|call me|ask for|asking for|mr|mrs|ms|miss|dr|mister|"
+                 r"my (?:wife|husband|son|daughter|mother|mum|mom|father|dad|partner|brother|sister|friend|"
+                 r"colleague|boss)|under the name(?: of)?|in the name of|holder is|on behalf of|dear)")
+_WEAK_INTRO = r"(?:i am|i'm|im|it's|its|it is|yes|yeah|hello|hi|call|email|text|message|tell|remind)"
+_NAME = r"(?:FN|LN|UW)"
+PERSON_MARK = "§§"  # where the redactor put <PERSON>, in the names reading
+_ANY_NAME = r"(?:FN|LN|UW|CN)"
+
+
+@dataclass(frozen=True)
+class LeakRule:
+    """One way an entity type shows through: ``pattern`` over the turn's ``form`` (normal, spoken or names)."""
+
+    kind: str
+    form: str
+    pattern: str
+
+
+LEAK_RULES: tuple[LeakRule, ...] = (
+    LeakRule("CREDIT_CARD", "normal", r"(?<!\d)\d{13,19}(?!\d)"),
+    LeakRule("PHONE_NUMBER", "normal", r"(?<!\d)\d{10,12}(?!\d)"),
+    LeakRule("DIGIT_STRING", "normal", r"(?<!\d)\d{4,9}(?!\d)"),
+    LeakRule("EMAIL_ADDRESS", "normal", r"[a-z0-9][a-z0-9._+-]*@[a-z0-9-]+(?:\.[a-z0-9-]+)*\.[a-z]{2,24}"),
+    # a spoken address whose local part ends in a number ("sierra seventy nine at gmail dot com"): the normal
+    # reading blanks the short number as an amount before it writes the address
+    LeakRule("EMAIL_ADDRESS", "spoken", r"\b[a-z][a-z0-9._+-]*(?: \d{1,4}){1,2} (?:at|@) [a-z0-9-]+(?: [a-z0-9-]+)?"
+                                        r" ?(?:dot|\.) ?[a-z]{2,6}\b"),
+    LeakRule("IP_ADDRESS", "spoken", rf"(?<![\d.]){_OCTET}{_DOT}{_OCTET}{_DOT}{_OCTET}{_DOT}{_OCTET}(?![\d])"),
+    LeakRule("PIN", "spoken", r"\b(?:pin|cvv|cvc|c v v|c v c|passcode|pass code|password|security (?:code|number)|"
+                              r"verification code|confirmation code|otp|digits on the back)\b"
+                              r"(?: (?:number|code|is|was|are|it's|its|to|now|then|of|on|the|back|my|new|old|:))*"
+                              r" \d(?: ?\d){2,}"),
+    LeakRule("DATE_OF_BIRTH", "spoken", rf"\b(?:born|birth|birthday|dob|d o b)\b(?: \S+){{0,4}}? (?:the )?"
+                                        rf"(?:\d|{_MONTH}\b|{_ORDINAL})"),
+    LeakRule("DATE_OF_BIRTH", "spoken", rf"\b{_MONTH},? (?:the )?{_DAY},? (?:of )?{_YEAR}\b"),
+    LeakRule("DATE_OF_BIRTH", "spoken", rf"\b{_DAY} (?:of )?{_MONTH},? {_YEAR}\b"),
+    LeakRule("STREET_ADDRESS", "spoken", rf"(?<![\d.])\d+(?: ?\d)*(?: [a-z])?{_NOT_STREET_NUMBER}"
+                                         rf" (?:[a-z']+ ){{1,3}}{_STREET}\b"),
+    LeakRule("STREET_ADDRESS", "spoken", r"\b(?:flat|apartment|apt|unit|suite|ste)(?: number)? \d"),
+    LeakRule("STREET_ADDRESS", "spoken", r"\b(?:address|live at|living at|lives at)\b(?: (?:is|was|it's|its|of|the|"
+                                         r"my|his|her|their|new|old|billing|mailing|home|first|line|:))*"
+                                         r"(?: [^\s\d\x00]+){0,3} \d"),
+    LeakRule("ZIP_CODE", "spoken", r"(?<![a-z0-9'])[a-z0](?: [a-z0])? \d(?: [a-z0-9])? \d [a-z0] [a-z0](?![a-z0-9'])"),
+    LeakRule("ZIP_CODE", "spoken", r"\b[a-z]{1,2}\d[a-z\d]? ?\d[a-z]{2}\b"),
+    LeakRule("ZIP_CODE", "spoken", r"\b(?:post ?code|postal code|zip(?: code)?)\b(?: (?:is|was|it's|its|of|the|my|"
+                                   r"number|:))* (?:[a-z0-9](?: |$)){3,}"),
+    LeakRule("PERSON", "names", rf"\b{_STRONG_INTRO} {_NAME}\b"),
+    LeakRule("PERSON", "names", rf"\b{_WEAK_INTRO} (?:FN|LN)\b"),
+    LeakRule("PERSON", "names", rf"\b(?:{_STRONG_INTRO}|{_WEAK_INTRO}) CN {_ANY_NAME}\b"),
+    LeakRule("PERSON", "names", r"\b(?:FN|CN|UW|LN) (?:LN|UW)\b"),
+    LeakRule("PERSON", "names", rf"\b{_ANY_NAME} (?:speaking|here)\b"),
+    # a census name that is no everyday word, after words that introduce a person ("helped by", "pay FN back")
+    LeakRule("PERSON", "names", r"\bFN\b"),  # a census first name that is no everyday word, anywhere
+    LeakRule("PERSON", "names", r"\b(?:helped by|through to|pay|meet|email to|reply to|message|call|named|called)"
+                                r" UW\b"),
+    # the other half of a name the redactor masked: "<PERSON> smith", "maria <PERSON>"
+    LeakRule("PERSON", "names", rf"{PERSON_MARK} {_NAME}\b|\b(?:FN|UW) {PERSON_MARK}"),
+    # a name spelt out letter by letter
+    LeakRule("PERSON", "spoken", r"\b(?:name|surname|spelled|spelt|spell(?: it)?)(?: is| it's)?(?: \x00)?"
+                                 r"(?: [a-z]){3,}\b"),
+)
+
+_COMPILED = [(rule, re.compile(rule.pattern)) for rule in LEAK_RULES]
+
+
+def readings(text: str) -> dict[str, str]:
+    """The turn in every form the rules read (the names reading keeps where a person was masked)."""
+    spoken = spoken_form(text)
+    names = name_shape(spoken_form(text.replace("<PERSON>", f" {PERSON_MARK} ")))
+    return {"normal": _emails(_digit_runs(spoken)), "spoken": spoken, "names": names}
+
+
+def leak_types_of(forms: dict[str, str]) -> list[str]:
+    """Sorted entity types some rule finds in a turn's readings."""
+    return sorted({rule.kind for rule, pattern in _COMPILED if pattern.search(forms[rule.form])})
 
 
 def find_leaks(text: str) -> list[str]:
     """Sorted entity types that still look like PII in ``text`` (empty list: clean)."""
-    return leak_types(normal_form(text))
+    return leak_types_of(readings(text))
+
+
+__all__ = ["BARRIER", "LEAK_RULES", "PLACEHOLDER_RE", "LeakRule", "find_leaks", "normal_form", "readings"]
