@@ -14,7 +14,8 @@ and ``consent.on_withdrawal`` says whether the calls' raw and redacted copies go
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -23,6 +24,10 @@ from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_ro
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 from voiceloop.cli_governance import caller_option_value, certificate_table, step_progress
+
+if TYPE_CHECKING:  # imported in the commands: `voiceloop --help` stays fast
+    from core.settings import Settings
+    from governance.store import GovernedStore
 
 consent_app = typer.Typer(help="A caller withdraws consent to training (or gives it again).", no_args_is_help=True,
                           pretty_exceptions_enable=False)
@@ -33,6 +38,14 @@ CallerOption = Annotated[str, typer.Option("--caller-id", help="the caller's id 
                                                                "keeping it out of shell history)")]
 
 
+def _withdrawal_store(params: Path | None, as_role: str | None) -> tuple[Settings, GovernedStore]:
+    """The settings, and a store acting for the withdrawal purpose as the resolved role (exit 2 if it may not)."""
+    from governance.session import open_store
+
+    settings = _settings(params)
+    return settings, open_store(settings, acting_role(settings, as_role, "withdrawal"), "withdrawal")
+
+
 @consent_app.command("withdraw")
 def withdraw(caller_id: CallerOption, json_out: JsonOption = False, params: ParamsOption = None,
              as_role: RoleOption = None) -> None:
@@ -40,11 +53,9 @@ def withdraw(caller_id: CallerOption, json_out: JsonOption = False, params: Para
     from flows.erase import carry_out_withdrawal
     from governance.access import AccessDenied
     from governance.consent import withdraw_caller
-    from governance.session import open_store
 
-    settings = _settings(params)
+    settings, store = _withdrawal_store(params, as_role)
     caller = caller_option_value(caller_id)
-    store = open_store(settings, acting_role(settings, as_role, "withdrawal"), "withdrawal")
     try:
         withdrawal = withdraw_caller(store, caller)
         with step_progress("withdrawing", transient=json_out) as on_step:
@@ -62,10 +73,8 @@ def grant(caller_id: CallerOption, json_out: JsonOption = False, params: ParamsO
           as_role: RoleOption = None) -> None:
     """Record that the caller consents again: their calls from now on are ingested (withdrawn ones stay out)."""
     from governance.consent import grant_caller
-    from governance.session import open_store
 
-    settings = _settings(params)
-    store = open_store(settings, acting_role(settings, as_role, "withdrawal"), "withdrawal")
+    _, store = _withdrawal_store(params, as_role)
     entry = grant_caller(store, caller_option_value(caller_id))
     if json_out:
         print_json(entry)
@@ -78,10 +87,8 @@ def status(caller_id: CallerOption, json_out: JsonOption = False, params: Params
            as_role: RoleOption = None) -> None:
     """The caller's withdrawals and grants, oldest first."""
     from governance.consent import consent_history
-    from governance.session import open_store
 
-    settings = _settings(params)
-    store = open_store(settings, acting_role(settings, as_role, "withdrawal"), "withdrawal")
+    _, store = _withdrawal_store(params, as_role)
     history = consent_history(store, caller_option_value(caller_id))
     if json_out:
         print_json({"history": history, "withdrawn": bool(history) and history[-1]["status"] == "withdrawn"})
