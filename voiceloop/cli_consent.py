@@ -49,7 +49,10 @@ def _withdrawal_store(params: Path | None, as_role: str | None) -> tuple[Setting
 @consent_app.command("withdraw")
 def withdraw(caller_id: CallerOption, json_out: JsonOption = False, params: ParamsOption = None,
              as_role: RoleOption = None) -> None:
-    """Take every call of the caller out of training now, and keep their new calls out until a grant."""
+    """Take every call of the caller out of training now, and keep their new calls out until a grant.
+
+    Example: voiceloop consent withdraw --caller-id +15550001234 --as compliance-officer
+    """
     from flows.erase import carry_out_withdrawal
     from governance.access import AccessDenied
     from governance.consent import withdraw_caller
@@ -71,7 +74,10 @@ def withdraw(caller_id: CallerOption, json_out: JsonOption = False, params: Para
 @consent_app.command("grant")
 def grant(caller_id: CallerOption, json_out: JsonOption = False, params: ParamsOption = None,
           as_role: RoleOption = None) -> None:
-    """Record that the caller consents again: their calls from now on are ingested (withdrawn ones stay out)."""
+    """Record that the caller consents again: their calls from now on are ingested (withdrawn ones stay out).
+
+    Example: voiceloop consent grant --caller-id +15550001234 --as compliance-officer
+    """
     from governance.consent import grant_caller
 
     _, store = _withdrawal_store(params, as_role)
@@ -85,7 +91,10 @@ def grant(caller_id: CallerOption, json_out: JsonOption = False, params: ParamsO
 @consent_app.command("status")
 def status(caller_id: CallerOption, json_out: JsonOption = False, params: ParamsOption = None,
            as_role: RoleOption = None) -> None:
-    """The caller's withdrawals and grants, oldest first."""
+    """The caller's withdrawals and grants, oldest first.
+
+    Example: voiceloop consent status --caller-id - --json < caller-id.txt
+    """
     from governance.consent import consent_history
 
     _, store = _withdrawal_store(params, as_role)

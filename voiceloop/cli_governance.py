@@ -9,6 +9,7 @@ Examples::
     voiceloop lineage --call-id call-train-s1-000003 --json
     voiceloop lineage --model voiceloop-intent --version 3
     voiceloop retention apply --dry-run --as compliance-officer
+    voiceloop retention check-deadlines --as compliance-officer          # overdue requests, stale champion
 
 Register with :func:`register` (``voiceloop/cli.py``).
 """
@@ -327,7 +328,10 @@ def retention_apply(
 def retention_check_deadlines(json_out: JsonOption = False, params: ParamsOption = None,
                               as_role: RoleOption = None) -> None:
     """Put overdue erasure requests and a champion trained on erased calls past retention.retrain_deadline_days
-    on record (audit log, once each); with retention.rollback_when_overdue, serve the newest clean bundle."""
+    on record (audit log, once each); with retention.rollback_when_overdue, serve the newest clean bundle.
+
+    Example: voiceloop retention check-deadlines --as compliance-officer --json
+    """
     settings = _settings(params)
     from flows.governance_jobs import check_deadlines
 
