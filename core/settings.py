@@ -106,6 +106,9 @@ class IntentConfig(_Section):
     # of BANKING77 train, not the test set) added +0.4 to +0.9 points to each of 15 models. 0 turns it off.
     lexical_weight: Annotated[float, Field(ge=0, lt=1, description="weight of the lexical model, 0 = off")] = 0.3
     lexical_c: Annotated[float, Field(gt=0, description="logistic regression C; 30 best on that slice")] = 30.0
+    # The lexical vocabularies ship in every bundle: an n-gram of call text is kept only if this many distinct
+    # callers said it (or public BANKING77 text holds it), so no caller's rare words (a missed name) ship.
+    lexical_min_callers: Annotated[int, Field(ge=1, description="distinct callers an n-gram needs")] = 3
     probe_steps: int = 200  # full-batch steps fitting the head on frozen embeddings first
     bf16: bool = True  # bf16 autocast in training where the CPU has native bf16 (else float32)
     seed: int = 0

@@ -46,7 +46,15 @@ from governance.store import GovernedStore
 from governance.validation import validate_redacted
 from training.asr.finetune import AsrChallengerRun, GoldenAudio, finetune_asr, finished_asr_run
 from training.build import BuiltDatasets, build_datasets, version_datasets
-from training.datasets import ASR_DATASETS, ASR_DIGITS, ASR_GOLDEN, ASR_TRAIN, INTENT_GOLDEN, DatasetVersion
+from training.datasets import (
+    ASR_DATASETS,
+    ASR_DIGITS,
+    ASR_GOLDEN,
+    ASR_TRAIN,
+    INTENT_GOLDEN,
+    DatasetVersion,
+    callers_of,
+)
 from training.finetune import ChallengerRun, finetune_intent, intent_set_names
 from training.lanes import torch_threads
 from training.promotion import AsrCandidate, ChampionAsr, champion_asr, existing_bundle, gate_step
@@ -102,7 +110,7 @@ def finetune(settings: Settings, store: GovernedStore, versions: dict[str, Datas
     Registry(settings)  # sets up tracking
     return finetune_intent(train_sets, golden, list(intent_names()), settings.intent, settings.root / "work",
                            tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")}, threads=threads,
-                           report_as="finetune")
+                           report_as="finetune", callers=callers_of(reader, train_sets))
 
 
 @task(name="load-asr-golden", cache_policy=NO_CACHE)

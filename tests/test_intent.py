@@ -278,6 +278,28 @@ def test_lexical_model_save_load_is_exact_and_matches_sklearn(tmp_path: Path) ->
     assert LexicalModel.fit(TEXTS[:3], LABELS[:3], NAMES, c=30.0) is None  # a single intent: no model
 
 
+def test_lexical_vocabulary_holds_only_words_of_public_text_or_several_callers() -> None:
+    """lexical.json ships in every bundle: a word one caller said (a name redaction missed) must not be in it."""
+    one_caller = "my name is quackenbush and my card is lost"
+    three_callers = "the zorblax shop charged me twice"
+    texts = [*TEXTS, one_caller, three_callers, three_callers + " again", "zorblax charged me"]
+    labels = [*LABELS, LABELS[0], LABELS[-1], LABELS[-1], LABELS[-1]]
+    callers: list[str | None] = [None] * len(TEXTS) + ["caller-a", "caller-a", "caller-b", "caller-c"]
+    lexical = LexicalModel.fit(texts, labels, NAMES, c=30.0, callers=callers, min_callers=3)
+    assert lexical is not None
+    words, chars = lexical.vocabularies["word"], lexical.vocabularies["char"]
+    assert "zorblax" in words and "card" in words  # three callers; public text
+    assert not [w for w in words if "quack" in w] and not [g for g in chars if "ckenb" in g or "quac" in g]
+
+
+    def owners(term: str) -> set[str | None]:  # who said it: char n-grams are taken inside " word "s
+        return {c for t, c in zip(texts, callers, strict=True) if term in " " + " ".join(t.lower().split()) + " "}
+
+    assert all(None in owners(g) or len(owners(g)) >= 3 for g in chars)
+    everything = LexicalModel.fit(texts, labels, NAMES, c=30.0)  # without callers: min_df alone
+    assert everything is not None and "quackenbush" in everything.vocabularies["word"]
+
+
 def test_lexical_weight_is_validated() -> None:
     assert IntentConfig().lexical_weight == 0.3 and IntentConfig(lexical_weight=0).lexical_weight == 0
     for bad in (-0.1, 1.0):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,17 +83,34 @@ def train_and_predict(
     model_dir: Path,
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
+    callers: Mapping[str, str] | None = None,
 ) -> list[str]:
-    """Train on the call turns' ASR text plus any text datasets; predict the golden references."""
+    """Train on the call turns' ASR text plus any text datasets; predict the golden references.
+
+    ``callers`` (call id -> caller pseudonym, :func:`training.datasets.callers_of`) tells the lexical model
+    whose words are whose; without it each call counts as a caller of its own.
+    """
     texts: list[str] = []
     labels: list[str] = []
+    groups: list[str | None] = []
     for dataset in train_sets:
         data = dataset.load()
         texts += list(data["text"])
         labels += list(data["intent"])
+        groups += [_caller_of(call_id, callers) for call_id in data["call_id"]]
     train_intent_model(texts, labels, label_names, config, model_dir, eval_texts=golden_texts,
-                       eval_labels=golden_labels, on_epoch=on_epoch, progress=progress)
+                       eval_labels=golden_labels, on_epoch=on_epoch, progress=progress, callers=groups)
     return IntentModel.load(model_dir).predict(golden_texts)
+
+
+def _caller_of(call_id: str | None, callers: Mapping[str, str] | None) -> str | None:
+    """None for public text; a call missing from ``callers`` (its redacted copy gone) joins one shared group,
+    which can only make its words rarer, never more common."""
+    if call_id is None:
+        return None
+    if callers is None:
+        return f"call:{call_id}"
+    return callers.get(call_id, "unknown-caller")
 
 
 class NothingToTrain(RuntimeError):
@@ -123,8 +140,9 @@ def finetune_intent(
     progress: bool = False,
     threads: int | None = None,
     report_as: str | None = None,
+    callers: Mapping[str, str] | None = None,
 ) -> ChallengerRun:
-    """Train (or reuse) the challenger and predict the golden set with it.
+    """Train (or reuse) the challenger and predict the golden set with it (``callers``: see train_and_predict).
 
     ``threads``: train in a fresh process on that many CPU threads (training/lanes.py), so that
     another training can use the other cores; None trains here, on this process's threads.
@@ -141,7 +159,8 @@ def finetune_intent(
         predictions = IntentModel.load(model_dir).predict(golden_texts)
         return ChallengerRun(reused_run, model_dir, golden_texts, golden_labels, predictions,
                              accuracy(golden_labels, predictions), reused=True)
-    args = (train_sets, golden, label_names, config, work_dir / key, key, tags or {}, progress, report_as)
+    args = (train_sets, golden, label_names, config, work_dir / key, key, tags or {}, progress, report_as,
+            dict(callers) if callers is not None else None)
     if threads is None:
         return train_run(*args)
     from training.lanes import run_isolated
@@ -159,6 +178,7 @@ def train_run(
     tags: dict[str, str],
     progress: bool,
     report_as: str | None = None,
+    callers: Mapping[str, str] | None = None,
 ) -> ChallengerRun:
     """One new MLflow run: train the challenger into ``out_dir``, predict the golden set, log everything."""
     golden_texts, golden_labels = golden_references(golden)
@@ -182,7 +202,7 @@ def train_run(
 
         predictions = train_and_predict(
             train_sets, golden_texts, golden_labels, label_names, config, model_dir, on_epoch=log_epoch,
-            progress=progress,
+            progress=progress, callers=callers,
         )
         golden_accuracy = accuracy(golden_labels, predictions)
         mlflow.log_metric("golden_accuracy", golden_accuracy)

@@ -298,7 +298,7 @@ def train_intent_command(params: ParamsOption = None, as_role: RoleOption = None
 
     from core.corpus import intent_names
     from governance.session import open_store
-    from training.datasets import open_version
+    from training.datasets import callers_of, open_version
     from training.finetune import finetune_intent, intent_set_names
     from training.registry import Registry
 
@@ -306,10 +306,12 @@ def train_intent_command(params: ParamsOption = None, as_role: RoleOption = None
     digests = json.loads((stage_dir / "datasets.json").read_text())
     store = open_store(settings, acting_role(settings, as_role, "training"), "training")
     train_names, golden_name = intent_set_names(digests)
+    train_sets = [open_version(store, n, digests[n]) for n in train_names]
     Registry(settings)  # sets up tracking
-    run = finetune_intent([open_version(store, n, digests[n]) for n in train_names],
-                          open_version(store, golden_name, digests[golden_name]), list(intent_names()), settings.intent,
-                          settings.root / "work", tags={"voiceloop.dvc_stage": "train-intent"}, progress=True)
+    golden = open_version(store, golden_name, digests[golden_name])
+    run = finetune_intent(train_sets, golden, list(intent_names()), settings.intent, settings.root / "work",
+                          tags={"voiceloop.dvc_stage": "train-intent"}, progress=True,
+                          callers=callers_of(store, train_sets))
     shutil.rmtree(stage_dir / "intent_model", ignore_errors=True)
     shutil.copytree(run.model_dir, stage_dir / "intent_model")
     metrics = {"golden_accuracy": run.golden_accuracy, "golden_rows": len(run.golden_labels), "run_id": run.run_id}

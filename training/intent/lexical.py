@@ -6,6 +6,9 @@ errors differ from the encoder's; ``IntentModel`` blends the two log-linearly
 model folders: the vocabularies go to ``lexical.json``, the idf weights and the regression's
 coefficients to ``lexical.npz`` (float32); loading rebuilds the vectorizers from them, and a
 freshly fitted model predicts through the same rebuilt path, so save -> load is exact.
+
+Its vocabularies hold only n-grams that public text (BANKING77) or several callers used
+(``IntentConfig.lexical_min_callers``): a word one caller said never ships with a model.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +47,18 @@ def _vectorizer(kind: str, vocabulary: list[str] | None = None, min_df: int = 1)
     return TfidfVectorizer(**_COMMON, **_VECTORIZERS[kind], vocabulary=vocab, min_df=min_df, dtype=np.float32)
 
 
+def _shared_terms(vectorizer: Any, texts: list[str], callers: Sequence[str | None], min_callers: int) -> list[str]:
+    """The fitted vocabulary's terms that a public text, or texts of ``min_callers`` distinct callers, hold."""
+    occurrences = vectorizer.transform(texts).tocsc()
+    shared = []
+    for column, term in enumerate(vectorizer.get_feature_names_out()):
+        rows = occurrences.indices[occurrences.indptr[column]:occurrences.indptr[column + 1]]
+        owners = {callers[row] for row in rows}
+        if None in owners or len(owners) >= min_callers:
+            shared.append(str(term))
+    return shared
+
+
 @dataclass
 class LexicalModel:
     """Linear scores over TF-IDF features; ``log_proba`` columns follow ``labels``.
@@ -67,9 +83,16 @@ class LexicalModel:
             self._vectorizers[kind] = vectorizer
 
     @classmethod
-    def fit(cls, texts: list[str], labels: list[str], label_names: list[str], c: float) -> LexicalModel | None:
+    def fit(cls, texts: list[str], labels: list[str], label_names: list[str], c: float,
+            callers: Sequence[str | None] | None = None, min_callers: int = 1) -> LexicalModel | None:
         """Fit on the intent model's training data; None when it cannot support a model (one
-        class only, or no n-gram occurs in enough texts)."""
+        class only, or no n-gram occurs in enough texts).
+
+        ``callers`` names each text's caller (a pseudonym; None: public text such as BANKING77). The
+        vocabularies then keep an n-gram only if a public text or the texts of ``min_callers`` distinct
+        callers hold it: ``lexical.json`` ships with every bundle, so a word only one caller said (a name
+        redaction missed, a street) must not be in it.
+        """
         from scipy.sparse import hstack
         from sklearn.exceptions import ConvergenceWarning
         from sklearn.linear_model import LogisticRegression
@@ -84,6 +107,11 @@ class LexicalModel:
         try:
             for kind in _VECTORIZERS:
                 fitted[kind] = _vectorizer(kind, min_df=_MIN_DF[kind] if len(texts) > 1 else 1).fit(texts)
+                if callers is not None and min_callers > 1:
+                    shared = _shared_terms(fitted[kind], texts, callers, min_callers)
+                    if not shared:
+                        raise ValueError(f"no {kind} n-gram is public or said by {min_callers} callers")
+                    fitted[kind] = _vectorizer(kind, shared).fit(texts)
         except ValueError as err:  # empty vocabulary
             log.warning("lexical model skipped: %s", err)
             return None

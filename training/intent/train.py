@@ -20,7 +20,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -317,6 +317,7 @@ def train_intent_model(
     eval_labels: list[str] | None = None,
     on_epoch: EpochCallback | None = None,
     progress: bool = False,
+    callers: Sequence[str | None] | None = None,
 ) -> IntentTrainingResult:
     """Train, save everything needed to reload into ``out_dir``, and report per-epoch figures.
 
@@ -324,6 +325,7 @@ def train_intent_model(
     are trained the same way on the same cached lower layers; predictions average their
     probabilities. Epochs are reported in one sequence (member k's epoch e is step
     ``k * epochs + e``). Deterministic for ``config.seed`` on a given machine and thread count.
+    ``callers``: each text's caller pseudonym (None: public text), for the lexical vocabularies.
     """
     if len(texts) != len(labels) or not texts:
         raise ValueError("texts and labels must be non-empty and of equal length")
@@ -332,7 +334,8 @@ def train_intent_model(
     if unknown:
         raise ValueError(f"labels not in label_names: {unknown[:5]}")
     started = time.perf_counter()
-    lexical = LexicalModel.fit(texts, labels, label_names, config.lexical_c) if config.lexical_weight > 0 else None
+    lexical = (LexicalModel.fit(texts, labels, label_names, config.lexical_c, callers, config.lexical_min_callers)
+               if config.lexical_weight > 0 else None)
     if lexical is not None:
         log.info("lexical model: %d features, %.1f s", lexical.n_features, time.perf_counter() - started)
     seed_everything(config.seed)
