@@ -32,9 +32,14 @@ def resample(audio: np.ndarray, rate: int, target: int = SAMPLE_RATE) -> np.ndar
     return resample_poly(audio, target // g, rate // g).astype(np.float32)
 
 
+def mono(samples: np.ndarray) -> np.ndarray:
+    """One channel: frames x channels averaged, mono returned as it is."""
+    return samples.mean(axis=1) if samples.ndim > 1 else samples
+
+
 def to_16k(samples: np.ndarray, sample_rate: int) -> np.ndarray:
     """Mono float32 at the speech engine's 16 kHz (channels averaged; 8 kHz telephone audio upsampled 2x)."""
-    return resample(samples.mean(axis=1) if samples.ndim > 1 else samples, sample_rate)
+    return resample(mono(samples), sample_rate)
 
 
 @dataclass(frozen=True)

@@ -68,8 +68,12 @@ class ConsentLedger:
 
     def caller_withdrawn(self, caller_ref: str) -> bool:
         """Whether the caller's latest word is a withdrawal (their new calls are then not ingested)."""
-        history = self.callers.get(caller_ref, [])
-        return bool(history) and history[-1]["status"] == "withdrawn"
+        return is_withdrawn(self.callers.get(caller_ref, []))
+
+
+def is_withdrawn(history: list[dict[str, Any]]) -> bool:
+    """Whether a caller's consent history (oldest first) ends in a withdrawal."""
+    return bool(history) and history[-1]["status"] == "withdrawn"
 
 
 def _now(now: datetime | None) -> str:

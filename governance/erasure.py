@@ -212,6 +212,10 @@ class Journal:
 
 
 # -- the store-side steps of a run: each records what it did in the journal and saves it --------------
+def _datasets_holding(store: GovernedStore, call_ids: list[str]) -> list[DatasetInfo]:
+    return [info for info in store.list_datasets() if set(call_ids) & set(info.call_ids)]
+
+
 def find_caller_calls(store: GovernedStore, journal: Journal, caller_id: str,
                       request_id: str) -> tuple[CallerFootprint, list[DatasetInfo]]:
     """The caller's calls (this run's finds, earlier runs' tombstones, retention's index) and the dataset
@@ -222,7 +226,7 @@ def find_caller_calls(store: GovernedStore, journal: Journal, caller_id: str,
     earlier = [c for c, r in erased_calls(store).items() if r == request_id]
     expired = retained_calls_of(store, caller_ref)  # raw gone by retention, rows maybe still in datasets
     journal.call_ids = sorted(set(journal.call_ids) | set(footprint.call_ids) | set(earlier) | set(expired))
-    affected = [info for info in store.list_datasets() if set(journal.call_ids) & set(info.call_ids)]
+    affected = _datasets_holding(store, journal.call_ids)
     check_rights(store, datasets=bool(affected or journal.dvc_pending))
     tombstone(store, journal.call_ids, request_id)
     journal.save(store)
@@ -234,7 +238,7 @@ def find_withdrawn_calls(store: GovernedStore, journal: Journal, withdrawal: Wit
     """A withdrawal's calls and the dataset versions holding any of them, rights checked first. With
     ``erase`` (consent.on_withdrawal) they are also found in the call zones and tombstoned, as an erasure's."""
     journal.call_ids = sorted(set(journal.call_ids) | set(withdrawal.call_ids))
-    affected = [info for info in store.list_datasets() if set(journal.call_ids) & set(info.call_ids)]
+    affected = _datasets_holding(store, journal.call_ids)
     check_rights(store, datasets=bool(affected or journal.dvc_pending), zones=erase)
     footprint = CallerFootprint(withdrawal.caller_ref or "", (), (), (), ())
     if erase:

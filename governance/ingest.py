@@ -33,7 +33,7 @@ from typing import Any
 import fsspec
 import soundfile as sf
 
-from core.audio import decode_audio, rms_dbfs
+from core.audio import decode_audio, mono, rms_dbfs
 from core.settings import SourcesConfig
 from governance.consent import ConsentLedger, withdraw_calls
 from governance.contract import SAFE_ID, ContractError, Turn, parse_call
@@ -83,8 +83,7 @@ def _customer_turn_loudness(audio: bytes, turns: list[Turn]) -> dict[str, float]
     """Each customer turn's loudness on the raw recording (turn index -> RMS dBFS): measured here, before
     redaction silences PII, so validation can tell a turn with text over silence from a turn made of PII."""
     decoded = decode_audio(audio)
-    samples = decoded.samples if decoded.samples.ndim == 1 else decoded.samples.mean(axis=1)
-    rate = decoded.sample_rate
+    samples, rate = mono(decoded.samples), decoded.sample_rate
     return {str(index): rms_dbfs(samples[int(turn.start_s * rate):int(turn.end_s * rate)])
             for index, turn in enumerate(turns) if turn.speaker == "customer"}
 

@@ -572,20 +572,10 @@ class GovernedStore:
     # -- retention / erasure support -------------------------------------------------
     def footprint_of_calls(self, call_ids: Iterable[str]) -> CallerFootprint:
         """Where these calls are, by zone, as :meth:`calls_of_caller` finds a caller's (same rights, audited)."""
-        for zone in CALL_ZONES:
-            self._authorise(zone, "delete")
+        self._authorise_footprint()
         wanted = set(call_ids)
-        raw = sorted(wanted & self.raw_call_ids())
-        redacted = sorted(wanted & self.redacted_call_ids())
-        items, item_calls = [], set()
-        for key, _folder, reason in self._quarantine_items():
-            if reason.get("call_id") in wanted:
-                items.append(key)
-                item_calls.add(reason["call_id"])
-        footprint = CallerFootprint("", tuple(raw), tuple(redacted), tuple(items), tuple(sorted(item_calls)))
-        self.audit.append(self.actor, "store.find_calls", call_ids=footprint.call_ids,
-                          detail={"raw": len(raw), "redacted": len(redacted), "quarantine": len(items)})
-        return footprint
+        return self._footprint("", sorted(wanted & self.raw_call_ids()), sorted(wanted & self.redacted_call_ids()),
+                               lambda reason: reason.get("call_id") in wanted, "store.find_calls", {})
 
     def calls_of_caller(self, caller_ref: str) -> CallerFootprint:
         """Every call of one caller (by pseudonym) across raw, redacted and quarantine; the lookup is audited.
@@ -593,8 +583,7 @@ class GovernedStore:
         A footprint is found in order to delete it (erasure, retention), so the actor must be allowed to
         delete from every zone it spans; others are refused (and the refusal audited) before anything is read.
         """
-        for zone in CALL_ZONES:
-            self._authorise(zone, "delete")
+        self._authorise_footprint()
         raw = sorted(cid for cid, entry in self.raw_index().items() if entry.caller_ref == caller_ref)
         redacted = sorted(
             path.stem
@@ -602,19 +591,27 @@ class GovernedStore:
             if json.loads(path.read_text()).get("caller_ref") == caller_ref
         )
         known = set(raw) | set(redacted)
+        return self._footprint(caller_ref, raw, redacted,
+                               lambda reason: reason.get("caller_ref") == caller_ref or reason.get("call_id") in known,
+                               "store.find_caller", {"caller_ref": caller_ref})
+
+    def _authorise_footprint(self) -> None:
+        for zone in CALL_ZONES:
+            self._authorise(zone, "delete")
+
+    def _footprint(self, caller_ref: str, raw: list[str], redacted: list[str],
+                   quarantined: Callable[[dict[str, Any]], bool], action: str,
+                   detail: dict[str, Any]) -> CallerFootprint:
+        """The footprint of the calls found in raw and redacted and the quarantine items ``quarantined`` picks."""
         items, item_calls = [], set()
         for key, _folder, reason in self._quarantine_items():
-            if reason.get("caller_ref") == caller_ref or reason.get("call_id") in known:
+            if quarantined(reason):
                 items.append(key)
                 if reason.get("call_id"):
                     item_calls.add(reason["call_id"])
         footprint = CallerFootprint(caller_ref, tuple(raw), tuple(redacted), tuple(items), tuple(sorted(item_calls)))
-        self.audit.append(
-            self.actor,
-            "store.find_caller",
-            call_ids=footprint.call_ids,
-            detail={"caller_ref": caller_ref, "raw": len(raw), "redacted": len(redacted), "quarantine": len(items)},
-        )
+        self.audit.append(self.actor, action, call_ids=footprint.call_ids,
+                          detail={**detail, "raw": len(raw), "redacted": len(redacted), "quarantine": len(items)})
         return footprint
 
     def _remove(self, path: Path, result: Deletion) -> bool:

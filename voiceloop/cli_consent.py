@@ -95,12 +95,12 @@ def status(caller_id: CallerOption, json_out: JsonOption = False, params: Params
 
     Example: voiceloop consent status --caller-id - --json < caller-id.txt
     """
-    from governance.consent import consent_history
+    from governance.consent import consent_history, is_withdrawn
 
     _, store = _withdrawal_store(params, as_role)
     history = consent_history(store, caller_option_value(caller_id))
     if json_out:
-        print_json({"history": history, "withdrawn": bool(history) and history[-1]["status"] == "withdrawn"})
+        print_json({"history": history, "withdrawn": is_withdrawn(history)})
         return
     if not history:
         console.print("no withdrawal recorded: the caller's consent is what each call's document says")

@@ -195,9 +195,9 @@ _COMPILED = [(rule, re.compile(rule.pattern)) for rule in LEAK_RULES]
 
 def readings(text: str) -> dict[str, str]:
     """The turn in every form the rules read (the names reading keeps where a person was masked)."""
-    spoken = spoken_form(text)
-    names = name_shape(spoken_form(text.replace("<PERSON>", f" {PERSON_MARK} ")))
-    return {"normal": _emails(_digit_runs(spoken)), "spoken": spoken, "names": names}
+    marked = spoken_form(text.replace("<PERSON>", f" {PERSON_MARK} "))  # one pass for both readings:
+    spoken = marked.replace(PERSON_MARK, BARRIER.strip())  # the mark stands where any placeholder's barrier would
+    return {"normal": _emails(_digit_runs(spoken)), "spoken": spoken, "names": name_shape(marked)}
 
 
 def leak_types_of(forms: dict[str, str]) -> list[str]:

@@ -26,7 +26,7 @@ import pandas as pd
 import soundfile as sf
 from datasets import Audio, Dataset
 
-from core.audio import SAMPLE_RATE, decode_audio, to_16k
+from core.audio import SAMPLE_RATE, decode_audio, mono, to_16k
 from core.corpus import Split
 from core.settings import Settings
 from governance.redaction.audio import turn_bounds
@@ -127,7 +127,7 @@ def call_turn_rows(
             skipped += [Skipped(call_id, None, f"sample rate {decoded.sample_rate} Hz not in {list(sample_rates)} "
                                                 "(validation.sample_rates)")]
             continue
-        samples = decoded.samples if decoded.samples.ndim == 1 else decoded.samples.mean(axis=1)
+        samples = mono(decoded.samples)
         (document,) = store.read_redacted([call_id])
         by_index = {t["index"]: t for t in document["turns"]}
         for row in group.sort_values("turn").to_dict("records"):
