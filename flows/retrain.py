@@ -124,8 +124,8 @@ def asr_golden(store: GovernedStore, versions: dict[str, DatasetVersion]) -> Gol
 
 
 @task(name="score-champion-asr", cache_policy=NO_CACHE)
-def score_champion_asr(settings: Settings, versions: dict[str, DatasetVersion], golden: GoldenAudio,
-                       intent: ChallengerRun, cores: int | None) -> ChampionAsr | None:
+def score_champion_asr(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion],
+                       golden: GoldenAudio, intent: ChallengerRun, cores: int | None) -> ChampionAsr | None:
     """The serving ASR's golden transcripts: needs no challenger, so it runs beside the ASR fine-tuning.
 
     None when both challenger runs are finished and gated already (a re-run): the gate replays its record.
@@ -135,8 +135,8 @@ def score_champion_asr(settings: Settings, versions: dict[str, DatasetVersion], 
     asr_run = finished_asr_run(asr_sets, versions[ASR_GOLDEN], settings.asr)
     if asr_run and existing_bundle(registry, intent.run_id, asr_run):
         return None
-    return champion_asr(registry, golden, settings.asr.window_s, settings.asr.batch_transcribe,
-                        settings.root / "work", cores)
+    return champion_asr(registry, store.as_purpose("training"), golden, settings.asr.window_s,
+                        settings.asr.batch_transcribe, settings.root / "work", cores)
 
 
 @task(name="finetune-asr", cache_policy=NO_CACHE)
@@ -215,7 +215,8 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
         started, cpu_started = time.perf_counter(), cpu_seconds()
         progress.started("finetune")
         intent_lane = finetune.submit(settings, store, versions, threads=1)
-        champion_lane = score_champion_asr.submit(settings, versions, golden_audio, intent_lane, 1, return_state=False)
+        champion_lane = score_champion_asr.submit(settings, store, versions, golden_audio, intent_lane, 1,
+                                                 return_state=False)
         intent_lane.add_done_callback(lane_done("finetune", started, then="score_champion_asr"))
         champion_lane.add_done_callback(lane_done("score_champion_asr", started))
         asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, cores - 1)

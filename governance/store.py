@@ -1,8 +1,9 @@
 """The governed store: the only code that reads or writes call data.
 
 Four zones live under one folder: ``raw`` (calls as ingested, with audio), ``redacted``
-(PII-free transcripts and audio facts), ``datasets`` (versioned training/evaluation sets) and
-``quarantine`` (what failed a check, with the reason). Every operation is checked by
+(PII-free transcripts and audio facts), ``datasets`` (versioned training/evaluation sets, and what
+models said on a version: :meth:`GovernedStore.write_evaluation`) and ``quarantine`` (what failed a
+check, with the reason). Every operation is checked by
 :func:`governance.access.check` for the actor's role and purpose and written to the audit
 trail, denied ones too. Writes are atomic (temp file + rename) so a killed run never leaves
 half a record.
@@ -51,6 +52,7 @@ RAW_META = "meta.json"
 REASON = "reason.json"
 DATASET_DATA = "data"  # a version's rows, as datasets.Dataset.save_to_disk writes them
 DATASET_MANIFEST = "manifest.json"
+EVALUATIONS = ".evaluations"  # beside a version's folder: what models said on it (write_evaluation)
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
 
 
@@ -518,6 +520,41 @@ class GovernedStore:
         self._record("datasets", "datasets.read", manifest.get("call_ids", []), dataset=name, digest=digest)
         return OpenedDataset(name, digest, Dataset.load_from_disk(str(folder / DATASET_DATA)), manifest)
 
+    def _evaluations_dir(self, name: str, digest: str) -> Path:
+        """Beside the version's folder, not in it: DVC versions that folder, and these are not the version."""
+        folder = self._dataset_dir(name, digest)
+        return folder.with_name(folder.name + EVALUATIONS)
+
+    def _version_call_ids(self, name: str, digest: str) -> list[str]:
+        manifest = self._dataset_dir(name, digest) / DATASET_MANIFEST
+        if not manifest.exists():
+            raise FileNotFoundError(f"dataset {name}@{digest[:12]} is not in the store; run `voiceloop retrain`")
+        return list(json.loads(manifest.read_text()).get("call_ids", []))
+
+    def write_evaluation(self, name: str, digest: str, key: str, record: dict[str, Any]) -> None:
+        """Keep what a model said on version ``name@digest`` (its transcripts, its predictions) under ``key``.
+
+        Model outputs on call text or audio are derived from those calls, so they live with the
+        version: audited with its calls, and removed with it (:meth:`delete_dataset`), which is how an
+        erasure that rebuilds a version without a caller removes them too. The gate keeps the champion's
+        outputs on the golden set here instead of computing them again every retrain.
+        """
+        self._authorise("datasets", "write")
+        ids = self._version_call_ids(name, digest)
+        _atomic_write(self._evaluations_dir(name, digest) / f"{_safe(key, 'evaluation key')}.json", _dump(record))
+        self._record("datasets", "datasets.write-evaluation", ids, dataset=name, digest=digest, evaluation=key)
+
+    def read_evaluation(self, name: str, digest: str, key: str) -> dict[str, Any] | None:
+        """What :meth:`write_evaluation` kept under ``key`` for ``name@digest`` (None: nothing yet)."""
+        self._authorise("datasets", "read")
+        path = self._evaluations_dir(name, digest) / f"{_safe(key, 'evaluation key')}.json"
+        if not path.exists():
+            return None
+        record: dict[str, Any] = json.loads(path.read_text())
+        self._record("datasets", "datasets.read-evaluation", self._version_call_ids(name, digest), dataset=name,
+                     digest=digest, evaluation=key)
+        return record
+
     def dvc_workspace(self, operation: Operation) -> Path:
         """The datasets zone's folder, for DVC alone (training/versioning.py): the one place the store hands
         out a path, because DVC versions whole dataset folders on disk. Checked like any access to the zone
@@ -545,7 +582,7 @@ class GovernedStore:
         return out
 
     def delete_dataset(self, name: str, digest: str) -> Deletion:
-        """Remove a dataset version and its DVC pointer file.
+        """Remove a dataset version, its DVC pointer file and the models' outputs kept on it.
 
         DVC's cache and remote still hold a copy: ``extra["dvc_md5"]`` names it so the caller
         can remove it there too (``dvc gc`` or deleting that object).
@@ -564,6 +601,7 @@ class GovernedStore:
             result.call_ids = sorted(call_ids)
         else:
             result.missing = [f"{name}@{digest}"]
+        self._remove(self._evaluations_dir(name, digest), result)  # models' outputs on it go with it
         if folder.parent.exists() and not any(folder.parent.iterdir()):
             folder.parent.rmdir()
         self._audit_deletion(result)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +22,12 @@ from core.settings import Settings, load_settings
 from tests.conftest import TINY_ASR, TINY_INTENT, write_params
 
 _TEMPLATE: TrainedProject | None = None
+_RETRAINED: TrainedProject | None = None
 _SKIP = {"prefect", "cache", "work"}  # tool homes and scratch: nothing a clone needs
 TEMPLATE_SECTIONS: dict[str, Any] = {"asr": {"enabled": True}}  # the session template also retrains ASR
+# the second retrain changes an ASR setting only: the intent run is reused, the ASR is trained again
+# and gated against the first bundle as champion (the template merged its LoRA whole)
+RETRAIN_SECTIONS: dict[str, Any] = {"asr": {"enabled": True, "lora": {**TINY_ASR["lora"], "merge_scale": 0.5}}}
 # promotes the first challenger: the one-epoch ASR of TINY_ASR is worse than the base model
 PROMOTING_GATE: dict[str, Any] = {
     "floor": 0.0, "margin": 0.01, "n_bootstrap": 1000, "wer_margin": 1.0, "slice_wer_margin": 1.0,
@@ -41,6 +45,8 @@ class TrainedProject:
     summary: dict[str, Any]
     caller_id: str  # clear caller id of the shared caller (in the sources only)
     call_ids: tuple[str, ...]  # that caller's calls (one train, one golden)
+    sections: dict[str, Any] = field(default_factory=lambda: TEMPLATE_SECTIONS)  # its params beyond flow_params'
+    earlier: tuple[dict[str, Any], ...] = ()  # the summaries of the retrains before the one in ``summary``
 
     @property
     def settings(self) -> Settings:
@@ -95,6 +101,21 @@ def trained_template(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
     return _TEMPLATE
 
 
+def retrained_template(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainedProject:
+    """The template retrained once more with another ASR setting, once per session: the second retrain
+    gates against a champion, so the store also holds the champion's golden transcripts and predictions."""
+    global _RETRAINED
+    if _RETRAINED is None:
+        from flows.retrain import retrain
+
+        first = clone_project(trained_template(tiny_corpus, tmp_path_factory), tmp_path_factory.mktemp("retrained"))
+        params = flow_params(first.params.parent, first.sources, **RETRAIN_SECTIONS)
+        summary = retrain(params_file=str(params)).to_json()
+        _RETRAINED = TrainedProject(params, first.sources, summary, first.caller_id, first.call_ids,
+                                    RETRAIN_SECTIONS, (first.summary,))
+    return _RETRAINED
+
+
 def clone_project(template: TrainedProject, dest: Path) -> TrainedProject:
     """A private copy of ``template`` under ``dest``, with every absolute path re-pointed at the copy.
 
@@ -104,7 +125,7 @@ def clone_project(template: TrainedProject, dest: Path) -> TrainedProject:
     old_state = template.settings.root
     sources = dest / "sources"
     shutil.copytree(template.sources, sources)
-    new_params = flow_params(dest, sources, **TEMPLATE_SECTIONS)
+    new_params = flow_params(dest, sources, **template.sections)
     new_state = load_settings(new_params).root
     shutil.copytree(old_state, new_state, ignore=lambda folder, names: _SKIP & set(names)
                     if Path(folder) == old_state else set())
@@ -113,7 +134,8 @@ def clone_project(template: TrainedProject, dest: Path) -> TrainedProject:
     shutil.rmtree(dvc_dir / "tmp", ignore_errors=True)
     config = dvc_dir / "config"
     config.write_text(config.read_text().replace(str(old_state), str(new_state)))
-    return TrainedProject(new_params, sources, template.summary, template.caller_id, template.call_ids)
+    return TrainedProject(new_params, sources, template.summary, template.caller_id, template.call_ids,
+                          template.sections, template.earlier)
 
 
 def _repoint_sqlite(db: Path, old: str, new: str) -> None:
@@ -128,13 +150,14 @@ def _repoint_sqlite(db: Path, old: str, new: str) -> None:
                                  (old, new, f"%{old}%"))
 
 
-def project_fixture(name: str, fixture_name: str = "project") -> Any:
-    """A module-scoped fixture (``project``): the module's own clone of the trained template."""
+def project_fixture(name: str, fixture_name: str = "project", template: Any = trained_template) -> Any:
+    """A module-scoped fixture (``project``): the module's own clone of the trained template (or of
+    ``template``, e.g. :func:`retrained_template`)."""
 
     @pytest.fixture(scope="module", name=fixture_name)
     def fixture(tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory,
                 prefect_harness: None) -> TrainedProject:
-        return clone_project(trained_template(tiny_corpus, tmp_path_factory), tmp_path_factory.mktemp(name))
+        return clone_project(template(tiny_corpus, tmp_path_factory), tmp_path_factory.mktemp(name))
 
     return fixture
 

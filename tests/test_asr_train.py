@@ -10,8 +10,7 @@ import pytest
 import torch
 
 from core.settings import load_settings
-from tests.conftest import TINY_ASR
-from tests.flow_helpers import TrainedProject, clone_project, flow_params, trained_template
+from tests.flow_helpers import TrainedProject, clone_project, retrained_template, trained_template
 from training.asr import windowed
 from training.asr.convert import load_base_whisper
 from training.asr.data import target_transcript
@@ -209,23 +208,22 @@ def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
     from flows.retrain import retrain
     from training.registry import Registry
 
-    template = trained_template(tiny_corpus, tmp_path_factory)
-    project = clone_project(template, tmp_path_factory.mktemp("asr-regate"))
-    lora = {**TINY_ASR["lora"], "merge_scale": 0.5}  # the template merged whole
-    params = flow_params(project.params.parent, project.sources, asr={"enabled": True, "lora": lora})
-    summary = retrain(params_file=str(params)).to_json()
+    retrained = retrained_template(tiny_corpus, tmp_path_factory)  # the template, retrained with merge_scale 0.5
+    [first] = retrained.earlier
+    summary = retrained.summary
     assert summary["training"]["reused"] and not summary["asr"]["reused"]
     gate = summary["gate"]
     assert not gate["repeated"] and "clean_speech" in {c["name"] for c in gate["criteria"]}
     assert summary["asr"]["champion_transcribed"]  # beside the ASR training, in the other lane
     assert summary["asr"]["challenger_transcribed"]
-    assert int(gate["bundle_version"]) > int(template.summary["gate"]["bundle_version"])
-    registry = Registry(load_settings(params))
-    before = registry.bundle(template.summary["gate"]["bundle_version"]).components
+    assert int(gate["bundle_version"]) > int(first["gate"]["bundle_version"])
+    project = clone_project(retrained, tmp_path_factory.mktemp("asr-regate"))
+    registry = Registry(project.settings)
+    before = registry.bundle(first["gate"]["bundle_version"]).components
     after = registry.bundle(gate["bundle_version"]).components
     assert after["intent"] == before["intent"]  # the reused intent run is one model version, not two
     assert after["asr"] != before["asr"]
-    again = retrain(params_file=str(params)).to_json()  # nothing new: the recorded verdict for this pair
+    again = retrain(params_file=str(project.params)).to_json()  # nothing new: the recorded verdict for this pair
     assert again["gate"]["repeated"] and again["gate"]["bundle_version"] == gate["bundle_version"]
     assert again["gate"]["verdict"] == gate["verdict"]
     assert not again["asr"]["champion_transcribed"]  # a gated pair: the comparison is not redone,
@@ -234,9 +232,12 @@ def test_a_new_asr_run_beside_a_reused_intent_run_is_gated_as_a_new_bundle(
     assert {k: again["asr"][k] for k in headline} == {k: summary["asr"][k] for k in headline}
 
 
-def test_the_champions_golden_transcripts_and_predictions_are_kept_in_its_runs_and_reused(
+def test_the_champions_golden_outputs_are_kept_beside_the_golden_version_and_reused(
     tiny_corpus: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """In the governed store with the version they were computed on (audited), never in an MLflow run."""
+    from governance.access import AccessDenied
+    from governance.audit import open_audit
     from governance.session import open_store
     from training.asr.finetune import GoldenAudio
     from training.datasets import open_version
@@ -247,24 +248,35 @@ def test_the_champions_golden_transcripts_and_predictions_are_kept_in_its_runs_a
     settings = project.settings
     registry = Registry(settings)
     assert registry.by_alias("champion").components.get("asr")  # type: ignore[union-attr]
-    store = open_store(settings, "ml-engineer", "evaluation")
-    golden = GoldenAudio.load(open_version(store, "asr-golden", project.summary["datasets"]["asr-golden"]["digest"]))
+    store = open_store(settings, "ml-engineer", "training")
+    digest = project.summary["datasets"]["asr-golden"]["digest"]
+    golden = GoldenAudio.load(open_version(store, "asr-golden", digest))
     work = tmp_path_factory.mktemp("champion-work")
-    first = champion_asr(registry, golden, settings.asr.window_s, 8, work)
-    again = champion_asr(registry, golden, settings.asr.window_s, 8, work)
+    first = champion_asr(registry, store, golden, settings.asr.window_s, 8, work)
+    again = champion_asr(registry, store, golden, settings.asr.window_s, 8, work)
     assert not first.cached and again.cached and "champion ASR" in again.label
     assert again.evaluation == first.evaluation
-    other = GoldenAudio.load(open_version(store, "asr-golden", project.summary["datasets"]["asr-golden"]["digest"]),
-                             digit_eval=0)  # another evaluation set: transcribed, not read back
-    assert not champion_asr(registry, other, settings.asr.window_s, 8, work).cached
+    other = GoldenAudio.load(open_version(store, "asr-golden", digest), digit_eval=0)  # another evaluation set
+    assert not champion_asr(registry, store, other, settings.asr.window_s, 8, work).cached
+    kept = sorted((settings.zones_dir / "datasets" / "asr-golden" / f"{digest}.evaluations").glob("*.json"))
+    assert len(kept) == 2 and all(p.name.startswith("champion-asr-") for p in kept)
+    assert not list((settings.root / "mlartifacts").rglob("champion-*"))  # nothing beside the models
+    audit = open_audit(settings)
+    [written, _other] = audit.entries(action="datasets.write-evaluation")
+    [read] = audit.entries(action="datasets.read-evaluation")
+    assert written.call_ids == read.call_ids and written.call_ids  # audited with the golden calls
+    evaluator = open_store(settings, "serving", "evaluation")  # may read the golden set, not write beside it
+    with pytest.raises(AccessDenied):
+        evaluator.write_evaluation("asr-golden", digest, "champion-asr-forged", {"texts": []})
 
-    # the intent champion's golden predictions: kept in its run the same way, by the texts they are for
+    # the intent champion's golden predictions: kept the same way, by the texts they are for
+    intent_golden = open_version(store, "intent-golden", project.summary["datasets"]["intent-golden"]["digest"])
     texts = ["I still have not received my new card", "how do I top up by bank transfer"]
-    predicted = champion_predictions(registry, texts, work)
-    reread = champion_predictions(registry, texts, work)
+    predicted = champion_predictions(registry, store, intent_golden, texts, work)
+    reread = champion_predictions(registry, store, intent_golden, texts, work)
     assert predicted is not None and reread is not None and not predicted.cached and reread.cached
     assert reread.predictions == predicted.predictions and len(reread.predictions) == 2
-    assert not champion_predictions(registry, texts[:1], work).cached  # type: ignore[union-attr]
+    assert not champion_predictions(registry, store, intent_golden, texts[:1], work).cached  # type: ignore[union-attr]
 
 
 def _redacted_call(call_id: str, turns: list[tuple[float, float]]) -> dict[str, object]:

@@ -1,16 +1,20 @@
 """Right to erasure, end to end, on a project trained by the real flow (real store, DVC, MLflow, audit).
 
-The caller erased here has a call in ``intent-train`` and one in the golden set. Completeness is
-checked by searching every file of the project (zones, trash, DVC cache and remote, MLflow database
-and artifacts, audit database, certificates), decrypting every encrypted file on the way, for the
-caller's id, a chunk of their audio and their transcript texts; the same search must find all of
-them before the erasure, so a search that finds nothing proves something.
+The caller erased here has a call in ``intent-train`` and one in the golden set, and the project was
+retrained twice, so the second gate kept the champion's transcripts of the golden audio. Completeness
+is checked by searching every file of the project (zones, trash, DVC cache and remote, MLflow
+database and artifacts with the model files, audit database, certificates), decrypting every
+encrypted file on the way, for the caller's id, a chunk of their audio, their transcript texts, the
+champion's transcripts of their golden turns and the words only they said; the same search must find
+all of them before the erasure, so a search that finds nothing proves something. A second project
+erases a caller after one of their calls was corrected and the other withdrew consent.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,17 +24,25 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from core.settings import Settings
+from flows.erase import carry_out_pending_withdrawals
 from governance.audit import open_audit
 from governance.crypto import Keyring, RawKeyError
-from governance.ingest import ingest
+from governance.ingest import ingest, ingest_sources
+from governance.redaction.calls import redact_pending
 from governance.session import open_store
 from tests.conftest import REPO
-from tests.flow_helpers import TrainedProject, cli, project_fixture
+from tests.flow_helpers import TrainedProject, cli, project_fixture, retrained_template
+from training.datasets import open_version
 from training.registry import BASELINE_PREFIX, RETRAIN_REQUIRED_TAG
 from training.versioning import DvcVersioner
 
-project = project_fixture("erasure")
+project = project_fixture("erasure", template=retrained_template)
+changed_project = project_fixture("erasure-changed", "changed_project")
 BANKING77 = REPO / "data" / "sample" / "banking77"
+# the public vocabularies of the base models (Whisper's tokenizer, MiniLM's word pieces) inside model
+# folders: not derived from any call, and they hold most English words, so words are not searched there
+PUBLIC_VOCABULARIES = {"tokenizer.json", "vocabulary.json", "vocabulary.txt", "vocab.json", "vocab.txt",
+                       "merges.txt"}
 
 
 def _audio_chunk(audio: bytes) -> bytes:
@@ -43,11 +55,12 @@ def _audio_chunk(audio: bytes) -> bytes:
 
 
 def _needles(project: TrainedProject) -> dict[str, bytes]:
-    """The caller's id, audio and customer-turn texts (raw and redacted) that no other call and no
-    public BANKING77 sentence contains."""
+    """The caller's id, audio, customer-turn texts (raw and redacted), the words no one else said, and
+    the champion's kept transcripts of their golden turns: what no other call and no public BANKING77
+    sentence contains."""
     settings = project.settings
     needles = {"caller id": project.caller_id.encode()}
-    train_call, _golden_call = project.call_ids
+    train_call, golden_call = project.call_ids
     needles["audio"] = _audio_chunk((project.sources / "calls" / "audio" / f"{train_call}.wav").read_bytes())
     redacted = {p.stem: p.read_text() for p in (settings.zones_dir / "redacted").glob("*.json")}
     sources = {p.stem: p.read_text() for p in project.sources.glob("*/*.json")}
@@ -55,6 +68,7 @@ def _needles(project: TrainedProject) -> dict[str, bytes]:
     others = "\n".join(text for zone in (redacted, sources) for cid, text in zone.items()
                        if cid not in project.call_ids)
     elsewhere = public + others
+    words: set[str] = set()
     for call_id in project.call_ids:
         for origin, document in (("raw", json.loads(sources[call_id])), ("redacted", json.loads(redacted[call_id]))):
             texts = [t["text"] for t in document["turns"] if t["speaker"] == "customer"]
@@ -63,11 +77,28 @@ def _needles(project: TrainedProject) -> dict[str, bytes]:
             for index, text in enumerate(texts):
                 if len(text) >= 20 and text.isascii() and '"' not in text and text not in elsewhere:
                     needles[f"{origin} text {call_id}#{index}"] = text.encode()
+                words |= set(re.findall(r"[a-z]{6,}", text.lower()))
+    lowered = elsewhere.lower()
+    needles |= {f"word {word}": word.encode() for word in sorted(words) if word not in lowered}
+    for index, text in enumerate(_champion_transcripts(project, golden_call)):
+        if len(text) >= 20 and text not in elsewhere:
+            needles[f"champion transcript {golden_call}#{index}"] = text.encode()
     return needles
 
 
+def _champion_transcripts(project: TrainedProject, call_id: str) -> list[str]:
+    """What the gate kept of the champion ASR on ``call_id``'s golden turns (beside the golden version)."""
+    settings = project.settings
+    digest = project.summary["datasets"]["asr-golden"]["digest"]
+    rows = open_version(open_store(settings, "ml-engineer", "evaluation"), "asr-golden", digest).load()
+    mine = [i for i, c in enumerate(rows["call_id"]) if c == call_id]
+    kept = (settings.zones_dir / "datasets" / "asr-golden" / f"{digest}.evaluations").glob("champion-asr-*.json")
+    return [json.loads(path.read_text())["texts"][i] for path in kept for i in mine]
+
+
 def _search(settings: Settings, needles: dict[str, bytes]) -> dict[str, set[str]]:
-    """Needle -> project files holding it, in clear or inside an encrypted file."""
+    """Needle -> project files holding it, in clear or inside an encrypted file (words: outside public
+    model vocabularies)."""
     cipher = Keyring(settings.keys_dir).raw
     hits: dict[str, set[str]] = {name: set() for name in needles}
     for path in settings.root.rglob("*"):
@@ -78,6 +109,8 @@ def _search(settings: Settings, needles: dict[str, bytes]) -> dict[str, set[str]
             with contextlib.suppress(RawKeyError):
                 data += cipher.decrypt(data, path.name)
         for name, needle in needles.items():
+            if name.startswith("word ") and path.name in PUBLIC_VOCABULARIES:
+                continue
             if needle in data:
                 hits[name].add(path.relative_to(settings.root).as_posix())
     return hits
@@ -115,6 +148,13 @@ def test_nothing_of_the_caller_is_left_anywhere_in_the_project(project: TrainedP
     for where in ("zones/raw/", "zones/redacted/", "zones/datasets/", "dvc-cache/", "dvc-remote/"):
         assert any(path.startswith(where) for path in in_dvc), f"no caller text found under {where} before erasure"
     assert (settings.root / "mlartifacts").is_dir() and (settings.root / "audit.db").is_file()
+    # the champion's golden transcripts of the second gate, kept beside the golden version
+    kept = [paths for name, paths in erasure.before.items() if name.startswith("champion transcript")]
+    assert kept and all(any(".evaluations/champion-asr-" in p for p in paths) for paths in kept), kept
+    words = [name for name in erasure.needles if name.startswith("word ")]
+    assert words, "the caller should have said words no one else did (their name at least)"
+    models = list((settings.root / "mlartifacts").rglob("lexical.json"))
+    assert models  # searched: the intent models' vocabularies never held them
 
     after = _search(settings, erasure.needles)
     assert {name: paths for name, paths in after.items() if paths} == {}
@@ -167,10 +207,13 @@ def test_models_are_tagged_and_the_champion_is_rebaselined(project: TrainedProje
     intent = f"{settings.tracking.intent_model_name}/1"
     bundle = f"{settings.tracking.bundle_name}/1"
     asr = f"{settings.tracking.asr_model_name}/1"
+    second_bundle = f"{settings.tracking.bundle_name}/{project.summary['gate']['bundle_version']}"
     models = erasure.certificate["models"]
-    assert (models["tag"], models["bundle_versions"]) == (RETRAIN_REQUIRED_TAG, [bundle])
-    assert set(models["runs"]) == {run_id, project.summary["asr"]["run_id"]}  # intent and ASR runs saw the caller
-    assert sorted(models["model_versions"]) == sorted([intent, asr])
+    assert (models["tag"], sorted(models["bundle_versions"])) == (RETRAIN_REQUIRED_TAG, sorted([bundle, second_bundle]))
+    [first] = project.earlier  # the intent run was reused by the second retrain; the ASR was trained twice
+    asr_runs = {first["asr"]["run_id"], project.summary["asr"]["run_id"]}
+    assert set(models["runs"]) == {run_id} | asr_runs  # every run that saw the caller
+    assert sorted(models["model_versions"]) == sorted([intent, asr, f"{settings.tracking.asr_model_name}/2"])
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient()
     assert client.get_run(run_id).data.tags[RETRAIN_REQUIRED_TAG] == request_id
@@ -273,3 +316,45 @@ def test_erase_needs_a_role_holding_the_erasure_purpose(project: TrainedProject,
     assert "may not act for purpose 'erasure'" in refused.output and "compliance-officer" in refused.output
     assert len(list(open_audit(settings).entries(action="erasure.request"))) == requests
     assert cli("erase", "--params", str(project.params)).exit_code == 2  # no mode given
+
+
+def test_a_corrected_and_a_withdrawn_call_leave_nothing_of_either_version(changed_project: TrainedProject) -> None:
+    """Before the erasure, the caller's training call is corrected (a new version in raw and redacted,
+    the old one still in the datasets) and their golden call's document withdraws consent (taken out of
+    the datasets, its copies kept); the erasure removes every version of both."""
+    settings, project = changed_project.settings, changed_project
+    train_call, golden_call = project.call_ids
+    needles = _needles(project)  # the calls as first ingested, redacted and trained on
+    trained = _search(settings, needles)
+    source = project.sources / "calls" / f"{train_call}.json"
+    document = json.loads(source.read_text())
+    customer = [t for t in document["turns"] if t["speaker"] == "customer"]  # needle "raw text <id>#<i>"
+    index = next(i for i in range(len(customer))
+                 if any(p.startswith("zones/datasets/") for p in trained.get(f"raw text {train_call}#{i}", ())))
+    corrected = "the replacement card never reached the quayside launderette"
+    customer[index]["text"] = corrected  # a turn without PII, so its old text lives on in a dataset
+    source.write_text(json.dumps(document))
+    golden = project.sources / "golden" / f"{golden_call}.json"
+    withdrawn = json.loads(golden.read_text())
+    golden.write_text(json.dumps({**withdrawn, "consent": {**withdrawn["consent"], "training": False}}))
+
+    reports = ingest_sources(open_store(settings, "pipeline", "ingest"), settings.sources)
+    assert reports["golden"].withdrawn == [golden_call]
+    [withdrawal] = carry_out_pending_withdrawals(settings, open_store(settings, "pipeline", "withdrawal"))
+    assert withdrawal.certificate["call_ids"] == [golden_call]
+    redone = redact_pending(open_store(settings, "pipeline", "redaction"), settings.redaction).calls
+    assert sorted(redone) == sorted(project.call_ids)  # both documents changed (a turn, the consent)
+    needles["corrected text"] = corrected.encode()
+    needles["corrected word"] = b"launderette"
+    before = _search(settings, needles)
+    assert all(before.values()), {name: paths for name, paths in before.items() if not paths}
+    old_text = before[f"raw text {train_call}#{index}"]
+    assert not any(p.startswith(("zones/raw/", "zones/redacted/")) for p in old_text)  # replaced there,
+    assert any(p.startswith("zones/datasets/") for p in old_text)  # still in what was trained on
+
+    erased = cli("erase", "--caller-id", project.caller_id, "--as", "compliance-officer", "--json",
+                 "--params", str(project.params))
+    assert erased.exit_code == 0, erased.output
+    assert sorted(json.loads(erased.stdout)["call_ids"]) == sorted(project.call_ids)
+    after = _search(settings, needles)
+    assert {name: paths for name, paths in after.items() if paths} == {}

@@ -148,7 +148,7 @@ def test_a_challenger_trained_on_20_percent_flipped_labels_is_blocked_and_the_re
     Registry(settings)  # tracking
     challenger = finetune_intent(train_sets, golden, names, settings.intent, tmp_path / "work")
     champion = Registry(settings).by_alias(CHAMPION)
-    outcome = gate_and_promote(Registry(settings), challenger, settings.gate, tmp_path / "gate")
+    outcome = gate_and_promote(Registry(settings), store, challenger, settings.gate, tmp_path / "gate")
     assert outcome.decision["verdict"] == "reject" and not outcome.promoted
     assert _aliases(Registry(settings))[CHAMPION] == (champion.version if champion else None)  # it did not move
     [reason] = outcome.decision["reasons"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 import pandas as pd
@@ -58,6 +58,10 @@ class DatasetVersion:
     def opened(self, store: GovernedStore) -> DatasetVersion:
         """This version with its rows, read through ``store`` (checked and audited for its purpose)."""
         return open_version(store, self.name, self.digest)
+
+    def reference(self) -> DatasetVersion:
+        """This version without its rows: what names it where the rows are not needed."""
+        return replace(self, data=None)
 
     @property
     def short(self) -> str:

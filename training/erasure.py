@@ -14,15 +14,16 @@ from core.settings import Settings
 from governance.erasure import Journal
 from governance.store import DatasetInfo, GovernedStore
 from training.asr.data import audio_rows_digest, publish_audio
-from training.datasets import ASR_DATASETS, INTENT_GOLDEN, canonical_digest, open_version
+from training.datasets import ASR_DATASETS, ASR_GOLDEN, INTENT_GOLDEN, canonical_digest, open_version
 from training.datasets import publish as publish_version
 from training.evaluate import accuracy
 from training.finetune import golden_references
 from training.lineage import lineage_of_datasets, mark_retrain_required
-from training.promotion import champion_predictions
+from training.promotion import champion_predictions, drop_legacy_gate_caches
 from training.registry import CHAMPION, Registry
 from training.versioning import DvcRemoval, DvcVersioner
 
+GOLDEN_SETS = frozenset({INTENT_GOLDEN, ASR_GOLDEN})  # what the gate scores the champion on
 _MANIFEST_KEYS = {"name", "digest", "rows", "call_ids", "rebuilt_from", "erasure_request"}
 
 
@@ -98,7 +99,8 @@ def _merge_dvc(before: dict[str, Any], removal: DvcRemoval) -> dict[str, Any]:
 
 def mark_models(settings: Settings, store: GovernedStore, journal: Journal, request_id: str) -> None:
     """Tag every MLflow run, model version and bundle version trained on a replaced version
-    ``voiceloop.retrain_required``."""
+    ``voiceloop.retrain_required``; when a golden set was replaced, delete the champion outputs that
+    voiceloop before issue 16 kept in model runs (:func:`training.promotion.drop_legacy_gate_caches`)."""
     old = [(d["name"], d["old_digest"]) for d in journal.datasets]
     if not old:
         journal.models = {"runs": [], "model_versions": [], "bundle_versions": []}
@@ -109,6 +111,13 @@ def mark_models(settings: Settings, store: GovernedStore, journal: Journal, requ
     journal.save(store)
     if any(tagged.values()):
         store.audit.append(store.actor, "erasure.models-tagged", detail={"request_id": request_id, **tagged})
+    if any(d["name"] in GOLDEN_SETS for d in journal.datasets):
+        cleaned = drop_legacy_gate_caches(registry)
+        if cleaned:
+            journal.models["legacy_gate_caches_removed_from"] = cleaned
+            journal.save(store)
+            store.audit.append(store.actor, "erasure.legacy-gate-caches", detail={"request_id": request_id,
+                                                                                   "runs": cleaned})
 
 
 def rebaseline(settings: Settings, store: GovernedStore, journal: Journal, request_id: str) -> None:
@@ -127,7 +136,7 @@ def rebaseline(settings: Settings, store: GovernedStore, journal: Journal, reque
     else:
         version = open_version(store, INTENT_GOLDEN, golden["new_digest"])
         texts, labels = golden_references(version)
-        scored = champion_predictions(registry, texts, settings.root / "work")
+        scored = champion_predictions(registry, store, version, texts, settings.root / "work")
         if scored is not None:
             new_accuracy = accuracy(labels, scored.predictions)
             registry.record_baseline(champion.version, golden["new_digest"], new_accuracy, request_id)

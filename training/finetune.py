@@ -40,6 +40,7 @@ class ChallengerRun:
     golden_predictions: list[str]
     golden_accuracy: float
     reused: bool
+    golden: DatasetVersion | None = None  # the golden version the texts come from (a reference, no rows)
 
 
 def train_key(datasets: Sequence[DatasetVersion], config: BaseModel) -> str:
@@ -158,7 +159,7 @@ def finetune_intent(
         )
         predictions = IntentModel.load(model_dir).predict(golden_texts)
         return ChallengerRun(reused_run, model_dir, golden_texts, golden_labels, predictions,
-                             accuracy(golden_labels, predictions), reused=True)
+                             accuracy(golden_labels, predictions), reused=True, golden=golden.reference())
     args = (train_sets, golden, label_names, config, work_dir / key, key, tags or {}, progress, report_as,
             dict(callers) if callers is not None else None)
     if threads is None:
@@ -211,5 +212,6 @@ def train_run(
             mlflow.log_artifact(str(plot), "plots")
         mlflow.log_artifacts(str(model_dir), MODEL_ARTIFACT)
         return ChallengerRun(
-            run.info.run_id, model_dir, golden_texts, golden_labels, predictions, golden_accuracy, reused=False
+            run.info.run_id, model_dir, golden_texts, golden_labels, predictions, golden_accuracy, reused=False,
+            golden=golden.reference(),
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -19,7 +20,6 @@ from typing import Any
 
 import mlflow
 import numpy as np
-from mlflow.exceptions import MlflowException
 
 from core.settings import GateConfig, RedactionConfig, Settings
 from governance.store import GovernedStore
@@ -59,25 +59,57 @@ def existing_bundle(registry: Registry, run_id: str, asr_run_id: str | None) -> 
     return str(same[0].version) if same else None
 
 
-def kept_in_run(registry: Registry, reference: str, artifact: str,
-                compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
-    """``compute()``, kept as ``artifact`` in the training run of component ``reference`` ("name/version") and
-    read back from there next time; (value, whether it was read back).
+def kept_with_version(store: GovernedStore, version: DatasetVersion | None, key: str,
+                      compute: Callable[[], dict[str, Any]]) -> tuple[dict[str, Any], bool]:
+    """``compute()``, kept in the store beside dataset ``version`` (the input it was computed on) under ``key``
+    and read back from there next time; (value, whether it was read back). Without a version (an input
+    that is no stored dataset version) it is computed each time.
 
-    A registered model never changes, so what it predicts on a given input never does either: the
-    gate's champion predictions are cached per component version this way.
+    A registered model never changes, so what it says on a given dataset version never does either:
+    the gate's champion transcripts and predictions are kept this way, by model and input. They are
+    derived from the version's calls, so they live in the governed store with the version (audited,
+    and removed with it when an erasure rebuilds it), never in an MLflow run.
     """
-    name, version = reference.rsplit("/", 1)
-    run_id = registry.client.get_model_version(name, version).run_id
-    if run_id:
-        try:
-            return mlflow.artifacts.load_dict(f"{registry.client.get_run(run_id).info.artifact_uri}/{artifact}"), True
-        except (MlflowException, OSError):
-            pass  # not computed on this input yet
+    if version is None:
+        return compute(), False
+    record = store.read_evaluation(version.name, version.digest, key)
+    if record is not None:
+        return record, True
     value = compute()
-    if run_id:
-        registry.client.log_dict(run_id, value, artifact)
+    store.write_evaluation(version.name, version.digest, key, value)
     return value, False
+
+
+#: Where voiceloop before issue 16 cached the champion's golden outputs: in its model's MLflow run, outside
+#: the store. :func:`drop_legacy_gate_caches` removes them.
+LEGACY_GATE_CACHES = ("gate/champion-transcripts", "gate/champion-predictions")
+
+
+def drop_legacy_gate_caches(registry: Registry) -> list[str]:
+    """Delete the champion golden outputs older versions kept in component runs; the runs they were in.
+
+    Erasure calls it: those files were derived from the golden calls and are not store data, so they
+    cannot be rebuilt without a caller; the gate now keeps them beside the golden version instead.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    runs = {v.run_id for name in (registry.intent_name, registry.asr_name)
+            for v in registry.client.search_model_versions(f"name='{name}'") if v.run_id}
+    cleaned = []
+    for run_id in sorted(runs):
+        repository = get_artifact_repository(registry.client.get_run(run_id).info.artifact_uri)
+        present = {entry.path for entry in repository.list_artifacts("gate")}
+        for folder in set(LEGACY_GATE_CACHES) & present:
+            repository.delete_artifacts(folder)
+        if set(LEGACY_GATE_CACHES) & present:
+            cleaned.append(run_id)
+    return cleaned
+
+
+def evaluation_key(kind: str, reference: str, *inputs: str) -> str:
+    """A store-safe name for a model's outputs: ``champion-asr-voiceloop-asr-v3-<inputs>``, hashed when long."""
+    key = "-".join([kind, re.sub(r"[^A-Za-z0-9_.-]+", "-v", reference), *inputs])
+    return key if len(key) <= 128 else f"{kind}-{hashlib.sha256(key.encode()).hexdigest()[:40]}"
 
 
 @lru_cache(maxsize=1)
@@ -94,8 +126,10 @@ class ChampionIntent:
     cached: bool = False  # read from the champion intent model's run instead of predicted
 
 
-def champion_predictions(registry: Registry, texts: list[str], work_dir: Path) -> ChampionIntent | None:
-    """The champion bundle's intent predictions on ``texts`` (None: no champion), cached per model and texts."""
+def champion_predictions(registry: Registry, store: GovernedStore, source: DatasetVersion | None, texts: list[str],
+                         work_dir: Path) -> ChampionIntent | None:
+    """The champion bundle's intent predictions on ``texts`` (None: no champion), kept beside ``source``, the
+    dataset version the texts come from (read and written through ``store``), per model and texts."""
     champion = registry.by_alias(CHAMPION)
     if champion is None or champion.intent_model is None:
         return None
@@ -106,7 +140,7 @@ def champion_predictions(registry: Registry, texts: list[str], work_dir: Path) -
         return {"model": reference, "predictions": _intent_model(str(folder)).predict(texts)}
 
     digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:24]
-    value, cached = kept_in_run(registry, reference, f"gate/champion-predictions/{digest}.json", predict)
+    value, cached = kept_with_version(store, source, evaluation_key("champion-intent", reference, digest), predict)
     return ChampionIntent(champion.version, list(value["predictions"]), cached)
 
 
@@ -129,13 +163,10 @@ class ChampionAsr:
     cached: bool = False  # read from the champion's run instead of transcribed
 
 
-def _transcripts_artifact(golden: GoldenAudio, window_s: float) -> str:
-    return f"gate/champion-transcripts/{golden.key}-w{window_s:g}.json"
-
-
-def champion_asr(registry: Registry, golden: GoldenAudio, window_s: float, batch_size: int, work_dir: Path,
-                 cores: int | None = None) -> ChampionAsr:
-    """Transcribe the golden audio with the champion bundle's ASR (else the base model), on ``cores`` workers.
+def champion_asr(registry: Registry, store: GovernedStore, golden: GoldenAudio, window_s: float, batch_size: int,
+                 work_dir: Path, cores: int | None = None) -> ChampionAsr:
+    """Transcribe the golden audio with the champion bundle's ASR (else the base model), on ``cores`` workers;
+    kept beside the golden version in ``store`` by model, evaluation set and window, and read back next time.
 
     It needs no challenger, so the flow runs it beside the ASR fine-tuning.
     """
@@ -149,15 +180,12 @@ def champion_asr(registry: Registry, golden: GoldenAudio, window_s: float, batch
     label = f"champion ASR {reference}"
     model_dir = registry.download_component(reference, work_dir / f"champion-asr-{reference.replace('/', '-')}")
     window_s = exported_window(model_dir) or window_s
-    if not golden.key:  # an unnamed evaluation set cannot be looked up again
-        return ChampionAsr(label, golden.transcribe(model_dir, window_s, batch_size, cores=cores))
-
     def transcribe() -> dict[str, Any]:
         evaluation = golden.transcribe(model_dir, window_s, batch_size, cores=cores)
         return {"model": reference, "golden": golden.key, "window_s": window_s, "texts": evaluation.texts()}
 
-    # kept by golden set and window in the champion's training run
-    value, cached = kept_in_run(registry, reference, _transcripts_artifact(golden, window_s), transcribe)
+    key = evaluation_key("champion-asr", reference, golden.key, f"w{window_s:g}")
+    value, cached = kept_with_version(store, golden.version, key, transcribe)
     return ChampionAsr(label, AsrEvaluation.of(golden, value["texts"]), cached=cached)
 
 
@@ -190,8 +218,8 @@ def _apply(registry: Registry, version: str, decision: dict[str, Any], run_id: s
         registry.mark_rejected(version, decision, uri)
 
 
-def end_to_end_pairs(registry: Registry, challenger: ChallengerRun, asr: AsrCandidate, champion: ChampionAsr,
-                     intent_labels: Mapping[tuple[str, int], str], redaction: RedactionConfig,
+def end_to_end_pairs(registry: Registry, store: GovernedStore, challenger: ChallengerRun, asr: AsrCandidate,
+                     champion: ChampionAsr, intent_labels: Mapping[tuple[str, int], str], redaction: RedactionConfig,
                      work_dir: Path) -> IntentPairs | None:
     """Each bundle's intent model on its own ASR's transcripts of the labelled golden turns, redacted as served."""
     from governance.redaction.redactor import Redactor
@@ -207,7 +235,8 @@ def end_to_end_pairs(registry: Registry, challenger: ChallengerRun, asr: AsrCand
 
     labels = [intent_labels[(rows[i]["call_id"], rows[i]["turn"])] for i in picked]
     challenger_says = IntentModel.load(challenger.model_dir).predict(heard(asr.run.evaluation.hypotheses))
-    champion_says = champion_predictions(registry, heard(champion.evaluation.hypotheses), work_dir)
+    champion_says = champion_predictions(registry, store, asr.golden.version, heard(champion.evaluation.hypotheses),
+                                         work_dir)
     return IntentPairs(labels, challenger_says, champion_says.predictions if champion_says else None)
 
 
@@ -236,13 +265,45 @@ def _log_model_card(registry: Registry, version: str, components: dict[str, str]
                              f"bundle/model_card-v{version}.md")
 
 
+def gate_evidence(
+    registry: Registry, store: GovernedStore, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path,
+    asr: AsrCandidate | None = None, asr_champion: ChampionAsr | None = None,
+    redaction: RedactionConfig | None = None, intent_labels: Mapping[tuple[str, int], str] | None = None,
+) -> GateEvidence:
+    """What the gate judges: the challengers' and the serving champion's outputs on the golden sets, paired
+    (arguments as :func:`gate_and_promote`'s; the decision itself is :func:`training.gate.decide`'s)."""
+    baseline = champion_predictions(registry, store, challenger.golden, challenger.golden_texts, work_dir)
+    if asr and asr_champion is None:
+        asr_champion = champion_asr(registry, store, asr.golden, asr.window_s, asr.batch_size, work_dir)
+    return GateEvidence(
+        labels=challenger.golden_labels,
+        challenger_predictions=challenger.golden_predictions,
+        champion_predictions=baseline.predictions if baseline else None,
+        champion_version=baseline.version if baseline else None,
+        asr=asr_evidence(asr, asr_champion) if asr and asr_champion else None,
+        end_to_end=end_to_end_pairs(registry, store, challenger, asr, asr_champion, intent_labels, redaction,
+                                    work_dir)
+        if asr and asr_champion and intent_labels and redaction is not None else None,
+        latency_s=serving_latency(challenger, asr, redaction, gate_config.latency_utterances)
+        if asr and redaction is not None and gate_config.latency_utterances and asr.golden.audios else None,
+    )
+
+
+def golden_intent_labels(store: GovernedStore, intent_golden: DatasetVersion) -> dict[tuple[str, int], str]:
+    """(call id, turn) -> intent of the labelled golden turns, read through ``store`` for evaluation."""
+    data = intent_golden.opened(store.as_purpose("evaluation")).load()
+    return {(c, int(t)): y for c, t, y in zip(data["call_id"], data["turn"], data["intent"], strict=True)}
+
+
 def gate_and_promote(
-    registry: Registry, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path,
+    registry: Registry, store: GovernedStore, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path,
     asr: AsrCandidate | None = None, asr_champion: ChampionAsr | None = None,
     redaction: RedactionConfig | None = None, intent_labels: Mapping[tuple[str, int], str] | None = None,
 ) -> PromotionOutcome:
     """Gate the intent challenger (and the ASR challenger, when given) and move the bundle aliases.
 
+    ``store`` (a purpose that reads and writes dataset versions, e.g. training) keeps the champion's
+    outputs on the golden sets (:func:`kept_with_version`).
     ``asr_champion``: the serving ASR's golden transcripts when already made (:func:`champion_asr`).
     ``redaction``: with an ASR challenger, the serving path is timed with this redactor (the
     ``serving_latency`` criterion; see training/gate.py). ``intent_labels`` ((call id, turn) ->
@@ -262,20 +323,8 @@ def gate_and_promote(
         return PromotionOutcome(existing, recorded["verdict"] == "promote", recorded,
                                 champion.version if champion else None, recorded.get("champion_version"), True)
 
-    baseline = champion_predictions(registry, challenger.golden_texts, work_dir)
-    if asr and asr_champion is None:
-        asr_champion = champion_asr(registry, asr.golden, asr.window_s, asr.batch_size, work_dir)
-    evidence = GateEvidence(
-        labels=challenger.golden_labels,
-        challenger_predictions=challenger.golden_predictions,
-        champion_predictions=baseline.predictions if baseline else None,
-        champion_version=baseline.version if baseline else None,
-        asr=asr_evidence(asr, asr_champion) if asr and asr_champion else None,
-        end_to_end=end_to_end_pairs(registry, challenger, asr, asr_champion, intent_labels, redaction, work_dir)
-        if asr and asr_champion and intent_labels and redaction is not None else None,
-        latency_s=serving_latency(challenger, asr, redaction, gate_config.latency_utterances)
-        if asr and redaction is not None and gate_config.latency_utterances and asr.golden.audios else None,
-    )
+    evidence = gate_evidence(registry, store, challenger, gate_config, work_dir, asr, asr_champion, redaction,
+                             intent_labels)
     decision = decide(evidence, gate_config).to_dict()
     report = decision_artifact(asr_run_id).removesuffix(".json") + ".html"
     decision["report"] = f"runs:/{challenger.run_id}/{report}"
@@ -316,10 +365,9 @@ def gate_step(settings: Settings, store: GovernedStore, challenger: ChallengerRu
     evaluator = store.as_purpose("evaluation")
     intent_labels = None
     if asr is not None and intent_golden is not None and intent_golden.rows:
-        data = intent_golden.opened(evaluator).load()
-        intent_labels = {(c, int(t)): y for c, t, y in zip(data["call_id"], data["turn"], data["intent"], strict=True)}
-    outcome = gate_and_promote(Registry(settings), challenger, settings.gate, settings.root / "work", asr,
-                               asr_champion, settings.redaction, intent_labels)
+        intent_labels = golden_intent_labels(evaluator, intent_golden)
+    outcome = gate_and_promote(Registry(settings), store.as_purpose("training"), challenger, settings.gate,
+                               settings.root / "work", asr, asr_champion, settings.redaction, intent_labels)
     if not outcome.repeated:
         decision = outcome.decision
         evaluator.audit.append(evaluator.actor, "gate.decision",

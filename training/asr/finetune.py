@@ -79,6 +79,7 @@ class GoldenAudio:
     clean_audios: list[np.ndarray] = field(default_factory=list)
     clean_references: list[str] = field(default_factory=list)
     key: str = ""  # names this evaluation set (golden digest + digit and clean sets); "" = unnamed
+    version: DatasetVersion | None = None  # the golden version it was loaded from (a reference, no rows)
 
     @classmethod
     def load(cls, golden: DatasetVersion, digit_eval: int = DIGIT_EVAL_SIZE, clean_speech: bool = True) -> GoldenAudio:
@@ -98,6 +99,7 @@ class GoldenAudio:
             clean_audios=[c.audio for c in clean],
             clean_references=[c.text for c in clean],
             key=hashlib.sha256(f"{golden.digest}|digits={digit_eval}|clean={clean_speech}".encode()).hexdigest()[:24],
+            version=golden.reference(),
         )
 
     def transcribe(self, model: str | Path | None, window_s: float, batch_size: int,
