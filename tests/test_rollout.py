@@ -95,6 +95,67 @@ def test_manual_promotion_then_rollback_restores_the_previous_bundle(project: Tr
     assert table.exit_code == 0 and "INC-4: worse on calls" in table.output
 
 
+def test_a_version_is_read_as_the_registry_numbers_it(project: TrainedProject, second_bundle: str) -> None:
+    """Issue 17 item 10: "01" is bundle 1, so promoting it is promoting the champion, and `previous` stays."""
+    registry = Registry(project.settings)
+    before, recorded = _aliases(registry), len(registry.moves())
+    champion = before[CHAMPION]
+    assert champion is not None and before[PREVIOUS] == second_bundle
+
+    same = cli("promote", "--bundle", f"0{champion}", "--reason", "INC-7", "--as", "admin", *_params(project))
+    assert same.exit_code == 1 and f"bundle v{champion} is the champion already" in same.output
+    unknown = cli("promote", "--bundle", "99", "--reason", "INC-7", "--as", "admin", *_params(project))
+    assert unknown.exit_code == 1 and "no version 99" in unknown.output
+    assert f"versions: {', '.join(row['version'] for row in registry.versions())})" in unknown.output
+    word = cli("promote", "--bundle", "latest", "--reason", "INC-7", "--as", "admin", *_params(project))
+    assert word.exit_code == 1 and "'latest' is not a bundle version" in word.output
+    assert _aliases(registry) == before and len(registry.moves()) == recorded
+
+    padded = cli("promote", "--bundle", f"v00{second_bundle}", "--reason", "INC-8", "--as", "admin", "--json",
+                 *_params(project))
+    assert padded.exit_code == 0, padded.output
+    move = json.loads(padded.stdout)
+    assert (move["version"], move["champion_before"], move["champion_after"]) == (second_bundle, champion,
+                                                                                 second_bundle)
+    assert _aliases(registry) == {CHAMPION: second_bundle, PREVIOUS: champion}
+    *_, audited = open_audit(project.settings).entries(action="registry.promote-manual", outcome="ok")
+    assert audited.detail["bundle_version"] == second_bundle
+    back = cli("rollback", "--reason", "INC-9", "--as", "admin", *_params(project))
+    assert back.exit_code == 0 and _aliases(registry) == before
+
+
+def test_a_rollback_onto_the_champion_itself_is_refused(project: TrainedProject) -> None:
+    """A registry the "01" bug hit has `previous` on the champion: rolling back there would change nothing."""
+    registry = Registry(project.settings)
+    before = _aliases(registry)
+    assert before[CHAMPION] is not None and before[PREVIOUS] is not None
+    registry.client.set_registered_model_alias(registry.bundle_name, PREVIOUS, before[CHAMPION])
+    try:
+        result = cli("rollback", "--reason", "INC-10", "--as", "admin", *_params(project))
+        assert result.exit_code == 1 and "names the champion itself" in result.output
+    finally:
+        registry.client.set_registered_model_alias(registry.bundle_name, PREVIOUS, before[PREVIOUS])
+
+
+def test_history_prints_reasons_as_plain_text(project: TrainedProject) -> None:
+    """Issue 17 item 11: a reason's ANSI escapes and rich markup are shown, never acted on; --json keeps them."""
+    registry = Registry(project.settings)
+    before = _aliases(registry)
+    reason = "INC-11: \x1b[2J\x1b[31mred[/] [bold red]loud[/bold red] [link=https://evil.example]click[/link]"
+    for _ in range(2):  # rolling back twice puts the champion back where it was
+        moved = cli("rollback", "--reason", reason, "--as", "admin", *_params(project))
+        assert moved.exit_code == 0, moved.output
+    assert _aliases(registry) == before
+
+    table = cli("history", *_params(project), env={"COLUMNS": "1000"})
+    assert table.exit_code == 0, table.output
+    assert "\x1b" not in table.output
+    shown = "INC-11: \\x1b[2J\\x1b[31mred[/] [bold red]loud[/bold red] [link=https://evil.example]click[/link]"
+    assert table.output.count(shown) == 2
+    recorded = json.loads(cli("history", "--json", *_params(project)).stdout)
+    assert [m["reason"] for m in recorded[-2:]] == [reason, reason]
+
+
 def test_a_bundle_trained_on_erased_calls_may_not_serve_again(project: TrainedProject, second_bundle: str) -> None:
     registry = Registry(project.settings)
     registry.tag_retrain_required(registry.bundle_name, second_bundle, "er-test")

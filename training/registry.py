@@ -100,6 +100,10 @@ def decision_evidence(decision: dict[str, Any], decision_uri: str | None) -> dic
     }
 
 
+class UnknownVersion(LookupError):
+    """A bundle version that is not a number or not in the registry; the message names the versions there are."""
+
+
 class Registry:
     def __init__(self, settings: Settings, client: MlflowClient | None = None) -> None:
         self.client = client or setup_tracking(settings)
@@ -141,6 +145,22 @@ class Registry:
         self.client.set_registered_model_alias(self.bundle_name, CHALLENGER, version.version)
         return self.bundle(str(version.version))
 
+    def version(self, version: str) -> str:
+        """``version`` as the registry numbers it ("v01", " 1 " -> "1"), or :class:`UnknownVersion` when it is
+        no bundle version: MLflow versions are integers, and a string that differs only in zeros is the same one."""
+        digits = version.strip().removeprefix("v").removeprefix("V")
+        number = (digits.lstrip("0") or "0") if digits.isascii() and digits.isdigit() else None
+        if number is not None:
+            try:
+                return str(self.client.get_model_version(self.bundle_name, number).version)
+            except MlflowException:
+                pass
+        known = ", ".join(row["version"] for row in self.versions()) or "none yet"
+        if number is None:
+            raise UnknownVersion(f"{version!r} is not a bundle version: give its number, like 7 or v7 "
+                                 f"(versions of {self.bundle_name}: {known})")
+        raise UnknownVersion(f"bundle {self.bundle_name} has no version {number} (versions: {known})")
+
     def bundle(self, version: str) -> BundleVersion:
         mv = self.client.get_model_version(self.bundle_name, version)
         components = {k.split(".", 1)[1]: v for k, v in mv.tags.items() if k.startswith("component.")}
@@ -155,7 +175,12 @@ class Registry:
 
     def move_champion(self, version: str, *, action: str, by: str, reason: str | None = None,
                       evidence: dict[str, Any] | None = None) -> AliasMove:
-        """Make ``version`` the champion (the old one becomes ``previous``) and record the move."""
+        """Make ``version`` the champion (the old one becomes ``previous``) and record the move.
+
+        ``version`` is read as the registry numbers it (:meth:`version`), so "01" is bundle 1: moving
+        the champion onto itself leaves ``previous`` alone.
+        """
+        version = self.version(version)
         current = self.by_alias(CHAMPION)
         if current is not None and current.version != version:
             self.client.set_registered_model_alias(self.bundle_name, PREVIOUS, current.version)
@@ -171,7 +196,7 @@ class Registry:
         """
         move = self.move_champion(version, action="gate.promote", by="gate",
                                   evidence=decision_evidence(decision, decision_uri))
-        self.client.set_model_version_tag(self.bundle_name, version, "gate.verdict", decision.get("verdict", ""))
+        self.client.set_model_version_tag(self.bundle_name, move.version, "gate.verdict", decision.get("verdict", ""))
         return move
 
     def mark_rejected(self, version: str, decision: dict[str, Any], decision_uri: str | None = None) -> AliasMove:

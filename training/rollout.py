@@ -15,9 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from mlflow.exceptions import MlflowException
-
-from training.registry import CHAMPION, PREVIOUS, RETRAIN_REQUIRED_TAG, AliasMove, Registry
+from training.registry import CHAMPION, PREVIOUS, RETRAIN_REQUIRED_TAG, AliasMove, Registry, UnknownVersion
 
 
 class RolloutRefused(ValueError):
@@ -31,28 +29,34 @@ def _reason(reason: str | None) -> str:
     return text
 
 
-def _servable(registry: Registry, version: str, what: str) -> dict[str, str]:
-    """The bundle version's tags; refused when it does not exist or was trained on erased calls."""
+def _servable(registry: Registry, version: str, what: str) -> tuple[str, dict[str, str]]:
+    """The bundle version as the registry numbers it ("01" is 1) and its tags; refused when it does not
+    exist or was trained on erased calls."""
     try:
-        tags = dict(registry.client.get_model_version(registry.bundle_name, version).tags or {})
-    except MlflowException:
-        known = ", ".join(row["version"] for row in registry.versions()) or "none yet"
-        raise RolloutRefused(f"bundle {registry.bundle_name} has no version {version} (versions: {known})") from None
+        version = registry.version(version)
+    except UnknownVersion as unknown:
+        raise RolloutRefused(str(unknown)) from None
+    tags = dict(registry.client.get_model_version(registry.bundle_name, version).tags or {})
     if tags.get(RETRAIN_REQUIRED_TAG):
         raise RolloutRefused(
             f"{what} bundle v{version} was trained on calls erased since (erasure {tags[RETRAIN_REQUIRED_TAG]}); "
             "it may not serve again: retrain (voiceloop retrain) and let the gate judge the new bundle"
         )
-    return tags
+    return version, tags
 
 
 def promote_by_hand(registry: Registry, version: str, reason: str | None, by: str) -> AliasMove:
-    """Make bundle ``version`` the champion regardless of its gate verdict, with ``reason`` on record."""
+    """Make bundle ``version`` the champion regardless of its gate verdict, with ``reason`` on record.
+
+    Promoting the champion is refused, not a quiet no-op: the caller asked for a change that would
+    not happen, and a refusal says so in the exit code and the audit log (``previous`` is kept).
+    """
     reason = _reason(reason)
-    tags = _servable(registry, version, "the")
+    version, tags = _servable(registry, version, "the")
     champion = registry.by_alias(CHAMPION)
     if champion is not None and champion.version == version:
-        raise RolloutRefused(f"bundle v{version} is the champion already")
+        raise RolloutRefused(f"bundle v{version} is the champion already: nothing to promote "
+                             "(`voiceloop history` shows how it got there)")
     verdict = tags.get("gate.verdict")
     evidence: dict[str, Any] = {"gate_verdict": verdict, "override": verdict != "promote"}
     if tags.get("gate.reasons"):
@@ -67,7 +71,11 @@ def rollback(registry: Registry, reason: str | None, by: str) -> AliasMove:
     if previous is None:
         raise RolloutRefused("nothing to roll back to: no bundle has the 'previous' alias "
                              "(the champion is the first one ever promoted)")
-    _servable(registry, previous.version, "the previous")
     champion = registry.by_alias(CHAMPION)
+    if champion is not None and champion.version == previous.version:  # left so by an old "promote --bundle 01"
+        raise RolloutRefused(f"nothing to roll back to: the 'previous' alias names the champion itself "
+                             f"(v{champion.version}); promote the bundle you want by its number "
+                             "(voiceloop history lists them)")
+    _servable(registry, previous.version, "the previous")
     evidence = {"rolled_back": champion.version if champion else None}
     return registry.move_champion(previous.version, action="rollback", by=by, reason=reason, evidence=evidence)

@@ -17,6 +17,7 @@ Register with :func:`register` (``voiceloop/cli.py``).
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, fail, print_json
 from voiceloop.cli_common import load as _settings
@@ -38,6 +40,17 @@ ReasonOption = Annotated[str | None, typer.Option("--reason", help="why (an inci
 
 
 commands = typer.Typer()  # promote, rollback, history
+_UNPRINTABLE = {"Cc", "Cf", "Cs", "Zl", "Zp"}  # controls (ANSI ESC), format marks (bidi overrides), separators
+
+
+def _visible(text: object) -> str:
+    """``text`` with every character that could act on a terminal written as its Python escape ("\\x1b")."""
+    return "".join(ascii(ch)[1:-1] if unicodedata.category(ch) in _UNPRINTABLE else ch for ch in str(text))
+
+
+def _plain(text: object) -> Text:
+    """Anyone's text (a reason, a user name) for rich: shown as written, never read as markup or emoji codes."""
+    return Text(_visible(text))
 
 
 def _move(settings: Settings, as_role: str | None, action: str,
@@ -60,13 +73,14 @@ def _move(settings: Settings, as_role: str | None, action: str,
     if json_out:
         print_json(asdict(move))
         return
-    Console(stderr=True).print(f"champion: v{move.champion_before or '-'} -> [bold]v{move.champion_after}[/] "
-                               f"({move.action}, by {move.by}); serving picks it up on its next reload")
+    Console(stderr=True).print(Text.assemble(
+        f"champion: v{move.champion_before or '-'} -> ", (f"v{move.champion_after}", "bold"),
+        f" ({move.action}, by ", _plain(move.by), "); serving picks it up on its next reload"))
 
 
 @commands.command("promote")
 def promote(
-    bundle: Annotated[str, typer.Option("--bundle", help="the bundle version to make the champion")],
+    bundle: Annotated[str, typer.Option("--bundle", help="the bundle version to make the champion (7 or v7)")],
     reason: ReasonOption = None,
     json_out: JsonOption = False,
     params: ParamsOption = None,
@@ -77,7 +91,7 @@ def promote(
 
     settings = _settings(params)
     _move(settings, as_role, "registry.promote-manual",
-          lambda registry, by: promote_by_hand(registry, bundle.removeprefix("v"), reason, by), json_out)
+          lambda registry, by: promote_by_hand(registry, bundle, reason, by), json_out)
 
 
 @commands.command("rollback")
@@ -118,11 +132,12 @@ def history(json_out: JsonOption = False, params: ParamsOption = None) -> None:
     if not moves:
         console.print("no decisions yet: the first `voiceloop retrain` gates its bundle")
         return
-    table = Table(title=f"champion history ({settings.tracking.bundle_name})")
+    table = Table(title=_plain(f"champion history ({settings.tracking.bundle_name})"))
     for column in ("when (UTC)", "action", "bundle", "champion", "by", "reason", "evidence"):
         table.add_column(column)
     for move in moves:
-        table.add_row(datetime.fromisoformat(move.at).strftime("%Y-%m-%d %H:%M:%S"), move.action, f"v{move.version}",
-                      f"v{move.champion_before or '-'} -> v{move.champion_after or '-'}", move.by, move.reason or "",
-                      _evidence(move))
+        cells = (datetime.fromisoformat(move.at).strftime("%Y-%m-%d %H:%M:%S"), move.action, f"v{move.version}",
+                 f"v{move.champion_before or '-'} -> v{move.champion_after or '-'}", move.by, move.reason or "",
+                 _evidence(move))
+        table.add_row(*(_plain(cell) for cell in cells))
     Console().print(table)
