@@ -197,6 +197,9 @@ class TrackingConfig(_Section):
 class AuditConfig(_Section):
     url: str = ""  # empty: sqlite under the project folder
     head_file: str = ""  # empty: <project_dir>/audit.head (the chain head, anchored outside the database)
+    # a second copy of the head, written after the head file on every append: a path or fsspec URL
+    # (s3://bucket/voiceloop.head) where whoever holds the project folder cannot write; empty: none
+    head_mirror: str = ""
 
 
 class KeysConfig(_Section):

@@ -39,6 +39,7 @@ from flows.summary import (
     WaitingSummary,
     WithdrawalSummary,
 )
+from governance.audit import shared_folder_warning
 from governance.ingest import ingest_sources
 from governance.redaction.calls import redact_pending
 from governance.session import open_store
@@ -174,7 +175,8 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
     store = open_store(settings, role, "ingest", flow_run_id=str(flow_run.get_id() or ""))
     timings: dict[str, float] = {}
     cpu: dict[str, float] = {}  # core-seconds per stage (the lanes' tasks share one figure: train_lanes)
-    summary = RetrainSummary(flow_run_id=str(flow_run.get_id() or ""), project_dir=str(settings.root))
+    summary = RetrainSummary(flow_run_id=str(flow_run.get_id() or ""), project_dir=str(settings.root),
+                             audit_warning=shared_folder_warning(settings))
 
     def since(start: float) -> float:
         return round(time.perf_counter() - start, 2)

@@ -169,6 +169,9 @@ class RetrainSummary(BaseModel):
     gate: GateSummary | None = None
     timings_s: dict[str, float] = Field(default_factory=dict)  # wall seconds per stage
     cpu_s: dict[str, float] = Field(default_factory=dict)  # core-seconds per stage (the lanes: one figure)
+    # governance.audit.shared_folder_warning: set while the audit key and head share the project folder (a
+    # demo layout), so the run's reader is told where the history could be rewritten; None otherwise
+    audit_warning: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The ``--json`` form: every part as plain JSON; no ``asr`` key when ASR retraining is off."""

@@ -2,10 +2,11 @@
 
 Every entry is MACed with a key that lives outside the database (see
 :mod:`governance.audit_chain` for the format), and the chain's last id and MAC are anchored in a
-*head file* outside the database too. Whoever can write the database but lacks the key cannot
-edit, delete, insert or reorder entries, nor cut the tail off, without :meth:`AuditLog.verify`
-naming the first bad entry. Caller ids are stored only as keyed pseudonyms, so an erasure
-request never forces an edit of the log.
+*head file* outside the database too (and in a *head mirror* when ``audit.head_mirror`` names
+one). Whoever can write the database but lacks the key cannot edit, delete, insert or reorder
+entries, nor cut the tail off, without :meth:`AuditLog.verify` naming the first bad entry.
+Caller ids are stored only as keyed pseudonyms, so an erasure request never forces an edit of
+the log.
 
 Use :func:`open_audit` in product code (key from ``VOICELOOP_AUDIT_KEY`` or the keys folder,
 head file from the settings). ``AuditLog(url)`` alone is a library convenience for SQLite files:
@@ -19,7 +20,8 @@ import getpass
 import hashlib
 import hmac
 import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
+import os
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -45,6 +47,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from governance import migrations
 from governance.audit_chain import (
     GENESIS,
+    HEAD_FILE,
+    HEAD_MIRROR,
+    KEY_FILE,
     LINK_COLUMNS,
     PAYLOAD_COLUMNS,
     REANCHOR_ACTION,
@@ -55,6 +60,8 @@ from governance.audit_chain import (
     ChainTip,
     FileLock,
     Head,
+    HeadAccessError,
+    HeadCopy,
     HeadError,
     WalkResult,
     audit_key,
@@ -62,21 +69,22 @@ from governance.audit_chain import (
     canonical_json,
     entry_mac,
     entry_payload,
+    key_from_environment,
     load_key_file,
+    local_path,
     plain_hash,
-    read_head,
     rotation_target,
     ts_text,
     walk_chain,
-    write_head,
 )
+from governance.crypto import RAW_KEYS_ENV, RAW_KEYS_FILE
 
 if TYPE_CHECKING:
     from core.settings import Settings
 
 __all__ = [
     "GENESIS", "Actor", "AuditEntry", "AuditIntegrityError", "AuditKeyError", "AuditLog", "EntryDraft",
-    "VerifyResult", "audit_key", "audit_keyring", "chain_hash", "open_audit",
+    "VerifyResult", "audit_key", "audit_keyring", "chain_hash", "open_audit", "shared_folder_warning",
 ]
 
 PSEUDONYM_PREFIX = "cp_"
@@ -175,18 +183,21 @@ class EntryDraft:
 class VerifyResult:
     ok: bool
     checked: int
-    first_bad_id: int | None = None  # None with ok=False: the head file itself is bad
-    reason: str = ""
+    first_bad_id: int | None = None  # None with ok=False: a head copy itself is bad
+    reason: str = ""  # names the copy (head file, head mirror) that disagrees with the table
     head: str = ""  # how the head file compares, when the chain is intact
+    mirror: str = ""  # how the head mirror compares ("" when audit.head_mirror is not set)
 
     def summary(self) -> str:
         if self.ok:
-            return f"{self.checked} entries, chain intact, head {self.head}"
+            return f"{self.checked} entries, chain intact, head {self.head}" + (
+                f", mirror {self.mirror}" if self.mirror else "")
         return f"verification FAILED after {self.checked} good entries: {self.reason}"
 
 
 class AuditIntegrityError(RuntimeError):
-    """Writing now would bury evidence of tampering (or chain onto a broken log): refused."""
+    """Writing now would bury evidence of tampering (or chain onto a broken log), or a copy of the head
+    could not be kept: refused or reported, never passed over."""
 
 
 def _system_actor(purpose: str) -> Actor:
@@ -242,11 +253,12 @@ class AuditLog:
 
     ``key``: the current audit secret (bytes); ``retired_keys``: earlier ones, still needed to
     verify the segments they MACed. ``head_file``: where the chain head is anchored; its
-    ``.lock`` sibling serialises writers across processes on this host.
+    ``.lock`` sibling serialises writers across processes on this host. ``head_mirror``: a
+    second copy of the head (a path or fsspec URL), written after the head file on every append.
     """
 
     def __init__(self, url: str, *, key: bytes | None = None, head_file: Path | None = None,
-                 retired_keys: Iterable[bytes] = ()) -> None:
+                 retired_keys: Iterable[bytes] = (), head_mirror: str | None = None) -> None:
         self.url = url
         db_file = _sqlite_file(url)
         if (key is None or head_file is None) and db_file is None:
@@ -257,6 +269,11 @@ class AuditLog:
         if key is None:
             key = load_key_file(Path(f"{db_file}.key"))
         self.head_file = Path(head_file) if head_file is not None else Path(f"{db_file}.head")
+        try:
+            mirror = [HeadCopy.at(HEAD_MIRROR, head_mirror)] if head_mirror else []
+        except HeadAccessError as error:
+            raise AuditIntegrityError(str(error)) from None
+        self.head_copies = [HeadCopy(HEAD_FILE, str(self.head_file), self.head_file), *mirror]
         self._key = ChainKey.of(key)
         self._keys = {self._key.id: self._key}
         for old in retired_keys:
@@ -349,8 +366,20 @@ class AuditLog:
                 if pending:
                     written.extend(self._insert(conn, pending, keep))
             if written and tip.last_mac is not None:
-                write_head(self.head_file, Head.seal(self._key, tip.last_id, tip.last_mac, tip.last_id))
+                self._anchor(Head.seal(self._key, tip.last_id, tip.last_mac, tip.last_id))
         return written
+
+    def _anchor(self, head: Head) -> None:
+        """Write the head to every copy, head file first; a copy that cannot be written is reported
+        (the entries are committed: the next append's check sees the copy lag and names it)."""
+        for copy in self.head_copies:
+            try:
+                copy.write(head)
+            except HeadAccessError as error:
+                raise AuditIntegrityError(
+                    f"entries up to {head.last_id} are written, but {error}: fix access to it, then run "
+                    "`voiceloop audit verify` (the next append writes it again)"
+                ) from None
 
     @staticmethod
     def _insert(conn: Connection, rows: list[dict[str, Any]], keep: bool) -> list[dict[str, Any]]:
@@ -412,37 +441,42 @@ class AuditLog:
         return ChainTip(last_id=row[0], prev_hash=row[1], prev_link=row[2] or row[1], key_id=kid, last_mac=row[2])
 
     def _check_head_before_write(self, conn: Connection, tip: ChainTip) -> None:
-        """Refuse to move a head that disagrees with the table: that would erase the evidence."""
-        try:
-            head = read_head(self.head_file)
-        except HeadError as error:
-            raise AuditIntegrityError(f"refusing to write: {error}; run `voiceloop audit verify`") from None
-        if head is None:
-            if tip.last_mac is not None:
-                raise AuditIntegrityError(
-                    f"refusing to write: the head file {self.head_file} is missing but the log has keyed entries "
-                    f"up to {tip.last_id}. Restore it, or re-anchor after a clean verify (`voiceloop audit reanchor`)"
-                )
-            return
-        problem = self._head_problem(head, tip.last_id,
-                                     conn.execute(text("SELECT mac FROM audit_log WHERE id = :id"),
-                                                  {"id": head.last_id}).scalar())
-        if problem:
-            raise AuditIntegrityError(f"refusing to write: {problem[1]}; run `voiceloop audit verify`")
+        """Refuse to move a head copy that disagrees with the table: that would erase the evidence."""
+        for copy in self.head_copies:
+            try:
+                head = copy.read()
+            except (HeadError, HeadAccessError) as error:
+                raise AuditIntegrityError(f"refusing to write: {error}; run `voiceloop audit verify`") from None
+            if head is None:
+                if tip.last_mac is not None:
+                    raise AuditIntegrityError(f"refusing to write: {self._missing(copy, tip.last_id)}")
+                continue
+            problem = self._head_problem(copy, head, tip.last_id,
+                                         conn.execute(text("SELECT mac FROM audit_log WHERE id = :id"),
+                                                      {"id": head.last_id}).scalar())
+            if problem:
+                raise AuditIntegrityError(f"refusing to write: {problem[1]}; run `voiceloop audit verify`")
 
-    def _head_problem(self, head: Head, last_id: int, mac_at_head: str | None) -> tuple[int | None, str] | None:
+    @staticmethod
+    def _missing(copy: HeadCopy, last_id: int) -> str:
+        return (f"{copy.named} is missing but the log has keyed entries up to {last_id}. Restore it, or re-anchor "
+                "after a clean verify (`voiceloop audit reanchor`; that is also how a newly set audit.head_mirror "
+                "is first written)")
+
+    def _head_problem(self, copy: HeadCopy, head: Head, last_id: int,
+                      mac_at_head: str | None) -> tuple[int | None, str] | None:
         if not head.authentic(self._keys):
-            return None, (f"the head file {self.head_file} does not carry a valid MAC: it was forged or damaged "
+            return None, (f"{copy.named} does not carry a valid MAC: it was forged or damaged "
                           "(or written with a key this verifier does not hold)")
         if head.last_id > last_id:
-            return last_id + 1, (f"log ends at entry {last_id} but the head says {head.last_id}: the tail was cut "
-                                 f"({head.last_id - last_id} entries missing)")
+            return last_id + 1, (f"log ends at entry {last_id} but {copy.label} says {head.last_id}: the tail was "
+                                 f"cut ({head.last_id - last_id} entries missing)")
         if mac_at_head != head.last_mac:
-            return head.last_id, (f"entry {head.last_id}: its MAC differs from the head file's: the tail was "
-                                  "replaced, or the head belongs to another log")
+            return head.last_id, (f"entry {head.last_id}: its MAC is not the one {copy.label} records: the history "
+                                  "up to it was rewritten or the tail replaced, or the head belongs to another log")
         return None
 
-    def _walk(self, last_id: int, watch_id: int | None = None) -> WalkResult:
+    def _walk(self, last_id: int, watch: Collection[int] = ()) -> WalkResult:
         """Stream rows 1..last_id with a plain SELECT (no ORM objects) through :func:`walk_chain`."""
         columns = ", ".join(self._text(c) for c in (*PAYLOAD_COLUMNS, *LINK_COLUMNS))
         mark = "?" if self.dialect == "sqlite" else "%s"
@@ -456,7 +490,7 @@ class AuditLog:
                 cursor = dbapi.cursor()
             try:
                 cursor.execute(sql, (last_id,))
-                return walk_chain(cursor, self._keys, watch_id)
+                return walk_chain(cursor, self._keys, watch)
             finally:
                 cursor.close()
 
@@ -537,66 +571,77 @@ class AuditLog:
 
     # -- verifying -------------------------------------------------------------------------------
     def verify(self) -> VerifyResult:
-        """Walk the whole chain, then compare its end with the head file; name the first bad entry.
+        """Walk the whole chain, then compare its end with each head copy; name the first bad entry and
+        the copy (head file, head mirror) that disagrees.
 
-        The head and the table's last id are read together under the shared lock, so an append
+        The copies and the table's last id are read together under the shared lock, so an append
         in flight is never mistaken for tampering; the rows are then streamed without the lock.
         """
-        head_error = ""
         with self._lock.shared():
-            try:
-                head = read_head(self.head_file)
-            except HeadError as error:
-                head, head_error = None, str(error)
+            copies = [(copy, *self._read_copy(copy)) for copy in self.head_copies]
             with self.engine.connect() as conn:
                 last_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM audit_log")).scalar_one())
-        walk = self._walk(last_id, head.last_id if head else None)
+        walk = self._walk(last_id, {head.last_id for _, head, _ in copies if head is not None})
         if walk.bad_id is not None:
             return VerifyResult(False, walk.checked, walk.bad_id, walk.reason)
-        return self._judge_head(walk, head, head_error)
+        judged = [self._judge_copy(walk, *copy) for copy in copies]
+        bad = [(first_bad_id, reason) for ok, first_bad_id, reason in judged if not ok]
+        if bad:
+            return VerifyResult(False, walk.checked, bad[0][0], "; ".join(reason for _, reason in bad))
+        return VerifyResult(True, walk.checked, head=judged[0][2], mirror=judged[1][2] if len(judged) > 1 else "")
 
-    def _judge_head(self, walk: WalkResult, head: Head | None, head_error: str) -> VerifyResult:
-        tip, checked = walk.tip, walk.checked
+    @staticmethod
+    def _read_copy(copy: HeadCopy) -> tuple[Head | None, str]:
+        """The head a copy holds, or the error that stops it being read."""
+        try:
+            return copy.read(), ""
+        except HeadError as error:
+            return None, f"{error}: it was damaged or forged"
+        except HeadAccessError as error:
+            return None, str(error)
 
-        def bad(first_bad_id: int | None, reason: str) -> VerifyResult:
-            return VerifyResult(False, checked, first_bad_id, reason)
-
-        if head_error:
-            return bad(None, f"{head_error}: it was damaged or forged")
+    def _judge_copy(self, walk: WalkResult, copy: HeadCopy, head: Head | None,
+                    error: str) -> tuple[bool, int | None, str]:
+        """(agrees, first bad id, how it compares or why it disagrees) for one head copy."""
+        tip = walk.tip
+        if error:
+            return False, None, error
         if head is None:
             if tip.last_mac is None:
-                return VerifyResult(True, checked, head="not needed yet (no keyed entries)")
-            return bad(None, f"the head file {self.head_file} is missing but the log has keyed entries up to "
-                             f"{tip.last_id}: it was deleted or moved, so a cut tail cannot be ruled out")
-        problem = self._head_problem(head, tip.last_id, walk.watched_link)
+                return True, None, "not needed yet (no keyed entries)"
+            seed = (" (a newly set one is first written by `voiceloop audit reanchor`)"
+                    if copy.kind == HEAD_MIRROR else "")
+            return False, None, (f"{copy.named} is missing but the log has keyed entries up to {tip.last_id}: it was "
+                                 f"deleted or moved, so a cut tail cannot be ruled out{seed}")
+        problem = self._head_problem(copy, head, tip.last_id, walk.watched.get(head.last_id))
         if problem:
-            return bad(*problem)
+            return False, *problem
         lag = tip.last_id - head.last_id
         if lag == 0:
             if head.key_id != tip.key_id:
-                return bad(None, f"the head file is signed with key {head.key_id} but the chain ends under key "
-                                 f"{tip.key_id}: forged with a retired key?")
-            return VerifyResult(True, checked, head="matches")
+                return False, None, (f"{copy.label} is signed with key {head.key_id} but the chain ends under key "
+                                     f"{tip.key_id}: forged with a retired key?")
+            return True, None, "matches"
         if lag == 1:
-            return VerifyResult(True, checked, head=f"lags by one entry ({tip.last_id}): an append was interrupted "
-                                                   "before it moved the head; the next append moves it")
-        return bad(head.last_id + 1, f"entries {head.last_id + 1}-{tip.last_id} are not covered by the head file, "
-                                     f"which says the log ends at entry {head.last_id}: the head was rolled back "
-                                     "(replaced by an older copy)")
+            return True, None, (f"lags by one entry ({tip.last_id}): an append was interrupted before it moved "
+                                f"{copy.label}; the next append moves it")
+        return False, head.last_id + 1, (f"entries {head.last_id + 1}-{tip.last_id} are not covered by {copy.label}, "
+                                         f"which says the log ends at entry {head.last_id}: it was rolled back "
+                                         "(replaced by an older copy) or could not be written since")
 
     def reanchor(self, actor: Actor | None = None, reason: str = "") -> VerifyResult:
-        """Rewrite a lost or distrusted head from the table, if the chain itself verifies, and record it.
+        """Rewrite lost or distrusted head copies from the table, if the chain itself verifies, and record it.
 
-        The one sanctioned way past :class:`AuditIntegrityError` after a head file was lost. It
-        cannot tell a cut tail from an intact one (that is what the head was for): the entry it
-        writes says so, for the auditors.
+        The one sanctioned way past :class:`AuditIntegrityError` after a head copy was lost, and how a
+        newly configured head mirror is first written. It cannot tell a cut tail from an intact one
+        (that is what the head was for): the entry it writes says so, for the auditors, and keeps what
+        each copy said before.
         """
         with self._lock.exclusive():
-            try:
-                previous = read_head(self.head_file)
-                previous_text = previous.to_json() if previous else None
-            except HeadError as error:
-                previous_text = str(error)
+            previous: dict[str, str | None] = {}
+            for copy in self.head_copies:
+                head, error = self._read_copy(copy)
+                previous[copy.kind] = head.to_json() if head else (error or None)
             with self.engine.connect() as conn:
                 last_id = int(conn.execute(text("SELECT COALESCE(MAX(id), 0) FROM audit_log")).scalar_one())
             walk = self._walk(last_id)
@@ -604,9 +649,11 @@ class AuditLog:
                 raise AuditIntegrityError(f"refusing to re-anchor a chain that fails verification: {walk.reason}")
             if walk.tip.last_mac is not None and walk.tip.key_id is not None:
                 key = self._keys.get(walk.tip.key_id, self._key)
-                write_head(self.head_file, Head.seal(key, last_id, walk.tip.last_mac, last_id))
-        self.append(actor or _system_actor("audit-reanchor"), REANCHOR_ACTION, note=reason or None,
-                    detail={"anchored_at": last_id, "previous_head": previous_text})
+                self._anchor(Head.seal(key, last_id, walk.tip.last_mac, last_id))
+        detail: dict[str, Any] = {"anchored_at": last_id, "previous_head": previous[HEAD_FILE]}
+        if HEAD_MIRROR in previous:
+            detail["previous_mirror"] = previous[HEAD_MIRROR]
+        self.append(actor or _system_actor("audit-reanchor"), REANCHOR_ACTION, note=reason or None, detail=detail)
         return self.verify()
 
     def close(self) -> None:
@@ -621,6 +668,36 @@ class AuditLog:
 
 def open_audit(settings: Settings) -> AuditLog:
     """The product's audit log: key (and retired keys) from the environment or the keys folder,
-    the head file where the settings put it (off the database host in production)."""
+    the head file and its mirror where the settings put them (off the database host in production)."""
     keys = audit_keyring(settings.keys_dir)
-    return AuditLog(settings.audit_url, key=keys[0], retired_keys=keys[1:], head_file=settings.audit_head_file)
+    return AuditLog(settings.audit_url, key=keys[0], retired_keys=keys[1:], head_file=settings.audit_head_file,
+                    head_mirror=settings.audit.head_mirror or None)
+
+
+def _inside(location: str, folder: Path) -> bool:
+    path = local_path(location)
+    return path is not None and path.resolve().is_relative_to(folder)
+
+
+def shared_folder_warning(settings: Settings) -> str | None:
+    """Why the embedded default is a demo layout, or None once it is not.
+
+    While the audit key and every copy of the chain head sit in the project folder, whoever can copy
+    and write that folder can rewrite the history, re-MAC it and re-sign the head: nothing left
+    disagrees. A key from ``VOICELOOP_AUDIT_KEY`` or a keys folder elsewhere, or a head copy
+    elsewhere (``audit.head_mirror``), ends that. Shown by ``voiceloop status``, ``audit verify`` and
+    the retrain summary, not by every command.
+    """
+    root = settings.root
+    key_file = settings.keys_dir / KEY_FILE
+    if key_from_environment() or not _inside(str(key_file), root):
+        return None
+    copies = [str(settings.audit_head_file), *([settings.audit.head_mirror] if settings.audit.head_mirror else [])]
+    if not all(_inside(copy, root) for copy in copies):
+        return None
+    raw_keys = settings.keys_dir / RAW_KEYS_FILE
+    raw = "" if os.environ.get(RAW_KEYS_ENV, "").strip() else f", the raw-zone keys ({raw_keys})"
+    return (f"the audit key ({key_file}){raw} and the audit head ({', '.join(copies)}) all sit in the project folder "
+            f"{root}: whoever can copy and write it can rewrite the audit history undetected. Fine for a demo; in "
+            "production take the keys out (VOICELOOP_AUDIT_KEY, VOICELOOP_RAW_KEYS or keys.dir) and set "
+            "audit.head_mirror outside it (docs/audit.md, \"Production setup\")")

@@ -9,7 +9,9 @@ auditor) on its own:
   :data:`GENESIS`). Without the key nobody can recompute a MAC, so edits, insertions and
   reorderings show up even when the plain SHA-256 columns were recomputed;
 * a *head* file kept outside the database holds the last id and MAC, HMAC'd with the same key,
-  so cutting the tail off the table (which leaves a valid shorter chain) shows up too;
+  so cutting the tail off the table (which leaves a valid shorter chain) shows up too; a *head
+  mirror* (any path or fsspec URL, :class:`HeadCopy`) keeps a second copy where whoever holds the
+  project folder cannot write;
 * one secret per installation; the chain, head, signature and pseudonym keys are derived from
   it with distinct labels, so no MAC made for one purpose is ever valid for another.
 """
@@ -24,8 +26,8 @@ import json
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,7 @@ KEY_FILE = "audit.key"
 ROTATION_ACTION = "audit.key-rotated"
 SEAL_ACTION = "audit.sealed"
 REANCHOR_ACTION = "audit.head-reanchored"
+HEAD_FILE, HEAD_MIRROR = "head file", "head mirror"  # the kinds of :class:`HeadCopy`
 MIN_KEY_BYTES = 16
 
 # The columns a keyed MAC covers, in payload order (the verifier SELECTs them in this order).
@@ -87,6 +90,11 @@ def load_key_file(path: Path, *, private_dir: bool = False) -> bytes:
     return parse_key(path.read_text(), str(path))
 
 
+def key_from_environment() -> str:
+    """``VOICELOOP_AUDIT_KEY`` as set ('' when unset or blank): when set, it wins over every key file."""
+    return os.environ.get(KEY_ENV, "").strip()
+
+
 def audit_key(keys_dir: Path) -> bytes:
     """The current audit key: ``VOICELOOP_AUDIT_KEY`` (hex; first of a comma list) or ``keys_dir/audit.key``."""
     return audit_keyring(keys_dir)[0]
@@ -98,7 +106,7 @@ def audit_keyring(keys_dir: Path) -> list[bytes]:
     From the environment: ``VOICELOOP_AUDIT_KEY=new,old,...``. From files: ``audit.key`` plus
     the retired ``audit.<key id>.key`` files that :func:`rotate_key_files` leaves behind.
     """
-    env = os.environ.get(KEY_ENV, "").strip()
+    env = key_from_environment()
     if env:
         return [parse_key(part, f"{KEY_ENV}[{i}]") for i, part in enumerate(env.split(",")) if part.strip()]
     current = load_key_file(keys_dir / KEY_FILE, private_dir=True)
@@ -112,7 +120,7 @@ def rotate_key_files(keys_dir: Path) -> tuple[str, str]:
     The log records the rotation itself (an ``audit.key-rotated`` entry MACed with the old key)
     at its next write. Keys from ``VOICELOOP_AUDIT_KEY`` are rotated by editing that variable.
     """
-    if os.environ.get(KEY_ENV, "").strip():
+    if key_from_environment():
         raise AuditKeyError(f"{KEY_ENV} is set: rotate by setting it to 'NEW_HEX,OLD_HEX'")
     old = load_key_file(keys_dir / KEY_FILE, private_dir=True)
     retired = keys_dir / f"audit.{key_id(old)}.key"
@@ -200,18 +208,21 @@ class WalkResult:
     tip: ChainTip
     bad_id: int | None = None
     reason: str = ""
-    watched_link: str | None = None  # the MAC of the entry the head names, when it was reached
+    watched: dict[int, str] = field(default_factory=dict)  # id -> MAC of the entries the head copies name
 
 
-def walk_chain(rows: Iterable[Sequence[Any]], keys: dict[str, ChainKey], watch_id: int | None = None) -> WalkResult:
-    """Check rows (``PAYLOAD_COLUMNS + LINK_COLUMNS``, in id order) and stop at the first bad one.
+def walk_chain(rows: Iterable[Sequence[Any]], keys: dict[str, ChainKey], watch: Collection[int] = ()) -> WalkResult:
+    """Check rows (``PAYLOAD_COLUMNS + LINK_COLUMNS``, in id order) and stop at the first bad one;
+    ``watch``: ids whose MAC to hand back (the entries the head copies name).
 
     The loop is the hot path of ``verify`` (a million rows in seconds): locals only, one JSON
     encode, one HMAC and one SHA-256 per row; the rare branches (legacy rows, key rotation)
     are off the main line.
     """
     tip = ChainTip()
-    expected, checked, keyed, watched = 1, 0, False, None
+    expected, checked, keyed = 1, 0, False
+    watching = frozenset(watch)
+    watched: dict[int, str] = {}
     prev_plain, prev_link = GENESIS, GENESIS
     kid: str | None = None  # the key in force (None until the first keyed entry chooses one)
     key: ChainKey | None = None
@@ -261,12 +272,12 @@ def walk_chain(rows: Iterable[Sequence[Any]], keys: dict[str, ChainKey], watch_i
             keyed, prev_plain, prev_link = True, entry_hash, mac
             if row[5] == ROTATION_ACTION:
                 kid = rotation_target(row[10])
-        if rid == watch_id:
-            watched = prev_link
+        if rid in watching:
+            watched[rid] = prev_link
         expected, checked = expected + 1, checked + 1
     tip.last_id, tip.prev_hash, tip.prev_link, tip.key_id = expected - 1, prev_plain, prev_link, kid
     tip.last_mac = prev_link if keyed else None
-    return WalkResult(checked, tip, watched_link=watched)
+    return WalkResult(checked, tip, watched=watched)
 
 
 # -- the head anchor ----------------------------------------------------------------------------
@@ -306,18 +317,23 @@ class Head:
                            "key_id": self.key_id, "mac": self.mac}, indent=1) + "\n"
 
 
-def read_head(path: Path) -> Head | None:
-    """The head, or None when there is no head file yet; :class:`HeadError` when it is unreadable."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return None
+def parse_head(text: str, source: str) -> Head:
+    """A head from its JSON text; :class:`HeadError` naming ``source`` when it is not one."""
     try:
         data = json.loads(text)
         return Head(int(data["last_id"]), str(data["last_mac"]), int(data["count"]), str(data["key_id"]),
                     str(data["mac"]))
     except (ValueError, KeyError, TypeError) as error:
-        raise HeadError(f"head file {path} is unreadable ({error.__class__.__name__})") from None
+        raise HeadError(f"{source} is unreadable ({error.__class__.__name__})") from None
+
+
+def read_head(path: Path, source: str = HEAD_FILE) -> Head | None:
+    """The head, or None when there is no head file yet; :class:`HeadError` when it is unreadable."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return parse_head(text, f"{source} {path}")
 
 
 def write_head(path: Path, head: Head) -> None:
@@ -335,6 +351,85 @@ def write_head(path: Path, head: Head) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+class HeadAccessError(RuntimeError):
+    """A copy of the head cannot be read or written (the message names the copy, the cause and the fix)."""
+
+
+def local_path(location: str) -> Path | None:
+    """The file a head location names on this machine (a plain path or a ``file://`` URL); None for a
+    remote fsspec URL (``s3://...``)."""
+    if "://" not in location:
+        return Path(location).expanduser()
+    if location.startswith("file://"):
+        import fsspec
+
+        return Path(fsspec.core.url_to_fs(location)[1])
+    return None
+
+
+@dataclass(frozen=True)
+class HeadCopy:
+    """One place the chain head is kept: the head file, or its mirror (a path or any fsspec URL).
+
+    A local copy is written like the head file (temp file, fsync, rename); a remote one in one
+    ``pipe_file`` call, which object stores make atomic.
+    """
+
+    kind: str  # HEAD_FILE or HEAD_MIRROR
+    location: str
+    path: Path | None = None  # set for a copy on this machine
+    fs: Any = field(default=None, compare=False, repr=False)  # the fsspec filesystem of a remote copy
+    fs_path: str = ""
+
+    @classmethod
+    def at(cls, kind: str, location: str) -> HeadCopy:
+        """The copy at ``location``; :class:`HeadAccessError` when its scheme has no fsspec backend here."""
+        path = local_path(location)
+        if path is not None:
+            return cls(kind, location, path)
+        import fsspec
+
+        try:
+            fs, fs_path = fsspec.core.url_to_fs(location)
+        except (ImportError, ValueError) as error:
+            raise HeadAccessError(f"the {kind} {location} cannot be opened: {error} (install the fsspec backend of "
+                                  "its scheme, e.g. s3fs, or fix audit.head_mirror)") from None
+        return cls(kind, location, None, fs, fs_path)
+
+    @property
+    def label(self) -> str:
+        """How messages name it: the head file by its role (its path is in the settings), a mirror by its URL."""
+        return f"the {HEAD_FILE}" if self.kind == HEAD_FILE else f"the {self.kind} {self.location}"
+
+    @property
+    def named(self) -> str:
+        return f"the {self.kind} {self.location}"
+
+    def read(self) -> Head | None:
+        """The head it holds, None when there is none yet; :class:`HeadError` when it holds no valid head
+        and :class:`HeadAccessError` when it cannot be read at all."""
+        try:
+            if self.path is not None:
+                return read_head(self.path, self.kind)
+            try:
+                data = self.fs.cat_file(self.fs_path)
+            except FileNotFoundError:
+                return None
+            return parse_head(data.decode("utf-8", "replace"), self.named)
+        except OSError as error:
+            raise HeadAccessError(f"{self.named} cannot be read ({error.__class__.__name__}: {error})") from None
+
+    def write(self, head: Head) -> None:
+        """Replace the head it holds; :class:`HeadAccessError` naming the copy and the cause on failure."""
+        try:
+            if self.path is not None:
+                write_head(self.path, head)
+            else:
+                self.fs.pipe_file(self.fs_path, head.to_json().encode())
+        except OSError as error:
+            raise HeadAccessError(f"{self.named} could not be written ({error.__class__.__name__}: {error})") from None
 
 
 # -- the writer lock ----------------------------------------------------------------------------

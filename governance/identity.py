@@ -22,8 +22,17 @@ class RoleRefused(PolicyError):
 
 def requested_role(settings: Settings, flag: str | None = None, configured: str | None = None) -> str:
     """The role asked for, unchecked: ``flag``, else ``$VOICELOOP_ROLE``, else ``configured`` (default
-    ``identity.role``). Use :func:`resolve_role` to act; this is for recording a refusal."""
-    return flag or os.environ.get(ROLE_ENV) or configured or settings.identity.role
+    ``identity.role``). Use :func:`resolve_role` to act; this is for recording a refusal.
+
+    A source that is set wins even when empty (``--as ""``, ``VOICELOOP_ROLE=``): an empty role is
+    refused like any other undefined one, never taken as "not given". Names are case-sensitive.
+    """
+    if flag is not None:
+        return flag
+    env = os.environ.get(ROLE_ENV)
+    if env is not None:
+        return env
+    return configured if configured is not None else settings.identity.role
 
 
 def resolve_role(settings: Settings, purpose: str | None = None, flag: str | None = None,

@@ -215,8 +215,8 @@ TAMPERING: dict[str, tuple[list[Step], int, str]] = {
     "reordered, plain hashes recomputed": (
         [lambda log: swap_ids(log, 3, 4), _forge(3, None)], 3, "entry 3: content does not match its MAC"),
     "tail cut": ([_sql("DELETE FROM audit_log WHERE id >= 7")],
-                 7, "log ends at entry 6 but the head says 8: the tail was cut"),
-    "everything deleted": ([_sql("DELETE FROM audit_log")], 1, "log ends at entry 0 but the head says 8"),
+                 7, "log ends at entry 6 but the head file says 8: the tail was cut"),
+    "everything deleted": ([_sql("DELETE FROM audit_log")], 1, "log ends at entry 0 but the head file says 8"),
     "last entry replaced": (
         [_sql("UPDATE audit_log SET detail = '{\"i\": 0}' WHERE id = 8"), _forge(8, WRONG_KEY)],
         8, "entry 8: content does not match its MAC"),
@@ -285,7 +285,7 @@ def test_a_head_from_another_log_is_caught(sqlite_backend: Backend, tmp_path: Pa
     sqlite_backend.head.write_text(other.head.read_text())
     result = log.verify()
     assert (result.ok, result.first_bad_id) == (False, 4)
-    assert "its MAC differs from the head file's" in result.reason
+    assert "its MAC is not the one the head file records" in result.reason
 
 
 def test_a_head_one_entry_behind_is_an_interrupted_append(sqlite_backend: Backend) -> None:

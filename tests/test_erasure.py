@@ -290,11 +290,11 @@ def test_erase_list_shows_pending_and_overdue_requests(project: TrainedProject, 
     assert pending.exit_code == 0, pending.output
     late_id, pending_id = json.loads(late.stdout)["request_id"], json.loads(pending.stdout)["request_id"]
 
-    listed = cli("erase", "--list", "--json", "--params", params)
+    listed = cli("erase", "--list", "--as", "compliance-officer", "--json", "--params", params)
     assert listed.exit_code == 0, listed.output
     status = {r["request_id"]: r["status"] for r in json.loads(listed.stdout)}
     assert status == {late_id: "overdue", pending_id: "pending"}  # the completed request is not open
-    table = cli("erase", "--list", "--params", params)
+    table = cli("erase", "--list", "--as", "compliance-officer", "--params", params)
     assert table.exit_code == 0 and "overdue" in table.output and pending_id in table.output
 
     wrong = cli("erase", "--caller-id", "caller-overdue", "--request-id", pending_id, "--as", "admin",
@@ -304,7 +304,7 @@ def test_erase_list_shows_pending_and_overdue_requests(project: TrainedProject, 
     assert done.exit_code == 0, done.output
     finished = json.loads(done.stdout)
     assert finished["request_id"] == pending_id and finished["call_ids"] == []  # nothing held: still certified
-    listed = cli("erase", "--list", "--json", "--params", params)
+    listed = cli("erase", "--list", "--as", "compliance-officer", "--json", "--params", params)
     assert [r["request_id"] for r in json.loads(listed.stdout)] == [late_id]
 
 

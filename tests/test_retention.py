@@ -133,5 +133,6 @@ def test_retention_needs_a_role_holding_the_retention_purpose(project: TrainedPr
     with pytest.raises(AccessDenied):  # even in a dry run, when the role lacks it
         apply_retention(open_store(project.settings, "pipeline", "ingest"), datetime.now().astimezone(), RAW_DAYS,
                         True, dry_run=True)
-    [denied] = open_audit(project.settings).entries(outcome="denied")
+    [cli_denied, denied] = open_audit(project.settings).entries(outcome="denied")
+    assert (cli_denied.action, cli_denied.role, cli_denied.purpose) == ("role.refused", "ml-engineer", "retention")
     assert denied.role == "pipeline" and denied.purpose == "retention"

@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # the command imports it: `voiceloop --help` stays fast
     from flows.summary import RetrainSummary
 
 from voiceloop import cli_audit, cli_consent, cli_governance, cli_redact, cli_registry, cli_serve, cli_transcribe
-from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, print_json
+from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, print_json, warn
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 
@@ -148,29 +148,36 @@ def retrain(params: ParamsOption = None, as_role: RoleOption = None, json_out: J
         print_json(summary.to_json())
     else:
         Console().print(_summary_table(summary))
+        warn(summary.audit_warning, steps)
     steps.print(f"log: {log_path}", soft_wrap=True, highlight=False)
     logging.getLogger("prefect").setLevel(logging.WARNING)  # its temporary server's goodbye at exit is not news
 
 
 @app.command()
-def status(params: ParamsOption = None, json_out: JsonOption = False) -> None:
-    """Show the champion bundle, the latest bundles and their verdicts."""
+def status(params: ParamsOption = None, json_out: JsonOption = False, as_role: RoleOption = None) -> None:
+    """Show the champion bundle, the latest bundles and their verdicts (any defined role), and warn while the
+    audit key and head share the project folder."""
     settings = _settings(params)
+    from governance.audit import shared_folder_warning
     from training.registry import CHAMPION, Registry
     from training.retrain_deadline import stale_champion
+    from voiceloop.cli_common import warn
     from voiceloop.cli_governance import champion_deadline_line
 
+    acting_role(settings, as_role, None)
     registry = Registry(settings)
     champion = registry.by_alias(CHAMPION)
     history = registry.versions()[:10]
     now = datetime.now(UTC)
     stale = stale_champion(registry, settings.retention.retrain_deadline_days)
+    warning = shared_folder_warning(settings)
     state = {"champion": champion.__dict__ if champion else None, "bundles": history,
              "retrain_required": stale.as_dict(now) if stale else None,
-             "tracking_uri": settings.tracking_uri, "project_dir": str(settings.root)}
-    if json_out:
+             "tracking_uri": settings.tracking_uri, "project_dir": str(settings.root), "audit_warning": warning}
+    if json_out:  # the warning travels in the JSON: stdout and stderr together stay one JSON document
         print_json(state)
         return
+    warn(warning)
     out = Console()
     out.print(f"champion: [bold]{'v' + champion.version if champion else 'none yet'}[/]"
               + (f" ({', '.join(f'{k}={v}' for k, v in champion.components.items())})" if champion else ""))

@@ -5,11 +5,13 @@ Examples::
     voiceloop consent withdraw --caller-id +15550001234 --as compliance-officer   # now, with a certificate
     voiceloop consent withdraw --caller-id - < id.txt                           # id from stdin
     voiceloop consent grant --caller-id +15550001234                            # their next calls count again
-    voiceloop consent status --caller-id +15550001234 --json                    # withdrawals and grants, dated
+    voiceloop consent status --caller-id - --json --as compliance-officer < id.txt   # withdrawals and grants
 
 A withdrawal covers every call of the caller held so far and their future calls until a grant; it
 is carried out at once (dataset versions rebuilt, DVC objects purged, models tagged, certificate),
 and ``consent.on_withdrawal`` says whether the calls' raw and redacted copies go too (docs/erasure.md).
+``status`` tells a caller's history, as the audit trail does: it needs purpose ``audit`` and is
+recorded (``audit.read``, the caller as the log's pseudonym).
 """
 
 from __future__ import annotations
@@ -20,7 +22,15 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
-from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, print_json
+from voiceloop.cli_common import (
+    JsonOption,
+    ParamsOption,
+    RoleOption,
+    acting_role,
+    console,
+    print_json,
+    read_audit_trail,
+)
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 from voiceloop.cli_governance import caller_option_value, certificate_table, step_progress
@@ -91,14 +101,18 @@ def grant(caller_id: CallerOption, json_out: JsonOption = False, params: ParamsO
 @consent_app.command("status")
 def status(caller_id: CallerOption, json_out: JsonOption = False, params: ParamsOption = None,
            as_role: RoleOption = None) -> None:
-    """The caller's withdrawals and grants, oldest first.
+    """The caller's withdrawals and grants, oldest first (needs purpose audit; the read is recorded).
 
-    Example: voiceloop consent status --caller-id - --json < caller-id.txt
+    Example: voiceloop consent status --caller-id - --json --as compliance-officer < caller-id.txt
     """
     from governance.consent import consent_history, is_withdrawn
+    from governance.session import open_store
 
-    _, store = _withdrawal_store(params, as_role)
-    history = consent_history(store, caller_option_value(caller_id))
+    settings = _settings(params)
+    caller = caller_option_value(caller_id)
+    history = read_audit_trail(
+        settings, as_role, "consent status",
+        lambda _log, role: consent_history(open_store(settings, role, "audit"), caller), caller=caller)
     if json_out:
         print_json({"history": history, "withdrawn": is_withdrawn(history)})
         return

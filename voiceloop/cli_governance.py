@@ -4,12 +4,15 @@ Examples::
 
     voiceloop erase --caller-id +15550001234 --as compliance-officer    # record the request and carry it out
     voiceloop erase --caller-id - --request-only < id.txt                # record only (id from stdin)
-    voiceloop erase --list                                               # open requests, overdue first
+    voiceloop erase --list --as compliance-officer                       # open requests, overdue first
     voiceloop erase --verify-certificate .voiceloop/erasure-certificates/er-20260101-ab12cd34.json
     voiceloop lineage --call-id call-train-s1-000003 --json
     voiceloop lineage --model voiceloop-intent --version 3
     voiceloop retention apply --dry-run --as compliance-officer
     voiceloop retention check-deadlines --as compliance-officer          # overdue requests, stale champion
+
+Every command checks the acting role first; a refusal is recorded in the audit log. ``erase --list``
+reads the audit trail, so it needs purpose ``audit`` and is recorded (``audit.read``).
 
 Register with :func:`register` (``voiceloop/cli.py``).
 """
@@ -29,7 +32,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, print_json
+from voiceloop.cli_common import (
+    JsonOption,
+    ParamsOption,
+    RoleOption,
+    acting_role,
+    console,
+    open_audit_log,
+    print_json,
+    read_audit_trail,
+)
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
 
@@ -62,7 +74,8 @@ def erase(
     = False,
     request_id: Annotated[str | None, typer.Option("--request-id", help="carry out this recorded request "
                                                                         "(default: the caller's open one)")] = None,
-    list_requests: Annotated[bool, typer.Option("--list", help="show open requests (pending and overdue)")] = False,
+    list_requests: Annotated[bool, typer.Option("--list", help="show open requests (pending and overdue); needs "
+                                                               "purpose audit")] = False,
     verify_certificate: Annotated[Path | None, typer.Option("--verify-certificate",
                                                             help="check an erasure certificate's signature")] = None,
     json_out: JsonOption = False,
@@ -77,9 +90,9 @@ def erase(
         raise typer.BadParameter("--request-only and --request-id go with --caller-id")
     settings = _settings(params)
     if list_requests:
-        _list_requests(settings, json_out)
+        _list_requests(settings, json_out, as_role)
     elif verify_certificate is not None:
-        _verify(settings, verify_certificate, json_out)
+        _verify(settings, verify_certificate, json_out, as_role)
     else:
         _erase(settings, caller_option_value(caller_id or ""), request_only, request_id, json_out, as_role)
 
@@ -92,12 +105,11 @@ def caller_option_value(value: str) -> str:
     return caller
 
 
-def _list_requests(settings: Settings, json_out: bool) -> None:
-    from governance.audit import open_audit
+def _list_requests(settings: Settings, json_out: bool, as_role: str | None) -> None:
     from governance.erasure import open_requests
 
     now = datetime.now(UTC)
-    requests = open_requests(open_audit(settings), now)
+    requests = read_audit_trail(settings, as_role, "erase --list", lambda log, _role: open_requests(log, now))
     if json_out:
         print_json([r.as_dict(now) for r in requests])
         return
@@ -112,15 +124,16 @@ def _list_requests(settings: Settings, json_out: bool) -> None:
     Console().print(table)
 
 
-def _verify(settings: Settings, path: Path, json_out: bool) -> None:
-    from governance.audit import open_audit
+def _verify(settings: Settings, path: Path, json_out: bool, as_role: str | None) -> None:
+    """Any defined role: like ``audit verify``, it answers for the document given and shows no entry."""
     from governance.erasure import verify_certificate
 
+    acting_role(settings, as_role, None)
     try:
         document = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         _fail(f"cannot read certificate {path}: {error}", 2)
-    check = verify_certificate(open_audit(settings), document)
+    check = verify_certificate(open_audit_log(settings), document)
     if json_out:
         print_json(check.__dict__)
     elif check.ok:

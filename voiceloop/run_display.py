@@ -24,6 +24,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from core.progress import LOGGER, event_of
+from voiceloop.cli_common import warn
 
 # The flow's own warnings (get_run_logger in flows/): shown, unlike library warnings, which go to the log.
 FLOW_LOGGERS = ("prefect.flow_runs", "prefect.task_runs")
@@ -57,8 +58,7 @@ class StepDisplay(logging.Handler):
         event = event_of(record)
         if event is None:
             if record.levelno >= logging.WARNING and record.name in FLOW_LOGGERS:
-                message = escape(record.getMessage())
-                self.console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+                warn(record.getMessage(), self.console)
             return
         with self._lock:
             name = escape(event.step)
