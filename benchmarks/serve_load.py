@@ -10,7 +10,13 @@ for /healthz, and drives it over HTTP from this process:
 
 Every request must succeed (the script fails otherwise). One JSON line per figure.
 
+``--audit-cost RUNS`` measures instead what auditing every request costs (serving/request_audit.py):
+RUNS pairs of one-client ``/v1/process`` runs, each on a fresh server of this script (the runtime
+``voiceloop serve`` builds, with or without its request auditor), the order alternating within
+pairs; the figure is the median of the runs' p50 and p95 with and without, and their ratio.
+
     .venv/bin/python benchmarks/serve_load.py --project-dir .voiceloop      # after `make demo`
+    .venv/bin/python benchmarks/serve_load.py --project-dir .voiceloop --audit-cost 5
 """
 
 from __future__ import annotations
@@ -52,10 +58,32 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_server(project_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def serve_here(port: int, audit: bool) -> None:
+    """The runtime `voiceloop serve` builds, served by this process (``audit`` False: no request auditor)."""
+    import uvicorn
+
+    from core.settings import load_settings
+    from serving.app import create_app, server_config
+    from serving.runtime import build_runtime, start_following, stop_following
+
+    settings = load_settings(None)
+    runtime = build_runtime(settings)
+    if not audit:
+        runtime.requests = None
+    start_following(runtime, settings.serving.reload_poll_s)
+    try:
+        uvicorn.Server(server_config(create_app(runtime), "127.0.0.1", port)).run()
+    finally:
+        stop_following(runtime)
+
+
+def start_server(project_dir: Path, port: int, audit: bool | None = None) -> subprocess.Popen[bytes]:
+    """`voiceloop serve` (``audit`` None), or this script's server with or without the request auditor."""
     env = {**os.environ, "VOICELOOP_PROJECT_DIR": str(project_dir.resolve()), "VOICELOOP_API_KEYS": KEY}
-    server = subprocess.Popen([sys.executable, "-m", "voiceloop.cli", "serve", "--port", str(port)], env=env,
-                              cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "voiceloop.cli", "serve", "--port", str(port)] if audit is None else [
+        sys.executable, __file__, "--project-dir", str(project_dir), "--serve-port", str(port),
+        *([] if audit else ["--no-request-audit"])]
+    server = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -94,9 +122,19 @@ def main() -> None:
     parser.add_argument("--understand", type=int, default=200, help="requests for the /v1/understand figure")
     parser.add_argument("--process", type=int, default=40, help="requests for the one-client /v1/process figure")
     parser.add_argument("--per-client", type=int, default=20, help="/v1/process requests per client of four")
+    parser.add_argument("--audit-cost", type=int, default=0, metavar="RUNS",
+                        help="instead: RUNS interleaved pairs of runs with and without the request audit")
+    parser.add_argument("--serve-port", type=int, help=argparse.SUPPRESS)  # the server of --audit-cost
+    parser.add_argument("--no-request-audit", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    port = _free_port()
+    if args.serve_port:
+        serve_here(args.serve_port, audit=not args.no_request_audit)
+        return
     audio = five_second_utterance()
+    if args.audit_cost:
+        audit_cost(args.project_dir, audio, args.audit_cost, args.process)
+        return
+    port = _free_port()
     server = start_server(args.project_dir, port)
     url = f"http://127.0.0.1:{port}"
 
@@ -135,6 +173,36 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
+
+
+def one_client_process(project_dir: Path, audio: bytes, requests: int, audit: bool) -> dict[str, float]:
+    """p50 and p95 of one client's ``/v1/process`` requests on a fresh server (after 3 warm-up requests)."""
+    port = _free_port()
+    server = start_server(project_dir, port, audit)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"X-API-Key": KEY}, timeout=120) as client:
+            def send(c: httpx.Client) -> httpx.Response:
+                return c.post("/v1/process", content=audio)
+
+            timed_requests(client, 3, send)
+            return percentiles(timed_requests(client, requests, send))
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+
+
+def audit_cost(project_dir: Path, audio: bytes, runs: int, requests: int) -> None:
+    by_mode: dict[bool, list[dict[str, float]]] = {True: [], False: []}
+    for run in range(runs):
+        for audit in ((True, False) if run % 2 == 0 else (False, True)):  # interleaved, order alternating
+            by_mode[audit].append(one_client_process(project_dir, audio, requests, audit))
+    median = {audit: {q: float(np.median([r[q] for r in rows])) for q in ("p50_ms", "p95_ms")}
+              for audit, rows in by_mode.items()}
+    emit(figure="serve_process_request_audit_cost", runs=runs, requests_per_run=requests,
+         with_audit=median[True], without_audit=median[False],
+         p50_ratio=round(median[True]["p50_ms"] / median[False]["p50_ms"], 3),
+         p95_ratio=round(median[True]["p95_ms"] / median[False]["p95_ms"], 3),
+         runs_p50_ms={"with": [r["p50_ms"] for r in by_mode[True]], "without": [r["p50_ms"] for r in by_mode[False]]})
 
 
 if __name__ == "__main__":

@@ -95,23 +95,99 @@ class _YoungGenerationGc:
         return gc.collect(0)
 
 
-def decode_16k(source: str | BinaryIO) -> np.ndarray:
-    """16 kHz mono float32 samples of a file path or file object; ValueError with a reason a person can act on."""
+class AudioTooLong(ValueError):
+    """The audio lasts longer than allowed: known from its header before decoding, or found while decoding."""
+
+    def __init__(self, seconds: float, limit: float, declared: bool) -> None:
+        self.seconds, self.limit, self.declared = seconds, limit, declared
+        how = "its header declares" if declared else "decoding found over"
+        super().__init__(f"{how} {seconds:.1f} s of audio, over the {limit:g} s allowed")
+
+
+def _declared_seconds(container: Any, stream: Any) -> float | None:
+    """The duration a file's header declares (None: it does not say)."""
+    import av
+
+    if container.duration is not None and container.duration > 0:
+        return float(container.duration) / av.time_base
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _decode_bounded(source: str | BinaryIO, max_seconds: float) -> np.ndarray:
+    """Decode at most ``max_seconds`` of 16 kHz mono, frame by frame: refused from the header when it says
+    more, else as soon as the decoded samples pass the limit, so memory never exceeds the limit's size
+    (a small compressed file can hold hours of silence)."""
+    import av
+
+    limit = int(max_seconds * SAMPLE_RATE)
+    chunks: list[np.ndarray] = []
+    total = 0
+    with av.open(source, mode="r", metadata_errors="ignore") as container:
+        if not container.streams.audio:
+            raise ValueError("no audio stream")
+        stream = container.streams.audio[0]
+        declared = _declared_seconds(container, stream)
+        if declared is not None and declared > max_seconds:
+            raise AudioTooLong(declared, max_seconds, declared=True)
+        resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
+        frames: Any = container.decode(stream)
+        for frame in [*_frames(frames), None]:  # None flushes the resampler
+            for out in resampler.resample(frame):
+                samples = out.to_ndarray().reshape(-1)
+                total += samples.size
+                if total > limit:
+                    raise AudioTooLong(total / SAMPLE_RATE, max_seconds, declared=False)
+                chunks.append(samples)
+        del resampler
+    gc.collect(0)  # the resampler's reference cycles (see _YoungGenerationGc)
+    return np.concatenate(chunks).astype(np.float32) / 32768.0 if chunks else np.zeros(0, np.float32)
+
+
+def _frames(frames: Any) -> Any:
+    """Decoded frames, skipping the invalid ones PyAV raises on (as faster-whisper does)."""
+    import av
+
+    iterator = iter(frames)
+    while True:
+        try:
+            yield next(iterator)
+        except StopIteration:
+            return
+        except av.error.InvalidDataError:
+            continue
+
+
+def _decode_whole(source: str | BinaryIO) -> np.ndarray:
     from faster_whisper import audio as faster_whisper_audio
     from faster_whisper import decode_audio
 
     faster_whisper_audio.gc = _YoungGenerationGc  # type: ignore[assignment]
+    return np.asarray(decode_audio(source, sampling_rate=SAMPLE_RATE), dtype=np.float32)
 
+
+def decode_16k(source: str | BinaryIO, max_seconds: float | None = None) -> np.ndarray:
+    """16 kHz mono float32 samples of a file path or file object; ValueError with a reason a person can act on.
+
+    ``max_seconds``: refuse longer audio with :class:`AudioTooLong` without decoding more than that
+    (what a server must do with uploads); None decodes everything.
+    """
     try:
-        audio = decode_audio(source, sampling_rate=SAMPLE_RATE)
+        audio = _decode_whole(source) if max_seconds is None else _decode_bounded(source, max_seconds)
+    except AudioTooLong:
+        raise
     except PermissionError:
         raise ValueError("permission denied") from None
     except Exception as err:  # PyAV raises its own error types for every kind of bad input
-        reason = re.sub(r"^\[Errno -?\d+\] ", "", str(err)).split(": '", 1)[0] or type(err).__name__
-        raise ValueError(f"not an audio file PyAV can decode ({reason})") from None
+        raise ValueError(f"not an audio file PyAV can decode ({_reason(err)})") from None
     if audio.size == 0:
         raise ValueError("no audio samples in the file")
-    return np.asarray(audio, dtype=np.float32)
+    return audio
+
+
+def _reason(err: Exception) -> str:
+    return re.sub(r"^\[Errno -?\d+\] ", "", str(err)).split(": '", 1)[0] or type(err).__name__
 
 
 def word_json(word: Any, duration: float) -> dict[str, Any]:

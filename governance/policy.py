@@ -51,6 +51,7 @@ Purpose = Literal[
     "retention",
     "key-rotation",
     "promotion",  # moving the serving bundle's aliases by hand (promote --bundle, rollback): no zone access
+    "transcription",  # raw (unredacted) transcripts from the serving runtime's /v1/transcribe: no zone access
 ]
 PURPOSES: tuple[str, ...] = get_args(Purpose)
 

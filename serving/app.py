@@ -3,7 +3,7 @@
 Example (``voiceloop serve`` prints where the API key is)::
 
     curl -s -H "X-API-Key: $KEY" --data-binary @turn.wav http://127.0.0.1:8080/v1/transcribe
-    {"bundle": "3", "text": "I lost my card.", "words": [{"word": "I", "start": 0.0, "end": 0.18}, ...], ...}
+    {"bundle": "3", "text": "my card is <CREDIT_CARD>", "words": [{"word": "my", "start": 0.0, ...}, ...], ...}
     curl -s -H "X-API-Key: $KEY" -H "Content-Type: application/json" -d '{"text": "I lost my card"}' \\
          http://127.0.0.1:8080/v1/understand
     {"bundle": "3", "intent": "lost_or_stolen_card", "confidence": 0.93}
@@ -11,9 +11,11 @@ Example (``voiceloop serve`` prints where the API key is)::
     {"bundle": "3", "transcript": "my card number is <CREDIT_CARD>", "pii_types": ["CREDIT_CARD"], ...}
 
 Audio goes in the request body as a file (WAV, FLAC, OGG, MP3: anything PyAV decodes). Every
-``/v1`` route needs the ``X-API-Key`` header; ``/healthz`` and ``/metrics`` do not (probes and
-scrapers), and hold no call content. Nothing a caller says is logged: not the audio, not the
-text, not the intent.
+``/v1`` route needs the ``X-API-Key`` header, checked before the body is read (serving/guard.py);
+``/healthz`` and ``/metrics`` do not (probes and scrapers), and hold no call content. A key has a
+name and a role: transcripts come back redacted unless the role holds ``transcription``, and
+requests are audited per key in batches (serving/request_audit.py). Nothing a caller says is
+logged: not the audio, not the text, not the intent, and no error path echoes or logs a body.
 
 Each request is answered by the bundle that was the champion when it arrived
 (serving/follower.py), so a promotion or rollback never drops or mixes a request. In shadow mode
@@ -25,16 +27,25 @@ bodies in ``serving/schemas.py`` and what they serve with in ``serving/state.py`
 
 from __future__ import annotations
 
+import copy
+import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
+import uvicorn
 from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 
-from serving.api_keys import HEADER
+from serving.api_keys import HEADER, ApiKey
+from serving.guard import TEXT_BODY_BYTES, Guard
 from serving.routes import inference, operations
 from serving.state import Runtime
 
 ROUTES = ("/v1/transcribe", "/v1/understand", "/v1/process", "/healthz", "/metrics")
+access_log = logging.getLogger("voiceloop.serving.access")
+log = logging.getLogger("voiceloop.serving")
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -45,15 +56,54 @@ def create_app(runtime: Runtime) -> FastAPI:
     app.state.runtime = runtime
     metrics = runtime.metrics
 
+    def cap(path: str) -> int:
+        return TEXT_BODY_BYTES if path == "/v1/understand" else runtime.max_upload_bytes
+
+    def seen(key: ApiKey, path: str) -> None:
+        if runtime.requests is not None:
+            endpoint = path.removeprefix("/v1/")
+            purpose = "transcription" if endpoint == "transcribe" and runtime.raw_for(key) else "evaluation"
+            runtime.requests.record(key.name, key.role, purpose, endpoint)
+
+    # added first, so it runs inside `measure`: its refusals are counted too
+    app.add_middleware(Guard, keys=lambda: runtime.keys, cap=cap, seen=seen)
+
     @app.middleware("http")
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """Count and time every request, log method, path and status (never the query string or a body),
+        and answer any unexpected error with a 500 that names nothing of the request."""
         route = request.url.path if request.url.path in ROUTES else "other"
         started = time.perf_counter()
-        response = await call_next(request)
+        try:
+            response = await call_next(request)
+        except Exception as error:  # its message or traceback could hold what the caller sent
+            log.error("%s %s failed: %s", request.method, route, type(error).__name__)
+            response = JSONResponse({"detail": "internal error; the request was not logged"}, status_code=500)
         metrics.latency.labels(route).observe(time.perf_counter() - started)
         metrics.requests.labels(route, str(response.status_code)).inc()
+        access_log.info("%s %s %d", request.method, route, response.status_code)
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
+        """422 naming what is wrong and where, never echoing the input back."""
+        return JSONResponse({"detail": [_without_input(e) for e in error.errors()]}, status_code=422)
 
     app.include_router(inference.router)
     app.include_router(operations.router)
     return app
+
+
+def _without_input(error: Any) -> dict[str, Any]:
+    return {"loc": list(error.get("loc", ())), "msg": str(error.get("msg", "")), "type": error.get("type", "")}
+
+
+def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
+    """How uvicorn runs the app: its own access log is off (it prints query strings, where a key may be
+    sent by mistake); ``measure`` logs method, route and status instead, through uvicorn's console handler."""
+    logging_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
+    logging_config["loggers"]["voiceloop.serving"] = {"handlers": ["default"], "level": "INFO"}
+    config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, log_config=logging_config)
+    # off for good: a later logging setup (Prefect's configures "uvicorn") would give it handlers again
+    logging.getLogger("uvicorn.access").disabled = True
+    return config

@@ -19,6 +19,13 @@ class ServingMetrics:
                             registry=self.registry)
         self.reloads = Counter("voiceloop_bundle_reloads", "bundle swaps after an alias moved, by outcome",
                                ["alias", "outcome"], registry=self.registry)
+        self.follower_errors = Counter("voiceloop_follower_errors", "failures of the alias follower, by alias and "
+                                       "stage (locate, load, report: the swap's audit entry)", ["alias", "stage"],
+                                       registry=self.registry)
+        self.follower_healthy = Gauge("voiceloop_follower_healthy", "1 while the alias is followed with nothing "
+                                      "failing, 0 until a poll succeeds again", ["alias"], registry=self.registry)
+        self.request_audit_failures = Counter("voiceloop_request_audit_failures", "request audit batches that "
+                                              "could not be written (kept and retried)", registry=self.registry)
         self.shadow = Counter("voiceloop_shadow_comparisons", "challenger runs on champion traffic, by endpoint "
                               "and whether the intents agreed", ["endpoint", "intent_agrees"], registry=self.registry)
         self.shadow_word_edits = Histogram("voiceloop_shadow_transcript_word_edits", "word edits between the "

@@ -36,7 +36,8 @@ class ShadowRecorder:
         if "intent" in champion:
             row["intent_agrees"] = champion["intent"] == challenger["intent"]
             row["champion_intent"], row["challenger_intent"] = champion["intent"], challenger["intent"]
-            row["confidence_change"] = round(challenger["confidence"] - champion["confidence"], 4)
+            both = (champion["confidence"], challenger["confidence"])  # None: no speech, no intent
+            row["confidence_change"] = round(both[1] - both[0], 4) if None not in both else None
             self.metrics.shadow.labels(endpoint, str(row["intent_agrees"]).lower()).inc()
         else:
             self.metrics.shadow.labels(endpoint, "n/a").inc()

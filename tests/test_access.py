@@ -53,12 +53,14 @@ RIGHTS: dict[str, set[str]] = {
     "retention": {"raw.delete", "redacted.delete", "quarantine.delete"},
     "key-rotation": {"raw.write", "quarantine.write"},
     "promotion": set(),
+    "transcription": set(),
 }
 ROLES: dict[str, set[str]] = {
     "pipeline": {"ingest", "redaction", "validation", "training", "evaluation", "withdrawal"},
     "ml-engineer": {"validation", "training", "evaluation", "qa-review"},
     "compliance-officer": {"audit", "erasure", "withdrawal", "retention", "qa-review"},
     "serving": {"evaluation"},
+    "voice-bot": {"evaluation", "transcription"},
     "admin": set(PURPOSES),
 }
 CALL, CALLER = "call-secret-1", "caller-555-0134"

@@ -23,8 +23,18 @@ if TYPE_CHECKING:
     from training.registry import BundleVersion, Registry
 
 
+NO_SPEECH_DBFS = -60.0  # quieter audio holds no speech (validation.min_speech_dbfs, its default, for calls)
+
+
 class NoIntentModel(LookupError):
     """Nothing to understand text with: no champion bundle yet."""
+
+
+def has_speech(audio: np.ndarray) -> bool:
+    """Whether there is anything to transcribe: Whisper writes words (often "Thank you.") on silence."""
+    from core.audio import rms_dbfs
+
+    return audio.size > 0 and rms_dbfs(audio) >= NO_SPEECH_DBFS
 
 
 @dataclass
@@ -38,12 +48,17 @@ class ServedBundle:
     loaded_at: float = field(default_factory=time.time)
 
     def transcribe(self, audio: np.ndarray) -> tuple[str, list[Word]]:
-        """Text and timed words of one 16 kHz utterance, as the gate scored this model (short windows)."""
+        """Text and timed words of one 16 kHz utterance, as the gate scored this model (short windows);
+        nothing for audio without speech (:func:`has_speech`)."""
+        if not has_speech(audio):
+            return "", []
         [(text, words)] = self.asr.transcribe_words_batch([audio], batch_size=1)
         return text, words
 
     def hear(self, audio: np.ndarray) -> str:
         """The text alone (no word times: the serving path does not need them, and they cost an extra pass)."""
+        if not has_speech(audio):
+            return ""
         [text] = self.asr.transcribe_batch([audio], batch_size=1)
         return text
 
@@ -60,16 +75,21 @@ def process(bundle: ServedBundle, redact: Callable[[str], Any], audio: np.ndarra
     """The serving path a voice bot calls at the end of an utterance: transcribe, redact, understand.
 
     The intent is read from the redacted transcript. ``text`` (unredacted) is for comparisons in
-    memory only (shadow mode); the API leaves it out of every response.
+    memory only (shadow mode); the API leaves it out of every response. Audio without speech gets
+    no intent (``speech`` false) instead of whatever the model makes of an empty text.
     """
     from core.audio import SAMPLE_RATE
 
+    duration = round(audio.size / SAMPLE_RATE, 3)
     text = bundle.hear(audio)
+    if not text.strip():
+        return {"bundle": bundle.version, "transcript": "", "pii_types": [], "intent": None, "confidence": None,
+                "duration_s": duration, "speech": False, "text": ""}
     redaction = redact(text)
     intent, confidence = bundle.understand(redaction.redacted)
     return {"bundle": bundle.version, "transcript": redaction.redacted,
             "pii_types": sorted({e.type for e in redaction.entities}), "intent": intent,
-            "confidence": round(confidence, 4), "duration_s": round(audio.size / SAMPLE_RATE, 3), "text": text}
+            "confidence": round(confidence, 4), "duration_s": duration, "speech": True, "text": text}
 
 
 def process_seconds(bundle: ServedBundle, redact: Callable[[str], Any], audios: Sequence[np.ndarray]) -> list[float]:

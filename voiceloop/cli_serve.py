@@ -4,7 +4,7 @@ Examples::
 
     voiceloop serve                              # 127.0.0.1:8080, follows the champion alias
     voiceloop serve --port 9000 --shadow         # also run the challenger on the same traffic
-    VOICELOOP_API_KEYS=k1,k2 voiceloop serve     # keys from the environment instead of the key file
+    VOICELOOP_API_KEYS="bot voice-bot k1,qa serving k2" voiceloop serve   # keys from the environment
 
 Register with :func:`register` (``voiceloop/cli.py``).
 """
@@ -37,19 +37,23 @@ def serve(
     The bundle the registry's champion alias points at is loaded (its ASR and intent models) and
     swapped for the next one when the alias moves (a promotion, a rollback), without dropping a
     request. Every /v1 route needs an API key in the X-API-Key header: from VOICELOOP_API_KEYS, or
-    the key file (serving.api_keys_file; created with one key on first start).
+    the key file (serving.api_keys_file; created with one key on first start), one "NAME ROLE KEY"
+    per line. /v1/transcribe answers with PII replaced unless the key's role holds the transcription
+    purpose (role voice-bot in the shipped policy). Requests are audited per key in batches.
     """
     import uvicorn
 
+    from governance.identity import resolve_role
     from serving.api_keys import api_keys_path, load_api_keys
-    from serving.app import create_app
-    from serving.runtime import build_runtime, start_following, stop_following
+    from serving.app import create_app, server_config
+    from serving.runtime import PURPOSE, build_runtime, resolve_keys, start_following, stop_following
 
     settings = _settings(params)
     host, port = host or settings.serving.host, port or settings.serving.port
-    try:
+    try:  # checked before the slow part: loading the bundle
         keys, source = load_api_keys(api_keys_path(settings.keys_dir, settings.serving.api_keys_file))
-    except ValueError as error:  # checked before the slow part: loading the bundle
+        resolve_keys(settings, keys, resolve_role(settings, PURPOSE, as_role, settings.serving.role))
+    except ValueError as error:
         fail(str(error))
     console.print("loading the champion bundle ...")
     runtime = build_runtime(settings, shadow, keys, as_role)
@@ -59,6 +63,6 @@ def serve(
                   f"API keys: {source}" + ("  shadow: challenger" if runtime.shadow else ""))
     start_following(runtime, reload_every or settings.serving.reload_poll_s)
     try:
-        uvicorn.run(create_app(runtime), host=host, port=port, log_level="info")
+        uvicorn.Server(server_config(create_app(runtime), host, port)).run()
     finally:
         stop_following(runtime)

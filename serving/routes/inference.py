@@ -2,6 +2,8 @@
 
 Each request is answered by the bundle that was the champion when it arrived; in shadow mode the
 challenger answers the same input after the response is sent, and only the comparison is kept.
+``/v1/transcribe`` returns what was said with PII replaced, text and words alike, unless the key's
+role holds the ``transcription`` purpose (docs/serving.md, "API keys").
 """
 
 from __future__ import annotations
@@ -10,15 +12,16 @@ import io
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import numpy as np
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
 
-from core.audio import SAMPLE_RATE, decode_16k, word_json
+from core.audio import SAMPLE_RATE, AudioTooLong, decode_16k, word_json
 from serving.schemas import ProcessOut, TranscribeOut, UnderstandIn, UnderstandOut
-from serving.state import Runtime, RuntimeDep, api_key
+from serving.state import KeyDep, Runtime, RuntimeDep, api_key
 from training.bundle import NoIntentModel, ServedBundle
 from training.bundle import process as process_audio
 
@@ -32,35 +35,45 @@ router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Depends(api_k
 
 
 async def audio_of(request: Request, runtime: RuntimeDep) -> np.ndarray:
-    """The uploaded audio at 16 kHz, or the 4xx that says what is wrong with the upload."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > runtime.max_upload_bytes:
-        raise HTTPException(413, f"upload of {int(declared)} bytes is over serving.max_upload_mb")
+    """The uploaded audio at 16 kHz, or the 4xx that says what is wrong with the upload.
+
+    The body is at most ``serving.max_upload_mb`` (serving/guard.py); its duration is checked from the
+    file's header and while decoding, so a small file holding hours of audio is refused at once.
+    """
     body = await request.body()
     if not body:
         raise HTTPException(400, "empty upload: send the audio file itself as the request body")
-    if len(body) > runtime.max_upload_bytes:
-        raise HTTPException(413, f"upload of {len(body)} bytes is over serving.max_upload_mb")
     try:
-        audio = await run_in_threadpool(decode_16k, io.BytesIO(body))
+        return await run_in_threadpool(decode_16k, io.BytesIO(body), runtime.max_audio_s)
+    except AudioTooLong as error:
+        raise HTTPException(413, f"{error} (serving.max_audio_s); send one utterance at a time") from None
     except ValueError as error:
         status = 422 if "no audio samples" in str(error) else 415
         raise HTTPException(status, f"{error}: send a WAV, FLAC, OGG or MP3 file as the request body") from None
-    seconds = audio.size / SAMPLE_RATE
-    if seconds > runtime.max_audio_s:
-        raise HTTPException(413, f"audio lasts {seconds:.1f} s, over serving.max_audio_s={runtime.max_audio_s:g}; "
-                                 "send one utterance at a time")
-    return audio
 
 
 AudioDep = Annotated[np.ndarray, Depends(audio_of)]
 
 
-def transcribe(_runtime: Runtime, bundle: ServedBundle, audio: np.ndarray) -> dict[str, Any]:
-    text, words = bundle.transcribe(audio)
-    duration = audio.size / SAMPLE_RATE
-    return {"bundle": bundle.version, "text": text, "words": [word_json(w, duration) for w in words],
-            "duration_s": round(duration, 3)}
+@dataclass(frozen=True)
+class Heard:
+    """A /v1/transcribe request's audio, and whether its key may have the raw transcript."""
+
+    audio: np.ndarray
+    raw: bool
+
+
+def transcribe(runtime: Runtime, bundle: ServedBundle, heard: Heard) -> dict[str, Any]:
+    text, words = bundle.transcribe(heard.audio)
+    duration = heard.audio.size / SAMPLE_RATE
+    timed = [word_json(w, duration) for w in words]
+    if not heard.raw and text.strip():
+        from serving.redacted_words import redacted_words
+
+        redaction = runtime.redact(text)
+        text, timed = redaction.redacted, redacted_words(text, words, redaction.entities, duration)
+    return {"bundle": bundle.version, "text": text, "words": timed, "duration_s": round(duration, 3),
+            "speech": bool(text.strip()), "redacted": not heard.raw}
 
 
 def understand(_runtime: Runtime, bundle: ServedBundle, text: str) -> dict[str, Any]:
@@ -97,10 +110,11 @@ def shadow(runtime: Runtime, endpoint: str, work: Work, given: Any, champion_res
 
 
 @router.post("/transcribe", response_model=TranscribeOut, openapi_extra=AUDIO_BODY,
-             summary="audio -> text and word timings")
-async def transcribe_route(background: BackgroundTasks, audio: AudioDep,
-                           runtime: RuntimeDep) -> dict[str, Any]:
-    return await run_in_threadpool(answer, runtime, "transcribe", transcribe, audio, background)
+             summary="audio -> text and word timings, PII replaced unless the key's role may have raw transcripts")
+async def transcribe_route(background: BackgroundTasks, audio: AudioDep, runtime: RuntimeDep,
+                           key: KeyDep) -> dict[str, Any]:
+    heard = Heard(audio, runtime.raw_for(key))
+    return await run_in_threadpool(answer, runtime, "transcribe", transcribe, heard, background)
 
 
 @router.post("/understand", response_model=UnderstandOut, summary="text -> intent and confidence")

@@ -14,9 +14,11 @@ router = APIRouter(tags=["operations"])
 def healthz(runtime: RuntimeDep) -> Health:
     bundle = runtime.champion.current
     challenger = runtime.challenger.current if runtime.challenger else None
-    return Health(status="ok", champion=bundle.version, asr_model=bundle.asr_model,
-                  intent_model=bundle.intent is not None, loaded_at=bundle.loaded_at,
+    followers = [runtime.champion, *([runtime.challenger] if runtime.challenger else [])]
+    return Health(status="ok" if all(f.healthy for f in followers) else "degraded", champion=bundle.version,
+                  asr_model=bundle.asr_model, intent_model=bundle.intent is not None, loaded_at=bundle.loaded_at,
                   last_reload_error=runtime.champion.last_error,
+                  challenger_error=runtime.challenger.last_error if runtime.challenger else None,
                   shadow_challenger=challenger.version if challenger and runtime.shadow else None)
 
 
