@@ -358,6 +358,11 @@ def test_keys_need_a_role_fit_to_serve_and_an_empty_key_list_fails_at_start(proj
     assert bare.role == "serving" and "k'" not in repr(bare)
     refused = cli("serve", "--params", str(project.params), env={"VOICELOOP_API_KEYS": " , "})
     assert refused.exit_code != 0 and "holds no API key" in refused.output
+    for command in ("serve", "history"):  # the server's own role, and any reader: resolved and audited alike
+        unknown = cli(command, "--as", "intern", "--params", str(project.params))
+        assert unknown.exit_code == 2 and "intern" in unknown.output
+    refusals = [e for e in open_audit(settings).entries(action="role.refused") if e.role == "intern"]
+    assert sorted(e.detail["command"] for e in refusals) == ["history", "serve"]
 
 
 def test_a_failed_swap_audit_or_load_stops_nothing_and_clears_once_healthy(server: Server, project: TrainedProject,

@@ -44,19 +44,20 @@ _ROLE_COLUMN = 64  # the audit log's role column: a refused role is recorded cut
 
 
 def acting_role(settings: Settings, as_role: str | None, purpose: str | None, audit_action: str = ROLE_REFUSED,
-                command: str | None = None) -> str:
-    """The acting role (:func:`governance.identity.resolve_role`), or exit 2 when it is unknown or may not
-    act for ``purpose`` (None: any role the policy defines). Every refusal is written to the audit log
-    first (outcome ``denied``, action ``audit_action``, the reason and ``command`` in its detail).
+                command: str | None = None, configured: str | None = None) -> str:
+    """The acting role (:func:`governance.identity.resolve_role`; ``configured``: the role this command takes
+    when none is asked for, default ``identity.role``), or exit 2 when it is unknown or may not act for
+    ``purpose`` (None: any role the policy defines). Every refusal is written to the audit log first
+    (outcome ``denied``, action ``audit_action``, the reason and ``command`` in its detail).
     """
     from governance.identity import requested_role, resolve_role
     from governance.policy import PolicyError
 
     try:
-        return resolve_role(settings, purpose, as_role)
+        return resolve_role(settings, purpose, as_role, configured)
     except PolicyError as error:
         detail = {"reason": str(error), **({"command": command} if command else {})}
-        _audit_refusal(settings, requested_role(settings, as_role), purpose or "", audit_action, detail)
+        _audit_refusal(settings, requested_role(settings, as_role, configured), purpose or "", audit_action, detail)
         fail(str(error), 2)
 
 

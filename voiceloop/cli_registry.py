@@ -120,11 +120,12 @@ def _evidence(move: AliasMove) -> str:
 
 
 @commands.command("history")
-def history(json_out: JsonOption = False, params: ParamsOption = None) -> None:
+def history(json_out: JsonOption = False, params: ParamsOption = None, as_role: RoleOption = None) -> None:
     """Every decision about the champion, oldest first: gate verdicts, manual promotions, rollbacks."""
     from training.registry import Registry
 
     settings = _settings(params)
+    acting_role(settings, as_role, None, command="history")  # any role the policy defines; refusals audited
     moves = Registry(settings).moves()
     if json_out:
         print_json([asdict(m) for m in moves])

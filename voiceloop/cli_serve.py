@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from voiceloop.cli_common import ParamsOption, RoleOption, console, fail
+from voiceloop.cli_common import ParamsOption, RoleOption, acting_role, console, fail
 from voiceloop.cli_common import load as _settings
 
 commands = typer.Typer()
@@ -43,20 +43,20 @@ def serve(
     """
     import uvicorn
 
-    from governance.identity import resolve_role
     from serving.api_keys import api_keys_path, load_api_keys
     from serving.app import create_app, server_config
     from serving.runtime import PURPOSE, build_runtime, resolve_keys, start_following, stop_following
 
     settings = _settings(params)
     host, port = host or settings.serving.host, port or settings.serving.port
+    role = acting_role(settings, as_role, PURPOSE, command="serve", configured=settings.serving.role)
     try:  # checked before the slow part: loading the bundle
         keys, source = load_api_keys(api_keys_path(settings.keys_dir, settings.serving.api_keys_file))
-        resolve_keys(settings, keys, resolve_role(settings, PURPOSE, as_role, settings.serving.role))
+        resolve_keys(settings, keys, role)
     except ValueError as error:
         fail(str(error))
     console.print("loading the champion bundle ...")
-    runtime = build_runtime(settings, shadow, keys, as_role)
+    runtime = build_runtime(settings, shadow, keys, role)
     bundle = runtime.champion.current
     console.print(f"serving bundle {'v' + bundle.version if bundle.version else '(none yet: base ASR only)'} "
                   f"(ASR {bundle.asr_model}) on http://{host}:{port}  docs: http://{host}:{port}/docs  "
