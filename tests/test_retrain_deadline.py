@@ -43,7 +43,7 @@ def test_status_and_the_report_show_the_deadline_then_overdue(erased: TrainedPro
     _set_retention(erased, retrain_deadline_days=0)
     assert _json("status", project=erased)["retrain_required"]["status"] == "OVERDUE"
     out = erased.settings.root / "report.html"
-    result = cli("audit", "report", "--out", str(out), "--params", str(erased.params))
+    result = cli("audit", "report", "--out", str(out), "--as", "compliance-officer", "--params", str(erased.params))
     assert result.exit_code == 0 and "OVERDUE" in result.output, result.output
     section = out.read_text().split('id="stale-champion"')[1]
     assert "v1" in section and "OVERDUE" in section
