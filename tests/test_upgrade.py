@@ -117,10 +117,12 @@ def test_todays_server_serves_the_old_champion(old_project: OldProject) -> None:
     from fastapi.testclient import TestClient
 
     from core.settings import load_settings
+    from serving.api_keys import parse_key
     from serving.app import create_app
     from serving.runtime import build_runtime
 
-    runtime = build_runtime(load_settings(old_project.params), keys=frozenset({"upgrade-key"}))
+    old_format = parse_key("upgrade-key", "a key file line from before names and roles")  # the key alone
+    runtime = build_runtime(load_settings(old_project.params), keys=(old_format,))
     with TestClient(create_app(runtime), headers={"X-API-Key": "upgrade-key"}) as client:
         meaning = client.post("/v1/understand", json={"text": "my card has not arrived yet"})
     assert meaning.status_code == 200, meaning.text
