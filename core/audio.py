@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import io
+import itertools
 import math
 import re
 from dataclasses import dataclass
@@ -133,7 +134,7 @@ def _decode_bounded(source: str | BinaryIO, max_seconds: float) -> np.ndarray:
             raise AudioTooLong(declared, max_seconds, declared=True)
         resampler = av.audio.resampler.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         frames: Any = container.decode(stream)
-        for frame in [*_frames(frames), None]:  # None flushes the resampler
+        for frame in itertools.chain(_frames(frames), [None]):  # lazily, frame by frame; None flushes
             for out in resampler.resample(frame):
                 samples = out.to_ndarray().reshape(-1)
                 total += samples.size
