@@ -25,16 +25,32 @@ test: setup
 setup: system-packages $(VENV)/.installed
 
 # espeak-ng and sox synthesise and degrade the demo speech; PostgreSQL serves the tests of the
-# PostgreSQL audit path (started by the tests on 127.0.0.1). Installed only when missing.
+# PostgreSQL audit path (started by the tests on 127.0.0.1); Alertmanager, the Pushgateway and promtool
+# (prometheus) serve monitoring's alerts and metrics, run by voiceloop on 127.0.0.1 only: a policy-rc.d
+# keeps Debian from starting its own services (listening on every interface) during the install.
+# Installed only when missing.
 system-packages:
 	@missing=""; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
 	command -v sox >/dev/null || missing="$$missing sox libsox-fmt-all"; \
 	{ command -v pg_ctl >/dev/null || ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; } || missing="$$missing postgresql"; \
+	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
+	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
+	command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	  printf '#!/bin/sh\nexit 101\n' | $$SUDO tee /usr/sbin/policy-rc.d.voiceloop >/dev/null; \
+	  $$SUDO chmod +x /usr/sbin/policy-rc.d.voiceloop; \
+	  [ -e /usr/sbin/policy-rc.d ] || $$SUDO ln -s /usr/sbin/policy-rc.d.voiceloop /usr/sbin/policy-rc.d; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; \
+	  status=$$?; \
+	  [ "$$(readlink /usr/sbin/policy-rc.d)" = /usr/sbin/policy-rc.d.voiceloop ] && $$SUDO rm -f /usr/sbin/policy-rc.d; \
+	  $$SUDO rm -f /usr/sbin/policy-rc.d.voiceloop; \
+	  if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then \
+	    $$SUDO systemctl disable --now prometheus prometheus-alertmanager prometheus-pushgateway 2>/dev/null; \
+	  fi; \
+	  exit $$status; \
 	fi
 
 # The constraints file pins every transitive version that resolved together (see STACK notes in README).
