@@ -89,6 +89,22 @@ def window_features(mel: np.ndarray, frames: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
+class Heard:
+    """A transcript with the recogniser's own confidence in it: what label-free WER estimates read.
+
+    ``avg_logprob``: the mean log-probability of the decoded tokens (<= 0; 0.0 when nothing was
+    decoded); ``no_speech_prob``: Whisper's probability that the window held no speech.
+    """
+
+    text: str
+    avg_logprob: float
+    no_speech_prob: float
+
+
+_NOTHING_HEARD = Heard("", 0.0, 1.0)  # no audio to speak of: certainly no speech
+
+
+@dataclass(frozen=True)
 class Word:
     """One recognised word with its time in seconds from the start of the audio given."""
 
@@ -193,6 +209,10 @@ class AsrEngine:
 
     def transcribe_arrays(self, audios: Sequence[np.ndarray]) -> list[str]:
         """Transcribe float32 mono arrays sampled at 16 kHz, one text per array."""
+        return [heard.text for heard in self.transcribe_scored(audios)]
+
+    def transcribe_scored(self, audios: Sequence[np.ndarray]) -> list[Heard]:
+        """:meth:`transcribe_arrays` with the recogniser's confidence in each text (same decoding, same texts)."""
         return [self._one(np.asarray(audio, dtype=np.float32).reshape(-1)) for audio in audios]
 
     def transcribe_words(self, audio: np.ndarray) -> list[Word]:
@@ -260,7 +280,17 @@ class AsrEngine:
         sequential: the simulator and audio redaction depend on its exact output.
         ``progress(done, total)`` is called as utterances finish. Empty or < 10 ms audio gives "".
         """
-        return [text for text, _words in self._batch(audios, batch_size, window_s, progress, words=False)]
+        return [heard.text for heard in self.transcribe_scored_batch(audios, batch_size, window_s, progress)]
+
+    def transcribe_scored_batch(
+        self,
+        audios: Sequence[np.ndarray],
+        batch_size: int = 8,
+        window_s: float | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> list[Heard]:
+        """:meth:`transcribe_batch` with the recogniser's confidence in each text (the monitor's ASR signal)."""
+        return [heard for heard, _words in self._batch(audios, batch_size, window_s, progress, words=False)]
 
     def transcribe_words_batch(
         self,
@@ -276,7 +306,7 @@ class AsrEngine:
         decoder pass and no second encoding. Audio over 30 s gets its words from
         :meth:`transcribe_words`.
         """
-        return self._batch(audios, batch_size, window_s, progress, words=True)
+        return [(heard.text, words) for heard, words in self._batch(audios, batch_size, window_s, progress, words=True)]
 
     def align_words_batch(
         self,
@@ -312,10 +342,10 @@ class AsrEngine:
         progress: ProgressCallback | None,
         *,
         words: bool,
-    ) -> list[tuple[str, list[Word]]]:
+    ) -> list[tuple[Heard, list[Word]]]:
         arrays = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in audios]
         return self._in_windows(
-            arrays, batch_size, window_s, progress, lambda: ("", []),
+            arrays, batch_size, window_s, progress, lambda: (_NOTHING_HEARD, []),
             lambda chunk, frames: self._decode_window([arrays[i] for i in chunk], frames, words),
             lambda index: (self._one(arrays[index]), self.transcribe_words(arrays[index]) if words else []),
         )  # fmt: skip
@@ -372,7 +402,7 @@ class AsrEngine:
                 progress(done, total)
         return out
 
-    def _decode_window(self, audios: list[np.ndarray], frames: int, words: bool) -> list[tuple[str, list[Word]]]:
+    def _decode_window(self, audios: list[np.ndarray], frames: int, words: bool) -> list[tuple[Heard, list[Word]]]:
         """One batch of utterances that all fit in ``frames`` mel frames: encode once, decode greedily."""
         import ctranslate2
 
@@ -386,6 +416,7 @@ class AsrEngine:
         caps = [self._new_tokens(audio, len(prompt)) for audio in audios]
         results = self._generate(encoded, prompt, max(caps), suppress, len(audios))
         texts: list[str] = []
+        heard: list[Heard] = []
         token_lists: list[list[int]] = []
         for position, (result, cap) in enumerate(zip(results, caps, strict=True)):
             tokens = list(result.sequences_ids[0])
@@ -402,9 +433,10 @@ class AsrEngine:
             tokens = [t for t in tokens if t < tokenizer.eot]
             texts.append(tokenizer.decode(tokens).strip())
             token_lists.append(tokens if texts[-1] else [])
+            heard.append(Heard(texts[-1], float(average) if texts[-1] else 0.0, float(result.no_speech_prob)))
         if not words:
-            return [(text, []) for text in texts]
-        return list(zip(texts, self._timed_words(token_lists, encoded, content), strict=True))
+            return [(one, []) for one in heard]
+        return list(zip(heard, self._timed_words(token_lists, encoded, content), strict=True))
 
     def _align_window(self, audios: list[np.ndarray], rows: list[list[int]], frames: int) -> list[list[Word]]:
         """One batch of known token rows force-aligned to their audio, all fitting ``frames`` mel frames."""
@@ -491,8 +523,15 @@ class AsrEngine:
             "max_new_tokens": cap,
         }
 
-    def _one(self, audio: np.ndarray) -> str:
+    def _one(self, audio: np.ndarray) -> Heard:
         if audio.size < _MIN_SAMPLES:
-            return ""
-        segments, _info = self._model.transcribe(audio, **self._greedy(audio))
-        return " ".join(segment.text.strip() for segment in segments).strip()
+            return _NOTHING_HEARD
+        segments = list(self._model.transcribe(audio, **self._greedy(audio))[0])
+        text = " ".join(segment.text.strip() for segment in segments).strip()
+        if not segments:
+            return Heard(text, 0.0, 1.0)
+        # over 30 s: several windows, weighted by their tokens (log-probability) and equally (no speech)
+        weights = [max(len(segment.tokens), 1) for segment in segments]
+        logprob = sum(s.avg_logprob * w for s, w in zip(segments, weights, strict=True)) / sum(weights)
+        no_speech = sum(s.no_speech_prob for s in segments) / len(segments)
+        return Heard(text, float(logprob) if text else 0.0, float(no_speech))

@@ -3,8 +3,10 @@
 Everything is float32 mono at 16 kHz until the channel: ``clean16k`` stays 16 kHz 16-bit PCM;
 ``telephone8k`` goes through what a phone call does to a voice (8 kHz, the 300-3400 Hz band,
 line noise at a chosen SNR, a G.711 mu-law round trip) and is stored as 8 kHz 16-bit PCM, which
-soundfile reads. sox does the signal processing; the noise comes from a seeded numpy generator so
-the same plan always gives the same bytes.
+soundfile reads. ``gsm-noisy8k`` is the same line through a mobile network's GSM full-rate codec
+(13 kbit/s, far lossier than mu-law), meant for heavy noise: the channel a production drift adds.
+sox does the signal processing; the noise comes from a seeded numpy generator so the same plan
+always gives the same bytes.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ import soundfile as sf
 
 from core.audio import SAMPLE_RATE, TELEPHONE_RATE, resample
 
-Channel = Literal["clean16k", "telephone8k"]  # what a call travelled over: see telephone()
+Channel = Literal["clean16k", "telephone8k", "gsm-noisy8k"]  # what a call travelled over: see telephone()
+Codec = Literal["mu-law", "gsm-full-rate"]  # sox's encoding names
+CODECS: dict[Channel, Codec] = {"telephone8k": "mu-law", "gsm-noisy8k": "gsm-full-rate"}  # the 8 kHz channels
 
 TARGET_RMS = 0.08  # about -22 dBFS: every turn is levelled to this before mixing
 PEAK = 0.89
@@ -94,15 +98,20 @@ def fsdd_digits(paths: list[Path], gaps_s: list[float]) -> np.ndarray:
 
 
 def telephone(
-    audio: np.ndarray, speech: list[tuple[int, int]], snr_db: float, seed: int, workdir: Path
+    audio: np.ndarray,
+    speech: list[tuple[int, int]],
+    snr_db: float,
+    seed: int,
+    workdir: Path,
+    codec: Codec = "mu-law",
 ) -> np.ndarray:
-    """16 kHz clean -> 8 kHz telephone: band-pass, white line noise at ``snr_db``, mu-law round trip.
+    """16 kHz clean -> 8 kHz telephone: band-pass, white line noise at ``snr_db``, a ``codec`` round trip.
 
     ``speech`` holds (start, end) sample ranges at 16 kHz; the SNR is measured over them only,
-    so pauses do not dilute the speech power.
+    so pauses do not dilute the speech power. The result has exactly half the input's samples.
     """
     sox = _tool("sox")
-    src, band, noisy, mulaw, out = (workdir / f"{n}.wav" for n in ("src", "band", "noisy", "mulaw", "out"))
+    src, band, noisy, coded, out = (workdir / f"{n}.wav" for n in ("src", "band", "noisy", "coded", "out"))
     sf.write(src, audio, SAMPLE_RATE, subtype="FLOAT")
     _run([sox, "-V1", "-R", "-D", str(src), str(band), "sinc", "300-3400", "rate", "-v", str(TELEPHONE_RATE)])
     line, _ = sf.read(band, dtype="float32", always_2d=False)
@@ -112,9 +121,12 @@ def telephone(
     mixed = line + noise.astype(np.float32)
     mixed *= min(1.0, PEAK / max(float(np.abs(mixed).max()), 1e-9))
     sf.write(noisy, mixed, TELEPHONE_RATE, subtype="FLOAT")
-    _run([sox, "-V1", "-R", "-D", str(noisy), "-e", "mu-law", "-b", "8", str(mulaw)])
-    _run([sox, "-V1", "-R", "-D", str(mulaw), "-e", "signed-integer", "-b", "16", str(out)])
+    bits = ["-b", "8"] if codec == "mu-law" else []  # GSM has no sample size to choose
+    _run([sox, "-V1", "-R", "-D", str(noisy), "-e", codec, *bits, str(coded)])
+    _run([sox, "-V1", "-R", "-D", str(coded), "-e", "signed-integer", "-b", "16", str(out)])
     result, _ = sf.read(out, dtype="float32", always_2d=False)
+    if result.size != line.size:  # GSM codes whole 20 ms frames: the end comes back padded
+        result = np.pad(result[: line.size], (0, max(line.size - result.size, 0)))
     return result
 
 

@@ -56,12 +56,65 @@ def simulate_calls(
     consent_rate: Annotated[float | None, typer.Option(
         help="share of callers who consented to training (default: 0.9 for train, 1.0 for the curated golden set)"
     )] = None,
+    production: Annotated[bool, typer.Option(
+        "--production", help="write an unlabelled production stream to monitor instead (bot logs, handoff packets, "
+                             "callbacks, drifts; docs/production-stream.md); needs --truth")] = False,
+    days: Annotated[int, typer.Option(help="--production: days of calls")] = 7,
+    calls_per_day: Annotated[int, typer.Option(help="--production: base calls a day (callbacks come on top)")] = 20,
+    start: Annotated[str | None, typer.Option(
+        help="--production: the first day, YYYY-MM-DD (UTC; default: --days days before today)")] = None,
+    drift: Annotated[list[str] | None, typer.Option(
+        help="--production: NAME@DAY[-DAY][:SHARE], repeatable: noisy-channel, new-accent, intent-shift, outage, "
+             "slow; e.g. noisy-channel@15:0.3, outage@20-22")] = None,
+    truth: Annotated[Path | None, typer.Option(
+        help="--production: folder for the ground truth (<call_id>.json, stream.json); voiceloop never reads it"
+    )] = None,
+    bot_log: Annotated[bool, typer.Option(
+        "--bot-log/--no-bot-log", help="--production: per bot turn the bot's log (intent, confidence, bundle, ASR "
+                                       "confidence); without it the monitor runs the champion itself")] = True,
+    cache: Annotated[Path | None, typer.Option(
+        help="--production: render cache shared by scenarios (default: <out>/../.voiceloop-render-cache)")] = None,
     params: ParamsOption = None,
 ) -> None:
-    """Build simulated production calls: espeak-ng voices, telephone channel, fake PII, real ASR text."""
+    """Build simulated calls: espeak-ng voices, telephone channel, fake PII, real ASR text.
+
+    Train/golden: labelled calls to train and gate on. --production: days of unlabelled calls as a bot platform
+    exports them, with drifts injected, to monitor. Example: voiceloop simulate-calls --production --days 30
+    --calls-per-day 40 --start 2026-11-01 --drift noisy-channel@15:0.3 --truth data/truth --out data/production
+    """
     _settings(params)
     from voiceloop.simulate.calls import build_calls
 
+    if production:
+        from datetime import timedelta
+
+        from voiceloop.simulate.drift import DriftSpecError, parse_drift
+        from voiceloop.simulate.stream import build_stream
+
+        if truth is None:
+            raise typer.BadParameter("--production needs a folder for the ground truth", param_hint="--truth")
+        try:
+            specs = [parse_drift(each) for each in drift or []]
+        except DriftSpecError as error:
+            raise typer.BadParameter(str(error), param_hint="--drift") from None
+        try:
+            first = datetime.strptime(start, "%Y-%m-%d").date() if start else datetime.now(UTC).date()
+        except ValueError:
+            raise typer.BadParameter(f"{start!r} is not a date like 2026-11-01", param_hint="--start") from None
+        if start is None:
+            first -= timedelta(days=days)
+        if days < 1 or calls_per_day < 1:
+            raise typer.BadParameter("a stream needs at least one day and one call a day", param_hint="--days")
+        with Progress(TextColumn("[bold]simulating production calls"), BarColumn(), MofNCompleteColumn(),
+                      TimeElapsedColumn(), console=console) as bar:
+            job = bar.add_task("calls", total=None)
+            stream = build_stream(out, truth, days=days, calls_per_day=calls_per_day, start=first, seed=seed,
+                                  drifts=specs, bot_log=bot_log, cache=cache,
+                                  progress=lambda done, total: bar.update(job, completed=done, total=total))
+        console.print(f"wrote {stream.calls} calls over {days} days from {first} to {out} ({stream.callbacks} "
+                      f"callbacks, {stream.escalated} escalated, {stream.drifted} touched by drifts; "
+                      f"{stream.rendered} rendered, {stream.reused} from the cache {stream.cache}); truth in {truth}")
+        return
     if split not in ("train", "golden"):
         raise typer.BadParameter("split must be 'train' or 'golden'", param_hint="--split")
     with Progress(TextColumn("[bold]simulating calls"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

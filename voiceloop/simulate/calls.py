@@ -6,7 +6,9 @@ turn's ``text`` is what the recogniser made of it, the label's ``transcript`` wh
 documents satisfy ``governance.contract`` so the pipeline ingests them like production calls.
 
 Writes are per call and atomic (audio first, then the JSON), so an interrupted build leaves only
-complete calls behind, and builds with different seeds or splits can share one store.
+complete calls behind, and builds with different seeds or splits can share one store. The pieces
+that are not about train/golden material (the recogniser, ordered parallel rendering, the document
+skeleton, atomic writes) serve the production stream too (``stream``).
 """
 
 from __future__ import annotations
@@ -16,17 +18,17 @@ import json
 import os
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import soundfile as sf
 
-from core.asr import BUNDLED_MODEL, AsrEngine
+from core.asr import BUNDLED_MODEL, AsrEngine, Heard
 from core.audio import resample
 from core.corpus import sample_dir as resolve_sample_dir
 from core.synthesis import check_voices
@@ -34,6 +36,8 @@ from voiceloop.simulate.plan import BOT_VOICE, CallPlan, plan_calls
 from voiceloop.simulate.render import Rendered, render_call
 
 SOURCE = "voiceloop-simulator"
+Job = TypeVar("Job")
+Result = TypeVar("Result")
 
 
 @dataclass
@@ -63,28 +67,63 @@ class SimulationReport:
         return min(self.turns_per_intent.values(), default=0)
 
 
-class _Recogniser:
-    """The ASR engine plus a cache keyed by the exact samples (identical audio, identical text)."""
+class Recogniser:
+    """The ASR engine plus a cache keyed by the exact samples (identical audio, identical result)."""
 
     def __init__(self, model: str | None) -> None:
         self.engine = AsrEngine(model)
-        self.cache: dict[bytes, str] = {}
+        self.cache: dict[bytes, Heard] = {}
 
-    def __call__(self, segments: list[np.ndarray]) -> list[str]:
+    def __call__(self, segments: list[np.ndarray]) -> list[Heard]:
         keys = [hashlib.blake2b(s.tobytes(), digest_size=16).digest() for s in segments]
         todo = {k: s for k, s in zip(keys, segments, strict=True) if k not in self.cache}
         if todo:
-            texts = self.engine.transcribe_arrays(list(todo.values()))
-            self.cache.update(zip(todo, texts, strict=True))
+            heard = self.engine.transcribe_scored(list(todo.values()))
+            self.cache.update(zip(todo, heard, strict=True))
         return [self.cache[k] for k in keys]
 
 
-def _document(plan: CallPlan, rendered: Rendered, texts: list[str], asr_name: str) -> dict[str, Any]:
+def turn_segments(audio_path: Path, rendered: Rendered) -> list[np.ndarray]:
+    """Each turn's samples of the written file, at 16 kHz: what the bot heard, turn by turn."""
+    audio, rate = sf.read(audio_path, dtype="float32", always_2d=False)
+    return [resample(audio[a:b], rate) for a, b in rendered.bounds]
+
+
+def turn_entries(plan: CallPlan, rendered: Rendered, texts: list[str]) -> list[dict[str, Any]]:
+    """The contract's ``turns``: speaker, where the turn sits in the audio, and the recognised text."""
     rate = rendered.sample_rate
-    turns = [
+    return [
         {"speaker": t.speaker, "start_s": round(a / rate, 3), "end_s": round(b / rate, 3), "text": text}
         for t, (a, b), text in zip(plan.turns, rendered.bounds, texts, strict=True)
     ]
+
+
+def call_meta(plan: CallPlan, rendered: Rendered, source: str, asr_name: str, **details: Any) -> dict[str, Any]:
+    """``meta``: the channel and voice, where the call came from, the audio; ``details`` before the ASR model."""
+    meta: dict[str, Any] = {"voice": plan.voice, "channel": plan.channel, "snr_db": plan.snr_db}
+    if plan.split is not None:
+        meta["split"] = plan.split
+    meta |= {"source": source, "sample_rate": rendered.sample_rate, "duration_s": round(rendered.duration_s, 3)}
+    return meta | details | {"asr_model": asr_name}
+
+
+def call_document(
+    plan: CallPlan, turns: list[dict[str, Any]], meta: dict[str, Any], **parts: Any
+) -> dict[str, Any]:
+    """One call's JSON in the store's key order; ``parts`` (labels, outcome, handoff) go between turns and meta."""
+    return {
+        "call_id": plan.call_id,
+        "started_at": plan.started_at,
+        "caller_id": plan.caller_id,
+        "consent": {"training": plan.consent},
+        "audio": f"audio/{plan.call_id}.wav",
+        "turns": turns,
+        **parts,
+        "meta": meta,
+    }
+
+
+def _document(plan: CallPlan, rendered: Rendered, texts: list[str], asr_name: str) -> dict[str, Any]:
     labels: list[dict[str, Any]] = []
     for i, turn in enumerate(plan.turns):
         if turn.speaker != "customer":
@@ -94,59 +133,35 @@ def _document(plan: CallPlan, rendered: Rendered, texts: list[str], asr_name: st
         if turn.source:
             label["source"] = turn.source
         labels.append(label)
-    return {
-        "call_id": plan.call_id,
-        "started_at": plan.started_at,
-        "caller_id": plan.caller_id,
-        "consent": {"training": plan.consent},
-        "audio": f"audio/{plan.call_id}.wav",
-        "turns": turns,
-        "labels": labels,
-        "outcome": plan.outcome,
-        "meta": {
-            "voice": plan.voice,
-            "channel": plan.channel,
-            "snr_db": plan.snr_db,
-            "split": plan.split,
-            "source": SOURCE,
-            "sample_rate": rate,
-            "duration_s": round(rendered.duration_s, 3),
-            "speaking_rate_wpm": plan.rate_wpm,
-            "pitch": plan.pitch,
-            "bot_voice": BOT_VOICE,
-            "digit_speaker": plan.digit_speaker
-            if any(s.digits for t in plan.turns for s in t.segments)
-            else None,
-            "asr_model": asr_name,
-        },
-    }
+    digits = any(s.digits for t in plan.turns for s in t.segments)
+    meta = call_meta(plan, rendered, SOURCE, asr_name, speaking_rate_wpm=plan.rate_wpm, pitch=plan.pitch,
+                     bot_voice=BOT_VOICE, digit_speaker=plan.digit_speaker if digits else None)
+    return call_document(plan, turn_entries(plan, rendered, texts), meta, labels=labels, outcome=plan.outcome)
 
 
-def _write_json(path: Path, document: dict[str, Any]) -> None:
+def write_json(path: Path, document: Any) -> None:
+    """Write ``document`` as the store's JSON (indent 1, UTF-8), atomically."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     partial.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     os.replace(partial, path)
 
 
-def _rendered(plans: list[CallPlan], out: Path, folder: Path, workers: int) -> Iterator[Rendered]:
-    """Render calls in order, ``workers`` at a time, a few calls ahead of the ASR.
+def in_order(work: Callable[[Job], Result], jobs: Iterable[Job], workers: int) -> Iterator[Result]:
+    """``work`` on each job, ``workers`` at a time, results in job order, a few jobs ahead of the consumer.
 
     Threads, not processes: rendering is espeak-ng and sox subprocesses plus numpy, which all
     release the GIL, and threads work from any entry point (stdin, notebooks, forked servers)
     without re-importing ``__main__``.
     """
-    jobs = [(plan, out / "audio" / f"{plan.call_id}.wav", folder) for plan in plans]
     if workers <= 1:
-        for job in jobs:
-            yield render_call(*job)
+        yield from map(work, jobs)
         return
     ahead = 3 * workers
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="voiceloop-render") as pool:
-        pending: deque[Future[Rendered]] = deque()
-        queue = iter(jobs)
+        pending: deque[Future[Result]] = deque()
         try:
-            for job in queue:
-                pending.append(pool.submit(render_call, *job))
+            for job in jobs:
+                pending.append(pool.submit(work, job))
                 if len(pending) >= ahead:
                     yield pending.popleft().result()
             while pending:
@@ -154,6 +169,11 @@ def _rendered(plans: list[CallPlan], out: Path, folder: Path, workers: int) -> I
         finally:
             for future in pending:
                 future.cancel()
+
+
+def _rendered(plans: list[CallPlan], out: Path, folder: Path, workers: int) -> Iterator[Rendered]:
+    """Render calls in order, ``workers`` at a time, a few calls ahead of the ASR."""
+    return in_order(lambda plan: render_call(plan, out / "audio" / f"{plan.call_id}.wav", folder), plans, workers)
 
 
 def build_calls(
@@ -195,15 +215,14 @@ def build_calls(
     report = SimulationReport(out=out, split=split, seed=seed)
     if progress:
         progress(0, len(plans))
-    recognise = _Recogniser(asr_model)
+    recognise = Recogniser(asr_model)
     asr_name = asr_model or BUNDLED_MODEL
     voices: set[str] = set()
     channels: Counter[str] = Counter()
     per_intent_count: Counter[str] = Counter()
     for plan, rendered in zip(plans, _rendered(plans, out, folder, workers), strict=True):
-        audio, rate = sf.read(out / "audio" / f"{plan.call_id}.wav", dtype="float32", always_2d=False)
-        segments = [resample(audio[a:b], rate) for a, b in rendered.bounds]
-        _write_json(out / f"{plan.call_id}.json", _document(plan, rendered, recognise(segments), asr_name))
+        heard = recognise(turn_segments(out / "audio" / f"{plan.call_id}.wav", rendered))
+        write_json(out / f"{plan.call_id}.json", _document(plan, rendered, [h.text for h in heard], asr_name))
         report.calls += 1
         report.call_ids.append(plan.call_id)
         report.audio_seconds += rendered.duration_s

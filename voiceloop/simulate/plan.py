@@ -34,6 +34,10 @@ from voiceloop.simulate.pii import PiiFactory, Said
 BOT_VOICE = "en-us"
 BOT_RATE_WPM = 165
 BOT_PITCH = 50
+AGENT_VOICE = "en-gb+f3"  # the human colleague a production call is escalated to
+AGENT_RATE_WPM = 172
+AGENT_PITCH = 58
+Speaker = Literal["bot", "customer", "agent"]
 
 GREETINGS = (
     "Thank you for calling Loop Bank. How can I help you today?",
@@ -63,7 +67,7 @@ class PiiSpan:
 
 @dataclass(frozen=True)
 class TurnPlan:
-    speaker: Literal["bot", "customer"]
+    speaker: Speaker
     transcript: str
     segments: tuple[Segment, ...]
     intent: str | None = None
@@ -75,7 +79,7 @@ class TurnPlan:
 class CallPlan:
     call_id: str
     index: int
-    split: Split
+    split: Split | None  # None: a production call, which belongs to no split
     started_at: str
     caller_id: str
     consent: bool
@@ -97,13 +101,14 @@ def call_id(split: Split, seed: int, index: int) -> str:
     return f"call-{split}-s{seed}-{index:06d}"
 
 
-def _turn(
-    speaker: Literal["bot", "customer"],
+def make_turn(
+    speaker: Speaker,
     said: list[Said],
     rng: random.Random,
     takes: tuple[int, ...],
     intent: Utterance | None = None,
 ) -> TurnPlan:
+    """One turn saying ``said``: its true transcript, PII spans, and the TTS / FSDD segments to render."""
     transcript = ""
     spans: list[PiiSpan] = []
     segments: list[Segment] = []
@@ -197,15 +202,15 @@ def plan_calls(
         crng = random.Random(rng.getrandbits(64))
         n_intents = 2 if crng.random() < (0.85 if golden else 0.4) else 1
         asks = utterances.take(n_intents)
-        turns = [_turn("bot", [Said(crng.choice(GREETINGS))], crng, takes)]
+        turns = [make_turn("bot", [Said(crng.choice(GREETINGS))], crng, takes)]
         for i, ask in enumerate(asks):
             said = [Said(ask.said)]
             if i == len(asks) - 1 and crng.random() < 0.2:  # the ask and PII in one breath
                 said += pii.sentence(crng, items=1, recorded_digits=True)
-            turns.append(_turn("customer", said, crng, takes, intent=ask))
+            turns.append(make_turn("customer", said, crng, takes, intent=ask))
         if crng.random() < (0.35 if golden else 0.6):
             said = pii.sentence(crng, items=1 if crng.random() < 0.7 else 2, recorded_digits=True)
-            turns.insert(crng.randint(2, len(turns)), _turn("customer", said, crng, takes))
+            turns.insert(crng.randint(2, len(turns)), make_turn("customer", said, crng, takes))
         if callers and crng.random() < 0.15:
             caller = crng.choice(callers)  # a returning caller
         else:

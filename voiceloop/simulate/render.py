@@ -18,7 +18,16 @@ import soundfile as sf
 from core import synthesis
 from core.audio import SAMPLE_RATE, TELEPHONE_RATE
 from core.corpus import fsdd_path
-from voiceloop.simulate.plan import BOT_PITCH, BOT_RATE_WPM, BOT_VOICE, CallPlan, TurnPlan
+from voiceloop.simulate.plan import (
+    AGENT_PITCH,
+    AGENT_RATE_WPM,
+    AGENT_VOICE,
+    BOT_PITCH,
+    BOT_RATE_WPM,
+    BOT_VOICE,
+    CallPlan,
+    TurnPlan,
+)
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,8 @@ def _turn_audio(plan: CallPlan, turn: TurnPlan, folder: Path, workdir: Path) -> 
             parts.append(synthesis.fsdd_digits(paths, [rng.uniform(0.08, 0.25) for _ in paths]))
         elif turn.speaker == "bot":
             parts.append(synthesis.tts(segment.text, BOT_VOICE, BOT_RATE_WPM, BOT_PITCH, workdir))
+        elif turn.speaker == "agent":
+            parts.append(synthesis.tts(segment.text, AGENT_VOICE, AGENT_RATE_WPM, AGENT_PITCH, workdir))
         else:
             parts.append(synthesis.tts(segment.text, plan.voice, plan.rate_wpm, plan.pitch, workdir))
     audio = np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
@@ -76,9 +87,10 @@ def render_call(plan: CallPlan, audio_path: Path, folder: Path) -> Rendered:
             cursor += audio.size
         pieces.append(np.zeros(_even(int(plan.gaps_s[-1] * SAMPLE_RATE)), dtype=np.float32))
         timeline = np.concatenate(pieces)
-        if plan.channel == "telephone8k":
+        if plan.channel != "clean16k":
             assert plan.snr_db is not None
-            signal = synthesis.telephone(timeline, bounds16, plan.snr_db, plan.noise_seed, workdir)
+            codec = synthesis.CODECS[plan.channel]
+            signal = synthesis.telephone(timeline, bounds16, plan.snr_db, plan.noise_seed, workdir, codec)
             rate, bounds = TELEPHONE_RATE, [(a // 2, b // 2) for a, b in bounds16]
         else:
             signal, rate, bounds = timeline, SAMPLE_RATE, bounds16
