@@ -205,7 +205,7 @@ class Journal:
         store.write_state(self.state_name(self.request_id), asdict(self))
 
     def record(self, deletion: Deletion) -> None:
-        self.zones[deletion.zone].add(deletion)
+        self.zones.setdefault(deletion.zone, ZoneRecord()).add(deletion)  # journals begun before a zone existed
 
     def rebuilt(self, entry: dict[str, Any]) -> None:
         self.datasets = [d for d in self.datasets if d["old_digest"] != entry["old_digest"]] + [entry]
@@ -249,10 +249,11 @@ def find_withdrawn_calls(store: GovernedStore, journal: Journal, withdrawal: Wit
 
 
 def delete_caller_calls(store: GovernedStore, journal: Journal, footprint: CallerFootprint) -> None:
-    """Remove the caller's calls from raw, redacted and quarantine (each delete audited by the store),
-    and from retention's index of expired calls."""
+    """Remove the caller's calls from raw, redacted, quarantine and monitoring (each delete audited by the
+    store), and from retention's index of expired calls."""
     deletions = (store.delete_raw(footprint.raw), store.delete_redacted(footprint.redacted),
-                 store.delete_quarantined(journal.call_ids, items=footprint.quarantine))
+                 store.delete_quarantined(journal.call_ids, items=footprint.quarantine),
+                 store.delete_monitoring(journal.call_ids))
     for deletion in deletions:
         journal.record(deletion)
     forget_retained(store, journal.call_ids)

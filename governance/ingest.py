@@ -15,6 +15,13 @@ withdrawal (``governance/consent.py``): the raw copy is updated to the new docum
 withdrawal recorded for the retrain to carry out. Calls of a caller who withdrew consent are
 treated as calls without consent until the caller consents again.
 
+Calls without training consent are not imported, but service-quality monitoring covers them: their
+file names wait in the state (``monitor_pending``: names and digests, nothing of the content) until the
+monitor reads them, in memory, with :func:`read_monitor_pending` and keeps only numbers about them.
+
+A bad optional field (a bot turn's ``bot`` log, the ``handoff`` packet) is quarantined on its own with
+its reason (stage ``ingest-field``) and the call is imported without it.
+
 Erased calls are tombstoned (state ``erased``: call id -> erasure request id) and never read from
 the call store again, whatever the call store still holds; they are counted as ``erased``.
 """
@@ -36,7 +43,7 @@ import soundfile as sf
 from core.audio import decode_audio, mono, rms_dbfs
 from core.settings import SourcesConfig
 from governance.consent import ConsentLedger, withdraw_calls
-from governance.contract import SAFE_ID, ContractError, Turn, parse_call
+from governance.contract import SAFE_ID, ContractError, FieldProblem, Turn, parse_call
 from governance.store import GovernedStore
 
 BATCH = 200
@@ -55,6 +62,7 @@ class IngestReport:
     withdrawn: list[str] = field(default_factory=list)  # held calls whose document now withdraws consent
     erased: list[str] = field(default_factory=list)  # tombstoned by an erasure: never imported again
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (file, reason)
+    fields_quarantined: list[tuple[str, str]] = field(default_factory=list)  # (file, reason): the call went on
     watermark: str | None = None
 
 
@@ -88,7 +96,8 @@ def _customer_turn_loudness(audio: bytes, turns: list[Turn]) -> dict[str, float]
             for index, turn in enumerate(turns) if turn.speaker == "customer"}
 
 
-def _load_call(fs: Any, root: str, json_path: str, raw_bytes: bytes, split: str) -> tuple[dict[str, Any], bytes, str]:
+def _load_call(fs: Any, root: str, json_path: str, raw_bytes: bytes,
+               split: str) -> tuple[dict[str, Any], bytes, str, list[FieldProblem]]:
     name = posixpath.basename(json_path)
     try:
         document = json.loads(raw_bytes)
@@ -122,7 +131,7 @@ def _load_call(fs: Any, root: str, json_path: str, raw_bytes: bytes, split: str)
         "audio": facts,
     }
     suffix = posixpath.splitext(record.audio)[1].lower() or ".wav"
-    return document, audio, suffix
+    return document, audio, suffix, record.problems
 
 
 def ingest_sources(store: GovernedStore, sources: SourcesConfig,
@@ -150,6 +159,7 @@ def ingest(
     seen: dict[str, str] = state.get("seen", {})
     audio_seen: dict[str, str] = state.get("audio_seen", {})  # file name -> its audio file's identity
     watermark: str | None = state.get("watermark")
+    monitor_pending: dict[str, str] = state.get("monitor_pending", {})  # unconsented files the monitor has not read
     erased = erased_calls(store)
     stored = store.raw_index()
     redacted = store.redacted_call_ids()
@@ -164,7 +174,8 @@ def ingest(
             store.write_raw(pending)
             for document, _, _ in pending:
                 seen[document["_ingest"]["source_file"]] = document["_ingest"]["source_digest"]
-            store.write_state(state_name, {"seen": seen, "audio_seen": audio_seen, "watermark": watermark})
+            store.write_state(state_name, {**state, "seen": seen, "audio_seen": audio_seen, "watermark": watermark,
+                                           "monitor_pending": monitor_pending})
             pending.clear()
 
     for done, json_path in enumerate(listing, start=1):
@@ -182,7 +193,7 @@ def ingest(
             continue
         audio_seen[name] = audio_key
         try:
-            document, audio, suffix = _load_call(fs, root, json_path, json_bytes, split)
+            document, audio, suffix, problems = _load_call(fs, root, json_path, json_bytes, split)
         except BadCall as bad:
             reason = str(bad)
             call_id, caller_id = _claimed_identity(json_bytes)
@@ -197,6 +208,11 @@ def ingest(
             report.quarantined.append((name, reason))
             seen[name] = _sha256(json_bytes)
             continue
+        for problem in problems:
+            store.quarantine("ingest-field", f"{name}.{problem.field}", problem.reason, call_id=document["call_id"],
+                             caller_ref=store.caller_ref(document["caller_id"]),
+                             payload={"field": problem.field, "value": problem.value})
+            report.fields_quarantined.append((name, problem.reason))
         started = document["started_at"]
         watermark = max(watermark or started, started)
         held = stored.get(document["call_id"])
@@ -215,7 +231,7 @@ def ingest(
             continue
         if not document["consent"]["training"] or consent.caller_withdrawn(store.caller_ref(document["caller_id"])):
             report.no_consent.append(call_id)
-            seen[name] = document["_ingest"]["source_digest"]
+            seen[name] = monitor_pending[name] = document["_ingest"]["source_digest"]
             continue
         pending.append((document, audio, suffix))
         report.ingested.append(document["call_id"])
@@ -230,9 +246,52 @@ def ingest(
     if report.erased:
         store.audit.append(store.actor, "ingest.erased", call_ids=report.erased,
                            detail={"count": len(report.erased), "skipped": "tombstoned by an erasure request"})
-    store.write_state(state_name, {"seen": seen, "audio_seen": audio_seen, "watermark": watermark})
+    store.write_state(state_name, {**state, "seen": seen, "audio_seen": audio_seen, "watermark": watermark,
+                                   "monitor_pending": monitor_pending})
     report.watermark = watermark
     return report
+
+
+def read_monitor_pending(store: GovernedStore, source_url: str, split: str = "train",
+                         limit: int | None = None) -> tuple[list[dict[str, Any]], list[str]]:
+    """The calls without training consent that the monitor has not seen yet, read from the call store in
+    memory (documents with ``_ingest`` facts and ``_audio`` bytes): they are never written to a zone.
+
+    ``store`` acts for ingest (it reads the call store, as ingest does); each read is audited with the call
+    ids. Also returns the file names considered: files that changed since (the next ingest judges the new
+    version), vanished or turned bad are skipped; :func:`monitor_pending_done` clears them all.
+    """
+    store.check("raw", "write")  # reading the call store is ingest's work: only ingest writes what it reads
+    fs, root = fsspec.core.url_to_fs(source_url)
+    root = root.rstrip("/")
+    pending = sorted(store.read_state(f"{_INGEST_STATE}{split}").get("monitor_pending", {}).items())[:limit]
+    documents: list[dict[str, Any]] = []
+    for name, digest in pending:
+        path = f"{root}/{name}"
+        if not fs.exists(path):
+            continue
+        data = fs.cat_file(path)
+        if _sha256(data) != digest:
+            continue  # changed since: the next ingest judges the new version
+        try:
+            document, audio, _suffix, _problems = _load_call(fs, root, path, data, split)
+        except BadCall:
+            continue
+        document["_audio"] = audio
+        documents.append(document)
+    if documents:
+        store.audit.append(store.actor, "ingest.read-unconsented-for-monitoring",
+                           call_ids=[d["call_id"] for d in documents],
+                           detail={"count": len(documents), "kept": "numbers only, in the monitoring zone"})
+    return documents, [name for name, _ in pending]
+
+
+def monitor_pending_done(store: GovernedStore, names: list[str], split: str = "train") -> None:
+    """Forget pending unconsented files the monitor has handled (or found gone)."""
+    state_name = f"{_INGEST_STATE}{split}"
+    state = store.read_state(state_name)
+    pending = {k: v for k, v in state.get("monitor_pending", {}).items() if k not in set(names)}
+    store.write_state(state_name, {**state, "monitor_pending": pending})
 
 
 def erased_calls(store: GovernedStore) -> dict[str, str]:
@@ -254,7 +313,8 @@ def tombstone(store: GovernedStore, call_ids: list[str], request_id: str) -> int
     names = {f"{call_id}.json" for call_id in call_ids}
     for state_name in store.state_names(_INGEST_STATE):
         state = store.read_state(state_name)
-        kept = {key: {k: v for k, v in state.get(key, {}).items() if k not in names} for key in ("seen", "audio_seen")}
+        kept = {key: {k: v for k, v in state.get(key, {}).items() if k not in names}
+                for key in ("seen", "audio_seen", "monitor_pending")}
         if kept != {key: state.get(key, {}) for key in kept}:
             store.write_state(state_name, {**state, **kept})
     return len(calls)

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 SHIPPED_POLICY = Path(__file__).with_name("policy.yaml")
 
 #: The store's zones: the one list (folders, policy file sections, erasure, access checks follow it).
-Zone = Literal["raw", "redacted", "datasets", "quarantine"]
+Zone = Literal["raw", "redacted", "datasets", "quarantine", "monitoring"]
 ZONES: tuple[str, ...] = get_args(Zone)
 #: The zone whose versions are whole datasets, not per-call documents.
 DATASETS_ZONE: Zone = "datasets"
@@ -52,6 +52,7 @@ Purpose = Literal[
     "key-rotation",
     "promotion",  # moving the serving bundle's aliases by hand (promote --bundle, rollback): no zone access
     "transcription",  # raw (unredacted) transcripts from the serving runtime's /v1/transcribe: no zone access
+    "monitoring",  # service-quality monitoring of every call (consent to training or not): numbers, never text
 ]
 PURPOSES: tuple[str, ...] = get_args(Purpose)
 
@@ -91,14 +92,37 @@ class _ZoneRule(_Strict):
     delete: list[Purpose] = []
 
 
-#: One required section per zone, made from ZONES so that a new zone is added in one place.
-_Zones = create_model("_Zones", __base__=_Strict, **{zone: (_ZoneRule, ...) for zone in ZONES})  # type: ignore[call-overload]
+#: What the monitor's alerts are about; each has an owner (``owners`` in the policy).
+Component = Literal["asr", "intent", "redaction", "serving", "service"]
+COMPONENTS: tuple[str, ...] = get_args(Component)
+
+
+class Owner(_Strict):
+    """Who answers for a component (on a slice, or ``all``): a team, and the on-call receiver alerts go to.
+
+    ``receiver``: a webhook URL Alertmanager posts to (empty: alerts are kept and listed, not sent);
+    ``escalation``: where a critical alert goes when nobody acknowledged it in time.
+    """
+
+    component: Component
+    slice: str = "all"
+    team: Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+    receiver: str = ""
+    escalation: str = ""
+
+
+#: Zones added after policy files were first written: a file without their section grants nothing on them.
+_LATER_ZONES = ("monitoring",)
+#: One section per zone, made from ZONES so that a new zone is added in one place.
+_Zones = create_model("_Zones", __base__=_Strict, **{  # type: ignore[call-overload]
+    zone: (_ZoneRule, _ZoneRule() if zone in _LATER_ZONES else ...) for zone in ZONES})
 
 
 class _PolicyFile(_Strict):
     version: Literal[1]
     roles: dict[RoleName, _RoleRule] = Field(min_length=1)
     zones: _Zones  # type: ignore[valid-type]  # a model built from ZONES above
+    owners: list[Owner] = []
 
 
 # -- the loaded policy --------------------------------------------------------------------------
@@ -110,6 +134,13 @@ class Policy:
     digest: str  # sha256 of the file's bytes: any edit, comments included, is a new policy
     roles: Mapping[str, frozenset[str]]
     grants: Mapping[tuple[str, str], frozenset[str]]
+    owners: tuple[Owner, ...] = ()
+
+    def owner_of(self, component: str, slice_name: str = "all") -> Owner | None:
+        """The owner of ``component`` on ``slice_name``: the slice's own, else the component's (slice ``all``)."""
+        mine = [o for o in self.owners if o.component == component]
+        return next((o for o in mine if o.slice == slice_name), None) or next(
+            (o for o in mine if o.slice == "all"), None)
 
     def purposes_of(self, role: str) -> frozenset[str]:
         return self.roles.get(role, frozenset())
@@ -181,7 +212,8 @@ def parse_policy(text: str, source: str) -> Policy:
                 )
             grants[(zone, operation)] = purposes
     roles = {name: frozenset(rule.purposes) for name, rule in parsed.roles.items()}
-    return Policy(source=source, digest=hashlib.sha256(text.encode()).hexdigest(), roles=roles, grants=grants)
+    return Policy(source=source, digest=hashlib.sha256(text.encode()).hexdigest(), roles=roles, grants=grants,
+                  owners=tuple(parsed.owners))
 
 
 def load_policy(path: str | Path | None = None) -> Policy:

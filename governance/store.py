@@ -1,9 +1,10 @@
 """The governed store: the only code that reads or writes call data.
 
-Four zones live under one folder: ``raw`` (calls as ingested, with audio), ``redacted``
+Five zones live under one folder: ``raw`` (calls as ingested, with audio), ``redacted``
 (PII-free transcripts and audio facts), ``datasets`` (versioned training/evaluation sets, and what
-models said on a version: :meth:`GovernedStore.write_evaluation`) and ``quarantine`` (what failed a
-check, with the reason). Every operation is checked by
+models said on a version: :meth:`GovernedStore.write_evaluation`), ``quarantine`` (what failed a
+check, with the reason) and ``monitoring`` (numbers about production calls, per call and per day,
+and alerts with the calls behind them: :meth:`GovernedStore.write_monitoring`). Every operation is checked by
 :func:`governance.access.check` for the actor's role and purpose and written to the audit
 trail, denied ones too. Writes are atomic (temp file + rename) so a killed run never leaves
 half a record.
@@ -23,12 +24,14 @@ folder for DVC, which versions whole dataset folders and can only work on files.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +56,9 @@ REASON = "reason.json"
 DATASET_DATA = "data"  # a version's rows, as datasets.Dataset.save_to_disk writes them
 DATASET_MANIFEST = "manifest.json"
 EVALUATIONS = ".evaluations"  # beside a version's folder: what models said on it (write_evaluation)
+#: What the monitoring zone keeps: per-call signals, per-day figures, alerts, calibrations of a champion.
+MONITORING_KINDS = ("calls", "days", "alerts", "calibration")
+LOCK_FILE = ".ingest.lock"
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
 
 
@@ -119,6 +125,7 @@ class DatasetInfo:
     rows: int | None
     call_ids: tuple[str, ...]
     manifest: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)  # as written at publish
+    published: float = field(default=0.0, compare=False, hash=False)  # when (the manifest's modification time)
 
 
 @dataclass(frozen=True)
@@ -144,10 +151,11 @@ class CallerFootprint:
     redacted: tuple[str, ...]
     quarantine: tuple[str, ...]  # quarantine item keys
     quarantine_call_ids: tuple[str, ...]
+    monitoring: tuple[str, ...] = ()  # calls with a monitoring record (calls without consent exist only there)
 
     @property
     def call_ids(self) -> tuple[str, ...]:
-        return tuple(sorted(set(self.raw) | set(self.redacted) | set(self.quarantine_call_ids)))
+        return tuple(sorted(set(self.raw) | set(self.redacted) | set(self.quarantine_call_ids) | set(self.monitoring)))
 
 
 @dataclass
@@ -221,6 +229,11 @@ class GovernedStore:
                 self.actor, f"{zone}.{operation}", zone=zone, outcome="denied", detail={"reason": str(denied)}
             )
             raise
+
+    def check(self, zone: str, operation: Operation) -> None:
+        """Refuse (audited) unless this actor may do ``operation`` on ``zone``: for work beside the zones'
+        own methods that needs the same right (reading a call store is the right to write raw)."""
+        self._authorise(zone, operation)
 
     def _record(self, zone: str, action: str, call_ids: Iterable[str], **detail: Any) -> None:
         ids = list(call_ids)
@@ -379,6 +392,108 @@ class GovernedStore:
         data = found[0].read_bytes()
         self._record("redacted", "redacted.read", [call_id], content="audio")
         return data
+
+    # -- monitoring zone ----------------------------------------------------------------
+    def _monitoring_path(self, kind: str, key: str) -> Path:
+        if kind not in MONITORING_KINDS:
+            raise ValueError(f"unknown monitoring record kind {kind!r}; kinds are {', '.join(MONITORING_KINDS)}")
+        return self.root / "monitoring" / kind / f"{_safe(key, 'record key')}.json"
+
+    def write_monitoring(self, kind: str, records: dict[str, dict[str, Any]]) -> None:
+        """Keep monitoring records (key -> record); each names the calls it is about in ``call_ids``.
+
+        Records hold numbers, slice names and entity types, never call text: the monitor computes
+        them from redacted calls and from calls without training consent, which are kept nowhere else.
+        """
+        self._authorise("monitoring", "write")
+        ids: set[str] = set()
+        for key, record in records.items():
+            if not isinstance(record.get("call_ids"), list):
+                raise ValueError(f"monitoring record {kind}/{key} lacks its call_ids list (erasure finds it by them)")
+            _atomic_write(self._monitoring_path(kind, key), _dump(record))
+            ids.update(record["call_ids"])
+        self._record("monitoring", "monitoring.write", sorted(ids), kind=kind, records=len(records))
+
+    def monitoring_keys(self, kind: str) -> list[str]:
+        """The keys of one kind of monitoring record (keys are dates, call ids, alert ids: no content)."""
+        return sorted(p.stem for p in self._monitoring_path(kind, "x").parent.glob("*.json"))
+
+    def read_monitoring(self, kind: str, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Monitoring records by key (all of the kind when ``keys`` is None); checked and audited."""
+        self._authorise("monitoring", "read")
+        wanted = self.monitoring_keys(kind) if keys is None else sorted(set(keys))
+        records = {key: json.loads(path.read_text()) for key in wanted
+                   if (path := self._monitoring_path(kind, key)).exists()}
+        ids = sorted({call_id for record in records.values() for call_id in record.get("call_ids", [])})
+        self._record("monitoring", "monitoring.read", ids, kind=kind, records=len(records))
+        return records
+
+    def monitored_calls_of(self, caller_ref: str) -> list[str]:
+        """The calls of one caller (by pseudonym) that have a per-call monitoring record."""
+        folder = self._monitoring_path("calls", "x").parent
+        return sorted(p.stem for p in folder.glob("*.json")
+                      if json.loads(p.read_text()).get("caller_ref") == caller_ref)
+
+    def delete_monitoring(self, call_ids: Iterable[str]) -> Deletion:
+        """Take calls out of the monitoring zone: their per-call records, their ids from every day's and
+        alert's call list (the numbers, aggregates of many calls, stay), and calibrations built on them."""
+        self._authorise("monitoring", "delete")
+        doomed = set(call_ids)
+        result = Deletion("monitoring")
+        found: set[str] = set()
+        for call_id in sorted(doomed):
+            if self._remove(self._monitoring_path("calls", call_id), result):
+                found.add(call_id)
+        scrubbed = 0
+        for kind in ("days", "alerts", "calibration"):
+            for path in sorted(self._monitoring_path(kind, "x").parent.glob("*.json")):
+                record = json.loads(path.read_text())
+                hit = doomed & set(record.get("call_ids", []))
+                if not hit:
+                    continue
+                found |= hit
+                if kind == "calibration":  # built from the calls' own outputs: refitted on the next run
+                    self._remove(path, result)
+                    continue
+                record["call_ids"] = [c for c in record["call_ids"] if c not in doomed]
+                for name, value in list(record.items()):  # lists of call ids kept under other names (per slice)
+                    if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
+                        record[name] = {k: [c for c in v if c not in doomed] for k, v in value.items()}
+                _atomic_write(path, _dump(record))
+                scrubbed += 1
+        result.call_ids = sorted(found)
+        result.missing = sorted(doomed - found)
+        result.extra["records_scrubbed"] = scrubbed
+        self._audit_deletion(result)
+        return result
+
+    @contextmanager
+    def ingest_lock(self, timeout_s: float = 3600.0) -> Iterator[None]:
+        """Hold the store-wide ingest lock: one ingest at a time (the retrain's, the monitor's) per store.
+
+        A second flow waits (it is told so once after 5 s) rather than importing the same files twice.
+        """
+        import time
+
+        path = self.root / LOCK_FILE
+        with path.open("a+") as handle:
+            started, told = time.monotonic(), False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    waited = time.monotonic() - started
+                    if waited > timeout_s:
+                        raise TimeoutError(f"another voiceloop flow has held {path} for {timeout_s:.0f} s") from None
+                    if waited > 5 and not told:
+                        print(f"waiting for another flow's ingest to finish ({path})", flush=True)
+                        told = True
+                    time.sleep(0.5)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     # -- quarantine -------------------------------------------------------------
     def quarantine(
@@ -577,6 +692,7 @@ class GovernedStore:
                     rows=manifest.get("rows"),
                     call_ids=tuple(manifest.get("call_ids", [])),
                     manifest=manifest,
+                    published=manifest_path.stat().st_mtime,
                 )
             )
         return out
@@ -613,7 +729,8 @@ class GovernedStore:
         self._authorise_footprint()
         wanted = set(call_ids)
         return self._footprint("", sorted(wanted & self.raw_call_ids()), sorted(wanted & self.redacted_call_ids()),
-                               lambda reason: reason.get("call_id") in wanted, "store.find_calls", {})
+                               lambda reason: reason.get("call_id") in wanted, "store.find_calls", {},
+                               sorted(wanted & set(self.monitoring_keys("calls"))))
 
     def calls_of_caller(self, caller_ref: str) -> CallerFootprint:
         """Every call of one caller (by pseudonym) across raw, redacted and quarantine; the lookup is audited.
@@ -628,10 +745,11 @@ class GovernedStore:
             for path in (self.root / "redacted").glob("*.json")
             if json.loads(path.read_text()).get("caller_ref") == caller_ref
         )
-        known = set(raw) | set(redacted)
+        monitored = self.monitored_calls_of(caller_ref)
+        known = set(raw) | set(redacted) | set(monitored)
         return self._footprint(caller_ref, raw, redacted,
                                lambda reason: reason.get("caller_ref") == caller_ref or reason.get("call_id") in known,
-                               "store.find_caller", {"caller_ref": caller_ref})
+                               "store.find_caller", {"caller_ref": caller_ref}, monitored)
 
     def _authorise_footprint(self) -> None:
         for zone in CALL_ZONES:
@@ -639,7 +757,7 @@ class GovernedStore:
 
     def _footprint(self, caller_ref: str, raw: list[str], redacted: list[str],
                    quarantined: Callable[[dict[str, Any]], bool], action: str,
-                   detail: dict[str, Any]) -> CallerFootprint:
+                   detail: dict[str, Any], monitored: list[str]) -> CallerFootprint:
         """The footprint of the calls found in raw and redacted and the quarantine items ``quarantined`` picks."""
         items, item_calls = [], set()
         for key, _folder, reason in self._quarantine_items():
@@ -647,9 +765,11 @@ class GovernedStore:
                 items.append(key)
                 if reason.get("call_id"):
                     item_calls.add(reason["call_id"])
-        footprint = CallerFootprint(caller_ref, tuple(raw), tuple(redacted), tuple(items), tuple(sorted(item_calls)))
+        footprint = CallerFootprint(caller_ref, tuple(raw), tuple(redacted), tuple(items), tuple(sorted(item_calls)),
+                                    tuple(monitored))
         self.audit.append(self.actor, action, call_ids=footprint.call_ids,
-                          detail={**detail, "raw": len(raw), "redacted": len(redacted), "quarantine": len(items)})
+                          detail={**detail, "raw": len(raw), "redacted": len(redacted), "quarantine": len(items),
+                                  "monitoring": len(monitored)})
         return footprint
 
     def _remove(self, path: Path, result: Deletion) -> bool:

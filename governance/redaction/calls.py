@@ -26,7 +26,7 @@ from governance.store import GovernedStore
 if TYPE_CHECKING:
     from core.asr import AsrEngine
 
-__all__ = ["RedactionBroken", "RedactionReport", "pseudonym", "redact_calls"]
+__all__ = ["RedactionBroken", "RedactionReport", "pseudonym", "redact_calls", "redact_in_memory"]
 
 BATCH = 100
 
@@ -46,6 +46,31 @@ class RedactionReport:
     @property
     def leak_share(self) -> float:
         return len(self.leaks) / self.turns if self.turns else 0.0
+
+
+#: What a redacted call keeps of a bot log and a handoff packet: numbers, intents, types; never text.
+_BOT_LOG_FIELDS = ("turn", "intent", "confidence", "bundle", "asr")
+_HANDOFF_FIELDS = ("at_s", "intent", "intent_confidence", "sentiment", "verified")
+
+
+def _bot_log(turn: dict[str, Any]) -> dict[str, Any] | None:
+    log = turn.get("bot")
+    if not isinstance(log, dict):
+        return None
+    kept = {k: log[k] for k in _BOT_LOG_FIELDS if k in log}
+    if isinstance(kept.get("asr"), dict):
+        kept["asr"] = {k: kept["asr"][k] for k in ("avg_logprob", "no_speech_prob") if k in kept["asr"]}
+    return kept
+
+
+def _handoff(document: dict[str, Any]) -> dict[str, Any] | None:
+    """The packet as the monitor needs it: whether a transcript was sent, not the transcript."""
+    packet = document.get("handoff")
+    if not isinstance(packet, dict):
+        return None
+    transcript = packet.get("transcript")
+    return {**{k: packet[k] for k in _HANDOFF_FIELDS if k in packet},
+            "transcript_sent": bool(isinstance(transcript, str) and transcript.strip())}
 
 
 def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], salt: str) -> dict[str, Any]:
@@ -69,6 +94,7 @@ def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], 
                     {e.type for e in texts[(index, "text")].entities}
                     | ({e.type for e in transcript.entities} if transcript else set())
                 ),
+                **({"bot": log} if (log := _bot_log(turn)) else {}),
             }
         )
     ingest_info = document["_ingest"]
@@ -83,6 +109,7 @@ def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], 
         "audio": {k: v for k, v in ingest_info["audio"].items() if k != "customer_turn_dbfs"},  # per turn above
         "raw_digest": ingest_info["source_digest"],
         "turns": turns,
+        **({"handoff": packet} if (packet := _handoff(document)) else {}),
     }
 
 
@@ -121,23 +148,11 @@ def redact_calls(
         chunk = ids[start : start + BATCH]
         # Documents only: the audio facts redaction keeps were measured at ingest (document["_ingest"]).
         documents = list(store.read_raw_documents(chunk))
-        keys: list[tuple[str, int, str]] = []
-        texts: list[str] = []
-        for document in documents:
-            labels = {label["turn"]: label for label in document.get("labels", [])}
-            for index, turn in enumerate(document["turns"]):
-                keys.append((document["call_id"], index, "text"))
-                texts.append(turn["text"])
-                if labels.get(index, {}).get("transcript"):
-                    keys.append((document["call_id"], index, "transcript"))
-                    texts.append(labels[index]["transcript"])
-        results = redactor.redact_many(texts)
-        by_call: dict[str, dict[tuple[int, str], Any]] = {}
-        for (call_id, index, kind), result in zip(keys, results, strict=True):
-            by_call.setdefault(call_id, {})[(index, kind)] = result
-            for entity in result.entities:
-                report.entities[entity.type] = report.entities.get(entity.type, 0) + 1
-        redacted_calls = [_redacted_call(doc, by_call[doc["call_id"]], salt) for doc in documents]
+        redacted_calls, by_call = _redact_texts(documents, redactor, salt)
+        for results in by_call.values():
+            for result in results.values():
+                for entity in result.entities:
+                    report.entities[entity.type] = report.entities.get(entity.type, 0) + 1
         for document in documents:
             if document["_ingest"]["split"] in config.audio.splits:
                 audio_inputs[document["call_id"]] = group_turn_redactions(by_call[document["call_id"]])
@@ -166,6 +181,31 @@ def redact_calls(
             timings=config.audio.timings,
         )
     return report
+
+
+def _redact_texts(documents: list[dict[str, Any]], redactor: Redactor,
+                  salt: str) -> tuple[list[dict[str, Any]], dict[str, dict[tuple[int, str], Redaction]]]:
+    """The redacted calls of raw documents, and each call's turn redactions by (turn, "text"/"transcript")."""
+    keys: list[tuple[str, int, str]] = []
+    texts: list[str] = []
+    for document in documents:
+        labels = {label["turn"]: label for label in document.get("labels", [])}
+        for index, turn in enumerate(document["turns"]):
+            keys.append((document["call_id"], index, "text"))
+            texts.append(turn["text"])
+            if labels.get(index, {}).get("transcript"):
+                keys.append((document["call_id"], index, "transcript"))
+                texts.append(labels[index]["transcript"])
+    by_call: dict[str, dict[tuple[int, str], Redaction]] = {doc["call_id"]: {} for doc in documents}
+    for (call_id, index, kind), result in zip(keys, redactor.redact_many(texts), strict=True):
+        by_call[call_id][(index, kind)] = result
+    return [_redacted_call(doc, by_call[doc["call_id"]], salt) for doc in documents], by_call
+
+
+def redact_in_memory(documents: list[dict[str, Any]], redactor: Redactor, salt: str) -> list[dict[str, Any]]:
+    """Redacted calls of documents that are stored nowhere (calls without training consent, which only
+    the monitor sees): the same redaction as the redacted zone's, handed back and never written."""
+    return _redact_texts(documents, redactor, salt)[0]
 
 
 def _gate(store: GovernedStore, redacted_calls: list[dict[str, Any]], report: RedactionReport) -> list[dict[str, Any]]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from presidio_analyzer import BatchAnalyzerEngine, RecognizerResult
 from spacy.lang.en.stop_words import STOP_WORDS
 
+from core.redacted_text import placeholder
 from core.settings import RedactionConfig
 from governance.redaction import entity_types as T
 from governance.redaction.engine import LANGUAGE, get_analyzer
@@ -94,7 +95,7 @@ def apply_placeholders(text: str, entities: Sequence[Entity]) -> str:
     pos = 0
     for e in entities:
         parts.append(text[pos : e.start])
-        parts.append(f"<{e.type}>")
+        parts.append(placeholder(e.type))
         pos = e.end
     parts.append(text[pos:])
     return "".join(parts)
