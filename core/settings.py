@@ -240,6 +240,16 @@ class DvcConfig(_Section):
     enabled: bool = True
 
 
+class CallSessionsConfig(_Section):
+    """The call sessions behind ``/v1/calls`` and the handoff packet: in memory, bounded (docs/serving.md)."""
+
+    max_sessions: Annotated[int, Field(ge=1, description="open calls; a new one evicts the idlest")] = 1000
+    max_turns: Annotated[int, Field(ge=1, description="customer turns one call keeps; more get 409")] = 50
+    idle_s: Annotated[float, Field(gt=0, description="a call with no turn for this long is dropped (404)")] = 1800.0
+    # entity types the packet shows the last 4 digits of ("•••• 1234"); every other type: the type alone
+    masked_types: list[str] = ["CREDIT_CARD", "ACCOUNT_NUMBER", "PHONE_NUMBER"]
+
+
 class ServingConfig(_Section):
     """``voiceloop serve``: the runtime that follows the champion bundle (docs/serving.md)."""
 
@@ -251,6 +261,29 @@ class ServingConfig(_Section):
     max_upload_mb: Annotated[float, Field(gt=0)] = 20.0
     api_keys_file: str = ""  # "": <keys dir>/api-keys (one key per line, created on first start)
     role: str = "serving"  # the role the server acts as (bundle swaps are audited under it); --as / VOICELOOP_ROLE win
+    sessions: CallSessionsConfig = CallSessionsConfig()
+
+
+class MonitorConfig(_Section):
+    """``voiceloop monitor``: the production monitor, its alerts and where they go (docs/monitoring.md)."""
+
+    repeat_window_days: Annotated[int, Field(ge=1, description="a call again within this many days is a repeat")] = 7
+    callback_hours: Annotated[float, Field(gt=0, description="the early repeat signal's window")] = 24.0
+    reference_days: Annotated[int, Field(ge=3, description="days in the reference window after the first week")] = 14
+    rules_file: str = ""  # "": monitoring/alert_rules.yaml (the documented defaults)
+    alertmanager_url: str = ""  # "": the local one (`voiceloop alertmanager start`) when running, else the store only
+    alertmanager_port: int = 9093  # where `voiceloop alertmanager start` listens, on 127.0.0.1
+    pushgateway_url: str = ""  # "": the local one (`voiceloop pushgateway start`) when running, else no export
+    pushgateway_port: int = 9091
+    top_slices: Annotated[int, Field(ge=1, description="slices per kind exported as metric labels")] = 10
+    # entity types that count when a caller repeats to the agent what the bot already had; types the policy
+    # makes the agent verify again (e.g. a date of birth) belong out of this list
+    handoff_repeat_types: list[str] = ["PERSON", "PHONE_NUMBER", "EMAIL_ADDRESS", "ACCOUNT_NUMBER", "CREDIT_CARD",
+                                       "STREET_ADDRESS"]
+    on_alert: Literal["none", "retrain"] = "none"  # retrain: a new alert on asr/intent starts the retrain deployment
+    schedule: str = "0 6 * * *"  # the monitor deployment's cron (daily, 06:00 UTC)
+    escalate_after_s: Annotated[float, Field(gt=0)] = 1800.0  # a critical alert not acknowledged: to escalation
+    asr_batch: Annotated[int, Field(ge=1)] = 8  # champion transcription of calls without a bot log
 
 
 class Settings(BaseSettings):
@@ -286,6 +319,7 @@ class Settings(BaseSettings):
     consent: ConsentConfig = ConsentConfig()
     dvc: DvcConfig = DvcConfig()
     serving: ServingConfig = ServingConfig()
+    monitor: MonitorConfig = MonitorConfig()
     threads: int = 0  # 0: all cores
 
     # Resolved locations -------------------------------------------------

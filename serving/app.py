@@ -22,7 +22,9 @@ Each request is answered by the bundle that was the champion when it arrived
 the challenger answers the same input after the response is sent (serving/shadow.py).
 
 The app is composed here; the routes live in routers, one per concern (``serving/routes/``), the
-bodies in ``serving/schemas.py`` and what they serve with in ``serving/state.py``.
+bodies in ``serving/schemas.py`` and what they serve with in ``serving/state.py``. A live call's
+turns are kept, redacted, for the handoff packet an agent gets when the bot escalates
+(``/v1/calls``: serving/routes/calls.py, serving/sessions.py).
 """
 
 from __future__ import annotations
@@ -40,7 +42,9 @@ from fastapi.responses import JSONResponse
 
 from serving.api_keys import HEADER, ApiKey
 from serving.guard import TEXT_BODY_BYTES, Guard
-from serving.routes import inference, operations
+from serving.routes import calls, inference, operations
+from serving.runtime import SessionRuntime
+from serving.sessions import SessionStore
 from serving.state import Runtime
 
 ROUTES = ("/v1/transcribe", "/v1/understand", "/v1/process", "/healthz", "/metrics")
@@ -49,20 +53,25 @@ log = logging.getLogger("voiceloop.serving")
 
 
 def create_app(runtime: Runtime) -> FastAPI:
-    """The API over ``runtime``: every request's latency and status counted per route in ``/metrics``."""
+    """The API over ``runtime``: every request's latency and status counted per route in ``/metrics``.
+
+    Call sessions are ``runtime.sessions`` (what :func:`serving.runtime.build_runtime` builds), else a
+    store with the default caps."""
     app = FastAPI(title="voiceloop serving runtime", version="1",
                   description="The champion bundle of the voiceloop registry: ASR, intent and PII redaction. "
                               f"Send the API key in the `{HEADER}` header.")
     app.state.runtime = runtime
     metrics = runtime.metrics
+    app.state.sessions = runtime.sessions if isinstance(runtime, SessionRuntime) else SessionStore(metrics=metrics)
 
     def cap(path: str) -> int:
         return TEXT_BODY_BYTES if path == "/v1/understand" else runtime.max_upload_bytes
 
     def seen(key: ApiKey, path: str) -> None:
         if runtime.requests is not None:
-            endpoint = path.removeprefix("/v1/")
-            purpose = "transcription" if endpoint == "transcribe" and runtime.raw_for(key) else "evaluation"
+            endpoint = (calls.route_of(path) or path).removeprefix("/v1/")  # calls/{call_id}/handoff: no call id
+            raw = endpoint == "transcribe" or endpoint.startswith("calls/")
+            purpose = "transcription" if raw and runtime.raw_for(key) else "evaluation"
             runtime.requests.record(key.name, key.role, purpose, endpoint)
 
     # added first, so it runs inside `measure`: its refusals are counted too
@@ -72,7 +81,8 @@ def create_app(runtime: Runtime) -> FastAPI:
     async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         """Count and time every request, log method, path and status (never the query string or a body),
         and answer any unexpected error with a 500 that names nothing of the request."""
-        route = request.url.path if request.url.path in ROUTES else "other"
+        path = request.url.path
+        route = calls.route_of(path) or (path if path in ROUTES else "other")
         started = time.perf_counter()
         try:
             response = await call_next(request)
@@ -91,6 +101,7 @@ def create_app(runtime: Runtime) -> FastAPI:
 
     app.include_router(inference.router)
     app.include_router(operations.router)
+    app.include_router(calls.router)
     return app
 
 

@@ -31,6 +31,14 @@ class ServingMetrics:
         self.shadow_word_edits = Histogram("voiceloop_shadow_transcript_word_edits", "word edits between the "
                                            "champion's and the challenger's transcripts",
                                            buckets=(0, 1, 2, 3, 5, 8, 13, 21), registry=self.registry)
+        self.sessions_open = Gauge("voiceloop_call_sessions_open", "call sessions held in memory for the handoff "
+                                   "packet (serving/sessions.py)", registry=self.registry)
+        self.sessions_closed = Counter("voiceloop_call_sessions_closed", "call sessions dropped, by reason: ended "
+                                       "(DELETE), expired (no turn for serving.sessions.idle_s), evicted (room for "
+                                       "a new call at serving.sessions.max_sessions)", ["reason"],
+                                       registry=self.registry)
+        self.session_turns = Counter("voiceloop_call_turns", "customer turns added to call sessions, by source "
+                                     "(audio, text)", ["source"], registry=self.registry)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -6,7 +6,7 @@ Kept apart from the app (serving/app.py) so that tests and benchmarks build the 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ from serving.api_keys import ApiKey, api_keys_path, load_api_keys
 from serving.follower import BundleFollower
 from serving.metrics import ServingMetrics
 from serving.request_audit import RequestAuditor
+from serving.sessions import SessionStore
 from serving.shadow import ShadowRecorder
 from serving.state import Runtime
 from training.bundle import ServedBundle, load_bundle
@@ -24,6 +25,14 @@ if TYPE_CHECKING:
 
 PURPOSE = "evaluation"  # what the server does with bundles and requests; it reads no zone of call data
 RAW_PURPOSE = "transcription"  # what a key's role needs for raw transcripts (else they are redacted)
+
+
+@dataclass
+class SessionRuntime(Runtime):
+    """The runtime with the call sessions behind the handoff packet (serving/sessions.py): what
+    :func:`build_runtime` builds, so that ``serving.sessions`` reaches the app and the sweep runs."""
+
+    sessions: SessionStore = field(default_factory=SessionStore)
 
 
 def _follow(registry: Registry, alias: str, settings: Settings, metrics: ServingMetrics,
@@ -94,7 +103,7 @@ def _request_auditor(settings: Settings, metrics: ServingMetrics) -> RequestAudi
 
 
 def build_runtime(settings: Settings, shadow: bool | None = None, keys: tuple[ApiKey, ...] | None = None,
-                  as_role: str | None = None) -> Runtime:
+                  as_role: str | None = None) -> SessionRuntime:
     """Load the champion (and with ``shadow``, the challenger) bundle, the redactor and the API keys
     (``keys``: already loaded with :func:`serving.api_keys.load_api_keys`).
 
@@ -115,7 +124,7 @@ def build_runtime(settings: Settings, shadow: bool | None = None, keys: tuple[Ap
     registry = Registry(settings)
     metrics = ServingMetrics()
     shadow = settings.serving.shadow if shadow is None else shadow
-    return Runtime(
+    return SessionRuntime(
         champion=_follow(registry, CHAMPION, settings, metrics, role),
         redactor=Redactor(settings.redaction, entities=settings.redaction.entities),
         keys=keys,
@@ -126,12 +135,15 @@ def build_runtime(settings: Settings, shadow: bool | None = None, keys: tuple[Ap
         shadow=ShadowRecorder(settings.root / "serving" / "shadow.jsonl", metrics) if shadow else None,
         raw_roles=frozenset(r for r in {k.role for k in keys} if RAW_PURPOSE in policy.purposes_of(r)),
         requests=_request_auditor(settings, metrics),
+        sessions=SessionStore(settings.serving.sessions, metrics),
     )
 
 
 def start_following(runtime: Runtime, every_s: float) -> None:
-    """Start the alias followers and the request audit's batching thread."""
+    """Start the alias followers, the request audit's batching thread and the call sessions' sweep."""
     runtime.champion.start(every_s)
+    if isinstance(runtime, SessionRuntime):
+        runtime.sessions.start()
     if runtime.challenger is not None:
         runtime.challenger.start(every_s)
     if runtime.requests is not None:
@@ -141,6 +153,8 @@ def start_following(runtime: Runtime, every_s: float) -> None:
 def stop_following(runtime: Runtime) -> None:
     """Stop them; the requests counted since the last batch are written to the audit trail now."""
     runtime.champion.stop()
+    if isinstance(runtime, SessionRuntime):
+        runtime.sessions.stop()
     if runtime.challenger is not None:
         runtime.challenger.stop()
     if runtime.requests is not None:

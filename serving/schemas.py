@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import unicodedata
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator
+
+from governance.contract import HandoffPacket
 
 
 class WordOut(BaseModel):
@@ -63,3 +66,63 @@ class Health(BaseModel):
     last_reload_error: str | None = Field(description="why following the champion alias fails now (null: it works)")
     challenger_error: str | None = Field(description="the same for the challenger alias in shadow mode")
     shadow_challenger: str | None
+
+
+EntityType = Annotated[str, StringConstraints(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]  # a <TYPE> name: CREDIT_CARD
+VERIFIED = "entity types the bot verified in this turn (e.g. DATE_OF_BIRTH); the packet flags them"
+
+
+class TurnIn(UnderstandIn):
+    """A customer turn as text, capped as ``/v1/understand``'s (an audio turn is the audio file itself)."""
+
+    verified: list[EntityType] = Field(default=[], max_length=32, description=VERIFIED)
+
+
+class TurnOut(BaseModel):
+    call_id: str
+    turn: int | None = Field(description="the turn's index in the call (null: no speech, nothing kept)")
+    text: str = Field(description="what the caller said, PII replaced by <TYPE> (all the session keeps)")
+    pii_types: list[str] = Field(description="the kinds of PII found in the turn")
+    intent: str | None = Field(description="read from the redacted text; null without speech or intent model")
+    confidence: float | None = Field(ge=0, le=1)
+    sentiment: float | None = Field(ge=-1, le=1, description="the caller's sentiment in this turn (compound)")
+    speech: bool = Field(description="false: the audio holds no speech; the turn was not kept")
+    bundle: str | None
+
+
+class HandoffEntity(BaseModel):
+    type: str = Field(examples=["CREDIT_CARD"])
+    verified: bool = Field(description="whether the bot verified this type in some turn")
+    masked: str | None = Field(description="the last 4 digits for the types policy allows (serving.sessions."
+                                           "masked_types), else null; never the value", examples=["•••• 1234"])
+
+
+class HandoffTurn(BaseModel):
+    index: int
+    speaker: Literal["customer"]
+    text: str = Field(description="redacted")
+    intent: str | None
+    confidence: float | None
+    sentiment: float
+    at_s: float = Field(description="when the turn arrived, seconds from the session's first turn")
+    source: Literal["audio", "text"]
+
+
+class SentimentProgressionOut(BaseModel):
+    """The caller's sentiment at the opening and the close of the call so far (core.sentiment.progression)."""
+
+    start: float
+    end: float
+    change: float = Field(description="end - start: negative, the caller got more upset")
+    turns: int
+
+
+class HandoffOut(HandoffPacket):
+    """The handoff packet (governance.contract.HandoffPacket) and what an agent desktop shows with it."""
+
+    call_id: str
+    sentiment_trend: list[float] = Field(description="each turn's sentiment, first turn first")
+    sentiment_progression: SentimentProgressionOut | None = Field(description="opening vs closing sentiment")
+    entities: list[HandoffEntity] = Field(description="each entity type the caller gave, first given first")
+    turns: list[HandoffTurn]
+    bundle: str | None = Field(description="the bundle version that understood the latest turn")
