@@ -32,7 +32,16 @@ from rich.table import Table
 if TYPE_CHECKING:  # the command imports it: `voiceloop --help` stays fast
     from flows.summary import RetrainSummary
 
-from voiceloop import cli_audit, cli_consent, cli_governance, cli_redact, cli_registry, cli_serve, cli_transcribe
+from voiceloop import (
+    cli_audit,
+    cli_consent,
+    cli_governance,
+    cli_monitor,
+    cli_redact,
+    cli_registry,
+    cli_serve,
+    cli_transcribe,
+)
 from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, print_json, warn
 from voiceloop.cli_common import fail as _fail
 from voiceloop.cli_common import load as _settings
@@ -40,7 +49,8 @@ from voiceloop.cli_common import load as _settings
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 # One way to add commands: each cli_* module declares its own on a `commands` Typer, merged in here.
-for module in (cli_audit, cli_consent, cli_governance, cli_redact, cli_registry, cli_serve, cli_transcribe):
+for module in (cli_audit, cli_consent, cli_governance, cli_monitor, cli_redact, cli_registry, cli_serve,
+               cli_transcribe):
     app.add_typer(module.commands)
 
 

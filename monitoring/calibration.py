@@ -1,0 +1,121 @@
+"""Calibrate the label-free estimates on the golden set: the champion end to end, as production runs it.
+
+The champion hears the golden set's redacted audio (its own ASR), the intent model reads its own
+transcripts, and each golden turn gives a (confidence, correct) pair for the intent estimate and
+(ASR features, word errors, reference words) for the WER estimate, with redacted spans taken out
+of both transcripts. Fitted once per (champion, golden version) and kept in the monitoring zone with
+the golden calls' ids, so an erasure of a golden caller drops it and the next run refits.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from core.redacted_text import without_placeholders
+from governance.store import GovernedStore
+from monitoring.champion import Champion, TurnAudio, hear_with_text
+from monitoring.estimation import (
+    WER_FEATURES,
+    IntentCalibration,
+    WerRegressor,
+    fit_intent_calibration,
+    fit_wer_regressor,
+)
+from monitoring.signals import HeardTurn
+from training.datasets import ASR_GOLDEN, INTENT_GOLDEN, open_version
+
+MIN_TURNS = 30  # fewer golden turns than this: no estimate is better than a wild one
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The fitted estimators of one champion on one golden version, and how well they did held out."""
+
+    key: str
+    bundle: str
+    golden: str  # asr-golden@digest
+    intent: IntentCalibration | None
+    wer: WerRegressor | None
+    turns: int
+
+    def to_record(self, call_ids: list[str]) -> dict[str, Any]:
+        return {"key": self.key, "bundle": self.bundle, "golden": self.golden, "turns": self.turns,
+                "intent": self.intent.to_dict() if self.intent else None,
+                "wer": self.wer.to_dict() if self.wer else None, "call_ids": call_ids}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Calibration:
+        return cls(record["key"], record["bundle"], record["golden"],
+                   IntentCalibration.from_dict(record["intent"]) if record.get("intent") else None,
+                   WerRegressor.from_dict(record["wer"]) if record.get("wer") else None, record["turns"])
+
+
+def turn_features(heard: HeardTurn | Any, duration_s: float) -> dict[str, float]:
+    """The WER features of one turn (``monitoring.estimation.WER_FEATURES``), NaN where unknown."""
+    def number(value: Any) -> float:
+        return float(value) if value is not None else math.nan
+
+    words = number(heard.words)
+    return {"avg_logprob": number(heard.avg_logprob), "no_speech_prob": number(heard.no_speech_prob),
+            "duration_s": duration_s, "words": words,
+            "words_per_s": words / duration_s if duration_s > 0 and not math.isnan(words) else math.nan,
+            "dbfs": number(heard.dbfs), "snr_db": number(heard.snr_db)}
+
+
+def _newest(store: GovernedStore, name: str) -> tuple[str, tuple[str, ...]] | None:
+    versions = [info for info in store.list_datasets() if info.name == name]
+    if not versions:
+        return None
+    newest = max(versions, key=lambda info: info.published)
+    return newest.digest, newest.call_ids
+
+
+def calibration_for(store: GovernedStore, champion: Champion, batch_size: int = 8,
+                    progress: Callable[[int, int], None] | None = None) -> Calibration | None:
+    """The champion's calibration on the newest golden version: kept from an earlier run, or fitted now.
+
+    None when there is no golden set with audio, or too few turns; ``store`` acts for monitoring.
+    """
+    from training.asr.finetune import GoldenAudio
+    from training.asr.metrics import utterance_errors
+
+    golden = _newest(store, ASR_GOLDEN)
+    if golden is None:
+        return None
+    digest, call_ids = golden
+    key = f"{champion.version}-{digest[:16]}"
+    kept = store.read_monitoring("calibration", [key])
+    if key in kept:
+        return Calibration.from_record(kept[key])
+    audio = GoldenAudio.load(open_version(store, ASR_GOLDEN, digest), digit_eval=0, clean_speech=False)
+    if len(audio.audios) < MIN_TURNS:
+        return None
+    labels: dict[tuple[str, int], str] = {}
+    intent_golden = _newest(store, INTENT_GOLDEN)
+    if intent_golden is not None:
+        data = open_version(store, INTENT_GOLDEN, intent_golden[0]).load()
+        labels = {(c, int(t)): y for c, t, y in zip(data["call_id"], data["turn"], data["intent"], strict=True)}
+    turns = [TurnAudio(row["call_id"], int(row["turn"]), samples) for row, samples in zip(audio.rows, audio.audios,
+                                                                                           strict=True)]
+    heard = hear_with_text(champion, turns, batch_size, progress)
+    keys = [f"{t.call_id}:{t.index}" for t in turns]
+    readings = [heard[(t.call_id, t.index)] for t in turns]
+    errors = utterance_errors([without_placeholders(r) for r in audio.references],
+                              [without_placeholders(text) for _h, text in readings])
+    features = [turn_features(h, t.samples.size / 16000) for t, (h, _text) in zip(turns, readings, strict=True)]
+    wer = fit_wer_regressor({name: np.array([f[name] for f in features]) for name in WER_FEATURES},
+                            [e.errors for e in errors], [e.ref_words for e in errors], keys)
+    scored = [(h.confidence, h.intent == labels[(t.call_id, t.index)], k)
+              for t, (h, _text), k in zip(turns, readings, keys, strict=True)
+              if (t.call_id, t.index) in labels and h.confidence is not None]
+    intent = None
+    if len(scored) >= MIN_TURNS:
+        intent = fit_intent_calibration([s[0] for s in scored], [s[1] for s in scored], [s[2] for s in scored])
+    calibration = Calibration(key, champion.version, f"{ASR_GOLDEN}@{digest[:12]}", intent, wer, len(turns))
+    store.write_monitoring("calibration", {key: calibration.to_record(sorted(set(call_ids)))})
+    return calibration
