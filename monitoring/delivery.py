@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from governance.policy import Policy
 from monitoring.alertmanager import AlertNotice, LocalAlertmanager, Owner, alertmanager_config, post_alerts
-from monitoring.figures import ALL, DailyFigure
+from monitoring.figures import ALL, DailyFigure, lower_is_worse
 from monitoring.pushgateway import LocalPushgateway, Sample, bounded_slices, push
 
 if TYPE_CHECKING:
@@ -23,10 +23,6 @@ ESCALATION = "escalation"
 UNOWNED = "unowned"
 #: How long a posted alert stays active in Alertmanager unless a later run posts it again (daily runs).
 ACTIVE_FOR = timedelta(hours=26)
-#: Metrics where a lower value is the worse one (for picking the worst slices to export).
-LOWER_IS_WORSE = frozenset({"containment_rate", "resolution_rate", "sentiment_start", "sentiment_end",
-                            "sentiment_change", "handoff_complete_rate", "est_intent_accuracy",
-                            "intent_confidence_mean", "asr_logprob_mean", "snr_db_mean"})
 
 
 def owners_of(policy: Policy) -> list[Owner]:
@@ -100,7 +96,7 @@ def samples(figures: list[DailyFigure], top: int) -> list[Sample]:
             by_metric.setdefault(figure.metric, {})[figure.slice] = figure.value
     out = []
     for metric, values in sorted(by_metric.items()):
-        kept = bounded_slices(values, top, higher_is_worse=metric not in LOWER_IS_WORSE)
+        kept = bounded_slices(values, top, higher_is_worse=not lower_is_worse(metric))
         for slice_name, value in sorted(kept.items()):
             kind, _, name = slice_name.partition("=")
             out.append(Sample(f"voiceloop_monitor_{metric}", {"slice_kind": kind if name else ALL,

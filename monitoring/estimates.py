@@ -16,10 +16,9 @@ import numpy as np
 
 from monitoring.calibration import Calibration, turn_features
 from monitoring.estimation import WER_FEATURES, Estimate, domain_check, estimate_accuracy, estimate_wer
-from monitoring.figures import DailyFigure
+from monitoring.figures import OUTSIDE_CALIBRATION, DailyFigure
 from monitoring.signals import CallSignals, TurnSignal
 
-OUTSIDE = "outside-calibration-domain"
 N_DRAWS = 400  # predictive draws per estimate: the interval's ends move by under a point beyond this
 
 
@@ -33,7 +32,7 @@ def _figure(day: date, metric: str, slice_name: str, estimate: Estimate) -> Dail
     se = estimate.se if math.isfinite(estimate.se) else None
     return DailyFigure(day, metric, slice_name, round(estimate.value, 5), estimate.n,
                        None if se is None else round(se, 5), round(estimate.low, 5), round(estimate.high, 5),
-                       flags=(OUTSIDE,) if estimate.outside_domain else ())
+                       flags=(OUTSIDE_CALIBRATION,) if estimate.outside_domain else ())
 
 
 def _heard_turns(calls: list[CallSignals]) -> list[TurnSignal]:

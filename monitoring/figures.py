@@ -29,6 +29,19 @@ METRICS: frozenset[str] = frozenset({
     "duration_s_mean", "intent_mix_shift",  # drift inputs
     "new_slice",  # a slice value the reference never saw appears
 })
+#: Metrics where the lower value is the worse one (everything else: higher is worse).
+LOWER_IS_WORSE: frozenset[str] = frozenset({
+    "containment_rate", "resolution_rate", "handoff_complete_rate", "est_intent_accuracy",
+    "intent_confidence_mean", "asr_logprob_mean", "snr_db_mean", "sentiment_start", "sentiment_end",
+    "sentiment_change",
+})
+#: A label-free estimate extrapolated beyond what the golden set covered (monitoring.estimation.domain_check).
+OUTSIDE_CALIBRATION = "outside-calibration-domain"
+
+
+def lower_is_worse(metric: str) -> bool:
+    """Whether a lower ``metric`` is the worse one (accuracy, containment, sentiment, ...); else higher is."""
+    return metric in LOWER_IS_WORSE
 
 
 def slice_key(kind: str, value: str) -> str:
