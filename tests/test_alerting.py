@@ -12,12 +12,10 @@ import json
 import os
 import socket
 import subprocess
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -46,59 +44,11 @@ from monitoring.pushgateway import (
     push,
     render_metrics,
 )
+from tests.alerting_helpers import Receiver, free_port, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 GROUP_WAIT_S = 1.0
 ESCALATE_AFTER_S = 4.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return check()
-
-
-class Receiver:
-    """Webhook receivers on 127.0.0.1: every POST is kept as (receiver name from the path, time, body)."""
-
-    def __init__(self) -> None:
-        self.posts: list[tuple[str, float, dict[str, Any]]] = []
-        self.lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with receiver.lock:
-                    receiver.posts.append((self.path.strip("/"), time.monotonic(), body))
-                self.send_response(200)
-                self.end_headers()
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    def url(self, name: str) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/{name}"
-
-    def alerts_for(self, name: str) -> list[tuple[float, dict[str, Any]]]:
-        """(time received, alert) of every alert notified to receiver ``name``."""
-        with self.lock:
-            return [(at, alert) for who, at, body in self.posts if who == name for alert in body["alerts"]]
-
-    def got(self, name: str, alert_id: str, status: str = "firing") -> bool:
-        return any(a["labels"]["alert_id"] == alert_id and a["status"] == status for _, a in self.alerts_for(name))
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +70,7 @@ def _config(receiver: Receiver) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def alertmanager(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAlertmanager]:
-    manager = LocalAlertmanager(tmp_path_factory.mktemp("alertmanager"), _free_port(), _config(receiver))
+    manager = LocalAlertmanager(tmp_path_factory.mktemp("alertmanager"), free_port(), _config(receiver))
     manager.start()
     try:
         yield manager
@@ -130,7 +80,7 @@ def alertmanager(receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -
 
 @pytest.fixture(scope="module")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalPushgateway]:
-    gateway = LocalPushgateway(tmp_path_factory.mktemp("pushgateway"), _free_port())
+    gateway = LocalPushgateway(tmp_path_factory.mktemp("pushgateway"), free_port())
     gateway.start()
     try:
         yield gateway
@@ -175,13 +125,13 @@ def test_owner_routing_escalation_and_acknowledgement(alertmanager: LocalAlertma
     assert silence
 
     # every alert reaches its owner (critical ones at once, not after escalate_after), no other owner
-    assert _wait_for(lambda: all(receiver.got(a.owner, a.alert_id) for a in (routed, for_intent, ignored)), 5)
+    assert wait_for(lambda: all(receiver.got(a.owner, a.alert_id) for a in (routed, for_intent, ignored)), 5)
     assert not receiver.got("intent-team", routed.alert_id) and not receiver.got("asr-team", for_intent.alert_id)
     first = min(at for at, a in receiver.alerts_for("asr-team") if a["labels"]["alert_id"] == ignored.alert_id)
     assert first - sent < ESCALATE_AFTER_S - 0.5
 
     # the critical alert nobody acknowledged escalates after escalate_after, not before
-    assert _wait_for(lambda: receiver.got("on-call", ignored.alert_id), ESCALATE_AFTER_S + 6)
+    assert wait_for(lambda: receiver.got("on-call", ignored.alert_id), ESCALATE_AFTER_S + 6)
     escalated = min(at for at, a in receiver.alerts_for("on-call") if a["labels"]["alert_id"] == ignored.alert_id)
     assert escalated - sent >= ESCALATE_AFTER_S - 0.5
     # the acknowledged one (same timing, same route) never does; warnings never escalate
@@ -203,7 +153,7 @@ def test_owner_routing_escalation_and_acknowledgement(alertmanager: LocalAlertma
     assert {a.notice.alert_id for a in active_alerts(url, owner="intent-team")} == {for_intent.alert_id}
 
     resolve(url, [routed])
-    assert _wait_for(lambda: receiver.got("asr-team", routed.alert_id, status="resolved"), 5)
+    assert wait_for(lambda: receiver.got("asr-team", routed.alert_id, status="resolved"), 5)
     assert routed.alert_id not in {a.notice.alert_id for a in active_alerts(url)}
 
 
@@ -241,7 +191,7 @@ def _non_loopback_address() -> str | None:
 
 
 def test_status_listens_on_loopback_only_and_stops(receiver: Receiver, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     manager = LocalAlertmanager(tmp_path / "am", port, _config(receiver))
     try:
         started = manager.start()
@@ -267,7 +217,7 @@ def test_status_listens_on_loopback_only_and_stops(receiver: Receiver, tmp_path:
 
 
 def test_stale_pid_file_is_ignored_and_removed(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     service = LocalService(name="alertmanager", binary="prometheus-alertmanager", package="prometheus-alertmanager",
                            folder=tmp_path, port=port, args=[f"--web.listen-address=127.0.0.1:{port}"])
     gone = subprocess.Popen(["true"])
@@ -281,7 +231,7 @@ def test_stale_pid_file_is_ignored_and_removed(tmp_path: Path) -> None:
 
 def test_missing_binary_and_unreachable_urls_say_what_to_do(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
                                                              receiver: Receiver) -> None:
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     with pytest.raises(AlertmanagerUnreachable, match=f"{url}.*voiceloop alertmanager start"):
         post_alerts(url, [_notice("x-1", "asr-team")])

@@ -122,7 +122,7 @@ def build_stream(
     check_voices({BOT_VOICE, AGENT_VOICE} | {call.plan.voice for call in stream.calls})
     asr_name = asr_model or BUNDLED_MODEL
     report = StreamReport(out=out, truth=truth_dir, cache=Path(cache) if cache else default_cache(out))
-    renders = RenderCache(report.cache, asr_name)
+    renders = RenderCache(report.cache, f"{asr_name}|batched")  # the decoding is part of what the cache keys
     (out / "audio").mkdir(parents=True, exist_ok=True)
     truth_dir.mkdir(parents=True, exist_ok=True)
     recognise: Recogniser | None = None  # loaded on the first call the cache lacks
@@ -137,7 +137,7 @@ def build_stream(
     per_day: Counter[int] = Counter()
     for call, (rendered, heard) in zip(stream.calls, in_order(audio, stream.calls, workers), strict=True):
         if heard is None:
-            recognise = recognise or Recogniser(asr_model)
+            recognise = recognise or Recogniser(asr_model, batched=True)
             path = out / "audio" / f"{call.plan.call_id}.wav"
             heard = recognise(turn_segments(path, rendered))
             renders.store(call.plan, path, rendered, heard)
