@@ -1,5 +1,6 @@
 """Scheduled jobs: cron schedules on Prefect deployments of the ``retrain`` flow and, beside it, of
-retention and the deadline check (``flows/governance_jobs.py``), each a :class:`Job` of ``JOBS``.
+retention and the deadline check (``flows/governance_jobs.py``) and the monitor (``flows/monitor.py``),
+each a :class:`Job` of ``JOBS``.
 
 Three pieces, and who does what:
 
@@ -10,10 +11,11 @@ Three pieces, and who does what:
   (``<project>/prefect/server.json``, log in ``<project>/prefect/server.log``).
 * **Deployment** ``voiceloop-retrain/<name>`` (``schedule_retrain``): the flow's import path
   (``flows.retrain.retrain``), its default parameters and the cron schedule. It is a *served*
-  deployment: no work pool or worker is involved. ``schedule_governance`` deploys
-  ``voiceloop-retention/retention`` and ``voiceloop-deadline-check/deadline-check`` the same way.
+  deployment: no work pool or worker is involved. ``schedule_side_jobs`` deploys
+  ``voiceloop-retention/retention``, ``voiceloop-deadline-check/deadline-check`` and
+  ``voiceloop-monitor/monitor`` (daily at 06:00 UTC by default) the same way.
 * **Runner** (``serve_deployments`` / ``voiceloop schedule --serve``): a long-running process
-  that polls the server and executes the deployments' due runs (the retrain's, and the governance
+  that polls the server and executes the deployments' due runs (the retrain's, and the side
   jobs' when deployed) in subprocesses on this machine. The server only *creates* runs; without
   a runner they stay Scheduled and turn ``Late``, and are picked up when a runner starts.
 
@@ -156,8 +158,12 @@ RETENTION = Job("voiceloop-retention", "flows.governance_jobs.retention_job", _g
 DEADLINES = Job("voiceloop-deadline-check", "flows.governance_jobs.deadline_check_job", _governance_signature,
                 "Audit overdue erasure requests and an overdue stale champion; roll back when configured.",
                 default_cron="0 7 * * *")
-JOBS = (RETRAIN, RETENTION, DEADLINES)
-GOVERNANCE_JOBS = (RETENTION, DEADLINES)
+MONITOR = Job("voiceloop-monitor", "flows.monitor.monitor", _retrain_signature,
+              "Watch production: new calls' signals, the days' figures, label-free estimates, alerts to owners.",
+              default_cron="0 6 * * *")
+JOBS = (RETRAIN, RETENTION, DEADLINES, MONITOR)
+#: The jobs deployed beside the retrain, each on its own cron: retention, the deadline check, the monitor.
+SIDE_JOBS = (RETENTION, DEADLINES, MONITOR)
 ENTRYPOINT = RETRAIN.entrypoint
 
 
@@ -226,14 +232,16 @@ def schedule_retrain(
     )
 
 
-def schedule_governance(crons: dict[Job, str] | None = None, *, timezone: str = "UTC",
-                        params_file: str | None = None, api_url: str) -> list[ScheduleInfo]:
-    """Deploy retention and the deadline check, each on its own cron (``crons``, else the job's default)."""
+def schedule_side_jobs(crons: dict[Job, str] | None = None, *, timezone: str = "UTC",
+                       params_file: str | None = None, api_url: str,
+                       jobs: tuple[Job, ...] = SIDE_JOBS) -> list[ScheduleInfo]:
+    """Deploy the jobs beside the retrain (``jobs``: retention, the deadline check, the monitor), each on its own
+    cron (``crons``, else the job's default)."""
     crons = crons or {}
-    for job in GOVERNANCE_JOBS:  # every cron checked before anything is applied
+    for job in jobs:  # every cron checked before anything is applied
         validate_cron(crons.get(job) or str(job.default_cron), timezone)
     return [schedule_retrain(crons.get(job) or str(job.default_cron), name=job.default_name, timezone=timezone,
-                             params_file=params_file, api_url=api_url, job=job) for job in GOVERNANCE_JOBS]
+                             params_file=params_file, api_url=api_url, job=job) for job in jobs]
 
 
 def _info(client: SyncPrefectClient, deployment: DeploymentResponse, n: int = 3) -> ScheduleInfo:
@@ -354,7 +362,7 @@ def serve_deployments(
     else:
         deployment = served_deployment(url, name)
     deployments = [deployment]
-    for job in GOVERNANCE_JOBS:  # retention and the deadline check, as stored, when they are deployed
+    for job in SIDE_JOBS:  # retention, the deadline check and the monitor, as stored, when they are deployed
         with contextlib.suppress(LookupError):
             deployments.append(served_deployment(url, job.default_name, job))
     # The runner passes the current settings (API URL included) on to each run's subprocess.

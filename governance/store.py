@@ -331,6 +331,12 @@ class GovernedStore:
     def redacted_call_ids(self) -> set[str]:
         return {p.stem for p in (self.root / "redacted").glob("*.json")}
 
+    def redacted_versions(self, call_ids: Iterable[str]) -> dict[str, str | None]:
+        """Call id -> the digest of the raw document each redacted call was made from (ids and digests only,
+        so nothing is handed out to audit): how a reader tells a call it read before from a newer version."""
+        return {c: json.loads(path.read_text()).get("raw_digest") for c in sorted(set(call_ids))
+                if (path := self._redacted_path(c)).exists()}
+
     def stale_redacted_call_ids(self) -> set[str]:
         """Redacted calls made from another version of the call than the raw zone holds now (a fixed
         transcript or corrected audio was ingested since): they must be redacted again. Only call ids

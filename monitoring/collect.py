@@ -92,6 +92,17 @@ def _signals(settings: Settings, calls: list[tuple[dict[str, Any], np.ndarray | 
     return out
 
 
+def _unwatched(watcher: GovernedStore, skipped: set[str]) -> set[str]:
+    """Redacted production calls without a monitoring record, or with one read from an older version of the call
+    (a corrected document or recording was ingested since: its signals are read again)."""
+    redacted = watcher.redacted_call_ids() - skipped
+    recorded = set(watcher.monitoring_keys("calls"))
+    versions = watcher.redacted_versions(redacted & recorded)
+    made_from = {key: record.get("made_from") for key, record in
+                 watcher.read_monitoring("calls", sorted(redacted & recorded)).items()} if versions else {}
+    return (redacted - recorded) | {c for c, digest in versions.items() if made_from.get(c) != digest}
+
+
 def _decode(data: bytes | None, call_id: str, report: CollectReport) -> np.ndarray | None:
     if data is None:
         return None
@@ -115,8 +126,7 @@ def collect(settings: Settings, store: GovernedStore, load_champion: Callable[[S
     watcher = store.as_purpose("monitoring")
     hearing = _Hearing(settings, load_champion)
     skipped = set(store.read_state(_NOT_PRODUCTION).get("calls", []))
-    recorded = set(watcher.monitoring_keys("calls"))
-    pending = sorted(watcher.redacted_call_ids() - recorded - skipped)
+    pending = sorted(_unwatched(watcher, skipped))
     for start in range(0, len(pending), batch):
         documents = watcher.read_redacted(pending[start:start + batch])
         golden = [d["call_id"] for d in documents if d.get("split") != "train"]

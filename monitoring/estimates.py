@@ -1,7 +1,10 @@
 """Label-free accuracy figures for one day and slice: what the calibrated champion would have scored.
 
 Only turns the champion itself heard count (``source == "champion"``): a bot platform's logged
-confidences belong to a model voiceloop cannot calibrate, so they feed drift figures only. A slice
+confidences belong to a model voiceloop cannot calibrate, so they feed drift figures only. WER is
+estimated over every such turn; intent accuracy over each call's opening request (its first customer
+turn), the turn an intent model exists for: later turns ("thanks, that's all") have no intent, and the
+golden set it was calibrated on holds requests only. A slice
 whose turns lie outside what the golden set covered carries the ``outside-calibration-domain`` flag
 beside its estimate: the number is an extrapolation there.
 """
@@ -51,7 +54,8 @@ def estimate_figures(calibration: Calibration | None, day: date, slice_name: str
     if calibration.wer is not None:
         out.append(_figure(day, "est_wer", slice_name, estimate_wer(
             calibration.wer, features, n_boot=N_DRAWS, seed=_seed(day, slice_name, "wer"))))
-    confident = [t.confidence for t in turns if t.confidence is not None]
+    requests = [t for c in calls for t in c.turns[:1] if t.source == "champion" and t.words is not None]
+    confident = [t.confidence for t in requests if t.confidence is not None]
     if calibration.intent is not None and confident:
         domain = domain_check(calibration.wer.domain, features) if calibration.wer is not None else None
         out.append(_figure(day, "est_intent_accuracy", slice_name, estimate_accuracy(

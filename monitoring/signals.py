@@ -70,6 +70,7 @@ class CallSignals:
     handoff_complete: bool = False
     handoff_repeated_types: list[str] = field(default_factory=list)
     snr_est_db: float | None = None
+    made_from: str | None = None  # the digest of the call document the signals were read from
     version: int = SIGNALS_VERSION
 
     @property
@@ -199,6 +200,7 @@ def call_signals(call: dict[str, Any], heard: dict[int, HeardTurn], repeat_types
                               and packet.get("sentiment") is not None),
         handoff_repeated_types=repeated_to_agent(turns, handoff_at, repeat_types) if handoff_at < float("inf") else [],
         snr_est_db=_median([t.snr_db for t in signals]),
+        made_from=call.get("raw_digest"),
     )
 
 

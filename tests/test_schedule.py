@@ -31,8 +31,8 @@ from flows.schedule import (
     InvalidScheduleError,
     Job,
     list_schedules,
-    schedule_governance,
     schedule_retrain,
+    schedule_side_jobs,
     served_deployment,
     validate_cron,
 )
@@ -270,7 +270,7 @@ def test_serve_keeps_the_schedule(server: tuple[Path, str], tmp_path: Path) -> N
     assert (listed.cron, listed.paused) == ("0 3 * * 1", False)
 
 
-def test_schedule_also_deploys_retention_and_the_deadline_check(server: tuple[Path, str], tmp_path: Path) -> None:
+def test_schedule_also_deploys_retention_the_deadline_check_and_the_monitor(server: tuple[Path, str], tmp_path: Path) -> None:
     """Both governance jobs get their own deployment and cron; one deadline-check run is triggered now with
     run_deployment (not left to the scheduler) and executed by a runner serving the stored deployment."""
     from prefect.deployments import run_deployment
@@ -282,9 +282,10 @@ def test_schedule_also_deploys_retention_and_the_deadline_check(server: tuple[Pa
 
     _, url = server
     params = write_params(tmp_path)
-    infos = schedule_governance(params_file=str(params), api_url=url)
+    infos = schedule_side_jobs(params_file=str(params), api_url=url)
     assert [(i.name, i.cron) for i in infos] == [("voiceloop-retention/retention", "0 2 * * *"),
-                                                ("voiceloop-deadline-check/deadline-check", "0 7 * * *")]
+                                                ("voiceloop-deadline-check/deadline-check", "0 7 * * *"),
+                                                ("voiceloop-monitor/monitor", "0 6 * * *")]
     listed = {s.name: s for s in list_schedules(url)}
     for info in infos:
         assert (listed[info.name].cron, listed[info.name].parameters) == (info.cron, {"params_file": str(params)})

@@ -286,16 +286,20 @@ def schedule(
     deadlines_cron: Annotated[str, typer.Option(help="cron of the deadline check (overdue erasure requests, a "
                                                      "champion trained on erased calls past its deadline)")]
     = "0 7 * * *",
+    monitor_cron: Annotated[str | None, typer.Option(help="cron of the production monitor (default: monitor.schedule, "
+                                                          "daily 06:00)")] = None,
     params: ParamsOption = None,
 ) -> None:
-    """Create (or update) the Prefect deployments: the retrain flow on --cron, and beside it retention and the
-    deadline check on their own crons (daily by default), so neither depends on someone remembering."""
+    """Create (or update) the Prefect deployments: the retrain flow on --cron, and beside it retention, the
+    deadline check and the production monitor on their own crons (daily by default), so none depends on someone
+    remembering."""
     settings = _settings(params)
     from flows.schedule import (
         DEADLINES,
+        MONITOR,
         RETENTION,
-        schedule_governance,
         schedule_retrain,
+        schedule_side_jobs,
         serve_deployments,
         validate_cron,
     )
@@ -303,12 +307,13 @@ def schedule(
 
     params_file = str(params) if params else None
     try:
-        for each in (cron, retention_cron, deadlines_cron):  # all checked before anything is deployed
+        monitor_cron = monitor_cron or settings.monitor.schedule
+        for each in (cron, retention_cron, deadlines_cron, monitor_cron):  # all checked before anything is deployed
             validate_cron(each, timezone)
         api_url = ensure_server(settings.root)
         infos = [schedule_retrain(cron, name=name, timezone=timezone, params_file=params_file, api_url=api_url)]
-        infos += schedule_governance({RETENTION: retention_cron, DEADLINES: deadlines_cron}, timezone=timezone,
-                                     params_file=params_file, api_url=api_url)
+        infos += schedule_side_jobs({RETENTION: retention_cron, DEADLINES: deadlines_cron, MONITOR: monitor_cron},
+                                    timezone=timezone, params_file=params_file, api_url=api_url)
     except (ValueError, FileNotFoundError) as error:  # bad cron/timezone, missing params file
         _fail(str(error), code=2)
         return
