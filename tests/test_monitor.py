@@ -204,6 +204,9 @@ def test_the_report_page_and_the_daemons_status(watched: Watched, tmp_path: Path
     assert text.startswith("<!doctype html>") and "channel=gsm-noisy8k" in text and "data:image/png;base64," in text
     status = cli("alertmanager", "status", "--json", "--params", str(watched.params))
     assert json.loads(status.stdout)["running"] and "127.0.0.1" in json.loads(status.stdout)["url"]
+    owners = json.loads(cli("status", "--json", "--params", str(watched.params)).stdout)["owners"]
+    assert {(o["component"], o["team"], o["notified"]) for o in owners} >= {("asr", "speech-team", True),
+                                                                            ("service", "contact-centre-ops", True)}
 
 
 def test_erasure_takes_a_caller_out_of_monitoring_records_and_alerts(watched: Watched) -> None:

@@ -270,8 +270,9 @@ def test_serve_keeps_the_schedule(server: tuple[Path, str], tmp_path: Path) -> N
     assert (listed.cron, listed.paused) == ("0 3 * * 1", False)
 
 
-def test_schedule_also_deploys_retention_the_deadline_check_and_the_monitor(server: tuple[Path, str], tmp_path: Path) -> None:
-    """Both governance jobs get their own deployment and cron; one deadline-check run is triggered now with
+def test_schedule_also_deploys_retention_the_deadline_check_and_the_monitor(server: tuple[Path, str],
+                                                                            tmp_path: Path) -> None:
+    """The side jobs get their own deployment and cron; one deadline-check run is triggered now with
     run_deployment (not left to the scheduler) and executed by a runner serving the stored deployment."""
     from prefect.deployments import run_deployment
     from prefect.settings import PREFECT_API_URL, temporary_settings

@@ -218,8 +218,8 @@ def retrain(params: ParamsOption = None, as_role: RoleOption = None, json_out: J
 
 @app.command()
 def status(params: ParamsOption = None, json_out: JsonOption = False, as_role: RoleOption = None) -> None:
-    """Show the champion bundle, the latest bundles and their verdicts (any defined role), and warn while the
-    audit key and head share the project folder."""
+    """Show the champion bundle, the latest bundles and their verdicts, who owns what the monitor watches (any
+    defined role), and warn while the audit key and head share the project folder."""
     settings = _settings(params)
     from governance.audit import shared_folder_warning
     from training.registry import CHAMPION, Registry
@@ -234,8 +234,12 @@ def status(params: ParamsOption = None, json_out: JsonOption = False, as_role: R
     now = datetime.now(UTC)
     stale = stale_champion(registry, settings.retention.retrain_deadline_days)
     warning = shared_folder_warning(settings)
+    from governance.policy import load_policy
+
+    owners = [{"component": o.component, "slice": o.slice, "team": o.team, "notified": bool(o.receiver),
+               "escalation": bool(o.escalation)} for o in load_policy(settings.access.policy_file or None).owners]
     state = {"champion": champion.__dict__ if champion else None, "bundles": history,
-             "retrain_required": stale.as_dict(now) if stale else None,
+             "retrain_required": stale.as_dict(now) if stale else None, "owners": owners,
              "tracking_uri": settings.tracking_uri, "project_dir": str(settings.root), "audit_warning": warning}
     if json_out:  # the warning travels in the JSON: stdout and stderr together stay one JSON document
         print_json(state)
@@ -253,6 +257,13 @@ def status(params: ParamsOption = None, json_out: JsonOption = False, as_role: R
         table.add_row(row["version"], ", ".join(row["aliases"]), str(row["verdict"] or "-"),
                       ", ".join(f"{k}={v}" for k, v in row["components"].items()), (row["run_id"] or "")[:12])
     out.print(table)
+    who = Table(title="who owns what (policy owners: alerts are routed to them)")
+    for column in ("component", "slice", "team", "notified by webhook", "escalation"):
+        who.add_column(column)
+    for owner in owners:
+        who.add_row(owner["component"], owner["slice"], owner["team"],
+                    "yes" if owner["notified"] else "no (listed only)", "yes" if owner["escalation"] else "-")
+    out.print(who)
 
 
 @app.command()
