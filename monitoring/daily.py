@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -152,6 +152,25 @@ def daily_figures(calls: list[CallSignals], callback_hours: float, window_days: 
         if extra is not None:
             figures += extra(day, slice_name, group)
     return figures
+
+
+def intent_mix_shift(calls: list[CallSignals], reference_days: set[date]) -> list[DailyFigure]:
+    """Per day, the total variation distance between the day's mix of opening-request intents and the
+    reference's (a reference day against the other reference days, so it is judged like any other day)."""
+    mixes: dict[date, Counter[str]] = defaultdict(Counter)
+    for call in calls:
+        if call.first_intent:
+            mixes[date.fromisoformat(call.day)][call.first_intent] += 1
+    pooled = sum((mixes[d] for d in reference_days if d in mixes), Counter())
+    out = []
+    for day, mix in sorted(mixes.items()):
+        reference = pooled - mix if day in reference_days else pooled
+        total, ref_total = sum(mix.values()), sum(reference.values())
+        if not total or not ref_total:
+            continue
+        distance = 0.5 * sum(abs(mix[i] / total - reference[i] / ref_total) for i in set(mix) | set(reference))
+        out.append(DailyFigure(day, "intent_mix_shift", ALL, round(distance, 5), total))
+    return out
 
 
 def new_slices(figures: list[DailyFigure], reference_days: set[date]) -> list[DailyFigure]:

@@ -17,7 +17,7 @@ from datetime import date, timedelta
 from typing import TYPE_CHECKING
 
 from governance.store import GovernedStore
-from monitoring.daily import daily_figures, new_slices
+from monitoring.daily import daily_figures, intent_mix_shift, new_slices
 from monitoring.estimates import estimate_figures
 from monitoring.figures import DailyFigure
 from monitoring.signals import CallSignals
@@ -87,7 +87,8 @@ def compute_figures(calls: list[CallSignals], config: MonitorConfig,
     figures = daily_figures(calls, config.callback_hours, config.repeat_window_days,
                             extra=lambda day, name, group: estimate_figures(calibration, day, name, group))
     window = reference_window(sorted({date.fromisoformat(c.day) for c in calls}), config)
-    return figures + new_slices(figures, set(window.reference)), window
+    reference = set(window.reference)
+    return figures + new_slices(figures, reference) + intent_mix_shift(calls, reference), window
 
 
 def write_days(store: GovernedStore, calls: list[CallSignals], figures: list[DailyFigure],

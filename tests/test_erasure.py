@@ -122,20 +122,29 @@ class Erasure:
     needles: dict[str, bytes]
     before: dict[str, set[str]]
     datasets_before: dict[str, dict[str, Any]]  # digest -> manifest facts
+    monitored_before: dict[str, str]  # monitoring zone file -> its text, before the erasure
+
+
+def _monitoring_files(settings: Settings) -> dict[str, str]:
+    folder = settings.zones_dir / "monitoring"
+    return {p.relative_to(folder).as_posix(): p.read_text() for p in folder.rglob("*.json")}
 
 
 @pytest.fixture(scope="module")
 def erasure(project: TrainedProject) -> Erasure:
     settings = project.settings
+    watched = cli("monitor", "--json", "--params", str(project.params))  # the caller's calls are watched too
+    assert watched.exit_code == 0, watched.output
     needles = _needles(project)
     before = _search(settings, needles)
     store = open_store(settings, "compliance-officer", "audit")
     datasets_before = {d.digest: {"name": d.name, "rows": d.rows, "call_ids": d.call_ids}
                        for d in store.list_datasets()}
+    monitored_before = _monitoring_files(settings)
     result = cli("erase", "--caller-id", project.caller_id, "--as", "compliance-officer", "--json",
                  "--params", str(project.params))
     assert result.exit_code == 0, result.output
-    return Erasure(json.loads(result.stdout), needles, before, datasets_before)
+    return Erasure(json.loads(result.stdout), needles, before, datasets_before, monitored_before)
 
 
 def test_nothing_of_the_caller_is_left_anywhere_in_the_project(project: TrainedProject, erasure: Erasure) -> None:
@@ -358,3 +367,20 @@ def test_a_corrected_and_a_withdrawn_call_leave_nothing_of_either_version(change
     assert sorted(json.loads(erased.stdout)["call_ids"]) == sorted(project.call_ids)
     after = _search(settings, needles)
     assert {name: paths for name, paths in after.items() if paths} == {}
+
+
+def test_the_callers_monitoring_records_and_the_calibration_on_their_golden_call_are_gone(
+        project: TrainedProject, erasure: Erasure) -> None:
+    """The monitor watched the caller's training call (a per-call record with their pseudonym) and calibrated
+    the champion on the golden set that holds their golden call; the erasure leaves neither."""
+    settings = project.settings
+    train_call, golden_call = project.call_ids
+    caller_ref = open_store(settings, "compliance-officer", "audit").caller_ref(project.caller_id)
+    before = erasure.monitored_before
+    assert f"calls/{train_call}.json" in before and caller_ref in before[f"calls/{train_call}.json"]
+    assert any(name.startswith("calibration/") and golden_call in text for name, text in before.items())
+    after = _monitoring_files(settings)
+    assert not [name for name, text in after.items() if caller_ref in text or train_call in text
+                or golden_call in text]
+    assert not [name for name in after if name.startswith("calibration/")], "refitted on the next run"
+    assert set(erasure.certificate["zones"]["monitoring"]["call_ids"]) == {train_call, golden_call}

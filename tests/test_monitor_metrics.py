@@ -18,7 +18,7 @@ from governance.audit import Actor, AuditLog
 from governance.contract import parse_call
 from governance.store import GovernedStore
 from monitoring.alerting import alert_id, raise_alerts
-from monitoring.daily import daily_figures, new_slices, repeat_facts
+from monitoring.daily import daily_figures, intent_mix_shift, new_slices, repeat_facts
 from monitoring.figures import DailyFigure
 from monitoring.signals import HeardTurn, call_signals
 from monitoring.watch import reference_window
@@ -126,6 +126,18 @@ def test_a_slice_the_reference_never_saw_is_new_once() -> None:
     figures += [DailyFigure(d, "containment_rate", "channel=gsm", 0.5, 4) for d in day[2:]]
     [new] = new_slices(figures, {day[0], day[1]})
     assert (new.day, new.slice, new.value) == (day[2], "channel=gsm", 1.0)
+
+
+def test_the_intent_mix_shift_is_the_total_variation_distance_from_the_reference() -> None:
+    def asking(day: int, intent: str, n: int) -> list[Any]:
+        return [call_signals(_call(f"d{day}-{intent}-{i}", f"c{day}{intent}{i}", f"2026-11-0{day}T10:00:00+00:00",
+                                   "contained", [_turn(0, "customer", 0, 1)]),
+                             {0: HeardTurn(intent, 0.9, -0.2, 0.1, 4, "7")}, COUNTED) for i in range(n)]
+
+    calls = asking(1, "a", 2) + asking(1, "b", 2) + asking(2, "a", 2) + asking(2, "b", 2) + asking(3, "a", 4)
+    shifts = {f.day.day: f.value for f in intent_mix_shift(calls, {date(2026, 11, 1), date(2026, 11, 2)})}
+    # days 1 and 2 each against the other (the same mix); day 3, all "a", against half "a" half "b"
+    assert shifts == {1: 0.0, 2: 0.0, 3: 0.5}
 
 
 def _store(tmp_path: Path) -> GovernedStore:
