@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, create_model
+
+from core.yaml_text import parse_yaml
 
 if TYPE_CHECKING:
     from governance.audit import Actor, AuditEntry, AuditLog
@@ -187,12 +188,7 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 def parse_policy(text: str, source: str) -> Policy:
     """Validate policy YAML; every problem is reported as ``source: key: what is wrong``."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise PolicyError(f"{source}: not valid YAML{where}; fix the syntax") from None
+    data = parse_yaml(text, source, PolicyError)
     try:
         parsed = _PolicyFile.model_validate(data)
     except ValidationError as error:

@@ -27,7 +27,7 @@ import httpx
 import yaml
 
 from governance.policy import COMPONENTS  # the parts of the bot an alert can be about; the policy names owners
-from monitoring.local_service import LocalService, ServiceStatus, listen_address
+from monitoring.local_service import LocalService, ServiceStatus, call_service, listen_address
 
 SEVERITIES = ("critical", "warning", "info")
 #: The label that carries an alert's id: what a silence (an acknowledgement) matches on.
@@ -284,17 +284,8 @@ class ActiveAlert:
 
 
 def _call(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
-    target = url.rstrip("/") + path
-    try:
-        response = httpx.request(method, target, timeout=10.0, **kwargs)
-    except httpx.TransportError as error:
-        raise AlertmanagerUnreachable(
-            f"Alertmanager at {url} cannot be reached ({type(error).__name__}: {error}); {START_HINT}"
-        ) from error
-    if response.status_code >= 300:
-        raise AlertmanagerError(f"Alertmanager at {url} answered {method} {path} with HTTP {response.status_code}: "
-                                f"{response.text.strip()[:500]}")
-    return response
+    return call_service("Alertmanager", method, url, path, unreachable=AlertmanagerUnreachable,
+                        failed=AlertmanagerError, hint=START_HINT, **kwargs)
 
 
 def post_alerts(url: str, alerts: list[AlertNotice]) -> None:

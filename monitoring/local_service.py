@@ -244,3 +244,16 @@ class LocalService:
         except FileNotFoundError:
             return ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def call_service(name: str, method: str, url: str, path: str, *, unreachable: type[Exception], failed: type[Exception],
+                 hint: str, **kwargs: Any) -> httpx.Response:
+    """One HTTP request to a daemon's API; errors name the daemon, the URL and what to do (``hint``)."""
+    try:
+        response = httpx.request(method, url.rstrip("/") + path, timeout=10.0, **kwargs)
+    except httpx.TransportError as error:
+        raise unreachable(f"{name} at {url} cannot be reached ({type(error).__name__}: {error}); {hint}") from error
+    if response.status_code >= 300:
+        raise failed(f"{name} at {url} answered {method} {path} with HTTP {response.status_code}: "
+                     f"{response.text.strip()[:500]}")
+    return response

@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from monitoring.local_service import LocalService, ServiceStatus, listen_address
+from monitoring.local_service import LocalService, ServiceStatus, call_service, listen_address
 
 PREFIX = "voiceloop_monitor_"
 ALL = "all"
@@ -140,16 +140,8 @@ def group_path(job: str, grouping: dict[str, str]) -> str:
 
 
 def _call(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
-    try:
-        response = httpx.request(method, url.rstrip("/") + path, timeout=10.0, **kwargs)
-    except httpx.TransportError as error:
-        raise PushgatewayUnreachable(
-            f"Pushgateway at {url} cannot be reached ({type(error).__name__}: {error}); {START_HINT}"
-        ) from error
-    if response.status_code >= 300:
-        raise PushgatewayError(f"Pushgateway at {url} answered {method} {path} with HTTP {response.status_code}: "
-                               f"{response.text.strip()[:500]}")
-    return response
+    return call_service("Pushgateway", method, url, path, unreachable=PushgatewayUnreachable,
+                        failed=PushgatewayError, hint=START_HINT, **kwargs)
 
 
 def push(url: str, job: str, samples: list[Sample], grouping: dict[str, str]) -> None:

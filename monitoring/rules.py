@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, field_validator, model_validator
 
+from core.yaml_text import parse_yaml
 from governance.policy import Component
 from monitoring.figures import ALL, METRICS, SLICE_KINDS
 
@@ -151,12 +151,7 @@ def _parse_rule(raw: Any, index: int, source: str) -> Rule:
 
 def parse_rules(text: str, source: str) -> list[Rule]:
     """Validate rules YAML; every problem is reported as ``source: rule 'name': key 'k': what is wrong``."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise RuleError(f"{source}: not valid YAML{where}; fix the syntax") from None
+    data = parse_yaml(text, source, RuleError)
     try:
         parsed = _RulesFile.model_validate(data)
     except ValidationError as error:

@@ -112,6 +112,18 @@ def write_call(
     return path
 
 
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Any]:
+    """Webhook receivers on 127.0.0.1 that Alertmanager can notify (tests/alerting_helpers.py), per module."""
+    from tests.alerting_helpers import Receiver
+
+    hooks = Receiver()
+    hooks.thread.start()
+    yield hooks
+    hooks.server.shutdown()
+    hooks.server.server_close()
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
     """One temporary Prefect server for every flow test in the session."""

@@ -51,15 +51,6 @@ GROUP_WAIT_S = 1.0
 ESCALATE_AFTER_S = 4.0
 
 
-@pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    hooks = Receiver()
-    hooks.thread.start()
-    yield hooks
-    hooks.server.shutdown()
-    hooks.server.server_close()
-
-
 def _config(receiver: Receiver) -> dict[str, Any]:
     owners = [Owner("asr-team", "speech", receiver.url("asr-team")),
               Owner("intent-team", "nlu", receiver.url("intent-team"))]

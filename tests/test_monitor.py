@@ -61,15 +61,6 @@ def _simulate(calls: Path, truth: Path, *args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def receiver() -> Iterator[Receiver]:
-    hooks = Receiver()
-    hooks.thread.start()
-    yield hooks
-    hooks.server.shutdown()
-    hooks.server.server_close()
-
-
-@pytest.fixture(scope="module")
 def watched(project: TrainedProject, receiver: Receiver, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Watched]:
     folder = tmp_path_factory.mktemp("production")
     calls, truth = folder / "calls", folder / "truth"

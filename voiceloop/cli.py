@@ -261,7 +261,7 @@ def status(params: ParamsOption = None, json_out: JsonOption = False, as_role: R
     for column in ("component", "slice", "team", "notified by webhook", "escalation"):
         who.add_column(column)
     for owner in owners:
-        who.add_row(owner["component"], owner["slice"], owner["team"],
+        who.add_row(str(owner["component"]), str(owner["slice"]), str(owner["team"]),
                     "yes" if owner["notified"] else "no (listed only)", "yes" if owner["escalation"] else "-")
     out.print(who)
 

@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from flows.monitor_summary import MonitorSummary
 
 commands = typer.Typer()
-monitor_app = typer.Typer(help="Watch production calls: figures, label-free estimates, alerts (docs/monitoring.md).",
+monitor_app = typer.Typer(help="Watch production calls: with no command, run the monitor once now (ingest, signals, "
+                               "figures, label-free estimates, alerts); `report` draws them (docs/monitoring.md).",
                           invoke_without_command=True)
 alerts_app = typer.Typer(help="The monitor's alerts: list them, show the calls behind one, acknowledge one.",
                          invoke_without_command=True)
@@ -80,7 +81,7 @@ def monitor(ctx: typer.Context, params: ParamsOption = None, as_role: RoleOption
     if ctx.invoked_subcommand is not None:
         return
     settings = load(params)
-    role = acting_role(settings, as_role, "monitoring")
+    role = acting_role(settings, as_role, "ingest")  # a run ingests and redacts before it watches (the pipeline)
     from flows.monitor import monitor as monitor_flow
     from voiceloop.run_display import StepDisplay, run_log
 
