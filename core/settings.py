@@ -223,6 +223,8 @@ class RetentionConfig(_Section):
     # a champion trained on erased or withdrawn calls must be replaced within this many days of being marked;
     # past it, `voiceloop status` and the audit report say OVERDUE and the deadline check audits it
     retrain_deadline_days: int = 30
+    # per-call monitoring records (numbers, no text) live this long: 13 months, so a year can be compared
+    monitoring_days: Annotated[int, Field(ge=1)] = 400
     rollback_when_overdue: bool = False  # the deadline check then serves the newest bundle not trained on them
 
 

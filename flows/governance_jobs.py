@@ -47,7 +47,7 @@ def run_retention(settings: Settings, role: str, dry_run: bool = False, now: dat
                   ) -> RetentionReport:
     store = open_store(settings, role, "retention")
     return apply_retention(store, now or datetime.now(UTC), settings.retention.raw_days,
-                           settings.retention.keep_redacted, dry_run)
+                           settings.retention.keep_redacted, dry_run, settings.retention.monitoring_days)
 
 
 def check_deadlines(settings: Settings, role: str, now: datetime | None = None) -> DeadlinesReport:

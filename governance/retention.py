@@ -5,7 +5,9 @@ may hold raw PII: failed originals, leaking turns) go with it, as do quarantined
 never reached the raw zone, by the time they were quarantined. Redacted derivatives are kept when
 ``retention.keep_redacted`` (the default): reproducibility starts at the redacted zone, so
 ``dvc repro`` / ``voiceloop build-datasets`` gives the same dataset digests after retention as
-before. Dataset versions are never touched by retention (only erasure deletes them).
+before. Dataset versions are never touched by retention (only erasure deletes them). Per-call monitoring
+records (numbers about a call, kept for calls without training consent too) live
+``retention.monitoring_days``: then they go, and their ids leave the days' and alerts' call lists.
 
 Erasure must still find a caller's rows after their raw call (and, without ``keep_redacted``, their
 redacted call) is gone: dataset rows carry no caller pseudonym. So before deleting raw calls whose
@@ -43,6 +45,8 @@ class RetentionReport:
     redacted: list[str] = field(default_factory=list)
     quarantine: list[str] = field(default_factory=list)  # quarantine item keys
     deleted: dict[str, dict[str, Any]] = field(default_factory=dict)  # zone -> files, bytes (apply only)
+    monitoring_days: int | None = None
+    monitoring: list[str] = field(default_factory=list)  # calls whose monitoring record goes (went)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -53,10 +57,16 @@ def _started(value: str) -> datetime:
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed
 
 
-def plan_retention(store: GovernedStore, now: datetime, raw_days: int, keep_redacted: bool) -> RetentionReport:
+def plan_retention(store: GovernedStore, now: datetime, raw_days: int, keep_redacted: bool,
+                   monitoring_days: int | None = None) -> RetentionReport:
     """What retention would delete at ``now``: decided from metadata only."""
     cutoff = now - timedelta(days=raw_days)
-    report = RetentionReport(now.isoformat(), cutoff.isoformat(), raw_days, keep_redacted, dry_run=True)
+    report = RetentionReport(now.isoformat(), cutoff.isoformat(), raw_days, keep_redacted, dry_run=True,
+                             monitoring_days=monitoring_days)
+    if monitoring_days is not None:
+        oldest = now - timedelta(days=monitoring_days)
+        report.monitoring = sorted(c for c, started in store.monitored_call_starts().items()
+                                   if _started(started) < oldest)
     index = store.raw_index()
     report.raw = sorted(cid for cid, entry in index.items() if _started(entry.started_at) < cutoff)
     if not keep_redacted:
@@ -74,11 +84,13 @@ def plan_retention(store: GovernedStore, now: datetime, raw_days: int, keep_reda
 
 
 def apply_retention(store: GovernedStore, now: datetime, raw_days: int, keep_redacted: bool,
-                    dry_run: bool) -> RetentionReport:
-    """Delete (or with ``dry_run`` only plan) what is past the raw window, acting for purpose ``retention``."""
+                    dry_run: bool, monitoring_days: int | None = None) -> RetentionReport:
+    """Delete (or with ``dry_run`` only plan) what is past the raw window (and, with ``monitoring_days``, the
+    monitoring window), acting for purpose ``retention``."""
     store = store.as_purpose(PURPOSE)
-    report = plan_retention(store, now, raw_days, keep_redacted)
-    zones = ["raw", "quarantine"] + ([] if keep_redacted else ["redacted"])
+    report = plan_retention(store, now, raw_days, keep_redacted, monitoring_days)
+    zones = ["raw", "quarantine"] + ([] if keep_redacted else ["redacted"]) + (
+        ["monitoring"] if monitoring_days is not None else [])
     if dry_run:
         for zone in zones:  # the same refusal apply would meet, before it would delete anything
             try:
@@ -94,13 +106,16 @@ def apply_retention(store: GovernedStore, now: datetime, raw_days: int, keep_red
                                      store.delete_quarantined(items=report.quarantine)]
         if not keep_redacted:
             deletions.append(store.delete_redacted(report.redacted))
+        if monitoring_days is not None:
+            deletions.append(store.delete_monitoring(report.monitoring))
         report.deleted = {d.zone: {"call_ids": len(d.call_ids), "files": d.files, "bytes": d.bytes,
                                    "missing": d.missing} for d in deletions}
     store.audit.append(
         store.actor, DRY_RUN_ACTION if dry_run else APPLY_ACTION,
-        call_ids=sorted(set(report.raw) | set(report.redacted)),
+        call_ids=sorted(set(report.raw) | set(report.redacted) | set(report.monitoring)),
         detail={"cutoff": report.cutoff, "raw_days": raw_days, "keep_redacted": keep_redacted,
                 "raw": len(report.raw), "redacted": len(report.redacted), "quarantine": report.quarantine,
+                "monitoring_days": monitoring_days, "monitoring": len(report.monitoring),
                 "deleted": report.deleted},
     )
     return report

@@ -434,6 +434,12 @@ class GovernedStore:
         self._record("monitoring", "monitoring.read", ids, kind=kind, records=len(records))
         return records
 
+    def monitored_call_starts(self) -> dict[str, str]:
+        """Call id -> ``started_at`` of every per-call monitoring record: what retention decides by (ids and
+        times only, so nothing is handed out to audit)."""
+        folder = self._monitoring_path("calls", "x").parent
+        return {p.stem: json.loads(p.read_text())["started_at"] for p in sorted(folder.glob("*.json"))}
+
     def monitored_calls_of(self, caller_ref: str) -> list[str]:
         """The calls of one caller (by pseudonym) that have a per-call monitoring record."""
         folder = self._monitoring_path("calls", "x").parent

@@ -197,3 +197,25 @@ def test_a_bad_bot_log_or_handoff_packet_is_set_aside_with_a_reason_and_the_call
     assert reasons[0].startswith("c1.json: handoff: a packet on a call whose outcome is not 'escalated'")
     assert reasons[1].startswith("c1.json: turns.1.bot.confidence: Input should be less than or equal to 1")
     assert record.turns[1].bot is None and record.handoff is None and "bot" not in document["turns"][1]
+
+
+def test_retention_deletes_monitoring_records_past_their_window_and_scrubs_their_ids(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from governance.retention import apply_retention
+
+    store = _store(tmp_path)
+    a, b, c = _signals()
+    store.write_monitoring("calls", {s.call_id: s.to_record() for s in (a, b, c)})
+    store.write_monitoring("days", {"2026-11-01": {"day": "2026-11-01", "call_ids": ["a", "b"], "figures": []}})
+    admin = GovernedStore(store.root, store.audit, Actor(role="admin", purpose="retention", user="t"))
+    now = datetime(2026, 11, 3, 12, tzinfo=UTC)  # a and b started 2 days before, c that morning
+    planned = apply_retention(admin, now, 30, True, dry_run=True, monitoring_days=1)
+    assert planned.monitoring == ["a", "b"] and store.monitoring_keys("calls") == ["a", "b", "c"]
+    done = apply_retention(admin, now, 30, True, dry_run=False, monitoring_days=1)
+    assert done.deleted["monitoring"]["call_ids"] == 2
+    assert store.monitoring_keys("calls") == ["c"]
+    assert store.read_monitoring("days")["2026-11-01"]["call_ids"] == []
+    refused = GovernedStore(store.root, store.audit, Actor(role="ml-engineer", purpose="retention", user="t"))
+    with pytest.raises(Exception, match="retention"):
+        apply_retention(refused, now, 30, True, dry_run=True, monitoring_days=1)
