@@ -33,7 +33,9 @@ UNHEARD_ACCENT = 0.6  # the odds are multiplied by this for a voice training nev
 VERIFY_RATE = 0.55  # the bot asks for a detail to verify the caller
 WANTS_PERSON_RATE = 0.05  # understood, yet the caller asks for a person
 ESCALATE_RATE = {False: 0.6, True: 0.75}  # by outage: a failed call escalates, else the caller gives up
-INCOMPLETE_RATE = {False: 0.25, True: 0.6}  # by outage: the handoff packet misses a field
+# by outage: the handoff packet misses a field. A healthy platform rarely does (a stable stream must not look
+# like one with a broken handoff: monitoring's threshold is 90% complete); an outage breaks the back end it reads
+INCOMPLETE_RATE = {False: 0.05, True: 0.6}
 REPEAT_RATE = {False: 0.2, True: 0.7}  # by incomplete packet: the agent asks again for what the bot verified
 AGENT_FIX_RATE = 0.9  # the agent resolves the ask (never during an outage)
 LATENCY_MEDIAN_S, LATENCY_SIGMA, LATENCY_RANGE_S = 0.35, 0.17, (0.15, 0.49)  # lognormal: p95 ~0.46 s
