@@ -19,23 +19,28 @@ import numpy as np
 
 from monitoring.calibration import Calibration, turn_features
 from monitoring.estimation import WER_FEATURES, Estimate, domain_check, estimate_accuracy, estimate_wer
-from monitoring.figures import OUTSIDE_CALIBRATION, DailyFigure
+from monitoring.figures import OUTSIDE_CALIBRATION, SMALL_CALIBRATION, DailyFigure
 from monitoring.signals import CallSignals, TurnSignal
 
 N_DRAWS = 400  # predictive draws per estimate: the interval's ends move by under a point beyond this
+# Fewer golden turns than this and the calibration curve is a few coarse steps whose bootstrap cannot show
+# how far off it is: measured with 76 turns, estimates 6-11 points above the truth (benchmarks/README.md)
+RELIABLE_TURNS = 300
 
 
 def _seed(day: date, slice_name: str, metric: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{day}|{slice_name}|{metric}".encode(), digest_size=4).digest(), "big")
 
 
-def _figure(day: date, metric: str, slice_name: str, estimate: Estimate) -> DailyFigure | None:
+def _figure(day: date, metric: str, slice_name: str, estimate: Estimate, calibrated_on: int) -> DailyFigure | None:
     if estimate.n == 0 or not math.isfinite(estimate.value):
         return None
     se = estimate.se if math.isfinite(estimate.se) else None
+    flags = ((OUTSIDE_CALIBRATION,) if estimate.outside_domain else ()) + (
+        (SMALL_CALIBRATION,) if calibrated_on < RELIABLE_TURNS else ())
     return DailyFigure(day, metric, slice_name, round(estimate.value, 5), estimate.n,
                        None if se is None else round(se, 5), round(estimate.low, 5), round(estimate.high, 5),
-                       flags=(OUTSIDE_CALIBRATION,) if estimate.outside_domain else ())
+                       flags=flags)
 
 
 def _heard_turns(calls: list[CallSignals]) -> list[TurnSignal]:
@@ -53,11 +58,12 @@ def estimate_figures(calibration: Calibration | None, day: date, slice_name: str
     out: list[DailyFigure | None] = []
     if calibration.wer is not None:
         out.append(_figure(day, "est_wer", slice_name, estimate_wer(
-            calibration.wer, features, n_boot=N_DRAWS, seed=_seed(day, slice_name, "wer"))))
+            calibration.wer, features, n_boot=N_DRAWS, seed=_seed(day, slice_name, "wer")), calibration.wer.n))
     requests = [t for c in calls for t in c.turns[:1] if t.source == "champion" and t.words is not None]
     confident = [t.confidence for t in requests if t.confidence is not None]
     if calibration.intent is not None and confident:
         domain = domain_check(calibration.wer.domain, features) if calibration.wer is not None else None
         out.append(_figure(day, "est_intent_accuracy", slice_name, estimate_accuracy(
-            calibration.intent, confident, n_boot=N_DRAWS, seed=_seed(day, slice_name, "intent"), domain=domain)))
+            calibration.intent, confident, n_boot=N_DRAWS, seed=_seed(day, slice_name, "intent"), domain=domain),
+            calibration.intent.n))
     return [f for f in out if f is not None]

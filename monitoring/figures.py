@@ -37,6 +37,8 @@ LOWER_IS_WORSE: frozenset[str] = frozenset({
 })
 #: A label-free estimate extrapolated beyond what the golden set covered (monitoring.estimation.domain_check).
 OUTSIDE_CALIBRATION = "outside-calibration-domain"
+#: A label-free estimate calibrated on fewer golden turns than monitoring.estimates.RELIABLE_TURNS.
+SMALL_CALIBRATION = "small-calibration"
 
 
 def lower_is_worse(metric: str) -> bool:
