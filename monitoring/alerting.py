@@ -13,14 +13,14 @@ alert's episode instead of opening a new one: a metric that stays bad is one ale
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from governance.store import GovernedStore
 from monitoring.change import ChangeEvent, evaluate_all
 from monitoring.daily import slices_of
-from monitoring.figures import DailyFigure
+from monitoring.figures import ALL, DailyFigure
 from monitoring.rules import load_rules
 from monitoring.signals import CallSignals
 
@@ -49,11 +49,19 @@ def alert_id(rule: str, slice_name: str, day: date) -> str:
 
 
 def _judged(figures: list[DailyFigure], window: Window) -> tuple[list[DailyFigure], list[DailyFigure]]:
-    """(monitored, reference) figures: each metric's days after its reference window, and the reference's own."""
+    """(monitored, reference) figures: each metric's days after its reference window, and the reference's own.
+
+    A slice the reference never saw (a new channel) is judged against the whole reference population: the
+    ``all`` slice's reference figures stand in for its own.
+    """
     references = {metric: window.reference_for(metric) for metric in {f.metric for f in figures}}
     ends = {metric: max(days) if days else window.last for metric, days in references.items()}
     reference = [f for f in figures if f.day in references[f.metric]]
     monitored = [f for f in figures if f.day > ends[f.metric] or (f.metric == "new_slice")]
+    seen = {(f.metric, f.slice) for f in reference}
+    population = [f for f in reference if f.slice == ALL]
+    for metric, slice_name in {(f.metric, f.slice) for f in monitored} - seen:
+        reference += [replace(f, slice=slice_name) for f in population if f.metric == metric]
     return monitored, reference
 
 

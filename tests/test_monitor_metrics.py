@@ -184,6 +184,21 @@ def test_a_stable_stream_raises_no_alert_and_a_jump_raises_one_with_its_owner_an
     assert alert["alert_id"] == alert_id(alert["rule"], "all", date.fromisoformat(alert["day"]))
 
 
+def test_a_slice_the_reference_never_saw_is_judged_against_the_whole_population(tmp_path: Path) -> None:
+    from core.settings import Settings
+
+    settings = Settings(project_dir=str(tmp_path / "state"))
+    days = [date(2026, 11, 1) + timedelta(days=i) for i in range(20)]
+    wobble = [0.20, 0.22, 0.19, 0.21, 0.20, 0.23, 0.18]
+    figures = [DailyFigure(d, "est_wer", "all", wobble[i % 7], 120, 0.015) for i, d in enumerate(days)]
+    figures += [DailyFigure(d, "est_wer", "channel=gsm", 0.55, 40, 0.04) for d in days[16:]]
+    calls = [call_signals(_call(f"g{i}", f"w{i}", f"{d.isoformat()}T10:00:00+00:00", "contained",
+                                [_turn(0, "customer", 0, 1)], meta={"channel": "gsm"}), {}, COUNTED)
+             for i, d in enumerate(days[16:])]
+    run = raise_alerts(settings, _store(tmp_path), figures, reference_window(days, settings.monitor), calls)
+    assert {(a["rule"], a["slice"], a["day"]) for a in run.raised} == {("slice_wer_up", "channel=gsm", "2026-11-17")}
+
+
 def test_a_bad_bot_log_or_handoff_packet_is_set_aside_with_a_reason_and_the_call_kept() -> None:
     document = {"call_id": "c1", "started_at": "2026-11-01T10:00:00Z", "caller_id": "x",
                 "consent": {"training": True}, "audio": "a.wav", "outcome": "contained",
