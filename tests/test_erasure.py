@@ -101,6 +101,9 @@ def _search(settings: Settings, needles: dict[str, bytes]) -> dict[str, set[str]
     model vocabularies)."""
     cipher = Keyring(settings.keys_dir).raw
     hits: dict[str, set[str]] = {name: set() for name in needles}
+    # a word is found as a word: MLflow's own "num_elements" holds no caller's "element"
+    whole = {name: re.compile(rb"(?<![A-Za-z])" + re.escape(needle) + rb"(?![A-Za-z])", re.IGNORECASE)
+             for name, needle in needles.items() if name.startswith("word ")}
     for path in settings.root.rglob("*"):
         if not path.is_file() or path.is_symlink():
             continue
@@ -111,7 +114,7 @@ def _search(settings: Settings, needles: dict[str, bytes]) -> dict[str, set[str]
         for name, needle in needles.items():
             if name.startswith("word ") and path.name in PUBLIC_VOCABULARIES:
                 continue
-            if needle in data:
+            if (whole[name].search(data) if name in whole else needle in data):
                 hits[name].add(path.relative_to(settings.root).as_posix())
     return hits
 
