@@ -208,10 +208,12 @@ def ingest(
             report.quarantined.append((name, reason))
             seen[name] = _sha256(json_bytes)
             continue
-        for problem in problems:
+        consented = document["consent"]["training"] and not consent.caller_withdrawn(
+            store.caller_ref(document["caller_id"]))
+        for problem in problems:  # a call stored nowhere keeps no value in quarantine either: the reason alone
             store.quarantine("ingest-field", f"{name}.{problem.field}", problem.reason, call_id=document["call_id"],
                              caller_ref=store.caller_ref(document["caller_id"]),
-                             payload={"field": problem.field, "value": problem.value})
+                             payload={"field": problem.field, "value": problem.value} if consented else None)
             report.fields_quarantined.append((name, problem.reason))
         started = document["started_at"]
         watermark = max(watermark or started, started)
@@ -229,7 +231,7 @@ def ingest(
             else:
                 seen[name] = document["_ingest"]["source_digest"]
             continue
-        if not document["consent"]["training"] or consent.caller_withdrawn(store.caller_ref(document["caller_id"])):
+        if not consented:
             report.no_consent.append(call_id)
             seen[name] = monitor_pending[name] = document["_ingest"]["source_digest"]
             continue

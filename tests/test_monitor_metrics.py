@@ -234,3 +234,24 @@ def test_retention_deletes_monitoring_records_past_their_window_and_scrubs_their
     refused = GovernedStore(store.root, store.audit, Actor(role="ml-engineer", purpose="retention", user="t"))
     with pytest.raises(Exception, match="retention"):
         apply_retention(refused, now, 30, True, dry_run=True, monitoring_days=1)
+
+
+def test_a_bad_field_of_a_call_stored_nowhere_keeps_only_its_reason_in_quarantine(tmp_path: Path) -> None:
+    from governance.ingest import ingest
+    from tests.conftest import write_call
+
+    packet = {"at_s": -3, "transcript": "my name is Eudora Pennywhistle", "intent": "x", "sentiment": 0}
+    write_call(tmp_path / "calls", "kept", outcome="escalated", handoff=packet)
+    write_call(tmp_path / "calls", "unconsented", consent=False, outcome="escalated", handoff=packet)
+    store = GovernedStore(tmp_path / "zones", AuditLog(f"sqlite:///{tmp_path / 'audit.db'}"),
+                          Actor(role="pipeline", purpose="ingest", user="t"))
+    report = ingest(store, str(tmp_path / "calls"), "train")
+    assert report.ingested == ["kept"] and report.no_consent == ["unconsented"]
+    assert [reason for _, reason in report.fields_quarantined] == [
+        "kept.json: handoff.at_s: Input should be greater than or equal to 0; the field was set aside "
+        "(see README, 'The call store contract'), the call kept",
+        "unconsented.json: handoff.at_s: Input should be greater than or equal to 0; the field was set aside "
+        "(see README, 'The call store contract'), the call kept"]
+    folder = tmp_path / "zones/quarantine/ingest-field"
+    assert sorted(p.name for p in (folder / "kept.json.handoff").iterdir()) == ["payload.json.enc", "reason.json"]
+    assert sorted(p.name for p in (folder / "unconsented.json.handoff").iterdir()) == ["reason.json"]
