@@ -64,7 +64,8 @@ from training.registry import Registry
 
 @task(name="ingest", cache_policy=NO_CACHE)
 def ingest_calls(settings: Settings, store: GovernedStore) -> dict[str, IngestSummary]:
-    reports = ingest_sources(store.as_purpose("ingest"), settings.sources, progress.counter("ingest", "files"))
+    with store.ingest_lock():  # one ingest per store at a time: the monitor's (flows/monitor.py) takes it too
+        reports = ingest_sources(store.as_purpose("ingest"), settings.sources, progress.counter("ingest", "files"))
     for report in reports.values():
         for name, reason in report.quarantined:
             get_run_logger().warning("quarantined %s: %s", name, reason)
