@@ -255,3 +255,12 @@ def test_a_bad_field_of_a_call_stored_nowhere_keeps_only_its_reason_in_quarantin
     folder = tmp_path / "zones/quarantine/ingest-field"
     assert sorted(p.name for p in (folder / "kept.json.handoff").iterdir()) == ["payload.json.enc", "reason.json"]
     assert sorted(p.name for p in (folder / "unconsented.json.handoff").iterdir()) == ["reason.json"]
+
+
+def test_the_ingest_lock_lets_one_flow_in_at_a_time(tmp_path: Path) -> None:
+    store = _store(tmp_path)
+    with (store.ingest_lock(), pytest.raises(TimeoutError, match="another voiceloop flow"),
+          _store(tmp_path).ingest_lock(timeout_s=0.3)):
+        pass
+    with _store(tmp_path).ingest_lock(timeout_s=0.3):  # released: the next one gets in
+        pass
