@@ -24,7 +24,7 @@ from governance.session import open_store
 from governance.store import GovernedStore
 from monitoring.alerting import AlertRun, raise_alerts
 from monitoring.calibration import Calibration, calibration_for
-from monitoring.champion import Champion, load_champion
+from monitoring.champion import Champion, champion_version, load_champion
 from monitoring.collect import CollectReport, collect
 from monitoring.delivery import deliver, export_figures
 from monitoring.figures import DailyFigure
@@ -54,8 +54,8 @@ def collect_calls(settings: Settings, store: GovernedStore, champion: _Champion)
 
 @task(name="calibrate", cache_policy=NO_CACHE)
 def calibrate(settings: Settings, store: GovernedStore, champion: _Champion) -> Calibration | None:
-    return calibration_for(store.as_purpose("monitoring"), champion(settings), settings.monitor.asr_batch,
-                           progress.counter("calibrate", "golden turns"))
+    return calibration_for(store.as_purpose("monitoring"), champion_version(settings), lambda: champion(settings),
+                           settings.monitor.asr_batch, progress.counter("calibrate", "golden turns"))
 
 
 @task(name="figures", cache_policy=NO_CACHE)

@@ -75,9 +75,10 @@ def _newest(store: GovernedStore, name: str) -> tuple[str, tuple[str, ...]] | No
     return newest.digest, newest.call_ids
 
 
-def calibration_for(store: GovernedStore, champion: Champion, batch_size: int = 8,
+def calibration_for(store: GovernedStore, version: str, champion: Callable[[], Champion], batch_size: int = 8,
                     progress: Callable[[int, int], None] | None = None) -> Calibration | None:
-    """The champion's calibration on the newest golden version: kept from an earlier run, or fitted now.
+    """The calibration of champion ``version`` on the newest golden version: kept from an earlier run, or fitted
+    now (``champion()`` loads the models only then).
 
     None when there is no golden set with audio, or too few turns; ``store`` acts for monitoring.
     """
@@ -88,7 +89,7 @@ def calibration_for(store: GovernedStore, champion: Champion, batch_size: int = 
     if golden is None:
         return None
     digest, call_ids = golden
-    key = f"{champion.version}-{digest[:16]}"
+    key = f"{version}-{digest[:16]}"
     kept = store.read_monitoring("calibration", [key])
     if key in kept:
         return Calibration.from_record(kept[key])
@@ -102,7 +103,7 @@ def calibration_for(store: GovernedStore, champion: Champion, batch_size: int = 
         labels = {(c, int(t)): y for c, t, y in zip(data["call_id"], data["turn"], data["intent"], strict=True)}
     turns = [TurnAudio(row["call_id"], int(row["turn"]), samples) for row, samples in zip(audio.rows, audio.audios,
                                                                                            strict=True)]
-    heard = hear_with_text(champion, turns, batch_size, progress)
+    heard = hear_with_text(champion(), turns, batch_size, progress)
     keys = [f"{t.call_id}:{t.index}" for t in turns]
     readings = [heard[(t.call_id, t.index)] for t in turns]
     errors = utterance_errors([without_placeholders(r) for r in audio.references],
@@ -116,6 +117,6 @@ def calibration_for(store: GovernedStore, champion: Champion, batch_size: int = 
     intent = None
     if len(scored) >= MIN_TURNS:
         intent = fit_intent_calibration([s[0] for s in scored], [s[1] for s in scored], [s[2] for s in scored])
-    calibration = Calibration(key, champion.version, f"{ASR_GOLDEN}@{digest[:12]}", intent, wer, len(turns))
+    calibration = Calibration(key, version, f"{ASR_GOLDEN}@{digest[:12]}", intent, wer, len(turns))
     store.write_monitoring("calibration", {key: calibration.to_record(sorted(set(call_ids)))})
     return calibration

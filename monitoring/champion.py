@@ -37,6 +37,14 @@ class Champion:
         return self.bundle.version or BASE_BUNDLE
 
 
+def champion_version(settings: Settings) -> str:
+    """The bundle version the champion alias names (``base`` when there is none), without loading a model."""
+    from training.registry import CHAMPION, Registry
+
+    bundle = Registry(settings).by_alias(CHAMPION)
+    return bundle.version if bundle else BASE_BUNDLE
+
+
 def load_champion(settings: Settings) -> Champion:
     """The bundle the champion alias names, loaded as serving loads it (the base Whisper when there is none)."""
     from governance.redaction.redactor import Redactor
