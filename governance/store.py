@@ -468,9 +468,6 @@ class GovernedStore:
                     self._remove(path, result)
                     continue
                 record["call_ids"] = [c for c in record["call_ids"] if c not in doomed]
-                for name, value in list(record.items()):  # lists of call ids kept under other names (per slice)
-                    if isinstance(value, dict) and all(isinstance(v, list) for v in value.values()):
-                        record[name] = {k: [c for c in v if c not in doomed] for k, v in value.items()}
                 _atomic_write(path, _dump(record))
                 scrubbed += 1
         result.call_ids = sorted(found)

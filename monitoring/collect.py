@@ -59,11 +59,11 @@ def _handoff_at(call: dict[str, Any]) -> float:
 
 
 class _Hearing:
-    """Loads the champion only when a call needs it, once per run."""
+    """Loads the champion (``load``: once per run, the caller's cache) only when a call needs it."""
 
     def __init__(self, settings: Settings, load: Callable[[Settings], Champion]) -> None:
         self.settings, self.load = settings, load
-        self.champion: Champion | None = None
+        self.champion: Champion | None = None  # set once a call needed it
 
     def __call__(self, calls: list[tuple[dict[str, Any], np.ndarray | None]],
                  progress: Callable[[int, int], None] | None) -> dict[tuple[str, int], Any]:
@@ -73,8 +73,7 @@ class _Hearing:
                 turns += turn_audio(call, samples, _handoff_at(call))
         if not turns:
             return {}
-        if self.champion is None:
-            self.champion = self.load(self.settings)
+        self.champion = self.load(self.settings)
         return hear(self.champion, turns, self.settings.monitor.asr_batch, progress)
 
 
@@ -115,7 +114,10 @@ def _decode(data: bytes | None, call_id: str, report: CollectReport) -> np.ndarr
 
 def collect(settings: Settings, store: GovernedStore, load_champion: Callable[[Settings], Champion],
             progress: Progress | None = None, batch: int = 50) -> CollectReport:
-    """Ingest and redact new calls, then give every call without a monitoring record one (``store`` as pipeline)."""
+    """Ingest and redact new calls, then give every call without a monitoring record one (``store`` as pipeline).
+
+    ``load_champion`` is called each time calls need the champion: it should keep what it loaded (the flow's does).
+    """
     report = CollectReport()
     tell = (lambda stage: (lambda done, total: progress(stage, done, total))) if progress else (lambda stage: None)
     ingester = store.as_purpose("ingest")
