@@ -9,9 +9,12 @@ and as one line per step start and end elsewhere (CI); library code never prints
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from core.runtime import cpu_seconds
 
 LOGGER = "voiceloop.progress"
 _log = logging.getLogger(LOGGER)
@@ -48,6 +51,23 @@ def finished(step: str) -> None:
 def counter(step: str, unit: str) -> Callable[[int, int], None]:
     """A ``progress(done, total)`` callback, as the steps take one, that reports ``step``'s progress."""
     return lambda done, total: advanced(step, done, total, unit)
+
+
+@dataclass
+class Stopwatch:
+    """Runs a flow's steps one at a time: announces each, and keeps its wall seconds and CPU core-seconds."""
+
+    wall: dict[str, float] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    def __call__(self, step: str, fn: Callable[..., Any], *args: Any) -> Any:
+        started(step)
+        wall_start, cpu_start = time.perf_counter(), cpu_seconds()
+        result = fn(*args)
+        self.wall[step] = round(time.perf_counter() - wall_start, 2)
+        self.cpu[step] = round(cpu_seconds() - cpu_start, 1)
+        finished(step)
+        return result
 
 
 def event_of(record: logging.LogRecord) -> Event | None:

@@ -8,9 +8,7 @@ and an alert already raised (same rule, slice and first day) is not raised twice
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -74,7 +72,7 @@ def alerts(settings: Settings, store: GovernedStore, computed: list[DailyFigure]
     """New alerts recorded and audited, then sent to Alertmanager; with ``monitor.on_alert: retrain`` a new
     ASR or intent alert starts the retrain deployment."""
     run = raise_alerts(settings, store.as_purpose("monitoring"), computed, window, calls)
-    run.delivered_to, run.delivery_error = deliver(settings, store.policy, run.raised)
+    run.delivered_to, run.delivery_error = deliver(settings, store.policy, run.to_deliver)
     if settings.monitor.on_alert == "retrain" and any(a["component"] in ("asr", "intent") for a in run.raised):
         run.notes.append(start_retrain())
     return run
@@ -105,16 +103,7 @@ def monitor(params_file: str | None = None, role: str = "pipeline") -> MonitorSu
     settings = load_settings(Path(params_file) if params_file else None)
     prepare(settings.root, settings.threads or None)
     store = open_store(settings, role, "monitoring", flow_run_id=str(flow_run.get_id() or ""))
-    timings: dict[str, float] = {}
-
-    def timed(name: str, fn: Any, *args: Any) -> Any:
-        progress.started(name)
-        start = time.perf_counter()
-        result = fn(*args)
-        timings[name] = round(time.perf_counter() - start, 2)
-        progress.finished(name)
-        return result
-
+    timed = progress.Stopwatch()
     champion = _Champion()
     collected = timed("collect", collect_calls, settings, store, champion)
     calibration = timed("calibrate", calibrate, settings, store, champion)
@@ -122,4 +111,4 @@ def monitor(params_file: str | None = None, role: str = "pipeline") -> MonitorSu
     raised = timed("alerts", alerts, settings, store, computed, window, calls)
     exported = timed("export", export, settings, computed)
     return MonitorSummary.of(str(flow_run.get_id() or ""), collected, calibration, computed, window, len(calls),
-                             raised, exported, timings)
+                             raised, exported, timed.wall)

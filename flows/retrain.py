@@ -174,21 +174,13 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
     settings = load_settings(Path(params_file) if params_file else None)
     prepare(settings.root, settings.threads or None)
     store = open_store(settings, role, "ingest", flow_run_id=str(flow_run.get_id() or ""))
-    timings: dict[str, float] = {}
-    cpu: dict[str, float] = {}  # core-seconds per stage (the lanes' tasks share one figure: train_lanes)
+    timed = progress.Stopwatch()  # core-seconds per stage too (the lanes' tasks share one figure: train_lanes)
+    timings, cpu = timed.wall, timed.cpu
     summary = RetrainSummary(flow_run_id=str(flow_run.get_id() or ""), project_dir=str(settings.root),
                              audit_warning=shared_folder_warning(settings))
 
     def since(start: float) -> float:
         return round(time.perf_counter() - start, 2)
-
-    def timed(name: str, fn: Any, *args: Any) -> Any:
-        progress.started(name)
-        start, cpu_start = time.perf_counter(), cpu_seconds()
-        result = fn(*args)
-        timings[name], cpu[name] = since(start), round(cpu_seconds() - cpu_start, 1)
-        progress.finished(name)
-        return result
 
     def lane_done(name: str, started: float, then: str | None = None) -> Callable[[Any], None]:
         def done(_: Any) -> None:

@@ -33,14 +33,23 @@ EPISODE_DAYS = 3
 
 @dataclass
 class AlertRun:
-    """What one judging found: new alerts (id, rule, slice, day, owner ... no call ids) and notes."""
+    """What one judging found: new alerts (id, rule, slice, day, owner ... no call ids), the earlier alerts whose
+    episode went on (posted again, so Alertmanager keeps them firing while the metric stays bad), and notes."""
 
     raised: list[dict[str, Any]] = field(default_factory=list)
-    continuing: int = 0
+    continued: list[dict[str, Any]] = field(default_factory=list)
     tests: int = 0
     notes: list[str] = field(default_factory=list)
     delivered_to: str | None = None
     delivery_error: str | None = None
+
+    @property
+    def continuing(self) -> int:
+        return len(self.continued)
+
+    @property
+    def to_deliver(self) -> list[dict[str, Any]]:
+        return self.raised + self.continued
 
 
 def alert_id(rule: str, slice_name: str, day: date) -> str:
@@ -67,6 +76,11 @@ def _judged(figures: list[DailyFigure], window: Window) -> tuple[list[DailyFigur
 
 def _calls_behind(calls: list[CallSignals], event: ChangeEvent) -> list[str]:
     return sorted(c.call_id for c in calls if c.day == event.day.isoformat() and event.slice in slices_of(c))
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """An alert as it leaves the store: everything but the calls behind it."""
+    return {k: v for k, v in record.items() if k != "call_ids"}
 
 
 def raise_alerts(settings: Settings, store: GovernedStore, figures: list[DailyFigure], window: Window | None,
@@ -96,7 +110,6 @@ def raise_alerts(settings: Settings, store: GovernedStore, figures: list[DailyFi
                 episode["last_day"] = event.day.isoformat()
                 episode["call_ids"] = sorted(set(episode["call_ids"]) | set(_calls_behind(calls, event)))
                 records[episode["alert_id"]] = episode
-                run.continuing += 1
             continue
         identifier = alert_id(event.rule, event.slice, event.day)
         if identifier in known:
@@ -107,7 +120,9 @@ def raise_alerts(settings: Settings, store: GovernedStore, figures: list[DailyFi
                   "raised_at": now.isoformat(), "call_ids": _calls_behind(calls, event)}
         records[identifier] = record
         latest[key] = event.day
-        run.raised.append({k: v for k, v in record.items() if k != "call_ids"})
+        run.raised.append(_public(record))
+    raised = {alert["alert_id"] for alert in run.raised}
+    run.continued = [_public(r) for i, r in records.items() if i not in raised]
     if records:
         store.write_monitoring("alerts", records)
     for alert in run.raised:

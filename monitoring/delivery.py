@@ -68,12 +68,14 @@ def notice(alert: dict[str, Any], now: datetime) -> AlertNotice:
                        slice=alert["slice"],
                        summary=f"{alert['metric']} on {alert['slice']} was {alert['value']:.3g}{against} on "
                                f"{alert['day']}; `voiceloop alerts show {alert['alert_id']}` lists the calls",
-                       starts_at=now, ends_at=now + ACTIVE_FOR)
+                       starts_at=datetime.fromisoformat(alert["raised_at"]) if alert.get("raised_at") else now,
+                       ends_at=now + ACTIVE_FOR)
 
 
 def deliver(settings: Settings, policy: Policy, alerts: list[dict[str, Any]],
             now: datetime | None = None) -> tuple[str | None, str | None]:
-    """Post alerts to Alertmanager; (url it went to or None, the error if it failed)."""
+    """Post alerts to Alertmanager (new ones, and continuing ones again: each post keeps an alert firing for
+    ``ACTIVE_FOR``); (url it went to or None, the error if it failed)."""
     url = alertmanager_url(settings, policy)
     if url is None or not alerts:
         return url, None

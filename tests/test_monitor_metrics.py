@@ -7,7 +7,7 @@ worked out on paper (the numbers in the comments). The monitor flow on real call
 from __future__ import annotations
 
 import json
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -175,13 +175,34 @@ def test_a_stable_stream_raises_no_alert_and_a_jump_raises_one_with_its_owner_an
     assert "call_ids" not in alert
     kept = store.read_monitoring("alerts")[alert["alert_id"]]
     # the rate stays high, so later days' alarms continue this alert (one alert, not one a day) and add their calls
-    assert kept["last_day"] > kept["day"] and jumped.continuing > 0
+    assert kept["last_day"] > kept["day"] and jumped.continued == [], "extended in the run that raised it"
     assert kept["call_ids"] == sorted(c.call_id for c in calls if kept["day"] <= c.day <= kept["last_day"])
     entries = [e for e in store.audit.entries(action="monitoring.alert")]
     assert [e.detail["alert_id"] for e in entries] == [alert["alert_id"]] and not entries[0].call_ids
     again = raise_alerts(settings, store, _stable_then_jump(22), window, calls)
     assert again.raised == [], "the same alarm found again is the same alert"
     assert alert["alert_id"] == alert_id(alert["rule"], "all", date.fromisoformat(alert["day"]))
+
+
+def test_an_alert_that_goes_on_is_posted_again_with_its_first_start(tmp_path: Path) -> None:
+    """Alertmanager drops an alert ACTIVE_FOR after its last post: a later run whose days continue the episode
+    hands it to delivery again, same id and start, without the calls behind it."""
+    from core.settings import Settings
+    from monitoring.delivery import ACTIVE_FOR, notice
+
+    settings = Settings(project_dir=str(tmp_path / "state"))
+    store = _store(tmp_path)
+    figures = _stable_then_jump(22)
+    window = reference_window(sorted({f.day for f in figures}), settings.monitor)
+    first_run = raise_alerts(settings, store, [f for f in figures if f.day <= date(2026, 11, 24)], window, [])
+    [alert] = first_run.raised
+    later = raise_alerts(settings, store, figures, window, [])
+    assert later.raised == [] and [a["alert_id"] for a in later.continued] == [alert["alert_id"]]
+    assert later.to_deliver == later.continued and "call_ids" not in later.continued[0]
+    now = datetime.fromisoformat(alert["raised_at"]) + timedelta(days=2)
+    posted = notice(later.continued[0], now)
+    assert posted.starts_at == datetime.fromisoformat(alert["raised_at"]) and posted.ends_at == now + ACTIVE_FOR
+    assert raise_alerts(settings, store, figures, window, []).continued == [], "nothing new: nothing re-posted"
 
 
 def test_a_slice_the_reference_never_saw_is_judged_against_the_whole_population(tmp_path: Path) -> None:
