@@ -8,7 +8,9 @@ and an alert already raised (same rule, slice and first day) is not raised twice
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -73,23 +75,27 @@ def alerts(settings: Settings, store: GovernedStore, computed: list[DailyFigure]
     ASR or intent alert starts the retrain deployment."""
     run = raise_alerts(settings, store.as_purpose("monitoring"), computed, window, calls)
     run.delivered_to, run.delivery_error = deliver(settings, store.policy, run.to_deliver)
-    if settings.monitor.on_alert == "retrain" and any(a["component"] in ("asr", "intent") for a in run.raised):
-        run.notes.append(start_retrain())
+    run.notes.extend(on_alert_actions(settings, run.raised))
     return run
 
 
-def start_retrain() -> str:
-    """Ask the Prefect server for a run of the retrain deployment now (it runs where the runner serves it)."""
-    from prefect.deployments import run_deployment
-
-    from flows.schedule import DEFAULT_NAME, FLOW_NAME
+def on_alert_actions(settings: Settings, raised: list[dict[str, Any]]) -> list[str]:
+    """With ``monitor.on_alert: retrain``, a new ASR or intent alert asks the Prefect server for a run of the
+    retrain deployment (``voiceloop-retrain/weekly-retrain``); the runner serving it runs it. Says what it did."""
+    if settings.monitor.on_alert != "retrain" or not any(a["component"] in ("asr", "intent") for a in raised):
+        return []
+    from flows.schedule import DEFAULT_NAME, FLOW_NAME, request_run
+    from flows.server import project_server_url
 
     name = f"{FLOW_NAME}/{DEFAULT_NAME}"
+    url = os.environ.get("PREFECT_API_URL") or project_server_url(settings.root)
+    if not url:
+        return [f"on_alert=retrain: no Prefect server to start {name} on; `voiceloop schedule` starts one"]
     try:
-        started = run_deployment(name=name, timeout=0)
-    except Exception as error:  # no server or no deployment: the alert stands; say why nothing started
-        return f"on_alert=retrain: could not start {name} ({type(error).__name__}: {error}); `voiceloop schedule`"
-    return f"on_alert=retrain: started a run of {name} ({getattr(started, 'id', '?')})"
+        run_id = request_run(url)
+    except Exception as error:  # no deployment, server gone: the alert stands; say why nothing started
+        return [f"on_alert=retrain: could not start {name} ({type(error).__name__}: {error})"]
+    return [f"on_alert=retrain: asked {url} for a run of {name} (flow run {run_id})"]
 
 
 @task(name="export", cache_policy=NO_CACHE)

@@ -332,6 +332,23 @@ def served_deployment(api_url: str, name: str = DEFAULT_NAME, job: Job = RETRAIN
     return _runner_deployment(name, schedules, dict(stored.parameters or {}), job)
 
 
+def request_run(api_url: str, name: str = DEFAULT_NAME, job: Job = RETRAIN, tag: str = "on-alert") -> str:
+    """Ask the server for a run of ``job``'s deployment ``name`` now; the runner serving it executes it.
+
+    Returns the run's id. ``LookupError`` when the deployment does not exist there.
+    """
+    from prefect.exceptions import ObjectNotFound
+
+    with _client(api_url) as client:
+        try:
+            stored = client.read_deployment_by_name(f"{job.flow_name}/{name}")
+        except ObjectNotFound:
+            raise LookupError(f"No deployment {job.flow_name}/{name} at {api_url}: `voiceloop schedule` "
+                              "deploys it") from None
+        run = client.create_flow_run_from_deployment(stored.id, tags=[tag])
+    return str(run.id)
+
+
 def serve_deployments(
     cron: str | None = None,
     *,

@@ -310,3 +310,41 @@ def test_schedule_also_deploys_retention_the_deadline_check_and_the_monitor(serv
         runner.wait(60)
     entries = list(open_audit(load_settings(params)).entries(role="compliance-officer"))
     assert entries, "the deadline check ran against the project as compliance-officer"
+
+
+def test_a_new_asr_alert_asks_for_a_retrain_run_when_on_alert_says_so(
+    server: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``monitor.on_alert: retrain``: the monitor's new ASR/intent alert creates one run of the retrain deployment
+    (tagged on-alert, not from the schedule); other alerts, or on_alert none, create nothing."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from core.settings import MonitorConfig, Settings
+    from flows.monitor import on_alert_actions
+    from flows.schedule import DEFAULT_NAME
+
+    _, url = server
+    alert = {"component": "asr", "alert_id": "al-20261107-abc", "slice": "channel=gsm-noisy8k"}
+    settings = Settings(project_dir=str(tmp_path), monitor=MonitorConfig(on_alert="retrain"))
+    monkeypatch.setenv("PREFECT_API_URL", url)
+    [missing] = on_alert_actions(settings, [alert])  # no other test deploys the default name
+    assert "could not start" in missing and "No deployment voiceloop-retrain/weekly-retrain" in missing
+    info = schedule_retrain("0 3 * * 1", name=DEFAULT_NAME, api_url=url)
+
+    def manual_runs() -> list[Any]:
+        with temporary_settings({PREFECT_API_URL: url}), get_client(sync_client=True) as client:
+            runs = client.read_flow_runs(
+                deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[UUID(info.deployment_id)])))
+        return [r for r in runs if "on-alert" in r.tags and not r.auto_scheduled]
+
+    before = len(manual_runs())
+    [note] = on_alert_actions(settings, [alert])
+    assert "asked" in note and url in note
+    assert len(manual_runs()) == before + 1
+    assert on_alert_actions(settings, [{**alert, "component": "serving"}]) == []
+    assert on_alert_actions(Settings(project_dir=str(tmp_path)), [alert]) == [], "on_alert defaults to none"
+    monkeypatch.setenv("PREFECT_API_URL", "http://127.0.0.1:9/api")
+    [refused] = on_alert_actions(settings, [alert])
+    assert refused.startswith("on_alert=retrain: could not start")
