@@ -27,6 +27,7 @@ METRICS: frozenset[str] = frozenset({
     "est_intent_accuracy", "est_wer",  # label-free estimates, with intervals
     "intent_confidence_mean", "asr_logprob_mean", "no_speech_prob_mean", "audio_dbfs_mean", "snr_db_mean",
     "duration_s_mean", "intent_mix_shift",  # drift inputs
+    "input_drift_share",  # share of the inputs' columns whose distribution drifted (Evidently's column tests)
     "new_slice",  # a slice value the reference never saw appears
 })
 #: Metrics where the lower value is the worse one (everything else: higher is worse).

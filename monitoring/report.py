@@ -31,7 +31,7 @@ SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
                  "handoff_complete_rate", "handoff_repeat_rate")),
     ("Understanding", ("est_intent_accuracy", "est_wer", "intent_confidence_mean", "asr_logprob_mean")),
     ("Audio and drift", ("audio_dbfs_mean", "snr_db_mean", "duration_s_mean", "no_speech_prob_mean",
-                         "intent_mix_shift")),
+                         "intent_mix_shift", "input_drift_share")),
     ("Sentiment", ("sentiment_start", "sentiment_end", "sentiment_change")),
 )
 OTHER_SECTION = "Other"

@@ -20,6 +20,7 @@ from governance.store import GovernedStore
 from monitoring.daily import daily_figures, intent_mix_shift, new_slices
 from monitoring.estimates import estimate_figures
 from monitoring.figures import DailyFigure
+from monitoring.input_drift import input_drift_figures
 from monitoring.signals import CallSignals
 
 if TYPE_CHECKING:
@@ -81,14 +82,16 @@ def load_calls(store: GovernedStore) -> list[CallSignals]:
 
 def compute_figures(calls: list[CallSignals], config: MonitorConfig,
                     calibration: Calibration | None) -> tuple[list[DailyFigure], Window | None]:
-    """Every day's figures, with the estimates and the new-slice markers, and the window they were judged in."""
+    """Every day's figures, with the estimates, the new-slice markers and the inputs' drift tests, and the window
+    they were judged in."""
     if not calls:
         return [], None
     figures = daily_figures(calls, config.callback_hours, config.repeat_window_days,
                             extra=lambda day, name, group: estimate_figures(calibration, day, name, group))
     window = reference_window(sorted({date.fromisoformat(c.day) for c in calls}), config)
     reference = set(window.reference)
-    return figures + new_slices(figures, reference) + intent_mix_shift(calls, reference), window
+    return (figures + new_slices(figures, reference) + intent_mix_shift(calls, reference)
+            + input_drift_figures(calls, reference), window)
 
 
 def write_days(store: GovernedStore, calls: list[CallSignals], figures: list[DailyFigure],
