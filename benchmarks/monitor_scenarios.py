@@ -3,9 +3,10 @@
 Input: a trained project (its params.yaml beside its state, e.g. the test suite's flow template:
 ``/tmp/pytest-of-$USER/pytest-current/flow-template0``) and streams made by
 ``voiceloop simulate-calls --production --no-bot-log`` into ``<streams>/<scenario>/{calls,truth}``
-(``stable``; ``noisy``: ``--drift noisy-channel@15:0.3``; ``outage``: ``--drift outage@20-22``; the
-same seed, days and start). The stable project is monitored first; the other scenarios start from a
-copy of it, so the monitor only reads the calls a drift changed (a changed call is read again).
+(``stable``; ``noisy``: ``--drift noisy-channel@15:0.3``; ``outage``: ``--drift outage@20-22``; ``shift``:
+``--drift intent-shift@15``; the same seed, days and start). The stable project is monitored first; the
+other scenarios start from a copy of it, so the monitor only reads the calls a drift changed (a changed call
+is read again).
 
     python benchmarks/monitor_scenarios.py --template DIR --streams DIR --work DIR
 
@@ -29,7 +30,7 @@ import yaml
 
 from benchmarks.common import emit
 
-ONSET = {"noisy": 15, "outage": 20}
+ONSET = {"noisy": 15, "outage": 20, "shift": 15}
 
 
 def _copy_project(source: Path, dest: Path, call_store: Path, monitor: dict[str, Any]) -> Path:
@@ -146,6 +147,12 @@ def evaluate(scenario: str, params: Path, streams: Path, elapsed: float, summary
         emit(benchmark="monitor", scenario=scenario, figure="noisy_channel_detection",
              first_alert=seen[0]["day"] if seen else None, rules=sorted({a["rule"] for a in seen}),
              days_after_onset=(date.fromisoformat(seen[0]["day"]) - onset).days if seen else None)
+    if scenario == "shift":
+        seen = [a for a in alerts if a["metric"] == "intent_mix_shift"]
+        onset = _day(first, ONSET[scenario])
+        emit(benchmark="monitor", scenario=scenario, figure="intent_shift_detection",
+             first_alert=seen[0]["day"] if seen else None,
+             days_after_onset=(date.fromisoformat(seen[0]["day"]) - onset).days if seen else None)
     if scenario == "outage":
         onset = _day(first, ONSET[scenario])
         for metric in ("callback_24h_rate", "false_containment_24h_rate", "false_containment_rate"):
@@ -219,7 +226,7 @@ def main() -> None:
     parser.add_argument("--template", type=Path, required=True, help="a trained project: params.yaml + its state")
     parser.add_argument("--streams", type=Path, required=True, help="<streams>/<scenario>/{calls,truth}")
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the projects")
-    parser.add_argument("--scenarios", nargs="+", default=["stable", "noisy", "outage"])
+    parser.add_argument("--scenarios", nargs="+", default=["stable", "noisy", "outage", "shift"])
     parser.add_argument("--one-day", action="store_true", help="also time one day of 40 calls")
     args = parser.parse_args()
     from core.runtime import prepare

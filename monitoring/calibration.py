@@ -75,24 +75,35 @@ def _newest(store: GovernedStore, name: str) -> tuple[str, tuple[str, ...]] | No
     return newest.digest, newest.call_ids
 
 
-def calibration_for(store: GovernedStore, version: str, champion: Callable[[], Champion], batch_size: int = 8,
-                    progress: Callable[[int, int], None] | None = None) -> Calibration | None:
-    """The calibration of champion ``version`` on the newest golden version: kept from an earlier run, or fitted
-    now (``champion()`` loads the models only then).
+@dataclass(frozen=True)
+class GoldenReadings:
+    """The champion's end-to-end reading of each golden turn, as the estimators are fitted on it.
 
-    None when there is no golden set with audio, or too few turns; ``store`` acts for monitoring.
+    Per turn: ``keys`` (``call_id:turn``), the ASR ``features`` (``WER_FEATURES``), word ``errors`` and
+    ``ref_words`` against the reference (redacted spans out of both), the intent ``confidence`` and whether
+    the intent was ``correct`` (None where the turn has no intent label or no confidence).
     """
+
+    keys: list[str]
+    features: dict[str, np.ndarray]
+    errors: list[int]
+    ref_words: list[int]
+    confidence: list[float | None]
+    correct: list[bool | None]
+
+    def intent_rows(self) -> tuple[list[float], list[bool], list[str]]:
+        """(confidence, correct, key) of the turns with both."""
+        rows = [(c, ok, k) for c, ok, k in zip(self.confidence, self.correct, self.keys, strict=True)
+                if c is not None and ok is not None]
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows]
+
+
+def read_golden(store: GovernedStore, digest: str, champion: Champion, batch_size: int = 8,
+                progress: Callable[[int, int], None] | None = None) -> GoldenReadings | None:
+    """The champion hears golden version ``digest``'s audio and reads its own transcripts; None under MIN_TURNS."""
     from training.asr.finetune import GoldenAudio
     from training.asr.metrics import utterance_errors
 
-    golden = _newest(store, ASR_GOLDEN)
-    if golden is None:
-        return None
-    digest, call_ids = golden
-    key = f"{version}-{digest[:16]}"
-    kept = store.read_monitoring("calibration", [key])
-    if key in kept:
-        return Calibration.from_record(kept[key])
     audio = GoldenAudio.load(open_version(store, ASR_GOLDEN, digest), digit_eval=0, clean_speech=False)
     if len(audio.audios) < MIN_TURNS:
         return None
@@ -103,20 +114,48 @@ def calibration_for(store: GovernedStore, version: str, champion: Callable[[], C
         labels = {(c, int(t)): y for c, t, y in zip(data["call_id"], data["turn"], data["intent"], strict=True)}
     turns = [TurnAudio(row["call_id"], int(row["turn"]), samples) for row, samples in zip(audio.rows, audio.audios,
                                                                                            strict=True)]
-    heard = hear_with_text(champion(), turns, batch_size, progress)
-    keys = [f"{t.call_id}:{t.index}" for t in turns]
+    heard = hear_with_text(champion, turns, batch_size, progress)
     readings = [heard[(t.call_id, t.index)] for t in turns]
     errors = utterance_errors([without_placeholders(r) for r in audio.references],
                               [without_placeholders(text) for _h, text in readings])
     features = [turn_features(h, t.samples.size / 16000) for t, (h, _text) in zip(turns, readings, strict=True)]
-    wer = fit_wer_regressor({name: np.array([f[name] for f in features]) for name in WER_FEATURES},
-                            [e.errors for e in errors], [e.ref_words for e in errors], keys)
-    scored = [(h.confidence, h.intent == labels[(t.call_id, t.index)], k)
-              for t, (h, _text), k in zip(turns, readings, keys, strict=True)
-              if (t.call_id, t.index) in labels and h.confidence is not None]
-    intent = None
-    if len(scored) >= MIN_TURNS:
-        intent = fit_intent_calibration([s[0] for s in scored], [s[1] for s in scored], [s[2] for s in scored])
-    calibration = Calibration(key, version, f"{ASR_GOLDEN}@{digest[:12]}", intent, wer, len(turns))
+    expected = [labels.get((t.call_id, t.index)) for t in turns]
+    return GoldenReadings(
+        [f"{t.call_id}:{t.index}" for t in turns],
+        {name: np.array([f[name] for f in features]) for name in WER_FEATURES},
+        [e.errors for e in errors], [e.ref_words for e in errors],
+        [h.confidence for h, _text in readings],
+        [None if y is None or h.confidence is None else h.intent == y for (h, _text), y in zip(readings, expected,
+                                                                                               strict=True)])
+
+
+def fit_estimators(readings: GoldenReadings) -> tuple[IntentCalibration | None, WerRegressor]:
+    """The intent calibration (None under MIN_TURNS labelled turns) and the WER regressor, fitted on ``readings``."""
+    wer = fit_wer_regressor(readings.features, readings.errors, readings.ref_words, readings.keys)
+    confidence, correct, keys = readings.intent_rows()
+    intent = fit_intent_calibration(confidence, correct, keys) if len(keys) >= MIN_TURNS else None
+    return intent, wer
+
+
+def calibration_for(store: GovernedStore, version: str, champion: Callable[[], Champion], batch_size: int = 8,
+                    progress: Callable[[int, int], None] | None = None) -> Calibration | None:
+    """The calibration of champion ``version`` on the newest golden version: kept from an earlier run, or fitted
+    now (``champion()`` loads the models only then).
+
+    None when there is no golden set with audio, or too few turns; ``store`` acts for monitoring.
+    """
+    golden = _newest(store, ASR_GOLDEN)
+    if golden is None:
+        return None
+    digest, call_ids = golden
+    key = f"{version}-{digest[:16]}"
+    kept = store.read_monitoring("calibration", [key])
+    if key in kept:
+        return Calibration.from_record(kept[key])
+    readings = read_golden(store, digest, champion(), batch_size, progress)
+    if readings is None:
+        return None
+    intent, wer = fit_estimators(readings)
+    calibration = Calibration(key, version, f"{ASR_GOLDEN}@{digest[:12]}", intent, wer, len(readings.keys))
     store.write_monitoring("calibration", {key: calibration.to_record(sorted(set(call_ids)))})
     return calibration
