@@ -125,7 +125,7 @@ def weekly_accuracy(scenario: str, store: Any, calibration: Any, truth: dict[str
 
 
 def evaluate(scenario: str, params: Path, streams: Path, elapsed: float, summary: dict[str, Any]) -> None:
-    from monitoring.calibration import Calibration
+    from monitoring.calibration import ESTIMATORS, Calibration
 
     store = _store(params)
     truth = _truth(streams, scenario)
@@ -137,7 +137,8 @@ def evaluate(scenario: str, params: Path, streams: Path, elapsed: float, summary
     alerts = sorted(_alerts(store, days), key=lambda a: (a["day"], a["rule"]))
     emit(benchmark="monitor", scenario=scenario, figure="alerts", count=len(alerts),
          alerts=[(a["day"], a["rule"], a["slice"]) for a in alerts])
-    calibrations = [Calibration.from_record(r) for r in store.read_monitoring("calibration").values()]
+    calibrations = [Calibration.from_record(r) for key, r in store.read_monitoring("calibration").items()
+                    if key.endswith(f"-e{ESTIMATORS}")]  # fitted by today's estimators
     if calibrations:
         weekly_accuracy(scenario, store, calibrations[0], truth)
     if scenario == "noisy":
@@ -228,6 +229,9 @@ def main() -> None:
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for the projects")
     parser.add_argument("--scenarios", nargs="+", default=["stable", "noisy", "outage", "shift"])
     parser.add_argument("--one-day", action="store_true", help="also time one day of 40 calls")
+    parser.add_argument("--reuse", action="store_true",
+                        help="monitor the projects already under --work again (after a change to the estimators or "
+                             "rules: the calls stay collected, calibration and figures are redone)")
     args = parser.parse_args()
     from core.runtime import prepare
 
@@ -236,8 +240,10 @@ def main() -> None:
     base = args.work / "stable"
     for scenario in args.scenarios:
         source = args.template if scenario == "stable" else base
-        params = _copy_project(source, args.work / scenario if scenario != "stable" else base,
-                               args.streams / scenario / "calls", {"reference_days": 14})
+        params = args.work / scenario / "params.yaml"
+        if not (args.reuse and params.exists()):
+            params = _copy_project(source, args.work / scenario if scenario != "stable" else base,
+                                   args.streams / scenario / "calls", {"reference_days": 14})
         summary, elapsed = _run(params)
         evaluate(scenario, params, args.streams, elapsed, summary)
         if scenario == "stable":

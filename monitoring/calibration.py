@@ -30,6 +30,8 @@ from monitoring.signals import HeardTurn
 from training.datasets import ASR_GOLDEN, INTENT_GOLDEN, open_version
 
 MIN_TURNS = 30  # fewer golden turns than this: no estimate is better than a wild one
+#: Bumped when the estimators change: a calibration kept under an older number is fitted again.
+ESTIMATORS = 2
 
 
 @dataclass(frozen=True)
@@ -133,8 +135,12 @@ def fit_estimators(readings: GoldenReadings) -> tuple[IntentCalibration | None, 
     """The intent calibration (None under MIN_TURNS labelled turns) and the WER regressor, fitted on ``readings``."""
     wer = fit_wer_regressor(readings.features, readings.errors, readings.ref_words, readings.keys)
     confidence, correct, keys = readings.intent_rows()
-    intent = fit_intent_calibration(confidence, correct, keys) if len(keys) >= MIN_TURNS else None
-    return intent, wer
+    if len(keys) < MIN_TURNS or len(set(correct)) < 2:
+        return None, wer
+    row = {key: i for i, key in enumerate(readings.keys)}
+    rows = [row[key] for key in keys]
+    features = {name: values[rows] for name, values in readings.features.items()}
+    return fit_intent_calibration(confidence, correct, keys, features), wer
 
 
 def calibration_for(store: GovernedStore, version: str, champion: Callable[[], Champion], batch_size: int = 8,
@@ -148,7 +154,7 @@ def calibration_for(store: GovernedStore, version: str, champion: Callable[[], C
     if golden is None:
         return None
     digest, call_ids = golden
-    key = f"{version}-{digest[:16]}"
+    key = f"{version}-{digest[:16]}-e{ESTIMATORS}"
     kept = store.read_monitoring("calibration", [key])
     if key in kept:
         return Calibration.from_record(kept[key])

@@ -18,7 +18,14 @@ from datetime import date
 import numpy as np
 
 from monitoring.calibration import Calibration, turn_features
-from monitoring.estimation import WER_FEATURES, Estimate, domain_check, estimate_accuracy, estimate_wer
+from monitoring.estimation import (
+    WER_FEATURES,
+    Estimate,
+    domain_check,
+    estimate_accuracy,
+    estimate_wer,
+    extrapolated,
+)
 from monitoring.figures import OUTSIDE_CALIBRATION, SMALL_CALIBRATION, DailyFigure
 from monitoring.signals import CallSignals, TurnSignal
 
@@ -59,11 +66,16 @@ def estimate_figures(calibration: Calibration | None, day: date, slice_name: str
     if calibration.wer is not None:
         out.append(_figure(day, "est_wer", slice_name, estimate_wer(
             calibration.wer, features, n_boot=N_DRAWS, seed=_seed(day, slice_name, "wer")), calibration.wer.n))
-    requests = [t for c in calls for t in c.turns[:1] if t.source == "champion" and t.words is not None]
-    confident = [t.confidence for t in requests if t.confidence is not None]
-    if calibration.intent is not None and confident:
+    requests = [t for c in calls for t in c.turns[:1]
+                if t.source == "champion" and t.words is not None and t.confidence is not None]
+    if calibration.intent is not None and requests:
         domain = domain_check(calibration.wer.domain, features) if calibration.wer is not None else None
+        asked = [turn_features(t, t.duration_s) for t in requests]
+        confidence = np.array([t.confidence for t in requests], float)
+        request_features = {name: np.array([r[name] for r in asked]) for name in WER_FEATURES}
+        beyond = (extrapolated(calibration.intent, calibration.wer.domain, request_features)
+                  if calibration.wer is not None else None)
         out.append(_figure(day, "est_intent_accuracy", slice_name, estimate_accuracy(
-            calibration.intent, confident, n_boot=N_DRAWS, seed=_seed(day, slice_name, "intent"), domain=domain),
-            calibration.intent.n))
+            calibration.intent, confidence, request_features, n_boot=N_DRAWS, seed=_seed(day, slice_name, "intent"),
+            domain=domain, beyond=beyond), calibration.intent.n))
     return [f for f in out if f is not None]

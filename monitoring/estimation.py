@@ -2,9 +2,10 @@
 
 Two estimators, one resampling scheme:
 
-* Intent accuracy, confidence-based (as NannyML's CBPE): an isotonic calibrator maps the champion's
-  top-1 confidence (on its own ASR transcript of the golden audio, end to end) to P(correct); the
-  expected accuracy of a slice is the mean calibrated probability of its turns.
+* Intent accuracy, confidence-based (as NannyML's CBPE): a logistic calibrator maps the champion's
+  top-1 intent confidence and the recogniser's features of the turn (on its own ASR transcript of
+  the golden audio, end to end) to P(correct); the expected accuracy of a slice is the mean
+  calibrated probability of its turns.
 * ASR WER: two Poisson GLMs (log link) on the recogniser's confidence features predict a turn's
   word errors and its reference word count; a slice's WER is sum(predicted errors) / sum(predicted
   reference words).
@@ -33,8 +34,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import binom
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.isotonic import IsotonicRegression
-from sklearn.linear_model import PoissonRegressor
+from sklearn.linear_model import LogisticRegression, PoissonRegressor
 
 T = TypeVar("T")
 
@@ -52,13 +52,13 @@ WER_BATCH = 40
 #: whatever the calibration size (sklearn's ``alpha`` = GLM_PRIOR / turns). Negligible at 1,000 turns;
 #: at 100 it keeps bootstrap refits from exploding.
 GLM_PRIOR = 4.0
-#: Domain check: neighbours for the distance, calibration quantile beyond which a turn is "outside",
-#: share of a slice's turns above which the slice is outside, significance against the chance rate.
-DOMAIN_K = 5
-DOMAIN_QUANTILE = 0.99
+#: The same prior on the intent calibrator's standardised inputs.
+INTENT_PRIOR = 4.0
+#: Domain check: the calibration's central range per feature leaves DOMAIN_TAIL out at each end; a slice is
+#: outside when more than DOMAIN_MAX_SHARE of its turns lie beyond one end of one feature, unlikely by chance.
+DOMAIN_TAIL = 0.01
 DOMAIN_MAX_SHARE = 0.2
 DOMAIN_ALPHA = 0.01
-DOMAIN_MAX_ROWS = 500
 
 FeatureInput = Mapping[str, ArrayLike] | np.ndarray
 
@@ -177,7 +177,7 @@ def _json_number(value: float) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------
-# Intent accuracy: confidence-based performance estimation
+# Calibration error
 # ---------------------------------------------------------------------------------------------
 
 
@@ -194,133 +194,6 @@ def expected_calibration_error(confidence: ArrayLike, correct: ArrayLike, n_bins
     order = np.argsort(conf, kind="stable")
     bins = np.array_split(order, min(n_bins, conf.size))
     return float(sum(len(b) / conf.size * abs(conf[b].mean() - hit[b].mean()) for b in bins))
-
-
-@dataclass(frozen=True, eq=False)
-class Curve:
-    """A monotone calibration curve: linear between knots, flat beyond them (isotonic, out_of_bounds="clip")."""
-
-    x: np.ndarray
-    y: np.ndarray
-
-    def __call__(self, confidence: ArrayLike) -> np.ndarray:
-        return np.interp(np.asarray(confidence, float), self.x, self.y)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"x": _floats(self.x), "y": _floats(self.y)}
-
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> Curve:
-        return cls(_array(record["x"]), _array(record["y"]))
-
-
-def _fit_curve(confidence: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None) -> Curve:
-    model = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip")
-    model.fit(confidence, correct, sample_weight=weights)
-    return Curve(np.asarray(model.X_thresholds_, float), np.asarray(model.y_thresholds_, float))
-
-
-@dataclass(frozen=True, eq=False)
-class IntentCalibration:
-    """P(correct | top-1 confidence) for one champion, with bootstrap replicates and its held-out quality.
-
-    ``ece_raw`` / ``ece_calibrated``: ECE of the raw and the calibrated confidence on the held-out
-    half (calibrator fitted on the other half); ``ece_floor``: the ECE a perfectly calibrated model
-    with the same calibrated confidences would show on that many turns (binning noise: about 0.03-0.06
-    for 500 turns), so ``ece_calibrated`` near ``ece_floor`` is as good as it gets; ``curve`` is
-    refitted on all ``n`` turns.
-    """
-
-    curve: Curve
-    replicates: tuple[Curve, ...]
-    n: int
-    ece_raw: float
-    ece_calibrated: float
-    ece_floor: float
-    n_held_out: int
-
-    def calibrate(self, confidence: ArrayLike) -> np.ndarray:
-        return self.curve(confidence)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": "isotonic",
-            "curve": self.curve.to_dict(),
-            "replicates": [r.to_dict() for r in self.replicates],
-            "n": self.n,
-            "ece_raw": _json_number(self.ece_raw),
-            "ece_calibrated": _json_number(self.ece_calibrated),
-            "ece_floor": _json_number(self.ece_floor),
-            "n_held_out": self.n_held_out,
-        }
-
-    @classmethod
-    def from_dict(cls, record: Mapping[str, Any]) -> IntentCalibration:
-        return cls(
-            Curve.from_dict(record["curve"]),
-            tuple(Curve.from_dict(r) for r in record["replicates"]),
-            int(record["n"]),
-            _number(record["ece_raw"]),
-            _number(record["ece_calibrated"]),
-            _number(record["ece_floor"]),
-            int(record["n_held_out"]),
-        )
-
-
-def _ece_floor(probability: np.ndarray, seed: int, repeats: int = 20) -> float:
-    """Mean ECE of ``probability`` against outcomes drawn from it: what binning noise alone gives."""
-    rng = np.random.default_rng(seed)
-    draws = [rng.random(probability.size) < probability for _ in range(repeats)]
-    return float(np.mean([expected_calibration_error(probability, outcome) for outcome in draws]))
-
-
-def fit_intent_calibration(
-    confidence: ArrayLike, correct: ArrayLike, keys: Sequence[object], seed: int = 0, n_boot: int = N_REPLICATES
-) -> IntentCalibration:
-    """Fit P(correct | confidence) on golden turns; score it on a hash-split held-out half; keep replicates."""
-    conf = np.asarray(confidence, float).ravel()
-    hit = np.asarray(correct, float).ravel()
-    if not conf.size == hit.size == len(keys) or conf.size < 2:
-        raise ValueError("confidence, correct and keys must have the same length, at least 2")
-    if not np.all(np.isfinite(conf)):
-        raise ValueError("confidence must be finite")
-    held = held_out_half(keys)
-    ece_raw = ece_cal = ece_floor = float("nan")
-    if 0 < held.sum() < held.size:
-        calibrated = _fit_curve(conf[~held], hit[~held])(conf[held])
-        ece_raw = expected_calibration_error(conf[held], hit[held])
-        ece_cal = expected_calibration_error(calibrated, hit[held])
-        ece_floor = _ece_floor(calibrated, seed)
-    replicates = bootstrap_refits(lambda w: _fit_curve(conf, hit, w), conf.size, n_boot, seed)
-    curve = _fit_curve(conf, hit)
-    return IntentCalibration(curve, tuple(replicates), conf.size, ece_raw, ece_cal, ece_floor, int(held.sum()))
-
-
-def estimate_accuracy(
-    calibration: IntentCalibration,
-    confidences: ArrayLike,
-    confidence_level: float = 0.95,
-    n_boot: int = 1000,
-    seed: int = 0,
-    domain: DomainCheck | None = None,
-) -> Estimate:
-    """Expected intent accuracy of production turns = mean calibrated confidence, with a predictive interval.
-
-    Each of ``n_boot`` draws takes a calibration replicate and draws every turn's correctness as
-    Bernoulli(p_i); the interval is the central ``confidence_level`` of the draws' accuracies.
-    ``domain``: a ``domain_check`` of the slice's ASR features, carried onto the estimate.
-    """
-    conf = np.asarray(confidences, float).ravel()
-    if conf.size == 0:
-        return _estimate(float("nan"), np.empty(0), 0, confidence_level, domain)
-
-    def outcome(p: np.ndarray, rng: np.random.Generator) -> float:
-        return float(np.mean(rng.random(p.size) < p))
-
-    draws = _predictive_draws(
-        len(calibration.replicates), n_boot, seed, lambda b: calibration.replicates[b](conf), outcome
-    )
-    return _estimate(float(np.mean(calibration.calibrate(conf))), draws, conf.size, confidence_level, domain)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,94 +295,238 @@ class Design:
 
 
 # ---------------------------------------------------------------------------------------------
+# Intent accuracy: confidence-based performance estimation, told what the recogniser heard
+# ---------------------------------------------------------------------------------------------
+
+
+def _logit(confidence: ArrayLike) -> np.ndarray:
+    p = np.clip(np.asarray(confidence, float).ravel(), 1e-4, 1.0 - 1e-4)
+    return np.log(p / (1.0 - p))
+
+
+def _intent_matrix(confidence: ArrayLike, features: FeatureInput | None, wanted: Sequence[str],
+                   names: Sequence[str] | None = None) -> np.ndarray:
+    """Turns x (confidence logit, then the ``wanted`` ASR features in that order); ``names``: a matrix's columns."""
+    logit = _logit(confidence)
+    if not wanted:
+        return logit[:, None]
+    if features is None:
+        raise ValueError(f"this calibration needs the turns' ASR features: {', '.join(wanted)}")
+    return np.column_stack([logit, _aligned(features, wanted, names)])
+
+
+def _fit_logistic(design: np.ndarray, correct: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Logistic regression (ridge prior ``INTENT_PRIOR`` on standardised inputs); [intercept, coefficients...]."""
+    model = LogisticRegression(C=1.0 / INTENT_PRIOR, max_iter=1000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(design, correct, sample_weight=weights)
+    return np.concatenate([model.intercept_, model.coef_[0]])
+
+
+def _predict_logistic(design: np.ndarray, coefficients: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(coefficients[0] + design @ coefficients[1:], -30.0, 30.0)))
+
+
+@dataclass(frozen=True, eq=False)
+class IntentCalibration:
+    """P(correct | top-1 confidence, ASR features) for one champion, with bootstrap replicates and held-out quality.
+
+    A logistic regression on the logit of the intent model's confidence and the recogniser's own
+    features of the turn (``WER_FEATURES``, standardised): confidence alone cannot tell a sure reading
+    of a clean request from a sure reading of garbled words, and on a noisy channel that is the
+    difference (measured: a new GSM channel at 0-5 dB, confidence alone 15-19 points above the truth,
+    with the ASR features 6-10). ``ece_raw`` / ``ece_calibrated``: ECE of the raw confidence and of
+    the calibrated probability on the held-out half (fitted on the other half); ``ece_floor``: the ECE
+    a perfectly calibrated model shows on that many turns (binning noise), so ``ece_calibrated`` near
+    it is as good as it gets. ``coefficients`` are refitted on all ``n`` turns.
+    """
+
+    design: Design  # ("confidence_logit", *feature names)
+    coefficients: np.ndarray
+    replicates: np.ndarray  # rows: bootstrap refits
+    n: int
+    ece_raw: float
+    ece_calibrated: float
+    ece_floor: float
+    n_held_out: int
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self.design.names[1:]
+
+    def _design(self, confidence: ArrayLike, features: FeatureInput | None, names: Sequence[str] | None) -> np.ndarray:
+        return self.design(_intent_matrix(confidence, features, self.feature_names, names))
+
+    def calibrate(self, confidence: ArrayLike, features: FeatureInput | None = None,
+                  names: Sequence[str] | None = None) -> np.ndarray:
+        """P(correct) per turn."""
+        return _predict_logistic(self._design(confidence, features, names), self.coefficients)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "logistic",
+            "design": self.design.to_dict(),
+            "coefficients": _floats(self.coefficients),
+            "replicates": _floats(self.replicates),
+            "n": self.n,
+            "ece_raw": _json_number(self.ece_raw),
+            "ece_calibrated": _json_number(self.ece_calibrated),
+            "ece_floor": _json_number(self.ece_floor),
+            "n_held_out": self.n_held_out,
+        }
+
+    @classmethod
+    def from_dict(cls, record: Mapping[str, Any]) -> IntentCalibration:
+        coefficients = _array(record["coefficients"])
+        return cls(
+            Design.from_dict(record["design"]),
+            coefficients,
+            _array(record["replicates"]).reshape(-1, coefficients.size),
+            int(record["n"]),
+            _number(record["ece_raw"]),
+            _number(record["ece_calibrated"]),
+            _number(record["ece_floor"]),
+            int(record["n_held_out"]),
+        )
+
+
+def _ece_floor(probability: np.ndarray, seed: int, repeats: int = 20) -> float:
+    """Mean ECE of ``probability`` against outcomes drawn from it: what binning noise alone gives."""
+    rng = np.random.default_rng(seed)
+    draws = [rng.random(probability.size) < probability for _ in range(repeats)]
+    return float(np.mean([expected_calibration_error(probability, outcome) for outcome in draws]))
+
+
+def fit_intent_calibration(
+    confidence: ArrayLike,
+    correct: ArrayLike,
+    keys: Sequence[object],
+    features: FeatureInput | None = None,
+    names: Sequence[str] | None = None,
+    seed: int = 0,
+    n_boot: int = N_REPLICATES,
+) -> IntentCalibration:
+    """Fit P(correct | confidence, ASR features) on golden turns; score it on a hash-split held-out half.
+
+    ``features``: name -> per-turn values (or a matrix with ``names``), e.g. ``WER_FEATURES``; None
+    calibrates on the confidence alone (Platt scaling). Unknown values are imputed as for WER.
+    """
+    conf = np.asarray(confidence, float).ravel()
+    hit = np.asarray(correct, float).ravel()
+    if not conf.size == hit.size == len(keys) or conf.size < 2:
+        raise ValueError("confidence, correct and keys must have the same length, at least 2")
+    if not np.all(np.isfinite(conf)):
+        raise ValueError("confidence must be finite")
+    if hit.min() == hit.max():
+        raise ValueError("the calibration turns must hold both right and wrong intents")
+    chosen = _matrix(features, names)[1] if features is not None else ()
+    raw = _intent_matrix(conf, features, chosen, names)
+    design = Design.fit(raw, ("confidence_logit", *chosen))
+    z = design(raw)
+    held = held_out_half(keys)
+    ece_raw = ece_cal = ece_floor = float("nan")
+    if 0 < held.sum() < held.size and hit[~held].min() < hit[~held].max():
+        calibrated = _predict_logistic(z[held], _fit_logistic(z[~held], hit[~held]))
+        ece_raw = expected_calibration_error(conf[held], hit[held])
+        ece_cal = expected_calibration_error(calibrated, hit[held])
+        ece_floor = _ece_floor(calibrated, seed)
+    replicates = bootstrap_refits(lambda w: _fit_logistic(z, hit, w), conf.size, n_boot, seed)
+    return IntentCalibration(design, _fit_logistic(z, hit), np.array(replicates), conf.size, ece_raw, ece_cal,
+                             ece_floor, int(held.sum()))
+
+
+def extrapolated(calibration: IntentCalibration, reference: DomainReference, features: FeatureInput,
+                 names: Sequence[str] | None = None) -> np.ndarray:
+    """Per turn: beyond the calibration's range of some feature on the side where the calibrator predicts a
+    lower accuracy (a lower SNR, a lower ASR log-probability ...), so its P(correct) there is a guess."""
+    shared = [name for name in calibration.feature_names if name in reference.names]
+    if not shared:
+        return np.zeros(_matrix(features, names)[0].shape[0], bool)
+    matrix = _aligned(features, shared, names)
+    beyond = np.zeros(matrix.shape[0], bool)
+    for j, name in enumerate(shared):
+        k = reference.names.index(name)
+        rising = calibration.coefficients[1 + calibration.design.names.index(name)] > 0
+        with np.errstate(invalid="ignore"):
+            beyond |= matrix[:, j] < reference.low[k] if rising else matrix[:, j] > reference.high[k]
+    return beyond
+
+
+def estimate_accuracy(
+    calibration: IntentCalibration,
+    confidences: ArrayLike,
+    features: FeatureInput | None = None,
+    confidence_level: float = 0.95,
+    n_boot: int = 1000,
+    seed: int = 0,
+    domain: DomainCheck | None = None,
+    names: Sequence[str] | None = None,
+    beyond: ArrayLike | None = None,
+) -> Estimate:
+    """Expected intent accuracy of production turns = mean calibrated probability, with a predictive interval.
+
+    ``features``: the turns' ASR features when the calibration uses them. Each of ``n_boot`` draws
+    takes a calibration replicate and draws every turn's correctness as Bernoulli(p_i); the interval
+    is the central ``confidence_level`` of the draws' accuracies. ``domain``: a ``domain_check`` of
+    the slice's ASR features, carried onto the estimate. ``beyond`` (from :func:`extrapolated`), used
+    when ``domain`` says the slice is outside: those turns' P(correct) is an extrapolation the golden
+    set cannot check, so each draw takes it anywhere between 0 and the extrapolated value (uniformly).
+    Measured on a new GSM channel at 0-5 dB: extrapolated 0.21 against a true 0.11; the interval must
+    say that it does not know how much worse than the golden set's worst such a slice is.
+    """
+    conf = np.asarray(confidences, float).ravel()
+    if conf.size == 0:
+        return _estimate(float("nan"), np.empty(0), 0, confidence_level, domain)
+    design = calibration._design(conf, features, names)
+    unknown = (np.asarray(beyond, bool).ravel() if beyond is not None and domain is not None and domain.outside
+               else np.zeros(conf.size, bool))
+
+    def outcome(p: np.ndarray, rng: np.random.Generator) -> float:
+        p = np.where(unknown, p * rng.random(p.size), p)
+        return float(np.mean(rng.random(p.size) < p))
+
+    draws = _predictive_draws(
+        len(calibration.replicates), n_boot, seed,
+        lambda b: _predict_logistic(design, calibration.replicates[b]), outcome,
+    )
+    value = float(np.mean(_predict_logistic(design, calibration.coefficients)))
+    return _estimate(value, draws, conf.size, confidence_level, domain)
+
+
+# ---------------------------------------------------------------------------------------------
 # Outside the calibration domain
 # ---------------------------------------------------------------------------------------------
 
 
-def _robust_scale(matrix: np.ndarray) -> np.ndarray:
-    mad = 1.4826 * np.median(np.abs(matrix - np.median(matrix, axis=0)), axis=0)
-    std = matrix.std(axis=0)
-    return np.where(mad > 0, mad, np.where(std > 0, std, 1.0))
-
-
-def _kth_distance(points: np.ndarray, reference: np.ndarray, k: int, own: np.ndarray | None = None) -> np.ndarray:
-    """Distance from each point to its k-th nearest reference row; ``own[i]``: point i's own row there (-1: none)."""
-    squared = (points**2).sum(1)[:, None] + (reference**2).sum(1)[None, :] - 2.0 * points @ reference.T
-    distances = np.sqrt(np.clip(squared, 0.0, None))
-    if own is not None:
-        mine = own >= 0
-        distances[np.flatnonzero(mine), own[mine]] = np.inf
-    return np.partition(distances, k - 1, axis=1)[:, k - 1]
-
-
 @dataclass(frozen=True, eq=False)
 class DomainReference:
-    """What the calibration turns looked like: robust-scaled reference rows and their own k-NN distance quantile."""
+    """What the calibration turns looked like: each feature's central range (``tail`` left out at each end)."""
 
     names: tuple[str, ...]
-    centre: np.ndarray
-    scale: np.ndarray
-    rows: np.ndarray  # robust-scaled, at most DOMAIN_MAX_ROWS
-    k: int
-    threshold: float
-    quantile: float
-
-    def scaled(self, matrix: np.ndarray) -> np.ndarray:
-        """Robust z-scores; a missing value sits at the calibration median (z = 0): unknown is not evidence of shift."""
-        z = (_transform(matrix, self.names) - self.centre) / self.scale
-        return np.where(np.isnan(z), 0.0, z)
+    low: np.ndarray  # per feature: the calibration's ``tail`` quantile (NaN: the feature was never known)
+    high: np.ndarray  # per feature: its 1 - ``tail`` quantile
+    tail: float
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "names": list(self.names),
-            "centre": _floats(self.centre),
-            "scale": _floats(self.scale),
-            "rows": _floats(self.rows),
-            "k": self.k,
-            "threshold": self.threshold,
-            "quantile": self.quantile,
-        }
+        return {"names": list(self.names), "low": _floats(self.low), "high": _floats(self.high), "tail": self.tail}
 
     @classmethod
     def from_dict(cls, record: Mapping[str, Any]) -> DomainReference:
-        rows = _array(record["rows"]).reshape(-1, len(record["names"]))
-        return cls(
-            tuple(record["names"]),
-            _array(record["centre"]),
-            _array(record["scale"]),
-            rows,
-            int(record["k"]),
-            float(record["threshold"]),
-            float(record["quantile"]),
-        )
+        return cls(tuple(record["names"]), _array(record["low"]), _array(record["high"]), float(record["tail"]))
 
 
-def fit_domain_reference(
-    features: FeatureInput,
-    names: Sequence[str] | None = None,
-    seed: int = 0,
-    max_rows: int = DOMAIN_MAX_ROWS,
-    k: int = DOMAIN_K,
-    quantile: float = DOMAIN_QUANTILE,
-) -> DomainReference:
-    """Summarise calibration features for ``domain_check``: median/MAD scaling, a subsample, its distance quantile."""
+def fit_domain_reference(features: FeatureInput, names: Sequence[str] | None = None,
+                         tail: float = DOMAIN_TAIL) -> DomainReference:
+    """Summarise calibration features for ``domain_check``: each feature's ``tail`` and 1 - ``tail`` quantiles."""
     matrix, chosen = _matrix(features, names)
     if matrix.shape[0] < 3:
         raise ValueError("the domain reference needs at least 3 calibration turns")
-    transformed = _transform(matrix, chosen)
-    centre = _nanmedian(transformed)
-    filled = _impute(transformed, centre)
-    scale = _robust_scale(filled)
-    scaled = (filled - centre) / scale
-    n = scaled.shape[0]
-    kept = np.sort(np.random.default_rng(seed).choice(n, min(n, max_rows), replace=False))
-    own = np.full(n, -1)
-    own[kept] = np.arange(kept.size)
-    # Every calibration turn (itself left out) measures the reference the way a production turn will.
-    k = min(k, kept.size - 1)
-    threshold = float(np.quantile(_kth_distance(scaled, scaled[kept], k, own), quantile))
-    rows = scaled[kept]
-    return DomainReference(chosen, centre, scale, rows, k, threshold, quantile)
+    known = ~np.isnan(matrix).all(axis=0)
+    low, high = np.full(len(chosen), np.nan), np.full(len(chosen), np.nan)
+    low[known] = np.nanquantile(matrix[:, known], tail, axis=0)
+    high[known] = np.nanquantile(matrix[:, known], 1.0 - tail, axis=0)
+    return DomainReference(chosen, low, high, tail)
 
 
 def domain_check(
@@ -520,33 +537,37 @@ def domain_check(
 ) -> DomainCheck:
     """Is a slice outside the calibration domain?
 
-    A turn is outside when its distance to its k-th nearest calibration turn (robust-scaled
-    features) exceeds the calibration turns' own ``quantile`` (99th percentile) of that distance, so
-    about 1% of in-domain turns are outside by chance. The slice is outside when more than
-    ``max_share`` (20%) of its turns are outside AND that many is unlikely by chance
-    (binomial tail at the 1% rate below ``alpha``): with 10 turns, 3 outside turns flag it.
+    For each feature and each end of its calibration range, the share of the slice's turns beyond
+    it (by chance about ``tail``, 1%). The slice is outside when, for some feature and end, more than
+    ``max_share`` (20%) of its turns lie beyond AND that many is unlikely by chance (binomial tail
+    below ``alpha`` over the number of ends tested): with 10 turns, 3 beyond one end flag it. Per
+    feature rather than a joint distance: measured on a new GSM channel at 0-5 dB, 75-95% of its turns
+    had a blind SNR below the golden set's 1st percentile while a k-nearest-neighbour distance over
+    all features left every turn "inside" (the golden set's tails in duration and no-speech
+    probability set its threshold). ``share_outside``: the largest such share.
     """
     reference = calibration if isinstance(calibration, DomainReference) else fit_domain_reference(calibration)
     matrix = _aligned(production_features, reference.names)
-    n = matrix.shape[0]
-    if n == 0:
+    if matrix.shape[0] == 0:
         return DomainCheck(False, 0.0, "no turns", 0, 1.0)
-    z = reference.scaled(matrix)
-    beyond = _kth_distance(z, reference.rows, reference.k) > reference.threshold
-    count = int(beyond.sum())
-    p_value = float(binom.sf(count - 1, n, 1.0 - reference.quantile))
-    outside = count / n > max_share and p_value < alpha
-    return DomainCheck(outside, count / n, _domain_detail(reference, z, beyond, outside), n, p_value)
-
-
-def _domain_detail(reference: DomainReference, z: np.ndarray, beyond: np.ndarray, outside: bool) -> str:
-    shown = z[beyond] if beyond.any() else z
-    typical = np.median(shown, axis=0)
-    top = np.argsort(-np.abs(typical))[:2]
-    shifts = ", ".join(f"{reference.names[j]} z={typical[j]:+.1f}" for j in top)
+    tested = [j for j in range(len(reference.names)) if np.isfinite(reference.low[j])]
+    level = alpha / max(2 * len(tested), 1)
+    worst = (0.0, 1.0, "")
+    for j in tested:
+        column = matrix[:, j][~np.isnan(matrix[:, j])]
+        for side, beyond in (("below", column < reference.low[j]), ("above", column > reference.high[j])):
+            if column.size == 0:
+                continue
+            count = int(beyond.sum())
+            share, p_value = count / column.size, float(binom.sf(count - 1, column.size, reference.tail))
+            if (share, -p_value) > (worst[0], -worst[1]):
+                percentile = reference.tail if side == "below" else 1.0 - reference.tail
+                worst = (share, p_value, f"{reference.names[j]} {side} the calibration's {percentile:.0%} quantile")
+    share, p_value, where = worst
+    outside = share > max_share and p_value < level
     verdict = "outside calibration domain" if outside else "within calibration domain"
-    far = f"{int(beyond.sum())}/{z.shape[0]} turns beyond the calibration's {reference.quantile:.0%} distance quantile"
-    return f"{verdict}: {far} ({shifts})"
+    detail = f"{verdict}: {share:.0%} of {matrix.shape[0]} turns with {where}" if where else f"{verdict}"
+    return DomainCheck(outside, share, detail, matrix.shape[0], p_value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -694,7 +715,7 @@ def fit_wer_regressor(
         np.array([r[0] for r in replicates]),
         np.array([r[1] for r in replicates]),
         _dispersion(err, _predict_glm(z, coef_err)),
-        fit_domain_reference(matrix, chosen, seed),
+        fit_domain_reference(matrix, chosen),
         err.size,
         mae,
         baseline,

@@ -15,6 +15,8 @@ from monitoring.estimation import (
     estimate_accuracy,
     estimate_wer,
     expected_calibration_error,
+    extrapolated,
+    fit_domain_reference,
     fit_intent_calibration,
     fit_wer_regressor,
     held_out_half,
@@ -133,6 +135,44 @@ def test_cbpe_follows_covariate_shift(calibration: IntentCalibration) -> None:
         covered += estimate.low <= correct.mean() <= estimate.high
     assert max(gaps) < 0.03
     assert covered >= 17  # >= 85% of 20
+
+
+def heard_requests(rng: np.random.Generator, n: int, snr_shift: float = 0.0) -> tuple[np.ndarray, dict[str, np.ndarray],
+                                                                                   np.ndarray]:
+    """Requests whose intent is right less often when the recogniser struggles, at the same intent confidence:
+    P(correct) = c**2 * sigmoid(4 + 8 * (avg_logprob + 0.3)) (garbled words read confidently)."""
+    features, _, _ = asr_turns(rng, n, snr_shift=snr_shift, snr_missing=0.0)
+    confidence = rng.beta(5.0, 2.0, n)
+    p = confidence**2 / (1.0 + np.exp(-(4.0 + 8.0 * (features["avg_logprob"] + 0.3))))
+    return confidence, features, rng.random(n) < p
+
+
+def test_asr_features_tell_a_garbled_request_from_a_clear_one_and_extrapolation_widens_the_interval() -> None:
+    rng = np.random.default_rng(17)
+    confidence, features, correct = heard_requests(rng, N_CAL)
+    with_asr = fit_intent_calibration(confidence, correct, range(N_CAL), features, seed=17, n_boot=60)
+    alone = fit_intent_calibration(confidence, correct, range(N_CAL), seed=17, n_boot=60)
+    assert with_asr.feature_names and with_asr.ece_calibrated <= alone.ece_calibrated + 0.01
+    # a noisier channel: same confidences, worse audio; the confidence alone cannot see it
+    noisy_conf, noisy, noisy_correct = heard_requests(rng, 400, snr_shift=-25.0)
+    truth = noisy_correct.mean()
+    reference = fit_domain_reference(features)
+    domain = domain_check(reference, noisy)
+    assert domain.outside and "below" in domain.detail
+    beyond = extrapolated(with_asr, reference, noisy)
+    # by chance ~1% of calibration-like turns lie beyond each feature's range on its worse side
+    assert beyond.mean() > 0.3 and extrapolated(with_asr, reference, features).mean() < 0.1
+    estimate = estimate_accuracy(with_asr, noisy_conf, noisy, n_boot=300, domain=domain, beyond=beyond)
+    blind = estimate_accuracy(alone, noisy_conf, n_boot=300)
+    assert abs(estimate.value - truth) < abs(blind.value - truth) - 0.02
+    assert estimate.outside_domain and estimate.low <= truth <= estimate.high
+    inside = estimate_accuracy(with_asr, noisy_conf, noisy, n_boot=300, beyond=beyond)  # no domain verdict: no widening
+    assert estimate.low < inside.low and estimate.value == inside.value
+    with pytest.raises(ValueError, match="needs the turns' ASR features"):
+        estimate_accuracy(with_asr, noisy_conf)
+    back = IntentCalibration.from_dict(json.loads(json.dumps(with_asr.to_dict(), allow_nan=False)))
+    assert estimate_accuracy(back, noisy_conf, noisy, n_boot=100) == estimate_accuracy(with_asr, noisy_conf, noisy,
+                                                                                       n_boot=100)
 
 
 def test_no_turns_gives_an_empty_estimate(calibration: IntentCalibration, regressor: WerRegressor) -> None:
