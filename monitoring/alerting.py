@@ -78,6 +78,19 @@ def _calls_behind(calls: list[CallSignals], event: ChangeEvent) -> list[str]:
     return sorted(c.call_id for c in calls if c.day == event.day.isoformat() and event.slice in slices_of(c))
 
 
+def _episode_of(episodes: list[dict[str, Any]], day: date) -> dict[str, Any] | None:
+    """The alert whose episode ``day`` belongs to: from its first day to ``EPISODE_DAYS`` after its last.
+
+    Days can arrive out of order (a backfill, late calls), so an alarm before an episode's first day
+    starts an alert of its own rather than vanishing into a later one.
+    """
+    for record in episodes:
+        first, last = date.fromisoformat(record["day"]), date.fromisoformat(record["last_day"])
+        if first <= day <= last + timedelta(days=EPISODE_DAYS):
+            return record
+    return None
+
+
 def _public(record: dict[str, Any]) -> dict[str, Any]:
     """An alert as it leaves the store: everything but the calls behind it."""
     return {k: v for k, v in record.items() if k != "call_ids"}
@@ -94,19 +107,16 @@ def raise_alerts(settings: Settings, store: GovernedStore, figures: list[DailyFi
     evaluation = evaluate_all(rules, monitored, reference)
     run.tests, run.notes = evaluation.tests, list(evaluation.notes)
     known = store.read_monitoring("alerts")
-    latest: dict[tuple[str, str], date] = {}
+    episodes: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for record in known.values():
-        key = (record["rule"], record["slice"])
-        latest[key] = max(latest.get(key, date.min), date.fromisoformat(record["last_day"]))
+        episodes.setdefault((record["rule"], record["slice"]), []).append(record)
     records: dict[str, dict[str, Any]] = {}
     now = now or datetime.now(UTC)
     for event in evaluation.events:
         key = (event.rule, event.slice)
-        if key in latest and event.day - latest[key] <= timedelta(days=EPISODE_DAYS):
-            if event.day > latest[key]:
-                latest[key] = event.day
-                episode = next(r for r in {**known, **records}.values() if (r["rule"], r["slice"]) == key
-                               and r["last_day"] >= (event.day - timedelta(days=EPISODE_DAYS)).isoformat())
+        episode = _episode_of(episodes.get(key, []), event.day)
+        if episode is not None:
+            if event.day > date.fromisoformat(episode["last_day"]):
                 episode["last_day"] = event.day.isoformat()
                 episode["call_ids"] = sorted(set(episode["call_ids"]) | set(_calls_behind(calls, event)))
                 records[episode["alert_id"]] = episode
@@ -119,7 +129,7 @@ def raise_alerts(settings: Settings, store: GovernedStore, figures: list[DailyFi
                   "last_day": event.day.isoformat(), "owner": owner.team if owner else "unowned",
                   "raised_at": now.isoformat(), "call_ids": _calls_behind(calls, event)}
         records[identifier] = record
-        latest[key] = event.day
+        episodes.setdefault(key, []).append(record)
         run.raised.append(_public(record))
     raised = {alert["alert_id"] for alert in run.raised}
     run.continued = [_public(r) for i, r in records.items() if i not in raised]

@@ -205,6 +205,22 @@ def test_an_alert_that_goes_on_is_posted_again_with_its_first_start(tmp_path: Pa
     assert raise_alerts(settings, store, figures, window, []).continued == [], "nothing new: nothing re-posted"
 
 
+def test_an_alarm_before_a_known_alert_is_an_alert_of_its_own(tmp_path: Path) -> None:
+    """A backfill (days judged out of order) must not fold an earlier alarm into a later alert's episode."""
+    from core.settings import Settings
+
+    settings = Settings(project_dir=str(tmp_path / "state"))
+    figures = _stable_then_jump(22)
+    window = reference_window(sorted({f.day for f in figures}), settings.monitor)
+    [alert] = raise_alerts(settings, _store(tmp_path / "first"), figures, window, []).raised
+    store = _store(tmp_path / "second")
+    later = (date.fromisoformat(alert["last_day"]) + timedelta(days=30)).isoformat()
+    store.write_monitoring("alerts", {"al-later": {**alert, "alert_id": "al-later", "day": later, "last_day": later,
+                                                   "call_ids": []}})
+    [again] = raise_alerts(settings, store, figures, window, []).raised
+    assert again["alert_id"] == alert["alert_id"] and again["day"] == alert["day"]
+
+
 def test_a_slice_the_reference_never_saw_is_judged_against_the_whole_population(tmp_path: Path) -> None:
     from core.settings import Settings
 
