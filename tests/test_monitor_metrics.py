@@ -128,7 +128,7 @@ def test_a_slice_the_reference_never_saw_is_new_once() -> None:
     assert (new.day, new.slice, new.value) == (day[2], "channel=gsm", 1.0)
 
 
-def test_the_intent_mix_shift_is_the_total_variation_distance_from_the_reference() -> None:
+def test_the_intent_mix_shift_is_a_chi_square_against_the_reference_mix() -> None:
     def asking(day: int, intent: str, n: int) -> list[Any]:
         return [call_signals(_call(f"d{day}-{intent}-{i}", f"c{day}{intent}{i}", f"2026-11-0{day}T10:00:00+00:00",
                                    "contained", [_turn(0, "customer", 0, 1)]),
@@ -136,8 +136,9 @@ def test_the_intent_mix_shift_is_the_total_variation_distance_from_the_reference
 
     calls = asking(1, "a", 2) + asking(1, "b", 2) + asking(2, "a", 2) + asking(2, "b", 2) + asking(3, "a", 4)
     shifts = {f.day.day: f.value for f in intent_mix_shift(calls, {date(2026, 11, 1), date(2026, 11, 2)})}
-    # days 1 and 2 each against the other (the same mix); day 3, all "a", against half "a" half "b"
-    assert shifts == {1: 0.0, 2: 0.0, 3: 0.5}
+    # days 1 and 2 each against the other (the same mix): 0; day 3, four "a" where half "a" half "b" was
+    # expected (smoothed 4.5/9 each): chi-square (4-2)^2/2 + (0-2)^2/2 = 4 over 1 degree of freedom
+    assert shifts == {1: 0.0, 2: 0.0, 3: 4.0}
 
 
 def _store(tmp_path: Path) -> GovernedStore:
