@@ -97,8 +97,11 @@ def _true_accuracy(records: list[Any], truth: dict[str, dict[str, Any]]) -> tupl
 def weekly_accuracy(scenario: str, store: Any, calibration: Any, truth: dict[str, dict[str, Any]],
                     slice_name: str = "all") -> None:
     """Estimated vs true intent accuracy per week (days 1-7, 8-14 ...), over ``slice_name``'s calls."""
+    import numpy as np
+    from scipy.stats import norm
+
     from monitoring.daily import slices_of
-    from monitoring.estimates import estimate_figures
+    from monitoring.estimates import estimate_figures, requests_heard
     from monitoring.watch import load_calls
 
     calls = [c for c in load_calls(store) if c.call_id in truth and slice_name in slices_of(c)]
@@ -116,9 +119,14 @@ def weekly_accuracy(scenario: str, store: Any, calibration: Any, truth: dict[str
         truly = right / asked
         inside = accuracy.low is not None and accuracy.low <= truly <= (accuracy.high or 0)
         covered += inside
+        # the noise floor: had every turn been right with exactly its calibrated probability, the week's true
+        # accuracy would still scatter around the estimate by this much (binomial), whatever the estimator
+        p = calibration.intent.calibrate(*requests_heard(group))
+        floor = float(np.sqrt(np.sum(p * (1 - p))) / p.size)
         emit(benchmark="monitor", scenario=scenario, figure="weekly_intent_accuracy", slice=slice_name, week=week + 1,
              estimated=accuracy.value, low=accuracy.low, high=accuracy.high, true=round(truly, 4), turns=asked,
-             error=round(accuracy.value - truly, 4), covered=inside, flags=list(accuracy.flags))
+             error=round(accuracy.value - truly, 4), covered=inside, flags=list(accuracy.flags),
+             noise_sd=round(floor, 4), chance_within_3_points_if_calibrated=round(2 * norm.cdf(0.03 / floor) - 1, 3))
     if weeks:
         emit(benchmark="monitor", scenario=scenario, figure="weekly_intervals_covering_truth", slice=slice_name,
              covered=covered, weeks=len(weeks))

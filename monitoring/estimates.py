@@ -54,25 +54,32 @@ def _heard_turns(calls: list[CallSignals]) -> list[TurnSignal]:
     return [t for c in calls for t in c.turns if t.source == "champion" and t.words is not None]
 
 
+def _features(turns: list[TurnSignal]) -> dict[str, np.ndarray]:
+    rows = [turn_features(t, t.duration_s) for t in turns]
+    return {name: np.array([r[name] for r in rows]) for name in WER_FEATURES}
+
+
+def requests_heard(calls: list[CallSignals]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The calls' opening requests the champion heard and read: their intent confidences and ASR features."""
+    requests = [t for c in calls for t in c.turns[:1]
+                if t.source == "champion" and t.words is not None and t.confidence is not None]
+    return np.array([t.confidence for t in requests], float), _features(requests)
+
+
 def estimate_figures(calibration: Calibration | None, day: date, slice_name: str,
                      calls: list[CallSignals]) -> list[DailyFigure]:
     """``est_intent_accuracy`` and ``est_wer`` of the slice's champion-heard turns, when calibrated."""
     turns = _heard_turns(calls)
     if calibration is None or not turns:
         return []
-    rows = [turn_features(t, t.duration_s) for t in turns]
-    features = {name: np.array([r[name] for r in rows]) for name in WER_FEATURES}
+    features = _features(turns)
     out: list[DailyFigure | None] = []
     if calibration.wer is not None:
         out.append(_figure(day, "est_wer", slice_name, estimate_wer(
             calibration.wer, features, n_boot=N_DRAWS, seed=_seed(day, slice_name, "wer")), calibration.wer.n))
-    requests = [t for c in calls for t in c.turns[:1]
-                if t.source == "champion" and t.words is not None and t.confidence is not None]
-    if calibration.intent is not None and requests:
+    confidence, request_features = requests_heard(calls)
+    if calibration.intent is not None and confidence.size:
         domain = domain_check(calibration.wer.domain, features) if calibration.wer is not None else None
-        asked = [turn_features(t, t.duration_s) for t in requests]
-        confidence = np.array([t.confidence for t in requests], float)
-        request_features = {name: np.array([r[name] for r in asked]) for name in WER_FEATURES}
         beyond = (extrapolated(calibration.intent, calibration.wer.domain, request_features)
                   if calibration.wer is not None else None)
         out.append(_figure(day, "est_intent_accuracy", slice_name, estimate_accuracy(
