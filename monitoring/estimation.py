@@ -355,13 +355,15 @@ class IntentCalibration:
     def feature_names(self) -> tuple[str, ...]:
         return self.design.names[1:]
 
-    def _design(self, confidence: ArrayLike, features: FeatureInput | None, names: Sequence[str] | None) -> np.ndarray:
+    def design_matrix(self, confidence: ArrayLike, features: FeatureInput | None,
+                      names: Sequence[str] | None = None) -> np.ndarray:
+        """The standardised inputs of turns: the confidence's logit and the features this calibration uses."""
         return self.design(_intent_matrix(confidence, features, self.feature_names, names))
 
     def calibrate(self, confidence: ArrayLike, features: FeatureInput | None = None,
                   names: Sequence[str] | None = None) -> np.ndarray:
         """P(correct) per turn."""
-        return _predict_logistic(self._design(confidence, features, names), self.coefficients)
+        return _predict_logistic(self.design_matrix(confidence, features, names), self.coefficients)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -478,7 +480,7 @@ def estimate_accuracy(
     conf = np.asarray(confidences, float).ravel()
     if conf.size == 0:
         return _estimate(float("nan"), np.empty(0), 0, confidence_level, domain)
-    design = calibration._design(conf, features, names)
+    design = calibration.design_matrix(conf, features, names)
     unknown = (np.asarray(beyond, bool).ravel() if beyond is not None and domain is not None and domain.outside
                else np.zeros(conf.size, bool))
 
