@@ -73,13 +73,14 @@ def estimate_figures(calibration: Calibration | None, day: date, slice_name: str
     if calibration is None or not turns:
         return []
     features = _features(turns)
+    domain = domain_check(calibration.wer.domain, features) if calibration.wer is not None else None
     out: list[DailyFigure | None] = []
     if calibration.wer is not None:
         out.append(_figure(day, "est_wer", slice_name, estimate_wer(
-            calibration.wer, features, n_boot=N_DRAWS, seed=_seed(day, slice_name, "wer")), calibration.wer.n))
+            calibration.wer, features, n_boot=N_DRAWS, seed=_seed(day, slice_name, "wer"), domain=domain),
+            calibration.wer.n))
     confidence, request_features = requests_heard(calls)
     if calibration.intent is not None and confidence.size:
-        domain = domain_check(calibration.wer.domain, features) if calibration.wer is not None else None
         beyond = (extrapolated(calibration.intent, calibration.wer.domain, request_features)
                   if calibration.wer is not None else None)
         out.append(_figure(day, "est_intent_accuracy", slice_name, estimate_accuracy(

@@ -739,6 +739,7 @@ def estimate_wer(
     n_boot: int = 1000,
     seed: int = 0,
     names: Sequence[str] | None = None,
+    domain: DomainCheck | None = None,
 ) -> Estimate:
     """Corpus WER of production turns = sum(predicted errors) / sum(predicted reference words), with an interval.
 
@@ -748,10 +749,10 @@ def estimate_wer(
     these turns would have scored, so outcomes are drawn given the turns rather than the turns
     resampled (resampling predictions alone would miss the per-turn noise). The reference-word
     denominator is taken as predicted, without noise (it is near the hypothesis word count). The
-    slice is domain-checked against the calibration features.
+    slice is domain-checked against the calibration features (``domain``: that check, when the caller made it).
     """
     matrix = _aligned(features, regressor.design.names, names)
-    check = domain_check(regressor.domain, matrix)
+    check = domain if domain is not None else domain_check(regressor.domain, matrix)
     if matrix.shape[0] == 0:
         return _estimate(float("nan"), np.empty(0), 0, confidence_level, check)
     design = regressor.design(matrix)
