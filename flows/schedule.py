@@ -302,6 +302,17 @@ def list_schedules(api_url: str) -> list[ScheduleInfo]:
         return [_info(client, d) for d in sorted(deployments, key=lambda d: (str(d.entrypoint), d.name))]
 
 
+def _stored_deployment(client: SyncPrefectClient, api_url: str, name: str, job: Job) -> DeploymentResponse:
+    """The deployment ``job.flow_name/name`` as the server holds it; ``LookupError`` saying how to make it."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        return client.read_deployment_by_name(f"{job.flow_name}/{name}")
+    except ObjectNotFound:
+        raise LookupError(f"No deployment {job.flow_name}/{name} at {api_url}: run schedule_retrain "
+                          "(voiceloop schedule --cron ...) first") from None
+
+
 def served_deployment(api_url: str, name: str = DEFAULT_NAME, job: Job = RETRAIN) -> RunnerDeployment:
     """The deployment as stored on the server, rebuilt for ``prefect.serve``.
 
@@ -309,16 +320,8 @@ def served_deployment(api_url: str, name: str = DEFAULT_NAME, job: Job = RETRAIN
     parameters, not defaults that would silently replace them.
     """
     from prefect.client.schemas.actions import DeploymentScheduleCreate
-    from prefect.exceptions import ObjectNotFound
-
     with _client(api_url) as client:
-        try:
-            stored = client.read_deployment_by_name(f"{job.flow_name}/{name}")
-        except ObjectNotFound:
-            raise LookupError(
-                f"No deployment {job.flow_name}/{name} at {api_url}: run schedule_retrain "
-                "(voiceloop schedule --cron ...) first"
-            ) from None
+        stored = _stored_deployment(client, api_url, name, job)
     schedules = [
         DeploymentScheduleCreate(
             schedule=s.schedule,
@@ -337,15 +340,8 @@ def request_run(api_url: str, name: str = DEFAULT_NAME, job: Job = RETRAIN, tag:
 
     Returns the run's id. ``LookupError`` when the deployment does not exist there.
     """
-    from prefect.exceptions import ObjectNotFound
-
     with _client(api_url) as client:
-        try:
-            stored = client.read_deployment_by_name(f"{job.flow_name}/{name}")
-        except ObjectNotFound:
-            raise LookupError(f"No deployment {job.flow_name}/{name} at {api_url}: `voiceloop schedule` "
-                              "deploys it") from None
-        run = client.create_flow_run_from_deployment(stored.id, tags=[tag])
+        run = client.create_flow_run_from_deployment(_stored_deployment(client, api_url, name, job).id, tags=[tag])
     return str(run.id)
 
 
