@@ -9,7 +9,7 @@ Three parts, each small:
   (:func:`acknowledge`): Alertmanager drops silenced alerts when a notification is due, so a
   silence made before ``escalate_after_s`` means the escalation receiver never hears of it.
 * :class:`LocalAlertmanager` runs ``prometheus-alertmanager`` from the project folder, on
-  127.0.0.1 only and with clustering off (:mod:`monitoring.local_service`).
+  127.0.0.1 only and with clustering off (:mod:`core.local_service`).
 * a client of Alertmanager's v2 API: :func:`post_alerts`, :func:`active_alerts`,
   :func:`acknowledge`, :func:`resolve`. An alert's labels are the fields of :class:`AlertNotice`
   and nothing else: never a call id, never call text.
@@ -27,7 +27,7 @@ import httpx
 import yaml
 
 from governance.policy import COMPONENTS  # the parts of the bot an alert can be about; the policy names owners
-from monitoring.local_service import LocalService, ServiceStatus, call_service, listen_address
+from core.local_service import LocalService, ServiceStatus, call_service, listen_address
 
 SEVERITIES = ("critical", "warning", "info")
 #: The label that carries an alert's id: what a silence (an acknowledgement) matches on.

@@ -5,7 +5,7 @@ Pushgateway (:func:`push`, one group per job and grouping labels, replaced whole
 that Prometheus scrapes. Samples are gauges named ``voiceloop_monitor_*``; a slice label takes
 only the ``top`` worst slices plus ``all`` (:func:`bounded_slices`), so a new slice value cannot
 grow the number of series without end. :class:`LocalPushgateway` runs ``prometheus-pushgateway``
-on 127.0.0.1 from the project folder (:mod:`monitoring.local_service`).
+on 127.0.0.1 from the project folder (:mod:`core.local_service`).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from urllib.parse import quote
 
 import httpx
 
-from monitoring.local_service import LocalService, ServiceStatus, call_service, listen_address
+from core.local_service import LocalService, ServiceStatus, call_service, listen_address
 
 PREFIX = "voiceloop_monitor_"
 ALL = "all"

@@ -34,7 +34,7 @@ from monitoring.alertmanager import (
     post_alerts,
     resolve,
 )
-from monitoring.local_service import BinaryMissing, LocalService, LocalServiceError
+from core.local_service import BinaryMissing, LocalService, LocalServiceError
 from monitoring.pushgateway import (
     LocalPushgateway,
     PushgatewayUnreachable,

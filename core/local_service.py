@@ -1,4 +1,4 @@
-"""Run one long-lived local daemon (Alertmanager, the Pushgateway) so the monitor can use it without systemd.
+"""Run one long-lived local daemon (Alertmanager, the Pushgateway, Label Studio) on 127.0.0.1 without systemd.
 
 The daemon is started detached (its own session: it outlives the command that started it) and
 keeps everything under one folder of the project, e.g. ``.voiceloop/alertmanager/``: its data,
