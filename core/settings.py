@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -163,26 +163,53 @@ class AsrConfig(_Section):
     seed: int = 0
 
 
+# The widest non-inferiority margin the gate accepts (issue 19): a wider one lets a challenger that much
+# worse through, and no golden set is too small for a wide enough margin, so the margin stays put and
+# the gate says when its golden set is too small for it ("underpowered", training/gate.py).
+MAX_MARGIN = 0.02
+MARGIN_KEYS = ("margin", "wer_margin", "slice_wer_margin", "digit_margin", "e2e_margin")
+# The gate's criteria by name (training/gate.py CRITERIA), for ``gate.report_only``.
+GateCriterion = Literal["intent_accuracy", "asr_wer", "asr_wer_slices", "slices_holm", "digit_accuracy",
+                        "clean_speech", "e2e_intent_accuracy", "serving_latency"]
+Margin = Annotated[float, Field(gt=0)]
+
+
 class GateConfig(_Section):
-    margin: float = 0.01
-    wer_margin: float = 0.01  # ASR: challenger WER may be at most this much higher (95% CI upper bound)
-    slice_wer_margin: float = 0.03  # ... in every slice of at least min_slice_utterances (wider: fewer words)
+    margin: Margin = 0.02  # intent accuracy: challenger may be at most this much worse (95% CI upper bound)
+    wer_margin: Margin = 0.02  # ASR: challenger WER may be at most this much higher (95% CI upper bound)
+    slice_wer_margin: Margin = 0.02  # ... in every slice of at least min_slice_utterances
     min_slice_utterances: int = 30  # smaller slices are reported as untested, never passed
     # Family-wise error rate of the per-slice "significantly worse" tests (Holm); 0 turns them off.
     slice_alpha: Annotated[float, Field(ge=0, lt=1)] = 0.05
-    digit_margin: float = 0.05  # whole-digit-string accuracy on the held-out FSDD speaker
+    digit_margin: Margin = 0.02  # whole-digit-string accuracy on the held-out FSDD speaker
     # Word errors on the real clean recordings (six clips, 86 words). Not 1: one compound written
     # closed ("coldhearted") costs 2 under Whisper's normalizer; forgetting costs 3-7 (benchmarks).
     clean_speech_max_extra_errors: int = 2
     floor: float = 0.80
-    e2e_margin: float = 0.02  # intent on each bundle's own ASR transcripts (end to end): wider, ASR noise adds up
+    e2e_margin: Margin = 0.02  # intent on each bundle's own ASR transcripts (end to end)
     # The serving path (transcribe -> redact -> understand) timed on the challenger bundle at decision
     # time, one utterance after another on this many golden turns (0: not measured): p95 within budget.
     latency_budget_ms: Annotated[float, Field(gt=0)] = 500.0
     latency_utterances: Annotated[int, Field(ge=0)] = 30
-    confidence: float = 0.95
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+    # The chance a non-inferiority criterion must have of passing an equally good challenger: below the
+    # golden-set size that gives it (from the observed discordance), an inconclusive criterion is
+    # "underpowered", not failed, and the champion stays (training/gate.py).
+    power: Annotated[float, Field(ge=0.5, lt=1)] = 0.9
+    # Criteria computed and recorded but not deciding (the decision names them): a project that gates its
+    # intent model alone, or a test that must promote whatever its one-epoch ASR does.
+    report_only: list[GateCriterion] = []
     n_bootstrap: int = 2000
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _margins_capped(self) -> GateConfig:
+        wide = [f"gate.{key} = {getattr(self, key)}" for key in MARGIN_KEYS if getattr(self, key) > MAX_MARGIN]
+        if wide:
+            raise ValueError(f"{', '.join(wide)}: above {MAX_MARGIN}, the widest non-inferiority margin the gate "
+                             "accepts (a wider one lets a challenger that much worse through). A golden set too "
+                             "small for the margin makes the gate say \"underpowered\"; grow the golden set instead")
+        return self
 
 
 class TrackingConfig(_Section):
@@ -288,6 +315,28 @@ class MonitorConfig(_Section):
     asr_batch: Annotated[int, Field(ge=1)] = 8  # champion transcription of calls without a bot log
 
 
+class QaSamplingConfig(_Section):
+    """The weekly review's design (qa/sampling.py ``SamplingDesign``): how the budget is spent."""
+
+    budget: Annotated[float, Field(gt=0, description="expected calls reviewed per week")] = 60.0
+    random_share: Annotated[float, Field(ge=0, le=1)] = 0.3  # an even random floor; its calls are reviewed blind
+    alerted_cap_share: Annotated[float, Field(ge=0, le=1)] = 0.4  # alerted slices' calls take at most this share
+    double_review_share: Annotated[float, Field(ge=0, le=1)] = 0.1  # selected calls two reviewers label
+    low_quantile: Annotated[float, Field(ge=0, le=1)] = 0.2  # "low confidence": below last week's quantile
+    seed: int = 0  # the draw's seed; the week is mixed in, so each week draws afresh
+
+
+class QaConfig(_Section):
+    """``voiceloop qa``: the weekly QA review of production calls in Label Studio (docs/qa.md)."""
+
+    sampling: QaSamplingConfig = QaSamplingConfig()
+    label_studio_url: str = ""  # "": the local one (`voiceloop qa serve`); else an existing Label Studio
+    label_studio_token: str = ""  # API token of an existing Label Studio (set VOICELOOP__QA__LABEL_STUDIO_TOKEN)
+    label_studio_port: int = 8090  # where `voiceloop qa serve` listens, on 127.0.0.1
+    label_studio_venv: str = ""  # "": <project_dir>/label-studio/venv, made on first `voiceloop qa serve`
+    project_title: str = "voiceloop QA review"
+
+
 class Settings(BaseSettings):
     """Every setting. Sources, highest first: keyword overrides, the environment, the params file, defaults."""
 
@@ -322,6 +371,7 @@ class Settings(BaseSettings):
     dvc: DvcConfig = DvcConfig()
     serving: ServingConfig = ServingConfig()
     monitor: MonitorConfig = MonitorConfig()
+    qa: QaConfig = QaConfig()
     threads: int = 0  # 0: all cores
 
     # Resolved locations -------------------------------------------------

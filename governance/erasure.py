@@ -41,6 +41,8 @@ CERTIFICATE_FORMAT = "voiceloop-erasure-certificate/1"
 SIGNATURE_ALGORITHM = "HMAC-SHA256 (audit signature key)"
 ZONE_RIGHTS = tuple((zone, "delete") for zone in CALL_ZONES)
 DATASET_RIGHTS = tuple((DATASETS_ZONE, operation) for operation in OPERATIONS)  # rebuilt without the caller
+#: QA labels go with every erasure and withdrawal (found by their task records first, then deleted)
+LABEL_RIGHTS = (("labels", "read"), ("labels", "delete"))
 
 
 class ErasureError(RuntimeError):
@@ -143,12 +145,12 @@ def resolve_request(audit: AuditLog, actor: Actor, caller_id: str, request_id: s
 # -- rights ---------------------------------------------------------------------------------------------
 def check_rights(store: GovernedStore, datasets: bool, zones: bool = True) -> None:
     """Refuse before anything is touched unless the actor may do every step the run needs (``zones``:
-    delete calls from the call zones; ``datasets``: rebuild dataset versions).
+    delete calls from the call zones; ``datasets``: rebuild dataset versions; always: find and delete labels).
 
     Without this, a role allowed to delete raw data but not to rebuild datasets would stop half-way,
     with the caller gone from some zones and still in the dataset versions.
     """
-    for zone, operation in (ZONE_RIGHTS if zones else ()) + (DATASET_RIGHTS if datasets else ()):
+    for zone, operation in (ZONE_RIGHTS if zones else ()) + (DATASET_RIGHTS if datasets else ()) + LABEL_RIGHTS:
         try:
             access.check(store.policy, store.actor, zone, operation)
         except AccessDenied as denied:
@@ -257,6 +259,13 @@ def delete_caller_calls(store: GovernedStore, journal: Journal, footprint: Calle
     for deletion in deletions:
         journal.record(deletion)
     forget_retained(store, journal.call_ids)
+    journal.save(store)
+
+
+def delete_call_labels(store: GovernedStore, journal: Journal) -> None:
+    """Remove the journal's calls from the labels zone (reviews, review tasks, review audio, sample lists): an
+    erasure's and every consent withdrawal's, since a reviewed label is training data whatever on_withdrawal says."""
+    journal.record(store.delete_labels(journal.call_ids))
     journal.save(store)
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 SHIPPED_POLICY = Path(__file__).with_name("policy.yaml")
 
 #: The store's zones: the one list (folders, policy file sections, erasure, access checks follow it).
-Zone = Literal["raw", "redacted", "datasets", "quarantine", "monitoring"]
+Zone = Literal["raw", "redacted", "datasets", "quarantine", "monitoring", "labels"]
 ZONES: tuple[str, ...] = get_args(Zone)
 #: The zone whose versions are whole datasets, not per-call documents.
 DATASETS_ZONE: Zone = "datasets"
@@ -54,6 +54,7 @@ Purpose = Literal[
     "promotion",  # moving the serving bundle's aliases by hand (promote --bundle, rollback): no zone access
     "transcription",  # raw (unredacted) transcripts from the serving runtime's /v1/transcribe: no zone access
     "monitoring",  # service-quality monitoring of every call (consent to training or not): numbers, never text
+    "labelling",  # the weekly QA review: sample calls, show reviewers redacted calls, keep what they label
 ]
 PURPOSES: tuple[str, ...] = get_args(Purpose)
 
@@ -113,7 +114,7 @@ class Owner(_Strict):
 
 
 #: Zones added after policy files were first written: a file without their section grants nothing on them.
-_LATER_ZONES = ("monitoring",)
+_LATER_ZONES = ("monitoring", "labels")
 #: One section per zone, made from ZONES so that a new zone is added in one place.
 _Zones = create_model("_Zones", __base__=_Strict, **{  # type: ignore[call-overload]
     zone: (_ZoneRule, _ZoneRule() if zone in _LATER_ZONES else ...) for zone in ZONES})

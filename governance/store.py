@@ -1,11 +1,12 @@
 """The governed store: the only code that reads or writes call data.
 
-Five zones live under one folder: ``raw`` (calls as ingested, with audio), ``redacted``
+Six zones live under one folder: ``raw`` (calls as ingested, with audio), ``redacted``
 (PII-free transcripts and audio facts), ``datasets`` (versioned training/evaluation sets, and what
 models said on a version: :meth:`GovernedStore.write_evaluation`), ``quarantine`` (what failed a
-check, with the reason) and ``monitoring`` (numbers about production calls, per call and per day,
-and alerts with the calls behind them: :meth:`GovernedStore.write_monitoring`). Every operation is checked by
-:func:`governance.access.check` for the actor's role and purpose and written to the audit
+check, with the reason), ``monitoring`` (numbers about production calls, per call and per day,
+and alerts with the calls behind them: :meth:`GovernedStore.write_monitoring`) and ``labels`` (the weekly
+QA review: samples, review tasks, what reviewers labelled: :meth:`GovernedStore.write_labels`). Every
+operation is checked by :func:`governance.access.check` for the actor's role and purpose and written to the audit
 trail, denied ones too. Writes are atomic (temp file + rename) so a killed run never leaves
 half a record.
 
@@ -18,8 +19,9 @@ stays readable and names the failure, never the data.
 
 The store hands out data, never paths: documents, bytes, and dataset versions as
 ``datasets.Dataset`` objects (:meth:`GovernedStore.open_dataset`), so callers do not depend on
-where a zone lives. The one exception is :meth:`GovernedStore.dvc_workspace`, the datasets zone's
-folder for DVC, which versions whole dataset folders and can only work on files.
+where a zone lives. The exceptions are :meth:`GovernedStore.dvc_workspace`, the datasets zone's
+folder for DVC, which versions whole dataset folders and can only work on files, and
+:meth:`GovernedStore.review_media_root`, the redacted audio copies a review tool serves to reviewers.
 """
 
 from __future__ import annotations
@@ -58,6 +60,10 @@ DATASET_MANIFEST = "manifest.json"
 EVALUATIONS = ".evaluations"  # beside a version's folder: what models said on it (write_evaluation)
 #: What the monitoring zone keeps: per-call signals, per-day figures, alerts, calibrations of a champion.
 MONITORING_KINDS = ("calls", "days", "alerts", "calibration")
+#: What the labels zone keeps: weekly QA samples, review tasks, pulled reviews (see write_labels).
+LABEL_KINDS = ("samples", "tasks", "reviews")
+RECORD_KINDS = {"monitoring": MONITORING_KINDS, "labels": LABEL_KINDS}
+REVIEW_MEDIA = "media"  # labels/media/<call_id>/audio.<suffix>: redacted audio the review tool serves
 LOCK_FILE = ".ingest.lock"
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
 
@@ -152,10 +158,12 @@ class CallerFootprint:
     quarantine: tuple[str, ...]  # quarantine item keys
     quarantine_call_ids: tuple[str, ...]
     monitoring: tuple[str, ...] = ()  # calls with a monitoring record (calls without consent exist only there)
+    labels: tuple[str, ...] = ()  # calls with a QA review task or review
 
     @property
     def call_ids(self) -> tuple[str, ...]:
-        return tuple(sorted(set(self.raw) | set(self.redacted) | set(self.quarantine_call_ids) | set(self.monitoring)))
+        return tuple(sorted(set(self.raw) | set(self.redacted) | set(self.quarantine_call_ids) | set(self.monitoring)
+                            | set(self.labels)))
 
 
 @dataclass
@@ -399,80 +407,165 @@ class GovernedStore:
         self._record("redacted", "redacted.read", [call_id], content="audio")
         return data
 
-    # -- monitoring zone ----------------------------------------------------------------
-    def _monitoring_path(self, kind: str, key: str) -> Path:
-        if kind not in MONITORING_KINDS:
-            raise ValueError(f"unknown monitoring record kind {kind!r}; kinds are {', '.join(MONITORING_KINDS)}")
-        return self.root / "monitoring" / kind / f"{_safe(key, 'record key')}.json"
+    # -- record zones: monitoring and labels ------------------------------------------------
+    def _record_path(self, zone: str, kind: str, key: str) -> Path:
+        kinds = RECORD_KINDS[zone]
+        if kind not in kinds:
+            raise ValueError(f"unknown {zone} record kind {kind!r}; kinds are {', '.join(kinds)}")
+        return self.root / zone / kind / f"{_safe(key, 'record key')}.json"
 
+    def _write_records(self, zone: str, kind: str, records: dict[str, dict[str, Any]]) -> None:
+        self._authorise(zone, "write")
+        ids: set[str] = set()
+        for key, record in records.items():
+            if not isinstance(record.get("call_ids"), list):
+                raise ValueError(f"{zone} record {kind}/{key} lacks its call_ids list (erasure finds it by them)")
+            _atomic_write(self._record_path(zone, kind, key), _dump(record))
+            ids.update(record["call_ids"])
+        self._record(zone, f"{zone}.write", sorted(ids), kind=kind, records=len(records))
+
+    def _record_keys(self, zone: str, kind: str) -> list[str]:
+        return sorted(p.stem for p in self._record_path(zone, kind, "x").parent.glob("*.json"))
+
+    def _read_records(self, zone: str, kind: str, keys: Iterable[str] | None) -> dict[str, dict[str, Any]]:
+        self._authorise(zone, "read")
+        wanted = self._record_keys(zone, kind) if keys is None else sorted(set(keys))
+        records = {key: json.loads(path.read_text()) for key in wanted
+                   if (path := self._record_path(zone, kind, key)).exists()}
+        ids = sorted({call_id for record in records.values() for call_id in record.get("call_ids", [])})
+        self._record(zone, f"{zone}.read", ids, kind=kind, records=len(records))
+        return records
+
+    def _records_of_caller(self, zone: str, kind: str, caller_ref: str) -> list[str]:
+        folder = self._record_path(zone, kind, "x").parent
+        return sorted(p.stem for p in folder.glob("*.json")
+                      if json.loads(p.read_text()).get("caller_ref") == caller_ref)
+
+    def _delete_records(self, zone: str, call_ids: Iterable[str], per_call: str, shared: tuple[str, ...],
+                        refitted: tuple[str, ...] = ()) -> tuple[Deletion, set[str]]:
+        """Remove the calls' own records (kind ``per_call``, keyed by call id) and scrub them from the records of
+        ``shared`` kinds: out of each one's ``call_ids`` and its ``calls`` map (the numbers, aggregates of many
+        calls, stay). A record of a ``refitted`` kind built on any of them is removed whole (made again later).
+        The caller audits the returned deletion once it has added what else it removed."""
+        self._authorise(zone, "delete")
+        doomed = set(call_ids)
+        result = Deletion(zone)
+        found: set[str] = set()
+        for call_id in sorted(doomed):
+            if self._remove(self._record_path(zone, per_call, call_id), result):
+                found.add(call_id)
+        scrubbed = 0
+        for kind in (*shared, *refitted):
+            for path in sorted(self._record_path(zone, kind, "x").parent.glob("*.json")):
+                record = json.loads(path.read_text())
+                hit = doomed & set(record.get("call_ids", []))
+                if not hit:
+                    continue
+                found |= hit
+                if kind in refitted:
+                    self._remove(path, result)
+                    continue
+                record["call_ids"] = [c for c in record["call_ids"] if c not in doomed]
+                if isinstance(record.get("calls"), dict):
+                    record["calls"] = {c: v for c, v in record["calls"].items() if c not in doomed}
+                _atomic_write(path, _dump(record))
+                scrubbed += 1
+        result.call_ids = sorted(found)
+        result.missing = sorted(doomed - found)
+        result.extra["records_scrubbed"] = scrubbed
+        return result, found
+
+    # -- monitoring zone ----------------------------------------------------------------
     def write_monitoring(self, kind: str, records: dict[str, dict[str, Any]]) -> None:
         """Keep monitoring records (key -> record); each names the calls it is about in ``call_ids``.
 
         Records hold numbers, slice names and entity types, never call text: the monitor computes
         them from redacted calls and from calls without training consent, which are kept nowhere else.
         """
-        self._authorise("monitoring", "write")
-        ids: set[str] = set()
-        for key, record in records.items():
-            if not isinstance(record.get("call_ids"), list):
-                raise ValueError(f"monitoring record {kind}/{key} lacks its call_ids list (erasure finds it by them)")
-            _atomic_write(self._monitoring_path(kind, key), _dump(record))
-            ids.update(record["call_ids"])
-        self._record("monitoring", "monitoring.write", sorted(ids), kind=kind, records=len(records))
+        self._write_records("monitoring", kind, records)
 
     def monitoring_keys(self, kind: str) -> list[str]:
         """The keys of one kind of monitoring record (keys are dates, call ids, alert ids: no content)."""
-        return sorted(p.stem for p in self._monitoring_path(kind, "x").parent.glob("*.json"))
+        return self._record_keys("monitoring", kind)
 
     def read_monitoring(self, kind: str, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
         """Monitoring records by key (all of the kind when ``keys`` is None); checked and audited."""
-        self._authorise("monitoring", "read")
-        wanted = self.monitoring_keys(kind) if keys is None else sorted(set(keys))
-        records = {key: json.loads(path.read_text()) for key in wanted
-                   if (path := self._monitoring_path(kind, key)).exists()}
-        ids = sorted({call_id for record in records.values() for call_id in record.get("call_ids", [])})
-        self._record("monitoring", "monitoring.read", ids, kind=kind, records=len(records))
-        return records
+        return self._read_records("monitoring", kind, keys)
 
     def monitored_call_starts(self) -> dict[str, str]:
         """Call id -> ``started_at`` of every per-call monitoring record: what retention decides by (ids and
         times only, so nothing is handed out to audit)."""
-        folder = self._monitoring_path("calls", "x").parent
+        folder = self._record_path("monitoring", "calls", "x").parent
         return {p.stem: json.loads(p.read_text())["started_at"] for p in sorted(folder.glob("*.json"))}
 
     def monitored_calls_of(self, caller_ref: str) -> list[str]:
         """The calls of one caller (by pseudonym) that have a per-call monitoring record."""
-        folder = self._monitoring_path("calls", "x").parent
-        return sorted(p.stem for p in folder.glob("*.json")
-                      if json.loads(p.read_text()).get("caller_ref") == caller_ref)
+        return self._records_of_caller("monitoring", "calls", caller_ref)
 
     def delete_monitoring(self, call_ids: Iterable[str]) -> Deletion:
         """Take calls out of the monitoring zone: their per-call records, their ids from every day's and
         alert's call list (the numbers, aggregates of many calls, stay), and calibrations built on them."""
-        self._authorise("monitoring", "delete")
-        doomed = set(call_ids)
-        result = Deletion("monitoring")
-        found: set[str] = set()
-        for call_id in sorted(doomed):
-            if self._remove(self._monitoring_path("calls", call_id), result):
-                found.add(call_id)
-        scrubbed = 0
-        for kind in ("days", "alerts", "calibration"):
-            for path in sorted(self._monitoring_path(kind, "x").parent.glob("*.json")):
-                record = json.loads(path.read_text())
-                hit = doomed & set(record.get("call_ids", []))
-                if not hit:
-                    continue
-                found |= hit
-                if kind == "calibration":  # built from the calls' own outputs: refitted on the next run
-                    self._remove(path, result)
-                    continue
-                record["call_ids"] = [c for c in record["call_ids"] if c not in doomed]
-                _atomic_write(path, _dump(record))
-                scrubbed += 1
+        result, _ = self._delete_records("monitoring", call_ids, "calls", ("days", "alerts"), ("calibration",))
+        self._audit_deletion(result)
+        return result
+
+    # -- labels zone: the QA review's samples, tasks, reviews and the redacted audio reviewers hear -----
+    def write_labels(self, kind: str, records: dict[str, dict[str, Any]]) -> None:
+        """Keep labels-zone records (key -> record, each with its ``call_ids``; per-call ones with ``caller_ref``).
+
+        ``samples``: a week's QA sample (call ids, inclusion probabilities); ``tasks``: where a call's review
+        lives in Label Studio; ``reviews``: a call's pulled review (redacted transcripts, intents, flags).
+        """
+        self._write_records("labels", kind, records)
+
+    def label_keys(self, kind: str) -> list[str]:
+        """The keys of one kind of labels record (weeks, call ids: no content)."""
+        return self._record_keys("labels", kind)
+
+    def read_labels(self, kind: str, keys: Iterable[str] | None = None) -> dict[str, dict[str, Any]]:
+        """Labels records by key (all of the kind when ``keys`` is None); checked and audited."""
+        return self._read_records("labels", kind, keys)
+
+    def labelled_calls_of(self, caller_ref: str) -> list[str]:
+        """The calls of one caller (by pseudonym) with a review task or a review."""
+        return sorted(set(self._records_of_caller("labels", "tasks", caller_ref))
+                      | set(self._records_of_caller("labels", "reviews", caller_ref)))
+
+    def _review_media_path(self, call_id: str) -> Path:
+        return self.root / "labels" / REVIEW_MEDIA / _safe(call_id)
+
+    def review_media_root(self) -> Path:
+        """The folder the review tool serves redacted audio from (Label Studio's local-files root).
+
+        Like :meth:`dvc_workspace`, a path: the review tool reads files. Only copies made by
+        :meth:`export_review_media` are there (redacted audio of sampled calls), deleted with the labels.
+        """
+        self._authorise("labels", "read")
+        folder = self.root / "labels" / REVIEW_MEDIA
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def export_review_media(self, call_id: str) -> str:
+        """Copy a call's redacted audio where the review tool serves it; returns its path relative to
+        :meth:`review_media_root`. Read as redacted audio and written as labels: both checked and audited."""
+        data = self.read_redacted_audio(call_id)
+        self._authorise("labels", "write")
+        suffix = next(iter(sorted(self._redacted_audio_dir(call_id).glob("audio.*")))).suffix
+        path = self._review_media_path(call_id) / f"audio{suffix}"
+        _atomic_write(path, data)
+        self._record("labels", "labels.write", [call_id], content="review-media", bytes=len(data))
+        return path.relative_to(self.root / "labels" / REVIEW_MEDIA).as_posix()
+
+    def delete_labels(self, call_ids: Iterable[str]) -> Deletion:
+        """Take calls out of the labels zone: their reviews, tasks and review audio, and their ids from every
+        week's sample (the sample's design figures stay)."""
+        result, found = self._delete_records("labels", call_ids, "reviews", ("samples",))
+        for call_id in sorted(set(call_ids)):
+            for companion in (self._record_path("labels", "tasks", call_id), self._review_media_path(call_id)):
+                if self._remove(companion, result):
+                    found.add(call_id)
         result.call_ids = sorted(found)
-        result.missing = sorted(doomed - found)
-        result.extra["records_scrubbed"] = scrubbed
+        result.missing = sorted(set(call_ids) - found)
         self._audit_deletion(result)
         return result
 
@@ -739,7 +832,8 @@ class GovernedStore:
         wanted = set(call_ids)
         return self._footprint("", sorted(wanted & self.raw_call_ids()), sorted(wanted & self.redacted_call_ids()),
                                lambda reason: reason.get("call_id") in wanted, "store.find_calls", {},
-                               sorted(wanted & set(self.monitoring_keys("calls"))))
+                               sorted(wanted & set(self.monitoring_keys("calls"))),
+                               sorted(wanted & (set(self.label_keys("tasks")) | set(self.label_keys("reviews")))))
 
     def calls_of_caller(self, caller_ref: str) -> CallerFootprint:
         """Every call of one caller (by pseudonym) across raw, redacted and quarantine; the lookup is audited.
@@ -755,10 +849,11 @@ class GovernedStore:
             if json.loads(path.read_text()).get("caller_ref") == caller_ref
         )
         monitored = self.monitored_calls_of(caller_ref)
-        known = set(raw) | set(redacted) | set(monitored)
+        labelled = self.labelled_calls_of(caller_ref)
+        known = set(raw) | set(redacted) | set(monitored) | set(labelled)
         return self._footprint(caller_ref, raw, redacted,
                                lambda reason: reason.get("caller_ref") == caller_ref or reason.get("call_id") in known,
-                               "store.find_caller", {"caller_ref": caller_ref}, monitored)
+                               "store.find_caller", {"caller_ref": caller_ref}, monitored, labelled)
 
     def _authorise_footprint(self) -> None:
         for zone in CALL_ZONES:
@@ -766,7 +861,7 @@ class GovernedStore:
 
     def _footprint(self, caller_ref: str, raw: list[str], redacted: list[str],
                    quarantined: Callable[[dict[str, Any]], bool], action: str,
-                   detail: dict[str, Any], monitored: list[str]) -> CallerFootprint:
+                   detail: dict[str, Any], monitored: list[str], labelled: list[str]) -> CallerFootprint:
         """The footprint of the calls found in raw and redacted and the quarantine items ``quarantined`` picks."""
         items, item_calls = [], set()
         for key, _folder, reason in self._quarantine_items():
@@ -775,10 +870,10 @@ class GovernedStore:
                 if reason.get("call_id"):
                     item_calls.add(reason["call_id"])
         footprint = CallerFootprint(caller_ref, tuple(raw), tuple(redacted), tuple(items), tuple(sorted(item_calls)),
-                                    tuple(monitored))
+                                    tuple(monitored), tuple(labelled))
         self.audit.append(self.actor, action, call_ids=footprint.call_ids,
                           detail={**detail, "raw": len(raw), "redacted": len(redacted), "quarantine": len(items),
-                                  "monitoring": len(monitored)})
+                                  "monitoring": len(monitored), "labels": len(labelled)})
         return footprint
 
     def _remove(self, path: Path, result: Deletion) -> bool:
