@@ -28,12 +28,14 @@ TEMPLATE_SECTIONS: dict[str, Any] = {"asr": {"enabled": True}}  # the session te
 # the second retrain changes an ASR setting only: the intent run is reused, the ASR is trained again
 # and gated against the first bundle as champion (the template merged its LoRA whole)
 RETRAIN_SECTIONS: dict[str, Any] = {"asr": {"enabled": True, "lora": {**TINY_ASR["lora"], "merge_scale": 0.5}}}
-# promotes the first challenger: the one-epoch ASR of TINY_ASR is worse than the base model
+# promotes the first challenger (in keys every settings version knew: tests/test_upgrade.py writes it for old code)
 PROMOTING_GATE: dict[str, Any] = {
-    "floor": 0.0, "margin": 0.01, "n_bootstrap": 1000, "wer_margin": 1.0, "slice_wer_margin": 1.0,
-    "slice_alpha": 0.0, "digit_margin": 1.0, "clean_speech_max_extra_errors": 1000,
+    "floor": 0.0, "margin": 0.01, "n_bootstrap": 1000, "slice_alpha": 0.0, "clean_speech_max_extra_errors": 1000,
     "latency_budget_ms": 60_000, "latency_utterances": 8,
 }
+# ... whatever its ASR does: the one-epoch ASR of TINY_ASR is worse than the base model, and no margin
+# may be wide enough to let it through (gate margins are capped at 0.02), so its criteria only report
+ASR_REPORTED_ONLY: dict[str, Any] = {"report_only": ["asr_wer", "asr_wer_slices", "digit_accuracy"]}
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def flow_params(folder: Path, sources: Path, **sections: Any) -> Path:
         sources={"call_store": str(sources / "calls"), "golden_store": str(sources / "golden")},
         intent=intent,
         asr=asr,
-        gate=PROMOTING_GATE,
+        gate={**PROMOTING_GATE, **ASR_REPORTED_ONLY},
         **sections,
     )
 

@@ -14,10 +14,10 @@ from governance.policy import UnknownRole
 def test_env_overrides_params_file_which_overrides_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     params = tmp_path / "params.yaml"
     params.write_text("gate:\n  margin: 0.02\n  floor: 0.5\nproject_dir: somewhere\n")
-    monkeypatch.setenv("VOICELOOP__GATE__MARGIN", "0.03")
+    monkeypatch.setenv("VOICELOOP__GATE__MARGIN", "0.015")
     monkeypatch.setenv("VOICELOOP_PROJECT_DIR", str(tmp_path / "state"))
     settings = load_settings(params)
-    assert settings.gate.margin == 0.03 and settings.gate.floor == 0.5
+    assert settings.gate.margin == 0.015 and settings.gate.floor == 0.5
     assert settings.root == (tmp_path / "state").resolve()
     assert settings.audit_url == f"sqlite:///{settings.root / 'audit.db'}"
     assert settings.gate.confidence == 0.95  # default
@@ -31,11 +31,11 @@ def test_env_values_are_parsed_as_yaml() -> None:
 def test_environment_values_reach_the_settings_parsed_as_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("VOICELOOP__INTENT__LORA__TARGET_MODULES", "[query, value]")
     monkeypatch.setenv("VOICELOOP__ASR__ENABLED", "no")  # YAML's boolean, as in params.yaml
-    monkeypatch.setenv("VOICELOOP__GATE__MARGIN", "0.03")
+    monkeypatch.setenv("VOICELOOP__GATE__MARGIN", "0.015")
     settings = load_settings(tmp_path / "absent.yaml")
     assert settings.intent.lora.target_modules == ["query", "value"]
-    assert settings.asr.enabled is False and settings.gate.margin == 0.03
-    assert load_settings(tmp_path / "absent.yaml", gate={"margin": 0.04}).gate.margin == 0.04  # keywords win
+    assert settings.asr.enabled is False and settings.gate.margin == 0.015
+    assert load_settings(tmp_path / "absent.yaml", gate={"margin": 0.005}).gate.margin == 0.005  # keywords win
 
 
 def test_an_unknown_environment_key_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -150,7 +151,7 @@ def test_the_sign_flip_test_is_one_sided() -> None:
 
 
 def test_a_challenger_better_overall_but_significantly_worse_on_one_voice_is_blocked() -> None:
-    config = GateConfig(n_bootstrap=1000, min_slice_utterances=30, slice_wer_margin=1.0)  # only Holm can block
+    config = GateConfig(n_bootstrap=1000, min_slice_utterances=30, report_only=["asr_wer_slices"])  # Holm alone blocks
     voices = ["en-us"] * 400 + ["en-sc"] * 60 + ["en-in"] * 5
     challenger = [1 if v == "en-us" else 5 if v == "en-sc" else 9 for v in voices]  # much better on en-us
     champion = [4 if v == "en-us" else 3 if v == "en-sc" else 1 for v in voices]
@@ -161,6 +162,8 @@ def test_a_challenger_better_overall_but_significantly_worse_on_one_voice_is_blo
     results = {c.name: c for c in decision.criteria}
     assert results["asr_wer"].passed and results["asr_wer"].challenger < results["asr_wer"].champion
     assert not decision.promote and decision.reasons == [f"slices_holm: {results['slices_holm'].rule}"]
+    assert not results["asr_wer_slices"].passed and not results["asr_wer_slices"].decides  # recorded, not deciding
+    assert decision.to_dict()["report_only"] == ["asr_wer_slices"]
     assert "worse: asr_wer[voice=en-sc]" in results["slices_holm"].rule and "1 slices under 30" in decision.reasons[0]
     tests = {t.name: t for t in decision.slice_tests}
     assert tests["asr_wer[voice=en-sc]"].status == "worse"
@@ -169,20 +172,26 @@ def test_a_challenger_better_overall_but_significantly_worse_on_one_voice_is_blo
     assert (untested.status, untested.p_value, untested.n) == ("untested", None, 5)
 
 
-def test_a_challenger_better_overall_but_significantly_worse_on_one_intent_is_blocked() -> None:
+def test_a_challenger_better_overall_but_significantly_worse_on_one_intent_group_is_blocked() -> None:
     config = GateConfig(n_bootstrap=1000, margin=0.01)
-    better = ["card_arrival", "top_up", "pin_blocked", "refund"]
-    labels = [y for y in [*better, "lost_card"] for _ in range(60)]
-    champion = ["wrong" if i % 10 < 3 and y != "lost_card" else y for i, y in enumerate(labels)]  # 70 % / 100 %
-    challenger = ["wrong" if y == "lost_card" and i % 10 < 4 else y for i, y in enumerate(labels)]  # 100 % / 60 %
+    better = {"card_arrival": "card_ordering", "pending_top_up": "top_up", "request_refund": "refunds_and_disputes",
+              "exchange_rate": "exchange_and_currency"}
+    worse = ["lost_or_stolen_card", "pin_blocked"]  # both in the security group
+    labels = [y for y in [*better, *worse] for _ in range(60)]
+    champion = ["wrong" if i % 10 < 3 and y not in worse else y for i, y in enumerate(labels)]  # 70 % / 100 %
+    challenger = ["wrong" if y in worse and i % 10 < 3 else y for i, y in enumerate(labels)]  # 100 % / 70 %
     evidence = GateEvidence(labels, challenger, champion, champion_version="1")
     decision = decide(evidence, config)
     results = {c.name: c for c in decision.criteria}
     assert results["intent_accuracy"].challenger > results["intent_accuracy"].champion
     assert results["intent_accuracy"].passed and not results["slices_holm"].passed
-    assert "worse: intent[lost_card]" in results["slices_holm"].rule and not decision.promote
+    assert "worse: intent_group[security]" in results["slices_holm"].rule and not decision.promote
     assert {t.name: t.status for t in decision.slice_tests} == {
-        **{f"intent[{y}]": "not worse" for y in better}, "intent[lost_card]": "worse"}
+        **{f"intent_group[{g}]": "not worse" for g in better.values()}, "intent_group[security]": "worse"}
+    changes = {row["intent"]: row for row in decision.per_intent}  # per intent: reported with an interval
+    assert changes["pin_blocked"]["group"] == "security" and changes["pin_blocked"]["delta"] == pytest.approx(-0.3)
+    low, high = changes["pin_blocked"]["interval"]
+    assert low < -0.3 < high < 0
 
 
 def test_a_challenger_slower_than_the_latency_budget_is_blocked() -> None:

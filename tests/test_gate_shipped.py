@@ -1,11 +1,12 @@
 """The shipped gate thresholds on real evidence: the suite's flow-trained bundle, judged again.
 
-Flow tests promote with a permissive gate (tests/flow_helpers.py PROMOTING_GATE: ASR margins of 1.0,
-floor 0), so they never show what the thresholds in params.yaml do. Here the evidence of the
-template's one gate is rebuilt from its finished runs (nothing is trained: both runs are reused) and
-the champion alias it set is removed, so the gate sees what it saw then: no champion, the base
-Whisper as the serving ASR. Judged with the flow's own thresholds it gives the flow's decision again;
-judged with the shipped ones, the one-epoch ASR challenger is refused.
+Flow tests promote with a permissive gate (tests/flow_helpers.py PROMOTING_GATE: floor 0, and the ASR
+criteria reported only, ASR_REPORTED_ONLY), so they never show what the thresholds in params.yaml do.
+Here the evidence of the template's one gate is rebuilt from its finished runs (nothing is trained:
+both runs are reused) and the champion alias it set is removed, so the gate sees what it saw then: no
+champion, the base Whisper as the serving ASR. Judged with the flow's own thresholds it gives the
+flow's decision again; judged with the shipped ones, the one-epoch ASR challenger is not promoted:
+worse than the base model, or too close to it for the golden turns to tell ("underpowered").
 """
 
 from __future__ import annotations
@@ -64,7 +65,14 @@ def test_the_flows_evidence_judged_with_the_shipped_thresholds(project: TrainedP
 
     shipped = GateConfig(**yaml.safe_load((REPO / "params.yaml").read_text())["gate"])
     judged = decide(evidence, shipped).to_dict()
-    assert judged["verdict"] == "reject"
-    failed = {c["name"] for c in judged["criteria"] if not c["passed"]}
-    assert failed & ASR_CRITERIA, judged["reasons"]  # one epoch of LoRA on a tiny corpus: worse than the base model
+    assert not judged["promote"] and not judged["report_only"]
+    refused = {c["name"]: c for c in judged["criteria"] if not c["passed"]}
+    # one epoch of LoRA on a tiny corpus: worse than the base model, or (about 90 golden turns) not shown
+    # either way, which is no pass either: "underpowered", with the turns its margin would need
+    assert set(refused) & ASR_CRITERIA, judged["reasons"]
+    assert {c["status"] for c in refused.values()} <= {"failed", "underpowered"}
+    for c in refused.values():
+        assert c["status"] == "failed" or c["power"] is None or c["power"]["n"] < c["power"]["n_needed"]
+    statuses = {c["status"] for c in refused.values()}
+    assert judged["verdict"] == ("reject" if "failed" in statuses else "underpowered"), judged["reasons"]
     assert {c["name"] for c in judged["criteria"]} == {c["name"] for c in recorded["criteria"]}  # judged on all

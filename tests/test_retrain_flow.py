@@ -243,7 +243,7 @@ def test_status_command_shows_the_champion(first_run: tuple[Path, dict[str, Any]
     assert result.exit_code == 0, result.output
     state = json.loads(result.stdout)
     assert state["champion"]["version"] == summary["gate"]["champion"]
-    assert {b["verdict"] for b in state["bundles"]} <= {"promote", "reject"}
+    assert {b["verdict"] for b in state["bundles"]} <= {"promote", "reject", "underpowered"}
 
 
 def test_cli_names_a_missing_params_file() -> None:

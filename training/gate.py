@@ -9,8 +9,20 @@ signed so that positive means the challenger is worse (for WER, a ratio of sums,
 recomputes errors / reference words).
 
 * **Non-inferiority** (a champion exists): pass when the interval's upper bound is below
-  ``margin``; i.e. we are confident the challenger is at most ``margin`` worse.
+  ``margin``; i.e. we are confident the challenger is at most ``margin`` worse. Fail when the whole
+  interval lies above the margin. An interval across the margin fails when the golden set is large
+  enough for the margin, and is **underpowered** when it is not (below).
 * **Floor** (no champion yet): pass when the challenger's point estimate is at least ``floor``.
+
+Power (issue 19; training/power.py): margins are capped at 0.02 (``core.settings.MAX_MARGIN``), and each
+non-inferiority criterion reports, from its per-unit differences, the discordance (share of units the
+two models disagree on), the smallest difference it detects with probability ``power`` at one-sided
+alpha (1 - ``confidence``) / 2, and the units its margin needs for that power (about
+discordance x 10.5 / margin^2 for right/wrong units). An inconclusive criterion under that size is
+"underpowered": neither passed nor failed. When no criterion failed and one is underpowered, the
+verdict is ``underpowered``: the champion stays, the reasons name the figures, and promotion is a
+person's call (``voiceloop promote --bundle N --reason ...``, audited). No units differing needs no
+units; the floor rule has no power figures. The golden-set size to aim for: benchmarks/README.md#gate-power.
 
 ASR adds four criteria when the run trained an ASR challenger: golden WER, WER in every slice
 (voice, channel, SNR bin) with enough utterances (every slice is reported in ``asr_slices``),
@@ -21,12 +33,14 @@ errors in total than the champion. The ASR champion is the champion
 bundle's ASR, or the base model while no bundle has one.
 
 Slices, tested for harm (``slices_holm``, training/slice_tests.py): on every slice (intent
-accuracy per intent, ASR WER per voice, channel and SNR bin) a one-sided paired test asks whether
+accuracy per intent group, ASR WER per voice, channel and SNR bin) a one-sided paired test asks whether
 the challenger is significantly worse; the p-values are Holm-corrected together at
 ``slice_alpha``, and any rejected slice blocks. A slice under ``min_slice_utterances`` is not
 tested and is listed as untested (``slice_tests``), never passed. This is beside the slice
 non-inferiority rule above: that one needs evidence that a large slice is not much worse, this
-one blocks on evidence that any slice is worse at all.
+one blocks on evidence that any slice is worse at all. Intents are tested in about ten groups
+(training/intent_groups.yaml), not one by one: at 11 turns per intent no per-intent test could block.
+Per-intent changes are reported with their intervals (``per_intent``), never deciding.
 
 End to end (``e2e_intent_accuracy``): what the bot understands from what it hears. Each bundle's
 intent model reads its own ASR's transcripts of the golden audio, redacted as serving redacts
@@ -39,7 +53,8 @@ decision time, one after another; its p95 must be within ``latency_budget_ms``.
 Reported beside the criteria (``statistics``), never deciding: McNemar's exact test on the intent
 model's discordant utterances (right for one model, wrong for the other).
 
-The challenger is promoted only when every criterion passes. Criteria are small functions
+The challenger is promoted only when every criterion passes (criteria named in ``report_only`` are
+recorded but do not decide). Criteria are small functions
 from :class:`GateEvidence` to :class:`CriterionResult`; later metrics (WER, slices, latency)
 are added to :data:`CRITERIA` without touching the rule that combines them.
 """
@@ -47,16 +62,24 @@ are added to :data:`CRITERIA` without touching the rule that combines them.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
 import numpy as np
 
 from core.settings import GateConfig
 from training.evaluate import correct
+from training.intent_groups import group_of
+from training.power import Power, paired_change_interval, paired_power
 from training.slice_tests import UNTESTED, WORSE, SliceTest, judge, mcnemar_worse, sign_flip_worse
 
 T = TypeVar("T")
+
+PASSED, FAILED, UNDERPOWERED = "passed", "failed", "underpowered"  # a criterion's status
+PROMOTE, REJECT = "promote", "reject"  # the decision's verdict, or UNDERPOWERED
+MANUAL_PROMOTION = (f"{UNDERPOWERED}: the golden set is too small for the margins named above, so the champion "
+                    "stays; grow the golden set to the size needed, or promote by hand with "
+                    "`voiceloop promote --bundle N --reason ...`")
 
 
 @dataclass
@@ -124,6 +147,13 @@ class CriterionResult:
     delta: float | None = None  # champion - challenger (positive = challenger worse)
     interval: tuple[float, float] | None = None
     threshold: float | None = None
+    power: Power | None = None  # non-inferiority: what this golden set can detect (training/power.py)
+    status: str = ""  # passed, failed or underpowered (neither: too few units to tell); "" = from ``passed``
+    decides: bool = True  # False: named in gate.report_only, recorded but not deciding
+
+    def __post_init__(self) -> None:
+        if not self.status:
+            object.__setattr__(self, "status", PASSED if self.passed else FAILED)
 
 
 @dataclass
@@ -139,13 +169,28 @@ class GateDecision:
     statistics: dict[str, Any] = field(default_factory=dict)  # reported, not criteria (McNemar for intent)
 
     @property
+    def deciding(self) -> list[CriterionResult]:
+        return [c for c in self.criteria if c.decides]
+
+    @property
+    def verdict(self) -> str:
+        """promote; underpowered when nothing failed but the golden set was too small to tell; else reject."""
+        if self.promote:
+            return PROMOTE
+        statuses = {c.status for c in self.deciding}
+        return UNDERPOWERED if UNDERPOWERED in statuses and FAILED not in statuses else REJECT
+
+    @property
     def reasons(self) -> list[str]:
-        return [f"{c.name}: {c.rule}" for c in self.criteria if not c.passed]
+        why = [f"{c.name}: {c.rule}" for c in self.deciding if not c.passed]
+        return [*why, MANUAL_PROMOTION] if self.verdict == UNDERPOWERED else why
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["reasons"] = self.reasons
-        out["verdict"] = "promote" if self.promote else "reject"
+        out["verdict"] = self.verdict
+        out["underpowered"] = [c.name for c in self.deciding if c.status == UNDERPOWERED]
+        out["report_only"] = [c.name for c in self.criteria if not c.decides]
         return out
 
 
@@ -199,6 +244,59 @@ def paired_bootstrap_wer(
     return float(diff.sum() / ref.sum()), low, high
 
 
+def non_inferiority_status(interval: tuple[float, float], margin: float, power: Power) -> str:
+    """Passed below the margin, failed above it; an interval across it fails only where the golden set has the
+    power for the margin, and is underpowered where it has not."""
+    low, high = interval
+    if high < margin:
+        return PASSED
+    return FAILED if low >= margin or not power.underpowered else UNDERPOWERED
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """A paired comparison of the challenger with the champion: the change, its interval, per-unit differences.
+
+    ``change``: positive = the challenger worse; ``differences``: one per unit, on the change's scale, for power.
+    """
+
+    change: float
+    interval: tuple[float, float]
+    differences: np.ndarray
+    challenger: float
+    champion: float
+    of: str = "champion - challenger"  # what the change is, in words
+
+    @classmethod
+    def of_accuracy(cls, champion: np.ndarray, challenger: np.ndarray, config: GateConfig) -> Comparison:
+        """Right or wrong per unit (intent, whole digit strings): champion - challenger accuracy."""
+        delta, low, high = paired_bootstrap(champion, challenger, config.n_bootstrap, config.confidence, config.seed)
+        return cls(delta, (low, high), np.asarray(champion, dtype=float) - np.asarray(challenger, dtype=float),
+                   float(np.mean(challenger)), float(np.mean(champion)))
+
+
+def non_inferior(name: str, statement: str, comparison: Comparison, margin: float,
+                 config: GateConfig) -> CriterionResult:
+    """The non-inferiority rule with its power figures; ``statement`` opens the rule's text."""
+    low, high = comparison.interval
+    power = paired_power(comparison.differences, margin, config.confidence, config.power)
+    status = non_inferiority_status(comparison.interval, margin, power)
+    rule = (f"{statement}: upper bound of the {config.confidence:.0%} interval of {comparison.of} "
+            f"({high:+.4f}) must be < margin {margin:.4f}")
+    return CriterionResult(
+        name=name,
+        passed=status == PASSED,
+        rule=rule + (f"; {UNDERPOWERED}: {power.describe()}" if status == UNDERPOWERED else ""),
+        challenger=comparison.challenger,
+        champion=comparison.champion,
+        delta=comparison.change,
+        interval=(low, high),
+        threshold=margin,
+        power=power,
+        status=status,
+    )
+
+
 def intent_accuracy(evidence: GateEvidence, config: GateConfig) -> CriterionResult:
     challenger = evidence.correct(evidence.challenger_predictions)
     if evidence.champion_predictions is None:
@@ -211,36 +309,19 @@ def intent_accuracy(evidence: GateEvidence, config: GateConfig) -> CriterionResu
             threshold=config.floor,
         )
     champion = evidence.correct(evidence.champion_predictions)
-    delta, low, high = paired_bootstrap(champion, challenger, config.n_bootstrap, config.confidence, config.seed)
-    return CriterionResult(
-        name="intent_accuracy",
-        passed=high < config.margin,
-        rule=(
-            f"non-inferiority: upper bound of the {config.confidence:.0%} interval of champion - challenger "
-            f"({high:+.4f}) must be < margin {config.margin:.4f}"
-        ),
-        challenger=float(challenger.mean()),
-        champion=float(champion.mean()),
-        delta=delta,
-        interval=(low, high),
-        threshold=config.margin,
-    )
+    return non_inferior("intent_accuracy", "non-inferiority", Comparison.of_accuracy(champion, challenger, config),
+                        config.margin, config)
 
 
 def _wer_result(name: str, asr: AsrEvidence, mask: np.ndarray, margin: float, config: GateConfig) -> CriterionResult:
+    """WER non-inferiority; for power, each utterance's error difference over the mean reference words (their
+    mean is the WER change)."""
     ref, chal, champ = asr.ref_words[mask], asr.challenger_errors[mask], asr.champion_errors[mask]
     delta, low, high = paired_bootstrap_wer(champ, chal, ref, config.n_bootstrap, config.confidence, config.seed)
-    return CriterionResult(
-        name=name,
-        passed=high < margin,
-        rule=(f"non-inferiority vs {asr.champion_label}: upper bound of the {config.confidence:.0%} interval of "
-              f"challenger - champion WER ({high:+.4f}) must be < margin {margin:.4f}"),
-        challenger=float(chal.sum() / max(ref.sum(), 1)),
-        champion=float(champ.sum() / max(ref.sum(), 1)),
-        delta=delta,
-        interval=(low, high),
-        threshold=margin,
-    )
+    words = max(float(ref.sum()), 1.0)
+    comparison = Comparison(delta, (low, high), (chal - champ) * ref.size / words, float(chal.sum() / words),
+                            float(champ.sum() / words), "challenger - champion WER")
+    return non_inferior(name, f"non-inferiority vs {asr.champion_label}", comparison, margin, config)
 
 
 def asr_wer(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
@@ -276,17 +357,21 @@ def asr_wer_slices(evidence: GateEvidence, config: GateConfig) -> CriterionResul
         return None
     judged = [r for r in asr_slice_results(evidence, config)
               if _slice_size(evidence.asr, r.name) >= config.min_slice_utterances]
-    failed = [r.name for r in judged if not r.passed]
+    failed = [r.name for r in judged if r.status == FAILED]
+    weak = [f"{r.name} (n {r.power.n} < {r.power.n_needed})" for r in judged
+            if r.status == UNDERPOWERED and r.power is not None]
     worst = max((r.interval[1] for r in judged if r.interval), default=0.0)
     return CriterionResult(
         name="asr_wer_slices",
-        passed=not failed,
+        passed=not failed and not weak,
         rule=(f"every slice with >= {config.min_slice_utterances} utterances non-inferior within "
-              f"{config.slice_wer_margin:.4f}" + (f"; failed: {', '.join(failed)}" if failed else "")),
-        challenger=float(len(judged) - len(failed)),
+              f"{config.slice_wer_margin:.4f}" + (f"; failed: {', '.join(failed)}" if failed else "")
+              + (f"; {UNDERPOWERED}: {', '.join(weak)}" if weak else "")),
+        challenger=float(sum(r.passed for r in judged)),
         champion=float(len(judged)),
         delta=worst,
         threshold=config.slice_wer_margin,
+        status=FAILED if failed else UNDERPOWERED if weak else PASSED,
     )
 
 
@@ -304,13 +389,13 @@ def slice_tests(evidence: GateEvidence, config: GateConfig) -> list[SliceTest]:
 def _slice_tests(evidence: GateEvidence, config: GateConfig) -> list[SliceTest]:
     tests = []
     if evidence.champion_predictions is not None:
-        labels = np.asarray(evidence.labels)
+        groups = np.asarray([group_of(intent) for intent in evidence.labels])
         champion = evidence.correct(evidence.champion_predictions)
         challenger = evidence.correct(evidence.challenger_predictions)
-        for intent in sorted(set(evidence.labels)):
-            mask = labels == intent
+        for group in sorted(set(groups)):
+            mask = groups == group
             tested = int(mask.sum()) >= config.min_slice_utterances
-            tests.append(SliceTest(f"intent[{intent}]", int(mask.sum()), float(challenger[mask].mean()),
+            tests.append(SliceTest(f"intent_group[{group}]", int(mask.sum()), float(challenger[mask].mean()),
                                    float(champion[mask].mean()),
                                    mcnemar_worse(champion[mask], challenger[mask]) if tested else None))
     if evidence.asr is not None:
@@ -352,19 +437,9 @@ def digit_accuracy(evidence: GateEvidence, config: GateConfig) -> CriterionResul
     if evidence.asr is None or evidence.asr.challenger_digits_correct.size == 0:
         return None
     asr = evidence.asr
-    delta, low, high = paired_bootstrap(asr.champion_digits_correct, asr.challenger_digits_correct,
-                                        config.n_bootstrap, config.confidence, config.seed)
-    return CriterionResult(
-        name="digit_accuracy",
-        passed=high < config.digit_margin,
-        rule=(f"non-inferiority vs {asr.champion_label}: upper bound of the {config.confidence:.0%} interval of "
-              f"champion - challenger ({high:+.4f}) must be < margin {config.digit_margin:.4f}"),
-        challenger=float(asr.challenger_digits_correct.mean()),
-        champion=float(asr.champion_digits_correct.mean()),
-        delta=delta,
-        interval=(low, high),
-        threshold=config.digit_margin,
-    )
+    comparison = Comparison.of_accuracy(asr.champion_digits_correct, asr.challenger_digits_correct, config)
+    return non_inferior("digit_accuracy", f"non-inferiority vs {asr.champion_label}", comparison,
+                        config.digit_margin, config)
 
 
 def clean_speech(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
@@ -392,20 +467,9 @@ def end_to_end_intent(evidence: GateEvidence, config: GateConfig) -> CriterionRe
     pairs = evidence.end_to_end
     if pairs is None or pairs.champion is None or not pairs.labels:
         return None
-    challenger, champion = pairs.accuracy(pairs.challenger), pairs.accuracy(pairs.champion)
-    delta, low, high = paired_bootstrap(champion, challenger, config.n_bootstrap, config.confidence, config.seed)
-    return CriterionResult(
-        name="e2e_intent_accuracy",
-        passed=high < config.e2e_margin,
-        rule=(f"non-inferiority on ASR transcripts ({len(pairs.labels)} golden turns): upper bound of the "
-              f"{config.confidence:.0%} interval of champion - challenger ({high:+.4f}) must be < margin "
-              f"{config.e2e_margin:.4f}"),
-        challenger=float(challenger.mean()),
-        champion=float(champion.mean()),
-        delta=delta,
-        interval=(low, high),
-        threshold=config.e2e_margin,
-    )
+    comparison = Comparison.of_accuracy(pairs.accuracy(pairs.champion), pairs.accuracy(pairs.challenger), config)
+    return non_inferior("e2e_intent_accuracy", f"non-inferiority on ASR transcripts ({len(pairs.labels)} golden turns)",
+                        comparison, config.e2e_margin, config)
 
 
 def serving_latency(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
@@ -457,28 +521,34 @@ def statistics(evidence: GateEvidence) -> dict[str, Any]:
     return out
 
 
-def per_intent_changes(evidence: GateEvidence) -> list[dict[str, Any]]:
-    """Accuracy per intent for both models, worst change first."""
+def per_intent_changes(evidence: GateEvidence, confidence: float = 0.95) -> list[dict[str, Any]]:
+    """Accuracy per intent for both models, worst change first; with a champion, the change (challenger -
+    champion) has a paired interval at ``confidence`` (training/power.py), and each intent names its group.
+    Reported, never deciding: at a dozen turns an intent's interval is tens of points wide."""
     labels = np.asarray(evidence.labels)
     challenger = evidence.correct(evidence.challenger_predictions)
     champion = evidence.correct(evidence.champion_predictions) if evidence.champion_predictions else None
     rows = []
     for intent in sorted(set(evidence.labels)):
         mask = labels == intent
-        row: dict[str, Any] = {"intent": intent, "n": int(mask.sum()), "challenger": float(challenger[mask].mean())}
+        row: dict[str, Any] = {"intent": intent, "group": group_of(intent), "n": int(mask.sum()),
+                               "challenger": float(challenger[mask].mean())}
         if champion is not None:
             row["champion"] = float(champion[mask].mean())
             row["delta"] = row["challenger"] - row["champion"]
+            row["interval"] = paired_change_interval(champion[mask], challenger[mask], confidence)
         rows.append(row)
     return sorted(rows, key=lambda r: r.get("delta", r["challenger"]))
 
 
 def decide(evidence: GateEvidence, config: GateConfig, criteria: list[Criterion] | None = None) -> GateDecision:
-    results = [r for criterion in (criteria or CRITERIA) if (r := criterion(evidence, config)) is not None]
+    """Every criterion the evidence supports; those named in ``config.report_only`` are recorded, not deciding."""
+    results = [replace(r, decides=r.name not in config.report_only)
+               for criterion in (criteria or CRITERIA) if (r := criterion(evidence, config)) is not None]
     return GateDecision(
-        promote=all(r.passed for r in results),
+        promote=all(r.passed for r in results if r.decides),
         criteria=results,
-        per_intent=per_intent_changes(evidence),
+        per_intent=per_intent_changes(evidence, config.confidence),
         asr_slices=asr_slice_results(evidence, config),
         slice_tests=slice_tests(evidence, config),
         config=config.model_dump(),

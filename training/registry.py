@@ -93,8 +93,8 @@ def decision_evidence(decision: dict[str, Any], decision_uri: str | None) -> dic
     return {
         "verdict": decision.get("verdict"),
         "reasons": decision.get("reasons", []),
-        "criteria": [{k: c.get(k) for k in ("name", "passed", "challenger", "champion", "delta", "interval",
-                                            "threshold")} for c in decision.get("criteria", [])],
+        "criteria": [{k: c.get(k) for k in ("name", "passed", "status", "decides", "challenger", "champion", "delta",
+                                            "interval", "threshold")} for c in decision.get("criteria", [])],
         "decision": decision_uri,
         "report": decision.get("report"),
     }

@@ -1,12 +1,12 @@
 """The gate's decision for people: an HTML report with plots, and a model card per promoted bundle.
 
 The JSON decision (training/gate.py) is the record machines read. The report is what an ML lead
-or an auditor opens: the verdict and why, every criterion with its interval, every slice test
-(untested ones named), and three plots: the changes with their intervals against the margins, WER
-by slice for both models, and the intent confusions that changed most. It is one self-contained
-file (plots embedded), logged beside the decision and named in the audit entry. The model card
-(markdown, in the bundle's registered folder) says what a promoted bundle was trained on, under
-which licenses, how it scored, and what it was not tested on.
+or an auditor opens: the verdict and why, every criterion with its interval and what the golden set
+can detect (its power figures), every slice test (untested ones named), and three plots: the changes
+with their intervals against the margins, WER by slice for both models, and the intent confusions
+that changed most. It is one self-contained file (plots embedded), logged beside the decision and
+named in the audit entry. The model card (markdown, in the bundle's registered folder) says what a
+promoted bundle was trained on, under which licenses, how it scored, and what it was not tested on.
 """
 
 from __future__ import annotations
@@ -35,6 +35,16 @@ KNOWN_LIMITS = (
     "The clean-speech check uses six real recordings (86 words): it catches forgetting, not small changes.",
     "Latency was timed on the machine that ran the gate, one utterance at a time.",
 )
+
+
+STATUS_COLOURS = {"passed": "tab:green", "underpowered": "tab:orange", "failed": "tab:red"}
+POWER_COLUMNS = ("n", "discordance", "sd", "minimum_detectable", "n_needed")
+
+
+def _power_rows(decision: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per criterion (and ASR slice) with power figures: what the golden set can detect."""
+    rows = [*decision["criteria"], *decision.get("asr_slices", [])]
+    return [{"name": c["name"], "status": c.get("status"), **c["power"]} for c in rows if c.get("power")]
 
 
 def confusion_changes(labels: Sequence[str], champion: Sequence[str], challenger: Sequence[str],
@@ -70,12 +80,12 @@ def _plots(decision: Mapping[str, Any], confusions: Sequence[Mapping[str, Any]])
         fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(bounded) + 1.2))
         for row, c in enumerate(bounded):
             low, high = c["interval"]
-            ax.plot([low, high], [row, row], color="tab:green" if c["passed"] else "tab:red", linewidth=3)
+            ax.plot([low, high], [row, row], color=STATUS_COLOURS.get(c.get("status", ""), "tab:red"), linewidth=3)
             ax.plot([c["delta"]], [row], "o", color="black")
             ax.plot([c["threshold"]], [row], "|", color="tab:orange", markersize=18)
         ax.axvline(0, color="grey", linewidth=0.8)
         ax.set_yticks(range(len(bounded)), [c["name"] for c in bounded])
-        ax.set_xlabel("change, positive = challenger worse (line: 95% interval; orange: margin)")
+        ax.set_xlabel("change, positive = challenger worse (line: 95% interval, orange if underpowered; |: margin)")
         plots["Changes with their intervals"] = _png(fig)
     asr = [t for t in decision.get("slice_tests", []) if t["name"].startswith("asr_wer[")]
     if asr:
@@ -121,17 +131,19 @@ def decision_html(decision: Mapping[str, Any], confusions: Sequence[Mapping[str,
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>body{{font-family:sans-serif;max-width:60em;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}
 td,th{{border:1px solid #ccc;padding:3px 6px;font-size:90%;text-align:left}}
-.promote{{color:#070}}.reject{{color:#a00}}</style></head><body>
+.promote{{color:#070}}.reject{{color:#a00}}.underpowered{{color:#b60}}</style></head><body>
 <h1>{html.escape(title)}: <span class="{verdict}">{verdict}</span></h1>
 <p>Champion: {html.escape(str(decision.get("champion_version") or "none (absolute floor)"))};
 golden utterances: {decision.get("n")}.</p>
 <h2>Why</h2><ul>{why}</ul>
-<h2>Criteria</h2>{_table(decision["criteria"], ("name", "passed", "challenger", "champion", "delta", "interval",
+<h2>Criteria</h2>{_table(decision["criteria"], ("name", "status", "challenger", "champion", "delta", "interval",
                                                 "threshold", "rule"))}
+<h2>Power (what this golden set can detect, at power {decision.get("config", {}).get("power", 0.9):.0%})</h2>
+{_table(_power_rows(decision), ("name", "status", *POWER_COLUMNS))}
 <h2>Slices (one-sided tests, Holm-corrected)</h2>
 {_table(decision.get("slice_tests", []), ("name", "n", "champion", "challenger", "p_value", "threshold", "status"))}
-<h2>Intents that changed most</h2>{_table(decision.get("per_intent", [])[:15],
-                                          ("intent", "n", "champion", "challenger", "delta"))}
+<h2>Intents that changed most (reported, not deciding)</h2>{_table(decision.get("per_intent", [])[:15],
+                                          ("intent", "group", "n", "champion", "challenger", "delta", "interval"))}
 {f"<p>McNemar (reported, not a criterion): {html.escape(str(mcnemar))}</p>" if mcnemar else ""}
 {plots}
 <h2>Intent confusions that changed most</h2>{_table(confusions, ("true", "predicted", "champion", "challenger",

@@ -1,7 +1,8 @@
 """Is the challenger significantly worse on any slice? One test per slice, Holm-corrected together.
 
 A challenger can win on average and lose on one accent over the phone. Every slice of the golden
-set is tested: ASR word errors per voice, channel and SNR bin, and intent accuracy per intent.
+set is tested: ASR word errors per voice, channel and SNR bin, and intent accuracy per intent group
+(training/intent_groups.yaml: single intents are too small a slice for any test to block).
 The null hypothesis of each test is "the challenger is not worse on this slice". Each test is
 one-sided and exact or resampled, paired utterance by utterance:
 
@@ -28,7 +29,7 @@ WORSE, NOT_WORSE, UNTESTED = "worse", "not worse", "untested"
 
 @dataclass(frozen=True)
 class SliceTest:
-    name: str  # "intent[card_arrival]", "asr_wer[voice=en-sc]"
+    name: str  # "intent_group[top_up]", "asr_wer[voice=en-sc]"
     n: int  # utterances in the slice
     challenger: float  # accuracy or WER on the slice
     champion: float

@@ -179,6 +179,8 @@ def _summary_table(summary: RetrainSummary) -> Table:
         row("", "both fine-tunings side by side", "train_lanes")
     if (gate := summary.gate) is not None:
         verdict = "[green]PROMOTED[/]" if gate.promoted else "[yellow]NOT PROMOTED[/]"
+        if gate.verdict == "underpowered":  # nothing failed: the golden set was too small to tell (training/gate.py)
+            verdict = "[yellow]NOT PROMOTED (underpowered)[/]"
         row("gate", f"bundle v{gate.bundle_version}: {verdict}; champion is v{gate.champion}", "gate")
         for reason in gate.reasons:
             row("", f"[yellow]{reason}[/]")

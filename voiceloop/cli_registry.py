@@ -111,8 +111,15 @@ def rollback(
 def _evidence(move: AliasMove) -> str:
     evidence = move.evidence
     if move.action.startswith("gate."):
-        failed = [c["name"] for c in evidence.get("criteria", []) if not c.get("passed")]
-        return f"{len(evidence.get('criteria', []))} criteria" + (f", failed: {', '.join(failed)}" if failed else "")
+        criteria = evidence.get("criteria", [])
+
+        def named(status: str) -> list[str]:  # records before issue 19 have no status: passed or failed
+            return [c["name"] for c in criteria if c.get("decides", True)
+                    and (c.get("status") or ("passed" if c.get("passed") else "failed")) == status]
+
+        failed, weak = named("failed"), named("underpowered")
+        return (f"{len(criteria)} criteria" + (f", failed: {', '.join(failed)}" if failed else "")
+                + (f", underpowered: {', '.join(weak)}" if weak else ""))
     if move.action == "manual.promote":
         return f"gate verdict {evidence.get('gate_verdict') or 'none'}" + (" (override)" if evidence.get("override")
                                                                            else "")
