@@ -5,18 +5,20 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# Label Studio's own virtualenv (its pins differ from the project's); the tests run it from here
+LS_VENV ?= .venv-labelstudio
 export PATH := $(abspath $(BIN)):$(PATH)
 DEMO_CALLS ?= 120
 # 11 labelled turns per intent: >= 10 survive even if validation quarantines a turn
 GOLDEN_PER_INTENT ?= 11
 
-.PHONY: demo test setup system-packages lint corpus clean-state
+.PHONY: demo test setup system-packages studio-venv lint corpus clean-state
 
 demo: setup corpus
 	$(BIN)/voiceloop retrain
 	$(BIN)/voiceloop status
 
-test: setup
+test: setup studio-venv
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports --no-logo
@@ -60,6 +62,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	PYTHONWARNINGS="ignore:Editable installation" $(BIN)/python -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $@
+
+# Label Studio (where the QA team reviews sampled calls) needs Django 5.2 and numpy 2.2: it gets a virtualenv of
+# its own, made here for the tests (LocalLabelStudio.ensure_installed makes one where voiceloop runs it).
+# qa/studio.py names the version and installs it (again when the version there changes); a no-op when the venv
+# already holds it.
+studio-venv: $(LS_VENV)/.installed
+
+$(LS_VENV)/.installed: qa/studio.py | $(VENV)/.installed
+	$(BIN)/python -c 'import sys; from qa.studio import install_studio; install_studio(sys.argv[1])' $(LS_VENV)
 	touch $@
 
 corpus: data/calls/.built data/golden/.built

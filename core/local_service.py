@@ -6,7 +6,9 @@ its log (``<name>.log``) and a pid file (``<name>.pid``, JSON: pid, url, command
 127.0.0.1 only. :meth:`LocalService.start` returns once its readiness endpoint (``/-/ready``)
 answers; :meth:`LocalService.stop` sends SIGTERM, then SIGKILL after a timeout, and removes the
 pid file. A pid file whose process is gone (or is some other program now) is stale: it is
-reported as not running and replaced or removed.
+reported as not running and replaced or removed. ``binary`` may be a full path (a virtualenv's
+console script: its process runs as ``python <binary>``, and it is recognised by that name), and
+``env`` may give the daemon's whole environment instead of this process's.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +45,12 @@ def listen_address(port: int) -> str:
     if not 0 < port < 65536:
         raise ValueError(f"port {port} is not a TCP port (1-65535)")
     return f"{HOST}:{port}"
+
+
+def _listens_locally(args: Sequence[str], port: int) -> bool:
+    """Whether ``args`` name 127.0.0.1:``port`` as one value, or as two (``--host 127.0.0.1 --port <port>``)."""
+    address = listen_address(port)
+    return any(address in arg for arg in args) or (HOST in args and str(port) in args)
 
 
 def port_in_use(port: int) -> bool:
@@ -95,18 +103,23 @@ class LocalService:
     """``binary args...`` run detached, with its pid file and log under ``folder``.
 
     ``name`` names the pid and log files and the messages; ``package`` is the Debian package that
-    installs ``binary`` (named when it is missing); ``args`` must make the daemon listen on
-    :func:`listen_address` (``port``).
+    installs ``binary`` (named when it is missing, unless ``install_hint`` says how to install it
+    instead); ``args`` must make the daemon listen on :func:`listen_address` (``port``);
+    ``ready_path`` answers HTTP 200, unauthenticated, once it serves; ``env`` is the daemon's whole
+    environment (None: this process's).
     """
 
     def __init__(self, *, name: str, binary: str, package: str, folder: Path, port: int, args: Sequence[str],
-                 ready_path: str = "/-/ready") -> None:
-        address = listen_address(port)
-        if not any(address in arg for arg in args):
-            raise ValueError(f"{name}: its arguments must make it listen on {address} only, got {list(args)}")
+                 ready_path: str = "/-/ready", env: Mapping[str, str] | None = None,
+                 install_hint: str | None = None) -> None:
+        if not _listens_locally(args, port):
+            raise ValueError(f"{name}: its arguments must make it listen on {listen_address(port)} only, "
+                             f"got {list(args)}")
         self.name, self.binary, self.package = name, binary, package
         self.folder, self.port, self.args = Path(folder), port, list(args)
         self.ready_path = ready_path
+        self.env = dict(env) if env is not None else None
+        self.install_hint = install_hint
         self.pid_file = self.folder / f"{name}.pid"
         self.log_file = self.folder / f"{name}.log"
 
@@ -118,10 +131,10 @@ class LocalService:
         """The full path of ``binary``; :class:`BinaryMissing` naming the package when it is not installed."""
         found = shutil.which(self.binary)
         if found is None:
-            raise BinaryMissing(
-                f"{self.name}: `{self.binary}` was not found on PATH. Install the Debian package "
-                f"`{self.package}` (`make setup` does, or `sudo apt-get install {self.package}`)."
-            )
+            hint = self.install_hint or (f"Install the Debian package `{self.package}` (`make setup` does, or "
+                                         f"`sudo apt-get install {self.package}`).")
+            where = "" if os.sep in self.binary else " on PATH"
+            raise BinaryMissing(f"{self.name}: `{self.binary}` was not found{where}. {hint}")
         return found
 
     # -- pid file -----------------------------------------------------------------------------------
@@ -157,7 +170,7 @@ class LocalService:
                              self.log_file)
 
     def start(self, timeout_s: float = 30.0) -> ServiceStatus:
-        """Start the daemon unless it already runs, and wait until ``/-/ready`` answers.
+        """Start the daemon unless it already runs, and wait until its ``ready_path`` answers.
 
         A daemon already running from this folder is left as it is (its status is returned).
         :class:`LocalServiceError` when the port is taken by something else, or when the daemon
@@ -178,7 +191,7 @@ class LocalService:
             log.write(f"\n--- {time.strftime('%Y-%m-%dT%H:%M:%S%z')} starting: {' '.join(command)}\n".encode())
             log.flush()
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       cwd=self.folder, start_new_session=True, close_fds=True)
+                                       cwd=self.folder, env=self.env, start_new_session=True, close_fds=True)
         record = {"pid": process.pid, "url": self.url, "command": command}
         tmp = self.pid_file.with_suffix(".pid.tmp")
         tmp.write_text(json.dumps(record))
@@ -234,6 +247,11 @@ class LocalService:
         if _alive(pid, self.binary):
             raise LocalServiceError(f"{self.name} (pid {pid}) did not stop after SIGKILL; pid file {self.pid_file} "
                                     "kept")
+        # a multi-threaded daemon reads as exited (its main thread a zombie) while its other threads still end and
+        # hold the listening socket: wait for the port, so that a start right after this one finds it free
+        release_deadline = time.monotonic() + timeout_s
+        while time.monotonic() < release_deadline and port_in_use(self.port):
+            time.sleep(0.05)
         self.pid_file.unlink(missing_ok=True)
         return True
 

@@ -134,6 +134,18 @@ def prefect_harness() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
+def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real Label Studio for the session (tests/studio_server.py) on a free 127.0.0.1 port; stopped at the end.
+
+    Its local-files root is the session's base folder, which holds every test project: any project's
+    labels zone can be served (as ``qa.label_studio_files_root``)."""
+    from tests.studio_server import running_studio
+
+    with running_studio(tmp_path_factory.mktemp("label-studio"), tmp_path_factory.getbasetemp()) as studio:
+        yield studio
+
+
+@pytest.fixture(scope="session")
 def tiny_corpus() -> Path:
     """A few simulated calls (train) and a small golden set, built once with the real simulator."""
     from voiceloop.simulate.calls import build_calls
