@@ -29,7 +29,9 @@ setup: system-packages $(VENV)/.installed
 # espeak-ng and sox synthesise and degrade the demo speech; PostgreSQL serves the tests of the
 # PostgreSQL audit path (started by the tests on 127.0.0.1); Alertmanager, the Pushgateway and promtool
 # (prometheus) serve monitoring's alerts and metrics, run by voiceloop on 127.0.0.1 only: a policy-rc.d
-# keeps Debian from starting its own services (listening on every interface) during the install.
+# keeps Debian from starting its own services (listening on every interface) during the install. Chromium and
+# its driver (at the fixed paths /usr/bin/chromium, /usr/bin/chromedriver that selenium is given: no driver
+# download) serve the headless check of the QA review page in Label Studio (tests/test_qa_page.py).
 # Installed only when missing.
 system-packages:
 	@missing=""; \
@@ -39,6 +41,7 @@ system-packages:
 	command -v prometheus-alertmanager >/dev/null || missing="$$missing prometheus-alertmanager"; \
 	command -v prometheus-pushgateway >/dev/null || missing="$$missing prometheus-pushgateway"; \
 	command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	{ [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; } || missing="$$missing chromium chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing system packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \

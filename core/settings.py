@@ -334,6 +334,9 @@ class QaConfig(_Section):
     label_studio_token: str = ""  # API token of an existing Label Studio (set VOICELOOP__QA__LABEL_STUDIO_TOKEN)
     label_studio_port: int = 8090  # where `voiceloop qa serve` listens, on 127.0.0.1
     label_studio_venv: str = ""  # "": <project_dir>/label-studio/venv, made on first `voiceloop qa serve`
+    # the local-files document root of the Label Studio in use (its LOCAL_FILES_DOCUMENT_ROOT), a folder holding
+    # the store's labels zone: "" = that zone itself, as `voiceloop qa serve` starts it
+    label_studio_files_root: str = ""
     project_title: str = "voiceloop QA review"
 
 

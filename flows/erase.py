@@ -9,8 +9,10 @@ find (the journal in :mod:`governance.erasure` remembers what was done; running 
 2. tombstone the calls, so ingest never re-imports them from the call store;
 3. rebuild each affected dataset version without the caller's rows, from the stored rows (raw data
    may be long gone), publish it through the store and push it with DVC;
-4. delete the calls from raw, redacted and quarantine, then the old dataset versions, then the DVC
-   objects only they used, from the cache and the remote;
+4. delete the calls' QA reviews (their Label Studio tasks first, then the labels zone's reviews, tasks and
+   review audio: for a withdrawal too, whatever ``consent.on_withdrawal`` says), then the calls from raw,
+   redacted and quarantine, then the old dataset versions, then the DVC objects only they used, from the
+   cache and the remote;
 5. tag every MLflow run, model version and bundle version trained on an old version
    ``voiceloop.retrain_required``; if the current golden set held the caller, re-measure the
    champion on the rebuilt one (the set the next gate compares on) and record it;
@@ -36,11 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from core.settings import Settings
+from flows.qa_studio import delete_review_tasks
 from governance.consent import ConsentLedger, Withdrawal, mark_applied
 from governance.erasure import (
     ErasureRequest,
     Journal,
     certify,
+    delete_call_labels,
     delete_caller_calls,
     find_caller_calls,
     find_withdrawn_calls,
@@ -68,7 +72,7 @@ class _Progress:
     """Announces each step to ``on_step`` and times the one before it."""
 
     on_step: StepCallback | None
-    total: int = 6
+    total: int = 7
     done: int = 0
     timings: dict[str, float] = field(default_factory=dict)
     _label: str = ""
@@ -144,6 +148,9 @@ def _take_out(settings: Settings, store: GovernedStore, journal: Journal, footpr
     for info in affected:
         progress.step(f"rebuilding {info.name}@{info.digest[:12]} without the calls")
         rebuild_dataset(store, journal, info, current.get(info.name) == info.digest, request_id, versioner)
+    progress.step("deleting QA reviews: Label Studio tasks, review audio, labels")
+    delete_review_tasks(settings, store, journal.call_ids)
+    delete_call_labels(store, journal)
     if delete:
         progress.step("deleting raw, redacted and quarantined calls")
         delete_caller_calls(store, journal, footprint)

@@ -94,12 +94,15 @@ class SamplingDesign:
 
 @dataclass(frozen=True)
 class Sample:
-    """A Poisson draw: the selected calls with their inclusion probabilities, and those two reviewers label."""
+    """A Poisson draw: the selected calls with their inclusion probabilities, those reviewed blind, and those
+    two reviewers label."""
 
     probabilities: dict[str, float]  # selected call id -> its inclusion probability (the weight is 1/p)
     double_review: tuple[str, ...]
     seed: int
     expected_size: float  # sum of every call's probability: the design's budget
+    blind: tuple[str, ...] = ()  # the random floor's calls: each call of the week had the same chance
+    blind_probability: float = 0.0
 
     @property
     def call_ids(self) -> tuple[str, ...]:
@@ -208,13 +211,25 @@ def inclusion_probabilities(
     return {call_id: float(pi) for call_id, pi in zip(ids, p, strict=True)}
 
 
+def blind_probability(probabilities: Mapping[str, float], random_share: float) -> float:
+    """The chance, the same for every call, of being drawn as part of the random floor: the floor's even
+    share of the budget (``random_share * budget / N``), never above any call's own probability."""
+    if not probabilities:
+        return 0.0
+    even = random_share * sum(probabilities.values()) / len(probabilities)
+    return min(even, *probabilities.values())
+
+
 def draw_sample(probabilities: Mapping[str, float], seed: int,
-                double_review_share: float = DOUBLE_REVIEW_SHARE) -> Sample:
+                double_review_share: float = DOUBLE_REVIEW_SHARE, blind: float = 0.0) -> Sample:
     """Poisson sampling: each call enters independently with its probability; the same seed, the same sample.
 
-    Calls are drawn in call-id order, so the sample does not depend on the mapping's order. Of the
-    selected calls, a seeded random ``double_review_share`` (rounded up: at least one whenever any is
-    selected and the share is above 0) go to two reviewers.
+    Calls are drawn in call-id order, so the sample does not depend on the mapping's order. One uniform
+    draw U per call decides both: the call is selected when U < p, and is one of the ``blind`` share
+    (reviewed without the champion's answers shown, the production golden set's source) when U <
+    ``blind`` (<= every p, see :func:`blind_probability`): an equal-probability sample inside the sample.
+    Of the selected calls, a seeded random ``double_review_share`` (rounded up: at least one whenever any
+    is selected and the share is above 0) go to two reviewers.
     """
     ids = sorted(probabilities)
     p = np.array([probabilities[i] for i in ids], dtype=float)
@@ -222,10 +237,14 @@ def draw_sample(probabilities: Mapping[str, float], seed: int,
         raise ValueError("inclusion probabilities must lie in (0, 1]")
     if not 0.0 <= double_review_share <= 1.0:
         raise ValueError(f"double_review_share must lie in [0, 1], got {double_review_share}")
+    if not 0.0 <= blind <= float(p.min(initial=1.0)):
+        raise ValueError(f"the blind probability {blind} must lie in [0, the smallest inclusion probability]")
     rng = np.random.default_rng(seed)
-    chosen = rng.random(len(ids)) < p
+    draws = rng.random(len(ids))
+    chosen = draws < p
     selected = [i for i, keep in zip(ids, chosen, strict=True) if keep]
     n_double = min(len(selected), math.ceil(double_review_share * len(selected) - 1e-9))
     double = sorted(rng.choice(selected, size=n_double, replace=False).tolist()) if n_double else []
     return Sample(probabilities={i: probabilities[i] for i in selected}, double_review=tuple(double),
-                  seed=seed, expected_size=float(p.sum()))
+                  seed=seed, expected_size=float(p.sum()),
+                  blind=tuple(i for i, u in zip(ids, draws, strict=True) if u < blind), blind_probability=blind)

@@ -177,3 +177,33 @@ def test_deletes_need_the_delete_right(tmp_path: Path) -> None:
     with pytest.raises(AccessDenied, match="may not delete zone 'datasets'"):
         retention.delete_dataset("intent-train", "traindigest")
     assert len(engineer.list_datasets()) == 2
+
+
+def test_the_labels_zone_keeps_reviews_finds_a_callers_and_deletes_them_with_their_audio(tmp_path: Path) -> None:
+    store = _setup(tmp_path)
+    redactor = _store(tmp_path, "redaction")
+    redactor.write_redacted_audio("a1", b"RIFF-redacted-a1", ".wav")
+    labeller = _store(tmp_path, "labelling", role="reviewer")
+    assert labeller.export_review_media("a1") == "a1/audio.wav"
+    assert (labeller.review_media_root() / "a1/audio.wav").read_bytes() == b"RIFF-redacted-a1"
+    ref_a, ref_b = store.caller_ref("caller-A"), store.caller_ref("caller-B")
+    labeller.write_labels("samples", {"2026-W45": {"call_ids": ["a1", "b1"], "calls": {"a1": {"p": 0.5},
+                                                                                     "b1": {"p": 1.0}}}})
+    labeller.write_labels("tasks", {"a1": {"call_ids": ["a1"], "caller_ref": ref_a, "task_id": 1}})
+    labeller.write_labels("reviews", {"a1": {"call_ids": ["a1"], "caller_ref": ref_a, "turns": []},
+                                      "b1": {"call_ids": ["b1"], "caller_ref": ref_b, "turns": []}})
+    assert sorted(labeller.read_labels("reviews")) == ["a1", "b1"]
+    with pytest.raises(ValueError, match="unknown labels record kind"):
+        labeller.write_labels("answers", {"a1": {"call_ids": ["a1"]}})
+    with pytest.raises(AccessDenied):
+        _store(tmp_path, "labelling", role="reviewer").read_raw(["a1"]).__next__()
+    eraser = _store(tmp_path, "erasure")
+    assert eraser.calls_of_caller(ref_a).labels == ("a1",)
+    deleted = eraser.delete_labels(["a1"])
+    assert deleted.call_ids == ["a1"] and deleted.extra["records_scrubbed"] == 1
+    assert sorted(labeller.read_labels("reviews")) == ["b1"] and labeller.label_keys("tasks") == []
+    assert not (tmp_path / "zones/labels/media/a1").exists()
+    sample = labeller.read_labels("samples")["2026-W45"]
+    assert sample["call_ids"] == ["b1"] and list(sample["calls"]) == ["b1"]
+    [entry] = list(eraser.audit.entries(action="labels.delete"))
+    assert entry.call_ids == ["a1"] and entry.detail["files"] == 3

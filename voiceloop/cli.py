@@ -37,6 +37,7 @@ from voiceloop import (
     cli_consent,
     cli_governance,
     cli_monitor,
+    cli_qa,
     cli_redact,
     cli_registry,
     cli_serve,
@@ -49,7 +50,7 @@ from voiceloop.cli_common import load as _settings
 app = typer.Typer(help="voiceloop: the governed retraining loop for production voice bots.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
 # One way to add commands: each cli_* module declares its own on a `commands` Typer, merged in here.
-for module in (cli_audit, cli_consent, cli_governance, cli_monitor, cli_redact, cli_registry, cli_serve,
+for module in (cli_audit, cli_consent, cli_governance, cli_monitor, cli_qa, cli_redact, cli_registry, cli_serve,
                cli_transcribe):
     app.add_typer(module.commands)
 

@@ -1,0 +1,158 @@
+"""``voiceloop qa``: the weekly QA review of production calls, from sample to Label Studio and back as labels.
+
+The week's loop (docs/qa.md): ``qa sample --week W`` draws the calls to review, ``qa serve``
+starts the project's Label Studio (or use an existing one: ``qa.label_studio_url``), ``qa push``
+puts the sample there, reviewers answer, ``qa pull`` brings finished reviews back as labels. For
+the demo, ``qa simulate-review --truth DIR`` answers as three reviewers from the simulator's truth.
+Every command acts for the purpose ``labelling`` (roles ml-engineer, reviewer, admin).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from voiceloop.cli_common import JsonOption, ParamsOption, RoleOption, acting_role, console, fail, load, print_json
+
+if TYPE_CHECKING:
+    from core.settings import Settings
+    from qa.studio import LocalLabelStudio
+
+commands = typer.Typer()
+qa_app = typer.Typer(help="The weekly QA review in Label Studio: sample, serve, push, pull (docs/qa.md).",
+                     no_args_is_help=True)
+commands.add_typer(qa_app, name="qa")
+
+WeekOption = Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W49")]
+PURPOSE = "labelling"
+
+
+def _role(params: Path | None, as_role: str | None) -> tuple[Settings, str]:
+    settings = load(params)
+    return settings, acting_role(settings, as_role, PURPOSE)
+
+
+@qa_app.command("sample")
+def sample(week: WeekOption, budget: Annotated[float | None, typer.Option(help="expected calls to review; default "
+                                                                          "qa.sampling.budget")] = None,
+           params: ParamsOption = None, as_role: RoleOption = None, json_out: JsonOption = False) -> None:
+    """Draw the week's review sample from the monitor's per-call records (once per week; audited).
+
+    Every call of the week has a known chance of selection: an even random floor (reviewed blind),
+    more for risky calls (low confidence, escalated, repeated, negative ending), and calls of slices
+    the monitor alerted on first, up to a cap. Example: voiceloop qa sample --week 2026-W49 --budget 60
+    """
+    settings, role = _role(params, as_role)
+    from flows.qa_sample import sample_week
+    from qa.weeks import BadWeek
+
+    try:
+        summary = sample_week(settings, role, week, budget)
+    except (BadWeek, LookupError) as error:
+        fail(str(error), 2)
+    if json_out:
+        print_json(asdict(summary))
+        return
+    again = " (drawn before: the week's sample is fixed)" if summary.existing else ""
+    console.print(f"{summary.week}: {summary.selected} of {summary.frame} calls sampled{again} (expected "
+                  f"{summary.expected_size:g}); {summary.blind} blind, {summary.double} for two reviewers, "
+                  f"{summary.alerted} from alerted slices {', '.join(summary.alerted_slices) or '(none)'}")
+
+
+@qa_app.command("push")
+def push(week: WeekOption, params: ParamsOption = None, as_role: RoleOption = None,
+         json_out: JsonOption = False) -> None:
+    """Put the week's sampled calls into Label Studio as review tasks (redacted audio and text only; audited)."""
+    settings, role = _role(params, as_role)
+    from flows.qa_review import push_week
+    from qa.studio import StudioError
+    from qa.studio_api import StudioApiError
+
+    try:
+        summary = push_week(settings, role, week, progress=console.print)
+    except (StudioError, StudioApiError, LookupError) as error:
+        fail(str(error))
+    if json_out:
+        print_json(asdict(summary))
+        return
+    console.print(f"{summary.week}: {summary.pushed} tasks pushed to project {summary.project_id} "
+                  f"({summary.blind} blind), {summary.already} pushed before"
+                  + (f"; {len(summary.no_audio)} without redacted audio (text only)" if summary.no_audio else ""))
+
+
+@qa_app.command("pull")
+def pull(week: Annotated[str | None, typer.Option("--week", help="only this ISO week's tasks")] = None,
+         params: ParamsOption = None, as_role: RoleOption = None, json_out: JsonOption = False) -> None:
+    """Bring finished reviews back as labels: redacted and leak-checked, reconciled, bad ones quarantined."""
+    settings, role = _role(params, as_role)
+    from flows.qa_review import pull_reviews
+    from qa.studio import StudioError
+    from qa.studio_api import StudioApiError
+
+    try:
+        summary = pull_reviews(settings, role, week, progress=console.print)
+    except (StudioError, StudioApiError) as error:
+        fail(str(error))
+    if json_out:
+        print_json(asdict(summary))
+        return
+    console.print(f"{summary.labelled} calls labelled ({summary.already} before), {summary.waiting} waiting for "
+                  f"answers, {len(summary.adjudication)} for a third reviewer, {len(summary.quarantined)} "
+                  f"quarantined, {len(summary.pii_flagged)} flagged as still holding PII (redaction misses)")
+
+
+@qa_app.command("simulate-review")
+def simulate_review(truth: Annotated[Path, typer.Option(help="the simulator's --truth folder")],
+                    week: Annotated[str | None, typer.Option("--week", help="only this ISO week's tasks")] = None,
+                    word_noise: Annotated[float, typer.Option(help="chance a word is misheard")] = 0.03,
+                    intent_noise: Annotated[float, typer.Option(help="chance of a wrong intent")] = 0.05,
+                    anchoring: Annotated[float, typer.Option(help="chance a pre-filled answer is accepted")] = 0.3,
+                    seed: int = 0, params: ParamsOption = None, as_role: RoleOption = None,
+                    json_out: JsonOption = False) -> None:
+    """For the demo: answer open review tasks through Label Studio's API as three simulated reviewers."""
+    settings, role = _role(params, as_role)
+    from flows.qa_simulate import simulate_review as simulate
+    from qa.simulated_reviewer import ReviewerNoise
+
+    if not truth.is_dir():
+        fail(f"{truth} is not a folder: pass the --truth folder `voiceloop simulate-calls --production` wrote", 2)
+    summary = simulate(settings, role, truth, ReviewerNoise(word_noise, intent_noise, anchoring), seed, week)
+    if json_out:
+        print_json(asdict(summary))
+        return
+    console.print(f"{summary.answered} answers given ({summary.adjudicated} adjudications); "
+                  f"{summary.no_truth} tasks without a truth file skipped")
+
+
+def _studio(params: Path | None) -> LocalLabelStudio:
+    from flows.qa_studio import files_root, local_studio
+    from governance.session import open_store
+
+    settings = load(params)
+    store = open_store(settings, acting_role(settings, None, PURPOSE), PURPOSE)
+    return local_studio(settings, files_root(settings, store))
+
+
+@qa_app.command("serve")
+def serve(params: ParamsOption = None) -> None:
+    """Start the project's Label Studio on 127.0.0.1 (made in its own virtual environment on first use)."""
+    from qa.studio import StudioError
+
+    studio = _studio(params)
+    try:
+        studio.ensure_installed()
+        status = studio.start()
+    except StudioError as error:
+        fail(str(error))
+    console.print(f"Label Studio running at {status.url} (pid {status.pid}); log {status.log_file}. "
+                  f"Its admin login is in {studio.folder / 'credentials.json'}.")
+
+
+@qa_app.command("stop")
+def stop(params: ParamsOption = None) -> None:
+    """Stop the project's Label Studio (its data stays in the project folder)."""
+    stopped = _studio(params).stop()
+    console.print("Label Studio stopped" if stopped else "Label Studio was not running")
