@@ -26,8 +26,8 @@ from typing import Any
 import httpx
 import yaml
 
-from governance.policy import COMPONENTS  # the parts of the bot an alert can be about; the policy names owners
 from core.local_service import LocalService, ServiceStatus, call_service, listen_address
+from governance.policy import COMPONENTS  # the parts of the bot an alert can be about; the policy names owners
 
 SEVERITIES = ("critical", "warning", "info")
 #: The label that carries an alert's id: what a silence (an acknowledgement) matches on.

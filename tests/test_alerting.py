@@ -23,6 +23,7 @@ import httpx
 import pytest
 import yaml
 
+from core.local_service import BinaryMissing, LocalService, LocalServiceError
 from monitoring.alertmanager import (
     AlertmanagerUnreachable,
     AlertNotice,
@@ -34,7 +35,6 @@ from monitoring.alertmanager import (
     post_alerts,
     resolve,
 )
-from core.local_service import BinaryMissing, LocalService, LocalServiceError
 from monitoring.pushgateway import (
     LocalPushgateway,
     PushgatewayUnreachable,

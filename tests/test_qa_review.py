@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from governance.session import open_store
-from qa.review_page import PII_FLAG, answer_result
+from qa.review_page import answer_result
 from qa.studio_api import StudioClient
 from tests.flow_helpers import TrainedProject, cli, project_fixture
 from tests.studio_server import StudioHarness
