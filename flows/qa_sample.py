@@ -80,14 +80,21 @@ def design_of(settings: Settings, budget: float | None) -> SamplingDesign:
                           low_quantile=config.low_quantile)
 
 
+def stored_sample(store: GovernedStore, week: str) -> WeeklySample:
+    """The week's drawn sample; LookupError (naming the command that draws it) when there is none."""
+    kept = store.read_labels(SAMPLE_KIND, [week]) if week in store.label_keys(SAMPLE_KIND) else {}
+    if week not in kept:
+        raise LookupError(f"{week} has no QA sample: draw it first with `voiceloop qa sample --week {week}`")
+    return WeeklySample.from_record(kept[week])
+
+
 def sample_week(settings: Settings, role: str, week: str, budget: float | None = None,
                 now: datetime | None = None) -> SampleSummary:
     """Draw ``week``'s review sample once: probabilities are fixed before the draw, so a week drawn before is
     returned as it was, never drawn again."""
     store = open_store(settings, role, PURPOSE)
-    kept = store.read_labels(SAMPLE_KIND, [week]) if week in store.label_keys(SAMPLE_KIND) else {}
-    if week in kept:
-        return SampleSummary.of(WeeklySample.from_record(kept[week]), existing=True)
+    if week in store.label_keys(SAMPLE_KIND):
+        return SampleSummary.of(stored_sample(store, week), existing=True)
     monday, sunday = parse_week(week)
     start = datetime.combine(monday, datetime.min.time(), UTC)
     end = start + timedelta(days=7)

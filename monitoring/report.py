@@ -46,7 +46,7 @@ LABEL_CHARS = 28
 ALERT_COLOUR = "#c62828"
 SEVERITIES = ("critical", "warning", "info")
 
-_CSS = """
+PAGE_CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:72em;color:#222}
 h1{font-size:1.6em;margin-bottom:.2em} h2{font-size:1.25em;margin-top:2em;border-bottom:1px solid #ddd}
 h3{font-size:1.05em;margin-top:1.5em} table{border-collapse:collapse;width:100%;margin:.5em 0;font-size:.92em}
@@ -107,7 +107,7 @@ def _flags(flags: Iterable[str], provisional: bool) -> str:
     return " ".join(f'<span class="flag">{_e(f)}</span>' for f in shown)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str, table_id: str = "") -> str:
+def html_table(headers: Sequence[str], rows: Sequence[Sequence[str]], empty: str, table_id: str = "") -> str:
     """Cells arrive escaped already; ``empty`` is said instead of a table without rows."""
     if not rows:
         return f'<p class="muted">{_e(empty)}</p>'
@@ -188,7 +188,7 @@ def _worst_section(figures: Sequence[DailyFigure], metrics: Sequence[str]) -> st
     today = [_of_figure(f) for f in figures if f.day == newest]
     headers = ["metric", "worse when", "rank", "slice", "value", "n", "interval", "all", "flags"]
     parts = [f"<h3>Newest day, {_e(newest.isoformat())}</h3>",
-             _table(headers, _worst_rows(today, metrics, False), "No slice figures on the newest day.",
+             html_table(headers, _worst_rows(today, metrics, False), "No slice figures on the newest day.",
                     "worst-newest")]
     first = newest - timedelta(days=POOLED_DAYS - 1)
     window = [f for f in figures if first <= f.day <= newest]
@@ -200,7 +200,7 @@ def _worst_section(figures: Sequence[DailyFigure], metrics: Sequence[str]) -> st
         parts += [f"<h3>Last {POOLED_DAYS} days pooled, {_e(first.isoformat())} to {_e(newest.isoformat())}</h3>",
                   '<p class="muted">Value: the n-weighted mean of the daily values (for percentiles an '
                   "approximation); n: calls or turns summed; pooled values carry no interval.</p>",
-                  _table([*headers[:6], "days", *headers[7:]], _worst_rows(week, metrics, True),
+                  html_table([*headers[:6], "days", *headers[7:]], _worst_rows(week, metrics, True),
                          "No slice figures in the last week.", "worst-pooled")]
     return ('<h2 id="worst">Worst slices</h2><p class="muted">Per metric, the slices (not <code>all</code>) with '
             f"the worst values, at most {WORST_PER_METRIC}; the <code>all</code> column gives the whole traffic's "
@@ -229,7 +229,7 @@ def _alert_row(alert: Mapping[str, Any]) -> list[str]:
 def _alerts_section(alerts: Sequence[Mapping[str, Any]]) -> str:
     rows = [_alert_row(a) for a in sorted(alerts, key=_alert_order, reverse=True)]
     headers = ["alert", "day(s)", "severity", "owner", "metric", "slice", "rule", "value vs reference"]
-    return '<h2 id="alerts">Alerts</h2>' + _table(headers, rows, "No alerts.", "alerts-table")
+    return '<h2 id="alerts">Alerts</h2>' + html_table(headers, rows, "No alerts.", "alerts-table")
 
 
 # -- new slices ---------------------------------------------------------------------------------------
@@ -416,5 +416,5 @@ def render_report(figures: list[DailyFigure], alerts: list[dict[str, Any]], *, t
             body.append('<p class="muted">No figures yet, nothing to plot.</p>')
         body.append(_new_slices_section(figures))
     return ("<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>\n" + "\n".join(body)
+            f"<title>{_e(title)}</title><style>{PAGE_CSS}</style></head><body>\n" + "\n".join(body)
             + "\n</body></html>\n")

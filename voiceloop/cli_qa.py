@@ -156,3 +156,39 @@ def stop(params: ParamsOption = None) -> None:
     """Stop the project's Label Studio (its data stays in the project folder)."""
     stopped = _studio(params).stop()
     console.print("Label Studio stopped" if stopped else "Label Studio was not running")
+
+
+@qa_app.command("report")
+def report(week: WeekOption,
+           out: Annotated[Path | None, typer.Option("--out", help="write the HTML page to this file")] = None,
+           params: ParamsOption = None, as_role: RoleOption = None, json_out: JsonOption = False) -> None:
+    """The week's reviewed intent accuracy, WER and resolved rate per slice, design-weighted, beside the monitor's
+    label-free estimates, with reviewer agreement (audited reads). Example: voiceloop qa report --week 2026-W49
+    --out qa-2026-W49.html
+    """
+    settings, role = _role(params, as_role)
+    from rich.table import Table
+
+    from flows.qa_report import agreement_text, render_html, summary_rows, week_report
+    from qa.weeks import BadWeek
+
+    try:
+        result = week_report(settings, role, week)
+    except (BadWeek, LookupError) as error:
+        fail(str(error), 2)
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(render_html(result), encoding="utf-8")
+    if json_out:
+        print_json(result.to_json())
+        return
+    table = Table(title=f"{result.week}: {result.reviewed} of {result.sampled} sampled calls reviewed (all calls)")
+    for header in ("metric", "estimate", f"{result.level:.0%} interval", "reviewed/sampled", "monitor", "difference",
+                   "covered?"):
+        table.add_column(header)
+    for row in summary_rows(result):
+        table.add_row(*row)
+    console.print(table)
+    console.print(agreement_text(result.agreement))
+    if out is not None:
+        console.print(f"page written to {out}")
