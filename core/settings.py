@@ -170,7 +170,7 @@ MAX_MARGIN = 0.02
 MARGIN_KEYS = ("margin", "wer_margin", "slice_wer_margin", "digit_margin", "e2e_margin")
 # The gate's criteria by name (training/gate.py CRITERIA), for ``gate.report_only``.
 GateCriterion = Literal["intent_accuracy", "asr_wer", "asr_wer_slices", "slices_holm", "digit_accuracy",
-                        "clean_speech", "e2e_intent_accuracy", "serving_latency"]
+                        "clean_speech", "e2e_intent_accuracy", "production_intent_accuracy", "serving_latency"]
 Margin = Annotated[float, Field(gt=0)]
 
 
@@ -338,6 +338,9 @@ class QaConfig(_Section):
     # the store's labels zone: "" = that zone itself, as `voiceloop qa serve` starts it
     label_studio_files_root: str = ""
     project_title: str = "voiceloop QA review"
+    # callers (by a hash of their pseudonym) whose blind reviews form the production golden set: judged on, and
+    # none of their calls trained on (training/reviewed_labels.py)
+    production_golden_share: Annotated[float, Field(ge=0, le=1)] = 0.5
 
 
 class Settings(BaseSettings):

@@ -28,6 +28,7 @@ class DatasetFacts:
     calls: int | None = None
     rebuilt_from: str | None = None  # set on versions an erasure rebuilt
     erasure_request: str | None = None
+    reviewed_label: str | None = None  # the digest of the call's QA review this version's rows carry (if any)
 
 
 @dataclass
@@ -40,6 +41,7 @@ class CallLocation:
     quarantine: list[str] = field(default_factory=list)  # quarantine stage/item names
     erased_by: str | None = None  # erasure request id, when tombstoned
     datasets: list[DatasetFacts] = field(default_factory=list)
+    reviewed: bool = False  # a QA review of the call is in the labels zone
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,9 +60,10 @@ def current_versions(store: GovernedStore, names: set[str] | None = None) -> dic
     return out
 
 
-def _facts(info: DatasetInfo, current: dict[str, str]) -> DatasetFacts:
+def _facts(info: DatasetInfo, current: dict[str, str], call_id: str | None = None) -> DatasetFacts:
     return DatasetFacts(info.name, info.digest, True, current.get(info.name) == info.digest, info.rows,
-                        len(info.call_ids), info.manifest.get("rebuilt_from"), info.manifest.get("erasure_request"))
+                        len(info.call_ids), info.manifest.get("rebuilt_from"), info.manifest.get("erasure_request"),
+                        info.manifest.get("reviewed_labels", {}).get(call_id) if call_id else None)
 
 
 def locate_call(store: GovernedStore, call_id: str) -> CallLocation:
@@ -73,7 +76,8 @@ def locate_call(store: GovernedStore, call_id: str) -> CallLocation:
         redacted=call_id in store.redacted_call_ids(),
         quarantine=[f"{r['stage']}/{r['item']}" for r in store.quarantined() if r.get("call_id") == call_id],
         erased_by=erased_calls(store).get(call_id),
-        datasets=[_facts(info, current) for info in holding],
+        datasets=[_facts(info, current, call_id) for info in holding],
+        reviewed=call_id in store.label_keys("reviews"),
     )
 
 

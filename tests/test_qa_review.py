@@ -173,6 +173,26 @@ def test_pull_keeps_reconciled_redacted_labels_and_quarantines_the_rest(reviewed
     assert _ok("qa", "pull", "--json", *_as(reviewed))["labelled"] == 0  # once per call
 
 
+def test_reviewed_labels_reach_the_next_retrains_datasets_with_their_lineage(reviewed: Reviewed) -> None:
+    before = reviewed.project.summary["datasets"]
+    built = _ok("build-datasets", "--json", *_as(reviewed))  # the retrain's own datasets step (the DVC stage)
+    reviews = {p.stem: json.loads(p.read_text()) for p in (reviewed.zones / "labels/reviews").glob("*.json")}
+    store = open_store(reviewed.project.settings, "ml-engineer", "training")
+    current = {i.name: i for i in store.list_datasets() if built.get(i.name) == i.digest}
+    carrying = {name: set(i.manifest.get("reviewed_labels", {})) for name, i in current.items()}
+    used = set().union(*carrying.values())
+    assert used and used <= set(reviews)
+    trained = carrying.get("intent-train", set()) | carrying.get("asr-train", set())
+    assert trained, carrying
+    assert built["intent-train"] != before["intent-train"]["digest"]  # the labels changed what trains
+    assert not (carrying.get("intent-production-golden", set()) | carrying.get("asr-production-golden", set())) \
+        & trained  # a call is judged on or trained on, never both
+    call_id = sorted(trained)[0]
+    lineage = _ok("lineage", "--call-id", call_id, "--json", *_as(reviewed))
+    assert lineage["reviewed"]
+    assert any(d["reviewed_label"] for d in lineage["datasets"])
+
+
 def test_qa_commands_need_the_labelling_purpose(reviewed: Reviewed) -> None:
     refused = cli("qa", "pull", "--as", "pipeline", "--params", str(reviewed.params))
     assert refused.exit_code == 2 and "labelling" in refused.output

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from core.corpus import intent_names
 from core.settings import Settings
 from governance.store import GovernedStore
 from training.asr.data import build_configured
 from training.datasets import DatasetVersion, WaitingForLabels, build_versions, waiting_for_labels
+from training.reviewed_labels import apply_reviews
 from training.versioning import DvcVersioner
 
 
@@ -25,14 +27,20 @@ class BuiltDatasets:
     versions: dict[str, DatasetVersion]  # only versions with rows: an empty one is never published
     waiting: WaitingForLabels  # customer turns no version holds yet: they have no intent label
     skipped: list[str] = field(default_factory=list)  # ASR turns left out, each named by call and turn, and why
+    reviewed: dict[str, int] = field(default_factory=dict)  # QA-reviewed calls: train, production golden, held out
 
 
 def build_datasets(store: GovernedStore, validated: pd.DataFrame, settings: Settings) -> BuiltDatasets:
-    """Every configured dataset version from ``validated`` turns (``store`` acts for training)."""
+    """Every configured dataset version from ``validated`` turns, with the QA reviews' labels applied (``store``
+    acts for training: it reads the labels zone)."""
+    reviews = apply_reviews(store, validated, settings.qa.production_golden_share, intent_names())
+    validated = reviews.frame
     versions = build_versions(store, validated, settings.intent.include_banking77_train,
-                              settings.intent.banking77_limit)
-    asr = build_configured(store, validated, settings)
-    return BuiltDatasets({**versions, **asr.versions}, waiting_for_labels(validated), [str(s) for s in asr.skipped])
+                              settings.intent.banking77_limit, labels=reviews.digests)
+    asr = build_configured(store, validated, settings, labels=reviews.digests)
+    return BuiltDatasets({**versions, **asr.versions}, waiting_for_labels(validated), [str(s) for s in asr.skipped],
+                         {"train": reviews.train_calls, "production_golden": reviews.golden_calls,
+                          "held_out": reviews.held_out_calls})
 
 
 def version_datasets(store: GovernedStore, settings: Settings, versions: dict[str, DatasetVersion]) -> None:

@@ -10,29 +10,38 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 import pandas as pd
 from datasets import Dataset
 
-from core.corpus import Banking77Split, Split, load_banking77
+from core.corpus import Banking77Split, load_banking77
 from governance.store import GovernedStore
 
 COLUMNS = ["call_id", "turn", "text", "transcript", "intent", "voice", "channel", "snr_db"]
 Task = Literal["intent", "asr"]
+#: The splits of call rows: the simulator's and labelled calls' ``train`` and ``golden``, and the production
+#: golden set grown from blind QA reviews (training/reviewed_labels.py).
+DatasetSplit = Literal["train", "golden", "production-golden"]
+DATASET_SPLITS: tuple[DatasetSplit, ...] = get_args(DatasetSplit)
 
 
-def dataset_name(task: Task, split: Split) -> str:
+def dataset_name(task: Task, split: DatasetSplit) -> str:
     """The one naming of per-split dataset versions: ``intent-train``, ``asr-golden`` ..."""
     return f"{task}-{split}"
 
 
 INTENT_TRAIN, INTENT_GOLDEN = dataset_name("intent", "train"), dataset_name("intent", "golden")
 ASR_TRAIN, ASR_GOLDEN = dataset_name("asr", "train"), dataset_name("asr", "golden")
+INTENT_PRODUCTION_GOLDEN = dataset_name("intent", "production-golden")
+ASR_PRODUCTION_GOLDEN = dataset_name("asr", "production-golden")
 ASR_DIGITS = "asr-digits"  # the spoken-digit corpus (training only, no split)
 BANKING77_TRAIN = "banking77-train"  # the shipped BANKING77 text (training only)
-ASR_DATASETS = frozenset({ASR_TRAIN, ASR_GOLDEN, ASR_DIGITS})
+ASR_DATASETS = frozenset({ASR_TRAIN, ASR_GOLDEN, ASR_DIGITS, ASR_PRODUCTION_GOLDEN})
+#: Judged on, never trained on.
+EVALUATION_SETS = frozenset({INTENT_GOLDEN, ASR_GOLDEN, INTENT_PRODUCTION_GOLDEN, ASR_PRODUCTION_GOLDEN})
 
 
 @dataclass(frozen=True)
@@ -79,31 +88,35 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [{c: row[c] for c in COLUMNS} for row in frame.to_dict("records")]
 
 
-def publish(store: GovernedStore, name: str, rows: list[dict[str, Any]], **detail: Any) -> DatasetVersion:
+def publish(store: GovernedStore, name: str, rows: list[dict[str, Any]], labels: Mapping[str, str] | None = None,
+            **detail: Any) -> DatasetVersion:
     """Publish text rows as version ``name@<digest of the rows>`` through the store."""
-    return publish_data(store, name, canonical_digest(rows), Dataset.from_list(rows), rows, **detail)
+    return publish_data(store, name, canonical_digest(rows), Dataset.from_list(rows), rows, labels, **detail)
 
 
 def publish_data(store: GovernedStore, name: str, digest: str, data: Dataset, rows: list[dict[str, Any]],
-                 **detail: Any) -> DatasetVersion:
-    """Publish ``data`` (made from ``rows``) under ``digest``; the manifest lists the calls the rows hold."""
+                 labels: Mapping[str, str] | None = None, **detail: Any) -> DatasetVersion:
+    """Publish ``data`` (made from ``rows``) under ``digest``; the manifest lists the calls the rows hold and,
+    of ``labels`` (call id -> review digest), the QA reviews they carry (``reviewed_labels``)."""
     call_ids = tuple(sorted({r["call_id"] for r in rows if r.get("call_id")}))
-    store.write_dataset(name, digest, data, call_ids, **detail)
+    used = {c: labels[c] for c in call_ids if c in labels} if labels else {}
+    store.write_dataset(name, digest, data, call_ids, **detail, **({"reviewed_labels": used} if used else {}))
     return DatasetVersion(name, digest, len(rows), call_ids)
 
 
-def build_call_datasets(store: GovernedStore, validated: pd.DataFrame) -> dict[str, DatasetVersion]:
-    """Labelled customer turns -> ``intent-train`` (train split) and ``intent-golden`` (golden split).
+def build_call_datasets(store: GovernedStore, validated: pd.DataFrame,
+                        labels: Mapping[str, str] | None = None) -> dict[str, DatasetVersion]:
+    """Labelled customer turns -> ``intent-train``, ``intent-golden`` and ``intent-production-golden``, one per split.
 
     A split with no labelled turn has no version (production calls arrive unlabelled: that is normal).
     """
     labelled = validated[(validated["speaker"] == "customer") & validated["intent"].notna()]
     out = {}
-    for split in get_args(Split):
+    for split in DATASET_SPLITS:
         name = dataset_name("intent", split)
         rows = _records(labelled[labelled["split"] == split])
         if rows:
-            out[name] = publish(store, name, rows, split=split)
+            out[name] = publish(store, name, rows, labels, split=split)
     return out
 
 
@@ -146,10 +159,11 @@ def build_text_dataset(store: GovernedStore, limit: int | None = None) -> Datase
 
 
 def build_versions(
-    store: GovernedStore, validated: pd.DataFrame, include_banking77: bool, banking77_limit: int | None = None
+    store: GovernedStore, validated: pd.DataFrame, include_banking77: bool, banking77_limit: int | None = None,
+    labels: Mapping[str, str] | None = None,
 ) -> dict[str, DatasetVersion]:
     """Every dataset a retrain uses, from validated rows: what the flow and ``dvc repro`` both run."""
-    versions = build_call_datasets(store, validated)
+    versions = build_call_datasets(store, validated, labels)
     if include_banking77:
         versions[BANKING77_TRAIN] = build_text_dataset(store, banking77_limit)
     return versions

@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from core.progress import advanced
 from core.settings import IntentConfig
-from training.datasets import ASR_DATASETS, INTENT_GOLDEN, DatasetVersion
+from training.datasets import ASR_DATASETS, EVALUATION_SETS, INTENT_GOLDEN, DatasetVersion
 from training.evaluate import accuracy, confusion_matrix_plot
 from training.intent.predict import IntentModel
 from training.intent.train import train_intent_model
@@ -124,7 +124,7 @@ def intent_set_names(names: Iterable[str]) -> tuple[list[str], str]:
     if INTENT_GOLDEN not in names:
         raise NothingToTrain("no labelled golden call: the gate judges models on the golden set; label golden "
                              "calls (or build a set with `voiceloop simulate-calls --split golden`)")
-    train = [name for name in names if name not in ASR_DATASETS | {INTENT_GOLDEN}]
+    train = [name for name in names if name not in ASR_DATASETS | EVALUATION_SETS]
     if not train:
         raise NothingToTrain("no labelled turn to train the intent model on: label calls, or set "
                              "intent.include_banking77_train")

@@ -259,9 +259,10 @@ def _call_lineage(store: Any, registry: Any, call_id: str) -> dict[str, Any]:
     data = {**where.as_dict(), **models.as_dict()}
     data["tables"] = {
         f"call {call_id}": [{"raw": where.raw, "redacted": where.redacted, "quarantine": ", ".join(where.quarantine),
-                             "erased by": where.erased_by or "-"}],
+                             "QA review": where.reviewed, "erased by": where.erased_by or "-"}],
         "dataset versions holding it": [{"name": d.name, "digest": d.digest[:16], "rows": d.rows,
-                                         "current": d.current} for d in where.datasets],
+                                         "current": d.current, "review used": (d.reviewed_label or "-")[:16]}
+                                        for d in where.datasets],
         **_model_tables(models.runs, models.models, models.bundles),
     }
     return data

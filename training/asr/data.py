@@ -17,9 +17,9 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, get_args
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -27,11 +27,18 @@ import soundfile as sf
 from datasets import Audio, Dataset
 
 from core.audio import SAMPLE_RATE, decode_audio, mono, to_16k
-from core.corpus import Split
 from core.settings import Settings
 from governance.redaction.audio import turn_bounds
 from governance.store import GovernedStore
-from training.datasets import ASR_DIGITS, DatasetVersion, canonical_digest, dataset_name, publish_data
+from training.datasets import (
+    ASR_DIGITS,
+    DATASET_SPLITS,
+    DatasetSplit,
+    DatasetVersion,
+    canonical_digest,
+    dataset_name,
+    publish_data,
+)
 
 _PLACEHOLDER = re.compile(r"<[A-Z][A-Z_]*>")
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,!?;:])")
@@ -86,10 +93,11 @@ def audio_rows_digest(rows: list[dict[str, Any]]) -> str:
     return canonical_digest([_row_digest(r) for r in rows])
 
 
-def publish_audio(store: GovernedStore, name: str, rows: list[dict[str, Any]], **detail: Any) -> DatasetVersion:
+def publish_audio(store: GovernedStore, name: str, rows: list[dict[str, Any]], labels: Mapping[str, str] | None = None,
+                  **detail: Any) -> DatasetVersion:
     """Write an audio dataset version named by the digest of its rows (audio by content hash)."""
     data = Dataset.from_list(rows).cast_column("audio", Audio(decode=False))
-    return publish_data(store, name, audio_rows_digest(rows), data, rows, **detail)
+    return publish_data(store, name, audio_rows_digest(rows), data, rows, labels, **detail)
 
 
 def _turn_audio(samples: np.ndarray, sample_rate: int, turn: dict[str, Any]) -> np.ndarray | str:
@@ -183,11 +191,14 @@ def build_asr_versions(
     validated: pd.DataFrame,
     sample_rates: Sequence[int],
     digits: tuple[int, int, int] | None = (150, 150, 0),
-    splits: Iterable[Split] = get_args(Split),
+    splits: Iterable[DatasetSplit] = DATASET_SPLITS,
+    labels: Mapping[str, str] | None = None,
 ) -> AsrDataReport:
-    """``asr-train`` and ``asr-golden`` from validated turns + redacted audio, and ``asr-digits``.
+    """``asr-train``, ``asr-golden`` and ``asr-production-golden`` from validated turns + redacted audio, and
+    ``asr-digits``.
 
-    ``digits`` is (FSDD strings, synthetic strings, seed); None leaves the digit corpus out.
+    ``digits`` is (FSDD strings, synthetic strings, seed); None leaves the digit corpus out. ``labels``: the QA
+    reviews the rows carry (call id -> review digest), named in each version's manifest.
     """
     report = AsrDataReport()
     for split in splits:
@@ -195,7 +206,7 @@ def build_asr_versions(
         report.skipped += skipped
         if rows:  # no transcribed turn in this split (unlabelled calls): no version
             report.versions[dataset_name("asr", split)] = publish_audio(
-                store, dataset_name("asr", split), rows, split=split, skipped=[str(s) for s in skipped]
+                store, dataset_name("asr", split), rows, labels, split=split, skipped=[str(s) for s in skipped]
             )
     if digits is not None and (digits[0] or digits[1]):
         report.versions[ASR_DIGITS] = publish_audio(
@@ -205,10 +216,11 @@ def build_asr_versions(
     return report
 
 
-def build_configured(store: GovernedStore, validated: pd.DataFrame, settings: Settings) -> AsrDataReport:
+def build_configured(store: GovernedStore, validated: pd.DataFrame, settings: Settings,
+                     labels: Mapping[str, str] | None = None) -> AsrDataReport:
     """The ASR versions the settings ask for (none when ``asr.enabled`` is off): the flow's and ``dvc repro``'s."""
     if not settings.asr.enabled:
         return AsrDataReport()
     asr = settings.asr
     return build_asr_versions(store, validated, settings.validation.sample_rates,
-                              (asr.digits_fsdd, asr.digits_synthetic, asr.seed))
+                              (asr.digits_fsdd, asr.digits_synthetic, asr.seed), labels=labels)
