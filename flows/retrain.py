@@ -53,6 +53,7 @@ from training.datasets import (
     ASR_GOLDEN,
     ASR_TRAIN,
     INTENT_GOLDEN,
+    INTENT_PRODUCTION_GOLDEN,
     DatasetVersion,
     callers_of,
 )
@@ -161,8 +162,9 @@ def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str
 
 @task(name="gate-and-promote", cache_policy=NO_CACHE)
 def gate(settings: Settings, store: GovernedStore, challenger: ChallengerRun, asr: AsrCandidate | None,
-         asr_champion: ChampionAsr | None = None, intent_golden: DatasetVersion | None = None) -> GateSummary:
-    outcome = gate_step(settings, store, challenger, asr, asr_champion, intent_golden)
+         asr_champion: ChampionAsr | None = None, intent_golden: DatasetVersion | None = None,
+         production: DatasetVersion | None = None) -> GateSummary:
+    outcome = gate_step(settings, store, challenger, asr, asr_champion, intent_golden, production)
     return GateSummary.of(outcome, challenger)
 
 
@@ -224,7 +226,7 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
             asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio)
     summary.training = TrainingSummary.of(challenger)
     summary.gate = gate_summary = timed("gate", gate, settings, store, challenger, asr, asr_champion,
-                                        versions.get(INTENT_GOLDEN))
+                                        versions.get(INTENT_GOLDEN), versions.get(INTENT_PRODUCTION_GOLDEN))
     if asr is not None:
         summary.asr = AsrSummary.of(asr)
         summary.asr.champion_transcribed = asr_champion is not None or not (lanes or gate_summary.repeated)

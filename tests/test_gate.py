@@ -224,3 +224,23 @@ def test_intent_read_from_the_asr_transcripts_must_not_get_worse() -> None:
     first = decide(evidence, CONFIG)
     assert "e2e_intent_accuracy" not in {c.name for c in first.criteria}
     assert first.statistics["e2e_intent_accuracy"] == {"n": 600, "challenger": 0.75, "champion": None}
+
+
+def test_the_production_golden_set_is_judged_with_its_power_and_its_channels_are_slices() -> None:
+    from training.gate import IntentPairs
+
+    labels = [f"intent{i % 5}" for i in range(40)] + ["out_of_scope"] * 4  # out of scope: wrong for any intent
+    champion = [y if i % 10 else "wrong" for i, y in enumerate(labels)]
+    small = IntentPairs(labels, [y if i % 7 else "wrong" for i, y in enumerate(labels)], champion,
+                        ["channel=gsm" if i % 2 else "channel=telephone8k" for i in range(len(labels))])
+    evidence = _evidence(1000, 0.90, 0.92)
+    evidence.production = small
+    decision = decide(evidence, CONFIG)
+    result = {c.name: c for c in decision.criteria}["production_intent_accuracy"]
+    assert result.status == "underpowered" and decision.verdict == "underpowered" and not decision.promote
+    assert result.power is not None and result.power.n == 44 and result.power.n_needed > 44
+    names = {t["name"] for t in decision.to_dict()["slice_tests"]}
+    assert {"production[channel=gsm]", "production[channel=telephone8k]"} <= names
+    many = [f"intent{i % 5}" for i in range(4000)]
+    evidence.production = IntentPairs(many, list(many), list(many))  # as good, on plenty of turns
+    assert {c.name: c for c in decide(evidence, CONFIG).criteria}["production_intent_accuracy"].passed

