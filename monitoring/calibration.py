@@ -1,10 +1,14 @@
-"""Calibrate the label-free estimates on the golden set: the champion end to end, as production runs it.
+"""Calibrate the label-free estimates on the golden sets: the champion end to end, as production runs it.
 
 The champion hears the golden set's redacted audio (its own ASR), the intent model reads its own
 transcripts, and each golden turn gives a (confidence, correct) pair for the intent estimate and
 (ASR features, word errors, reference words) for the WER estimate, with redacted spans taken out
-of both transcripts. Fitted once per (champion, golden version) and kept in the monitoring zone with
-the golden calls' ids, so an erasure of a golden caller drops it and the next run refits.
+of both transcripts. Where QA reviews have grown a production golden set (training/reviewed_labels.py:
+blind reviews of production calls, never trained on), its turns join the synthetic ones, so the
+estimators learn how the champion fares on production's own channels and voices (a new noisy channel
+included, once its calls are reviewed). Fitted once per (champion, golden versions) and kept in the
+monitoring zone with the golden calls' ids, so an erasure of a golden caller drops it and the next
+run refits.
 """
 
 from __future__ import annotations
@@ -27,11 +31,13 @@ from monitoring.estimation import (
     fit_wer_regressor,
 )
 from monitoring.signals import HeardTurn
-from training.datasets import ASR_GOLDEN, INTENT_GOLDEN, open_version
+from training.datasets import ASR_GOLDEN, ASR_PRODUCTION_GOLDEN, INTENT_GOLDEN, INTENT_PRODUCTION_GOLDEN, open_version
 
 MIN_TURNS = 30  # fewer golden turns than this: no estimate is better than a wild one
 #: Bumped when the estimators change: a calibration kept under an older number is fitted again.
-ESTIMATORS = 2
+ESTIMATORS = 3
+#: (audio set, intent labels of its turns): the synthetic golden set, then the production one where it exists.
+GOLDEN_SETS = ((ASR_GOLDEN, INTENT_GOLDEN), (ASR_PRODUCTION_GOLDEN, INTENT_PRODUCTION_GOLDEN))
 
 
 @dataclass(frozen=True)
@@ -93,6 +99,14 @@ class GoldenReadings:
     confidence: list[float | None]
     correct: list[bool | None]
 
+    @classmethod
+    def joined(cls, parts: list[GoldenReadings]) -> GoldenReadings:
+        """Several sets' readings as one (keys stay unique: they name call and turn)."""
+        return cls([k for p in parts for k in p.keys],
+                   {name: np.concatenate([p.features[name] for p in parts]) for name in WER_FEATURES},
+                   [e for p in parts for e in p.errors], [w for p in parts for w in p.ref_words],
+                   [c for p in parts for c in p.confidence], [ok for p in parts for ok in p.correct])
+
     def intent_rows(self) -> tuple[list[float], list[bool], list[str]]:
         """(confidence, correct, key) of the turns with both."""
         rows = [(c, ok, k) for c, ok, k in zip(self.confidence, self.correct, self.keys, strict=True)
@@ -101,18 +115,20 @@ class GoldenReadings:
 
 
 def read_golden(store: GovernedStore, digest: str, champion: Champion, batch_size: int = 8,
-                progress: Callable[[int, int], None] | None = None) -> GoldenReadings | None:
-    """The champion hears golden version ``digest``'s audio and reads its own transcripts; None under MIN_TURNS."""
+                progress: Callable[[int, int], None] | None = None, audio_set: str = ASR_GOLDEN,
+                intent_set: str = INTENT_GOLDEN, min_turns: int = MIN_TURNS) -> GoldenReadings | None:
+    """The champion hears version ``digest`` of ``audio_set`` and reads its own transcripts, scored against the
+    newest ``intent_set``'s labels; None under ``min_turns``."""
     from training.asr.finetune import GoldenAudio
     from training.asr.metrics import utterance_errors
 
-    audio = GoldenAudio.load(open_version(store, ASR_GOLDEN, digest), digit_eval=0, clean_speech=False)
-    if len(audio.audios) < MIN_TURNS:
+    audio = GoldenAudio.load(open_version(store, audio_set, digest), digit_eval=0, clean_speech=False)
+    if len(audio.audios) < max(min_turns, 1):
         return None
     labels: dict[tuple[str, int], str] = {}
-    intent_golden = _newest(store, INTENT_GOLDEN)
+    intent_golden = _newest(store, intent_set)
     if intent_golden is not None:
-        data = open_version(store, INTENT_GOLDEN, intent_golden[0]).load()
+        data = open_version(store, intent_set, intent_golden[0]).load()
         labels = {(c, int(t)): y for c, t, y in zip(data["call_id"], data["turn"], data["intent"], strict=True)}
     turns = [TurnAudio(row["call_id"], int(row["turn"]), samples) for row, samples in zip(audio.rows, audio.audios,
                                                                                            strict=True)]
@@ -148,20 +164,25 @@ def calibration_for(store: GovernedStore, version: str, champion: Callable[[], C
     """The calibration of champion ``version`` on the newest golden version: kept from an earlier run, or fitted
     now (``champion()`` loads the models only then).
 
-    None when there is no golden set with audio, or too few turns; ``store`` acts for monitoring.
+    None when there is no golden set with audio, or too few turns (the production golden set adds to the
+    synthetic one, whatever its size); ``store`` acts for monitoring.
     """
-    golden = _newest(store, ASR_GOLDEN)
-    if golden is None:
+    found = {name: newest for name, _ in GOLDEN_SETS if (newest := _newest(store, name)) is not None}
+    if ASR_GOLDEN not in found:
         return None
-    digest, call_ids = golden
-    key = f"{version}-{digest[:16]}-e{ESTIMATORS}"
+    key = "-".join([version, *(found[name][0][:16] for name, _ in GOLDEN_SETS if name in found)]) + f"-e{ESTIMATORS}"
     kept = store.read_monitoring("calibration", [key])
     if key in kept:
         return Calibration.from_record(kept[key])
-    readings = read_golden(store, digest, champion(), batch_size, progress)
-    if readings is None:
+    heard_by = champion()
+    parts = [read_golden(store, found[audio][0], heard_by, batch_size, progress, audio, intent,
+                         MIN_TURNS if audio == ASR_GOLDEN else 1) for audio, intent in GOLDEN_SETS if audio in found]
+    if parts[0] is None:
         return None
-    intent, wer = fit_estimators(readings)
-    calibration = Calibration(key, version, f"{ASR_GOLDEN}@{digest[:12]}", intent, wer, len(readings.keys))
-    store.write_monitoring("calibration", {key: calibration.to_record(sorted(set(call_ids)))})
+    readings = GoldenReadings.joined([part for part in parts if part is not None])
+    intent_fit, wer = fit_estimators(readings)
+    golden = ", ".join(f"{name}@{found[name][0][:12]}" for name, _ in GOLDEN_SETS if name in found)
+    calibration = Calibration(key, version, golden, intent_fit, wer, len(readings.keys))
+    call_ids = sorted({c for name, _ in GOLDEN_SETS if name in found for c in found[name][1]})
+    store.write_monitoring("calibration", {key: calibration.to_record(call_ids)})
     return calibration
