@@ -24,7 +24,7 @@ from typing import Any
 
 from core.corpus import intent_names
 from core.settings import Settings
-from flows.qa_sample import PURPOSE
+from flows.qa_sample import PURPOSE, stored_sample
 from flows.qa_studio import audio_url, connection
 from governance.crypto import pseudonym
 from governance.redaction.leak_gate import TurnText, leak_gate
@@ -32,11 +32,10 @@ from governance.redaction.redactor import Redactor
 from governance.session import open_store
 from governance.store import GovernedStore
 from monitoring.signals import CallSignals
-from qa.labels_zone import REVIEW_KIND, SAMPLE_KIND, TASK_KIND
+from qa.labels_zone import REVIEW_KIND, TASK_KIND
 from qa.review_page import CallToReview, TurnToReview, label_config, task
 from qa.reviews import Answer, Reconciled, check_answer, needs_adjudication, read_answer, reconcile
 from qa.studio_api import StudioClient
-from qa.weekly_sample import WeeklySample
 
 QUARANTINE_STAGE = "review"
 
@@ -63,13 +62,6 @@ class PullSummary:
     pii_flagged: list[str] = field(default_factory=list)  # redaction misses reported by reviewers
 
 
-def _sample(store: GovernedStore, week: str) -> WeeklySample:
-    kept = store.read_labels(SAMPLE_KIND, [week])
-    if week not in kept:
-        raise LookupError(f"{week} has no QA sample: draw it first with `voiceloop qa sample --week {week}`")
-    return WeeklySample.from_record(kept[week])
-
-
 def _customer_turns(document: dict[str, Any], signals: CallSignals | None) -> tuple[TurnToReview, ...]:
     heard = {t.index: t for t in signals.turns} if signals else {}
     turns = []
@@ -86,7 +78,7 @@ def _customer_turns(document: dict[str, Any], signals: CallSignals | None) -> tu
 def push_week(settings: Settings, role: str, week: str, progress: Progress | None = None) -> PushSummary:
     """Put ``week``'s sampled calls into Label Studio (once each) and remember where each went."""
     store = open_store(settings, role, PURPOSE)
-    sample = _sample(store, week)
+    sample = stored_sample(store, week)
     pushed = set(store.label_keys(TASK_KIND))
     todo = [c for c in sample.calls if c.call_id not in pushed]
     studio = connection(settings, store)
@@ -99,9 +91,11 @@ def push_week(settings: Settings, role: str, week: str, progress: Progress | Non
         ids = [c.call_id for c in todo]
         documents = {d["call_id"]: d for d in store.read_redacted(ids)}
         signals = {k: CallSignals.from_record(r) for k, r in store.read_monitoring("calls", ids).items()}
+        media = store.export_review_media(ids)
+        summary.no_audio = sorted(set(ids) - set(media))
         calls = []
         for sampled in todo:
-            url = _review_audio(settings, store, sampled.call_id, summary)
+            url = audio_url(settings, store, media[sampled.call_id]) if sampled.call_id in media else ""
             calls.append(CallToReview(sampled.call_id, week, url,
                                       _customer_turns(documents[sampled.call_id], signals.get(sampled.call_id)),
                                       sampled.blind, sampled.double))
@@ -123,15 +117,6 @@ def push_week(settings: Settings, role: str, week: str, progress: Progress | Non
                        detail={"week": week, "project_id": project_id, "studio_url": studio.url,
                                "tasks": len(task_ids), "blind": summary.blind, "no_audio": len(summary.no_audio)})
     return summary
-
-
-def _review_audio(settings: Settings, store: GovernedStore, call_id: str, summary: PushSummary) -> str:
-    """The task's audio URL; '' (reviewed from the text alone, and counted) when the call has no redacted audio."""
-    try:
-        return audio_url(settings, store, store.export_review_media(call_id))
-    except FileNotFoundError:
-        summary.no_audio.append(call_id)
-        return ""
 
 
 def _reviewer(store: GovernedStore, studio_url: str, user: str) -> str:
@@ -215,7 +200,8 @@ def _redacted_reviews(settings: Settings, store: GovernedStore, settled: dict[st
     leaks = {(leak.call_id, leak.turn) for leak in leak_gate(
         [TurnText(cid, turn, text) for (cid, _, turn), text in by_answer.items() if text]
         + [TurnText(cid, turn, text) for (cid, turn), text in by_final.items() if text])}
-    documents = {d["call_id"]: d for d in store.read_redacted([c for c in settled if c in store.redacted_call_ids()])}
+    in_zone = store.redacted_call_ids()
+    documents = {d["call_id"]: d for d in store.read_redacted([c for c in settled if c in in_zone])}
     heard = {k: CallSignals.from_record(r) for k, r in store.read_monitoring("calls", list(settled)).items()}
     now = datetime.now(UTC).isoformat()
     reviews = {}

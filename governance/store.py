@@ -545,16 +545,26 @@ class GovernedStore:
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def export_review_media(self, call_id: str) -> str:
-        """Copy a call's redacted audio where the review tool serves it; returns its path relative to
-        :meth:`review_media_root`. Read as redacted audio and written as labels: both checked and audited."""
-        data = self.read_redacted_audio(call_id)
+    def export_review_media(self, call_ids: Iterable[str]) -> dict[str, str]:
+        """Copy calls' redacted audio where the review tool serves it: call id -> its path relative to
+        :meth:`review_media_root`; a call without redacted audio is left out. Read as redacted audio and
+        written as labels: both checked first and audited once for the batch."""
+        self._authorise("redacted", "read")
         self._authorise("labels", "write")
-        suffix = next(iter(sorted(self._redacted_audio_dir(call_id).glob("audio.*")))).suffix
-        path = self._review_media_path(call_id) / f"audio{suffix}"
-        _atomic_write(path, data)
-        self._record("labels", "labels.write", [call_id], content="review-media", bytes=len(data))
-        return path.relative_to(self.root / "labels" / REVIEW_MEDIA).as_posix()
+        exported: dict[str, str] = {}
+        size = 0
+        for call_id in sorted(set(call_ids)):
+            found = sorted(self._redacted_audio_dir(call_id).glob("audio.*"))
+            if not found:
+                continue
+            data = found[0].read_bytes()
+            path = self._review_media_path(call_id) / f"audio{found[0].suffix}"
+            _atomic_write(path, data)
+            exported[call_id] = path.relative_to(self.root / "labels" / REVIEW_MEDIA).as_posix()
+            size += len(data)
+        self._record("redacted", "redacted.read", sorted(exported), content="audio", purpose_of="review media")
+        self._record("labels", "labels.write", sorted(exported), content="review-media", bytes=size)
+        return exported
 
     def delete_labels(self, call_ids: Iterable[str]) -> Deletion:
         """Take calls out of the labels zone: their reviews, tasks and review audio, and their ids from every

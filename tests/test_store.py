@@ -184,7 +184,7 @@ def test_the_labels_zone_keeps_reviews_finds_a_callers_and_deletes_them_with_the
     redactor = _store(tmp_path, "redaction")
     redactor.write_redacted_audio("a1", b"RIFF-redacted-a1", ".wav")
     labeller = _store(tmp_path, "labelling", role="reviewer")
-    assert labeller.export_review_media("a1") == "a1/audio.wav"
+    assert labeller.export_review_media(["a1", "b1"]) == {"a1": "a1/audio.wav"}  # b1 has no redacted audio
     assert (labeller.review_media_root() / "a1/audio.wav").read_bytes() == b"RIFF-redacted-a1"
     ref_a, ref_b = store.caller_ref("caller-A"), store.caller_ref("caller-B")
     labeller.write_labels("samples", {"2026-W45": {"call_ids": ["a1", "b1"], "calls": {"a1": {"p": 0.5},
