@@ -5,7 +5,10 @@ WER fall with the very signals the sampler oversamples (low confidence, low ASR 
 escalation, callbacks, negative end sentiment, champion/challenger disagreement). The risk
 thresholds come from a previous simulated week. Each week is sampled ``--draws`` times at the design's
 budget (Poisson, ``qa.sampling``) and estimated from the reviewed calls alone (``qa.design_estimates``);
-reviewers make no mistakes here. One JSON line per week, alerted slice (none, then one), estimate
+reviewers make no mistakes (``--reviewer-noise`` adds a pass where they do, as the demo's simulated
+reviewers: a wrong intent on 5% of turns, 3% of words misheard, and on pre-filled (not blind) calls
+the champion's answer accepted as it stands 30% of the time; that pass reports the bias it causes).
+One JSON line per week, alerted slice (none, then one), reviewer noise (off, then on), estimate
 and domain: the share of nominal 95% intervals that cover the week's true value (the default t
 interval, with the shares missing low and high, and the plain normal one), their mean widths, the
 bias and RMSE of the Hájek estimate, the bias of the naive unweighted ratio, the mean sampled calls,
@@ -26,7 +29,15 @@ import numpy as np
 from common import emit  # benchmarks/common.py
 
 from qa.design_estimates import domain_estimate
-from qa.sampling import CallRisk, SamplingDesign, derive_thresholds, draw_sample, inclusion_probabilities
+from qa.sampling import (
+    CallRisk,
+    SamplingDesign,
+    blind_probability,
+    derive_thresholds,
+    draw_sample,
+    inclusion_probabilities,
+)
+from qa.simulated_reviewer import ReviewerNoise
 
 CHANNELS = ("channel=clean16k", "channel=telephone8k", "channel=gsm-noisy8k")
 CHANNEL_MIX = (0.5, 0.35, 0.15)
@@ -76,8 +87,26 @@ def simulate_week(n: int, seed: int) -> Week:
     return Week(calls, turns.astype(float), correct.astype(float), ref_words.astype(float), errors.astype(float))
 
 
-def measure(week: Week, probabilities: dict[str, float], draws: int, first_seed: int) -> list[dict[str, object]]:
-    """Every (estimate, slice) figure of one week over ``draws`` Poisson samples."""
+def reviewed(week: Week, rows_of: np.ndarray, blind: np.ndarray, noise: ReviewerNoise | None,
+             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """What reviewers report for the sampled calls: correct turns and word errors (the truth, without ``noise``).
+
+    A wrong intent label makes a right champion answer look wrong (it rarely makes a wrong one look right:
+    76 other choices); misheard words add errors; an anchored reviewer on a pre-filled call takes the
+    champion's answers as right (no intent error, no word error on that call)."""
+    correct, errors = week.correct[rows_of].copy(), week.errors[rows_of].copy()
+    if noise is None:
+        return correct, errors
+    correct -= rng.binomial(correct.astype(int), noise.intent_noise)
+    errors += rng.poisson(week.ref_words[rows_of] * noise.word_noise)
+    anchored = ~blind & (rng.random(rows_of.size) < noise.anchoring)
+    correct[anchored], errors[anchored] = week.turns[rows_of][anchored], 0.0
+    return correct, errors
+
+
+def measure(week: Week, probabilities: dict[str, float], draws: int, first_seed: int,
+            noise: ReviewerNoise | None = None, random_share: float = 0.3) -> list[dict[str, object]]:
+    """Every (estimate, slice) figure of one week over ``draws`` Poisson samples (reviewed with ``noise``)."""
     index = {c.call_id: i for i, c in enumerate(week.calls)}
     member = {name: np.array([name in c.slices for c in week.calls]) for name in SLICES}
     figures = {"intent_accuracy": (week.correct, week.turns, True), "wer": (week.errors, week.ref_words, False)}
@@ -86,17 +115,21 @@ def measure(week: Week, probabilities: dict[str, float], draws: int, first_seed:
                                       "width_normal", "naive", "n", "eff", "df")}
         for est in figures for name in SLICES}
     sizes = []
+    floor = blind_probability(probabilities, random_share)
     for draw in range(draws):
-        sample = draw_sample(probabilities, seed=first_seed + draw)
+        sample = draw_sample(probabilities, seed=first_seed + draw, blind=floor)
         rows_of = np.array([index[c] for c in sample.call_ids], dtype=int)
         p = np.array(list(sample.probabilities.values()))
+        blind = np.isin(np.array(sample.call_ids), np.array(sample.blind, dtype=object))
+        said_correct, said_errors = reviewed(week, rows_of, blind, noise, np.random.default_rng(first_seed + draw))
         sizes.append(len(rows_of))
         for est, (y, x, proportion) in figures.items():
+            seen = said_correct if est == "intent_accuracy" else said_errors
             for name in SLICES:
                 inside = member[name][rows_of]
                 truth = y[member[name]].sum() / x[member[name]].sum()
-                t_est = domain_estimate(y[rows_of], x[rows_of], p, inside, proportion=proportion)
-                n_est = domain_estimate(y[rows_of], x[rows_of], p, inside, proportion=proportion, interval="normal")
+                t_est = domain_estimate(seen, x[rows_of], p, inside, proportion=proportion)
+                n_est = domain_estimate(seen, x[rows_of], p, inside, proportion=proportion, interval="normal")
                 row = rows[(est, name)]
                 if math.isnan(t_est.value):
                     continue
@@ -108,7 +141,7 @@ def measure(week: Week, probabilities: dict[str, float], draws: int, first_seed:
                 row["width"].append(t_est.high - t_est.low)
                 row["width_normal"].append(n_est.high - n_est.low)
                 row["df"].append(t_est.df)
-                naive = y[rows_of][inside].sum() / x[rows_of][inside].sum()
+                naive = seen[inside].sum() / x[rows_of][inside].sum()
                 row["naive"].append(naive - truth)
                 row["n"].append(t_est.n_sampled)
                 row["eff"].append(t_est.effective_n)
@@ -138,7 +171,10 @@ def main() -> None:
     parser.add_argument("--weeks", type=int, nargs="+", default=[1, 2, 3], help="seeds of the simulated weeks")
     parser.add_argument("--alerted", default="channel=gsm-noisy8k",
                         help="a slice to treat as alerted in a second pass over each week ('' for none)")
+    parser.add_argument("--reviewer-noise", action="store_true",
+                        help="also measure with the simulated reviewers' noise and anchoring (the bias they cause)")
     args = parser.parse_args()
+    noises = [None, ReviewerNoise()] if args.reviewer_noise else [None]
     design = SamplingDesign(budget=args.budget)
     started = time.perf_counter()
     for seed in args.weeks:
@@ -147,10 +183,11 @@ def main() -> None:
         for alerted in ([(), (args.alerted,)] if args.alerted else [()]):
             probabilities = inclusion_probabilities(week.calls, design, thresholds, alerted)
             p = np.array(list(probabilities.values()))
-            for figure in measure(week, probabilities, args.draws, first_seed=seed * 1_000_000):
-                emit(figure="qa_design_coverage", week=seed, calls=args.calls, budget=args.budget,
-                     alerted=list(alerted), p_min=round(float(p.min()), 4), p_max=round(float(p.max()), 4),
-                     **figure)
+            for noise in noises:
+                for figure in measure(week, probabilities, args.draws, seed * 1_000_000, noise, design.random_share):
+                    emit(figure="qa_design_coverage", week=seed, calls=args.calls, budget=args.budget,
+                         alerted=list(alerted), reviewer_noise=noise is not None, p_min=round(float(p.min()), 4),
+                         p_max=round(float(p.max()), 4), **figure)
     emit(figure="qa_design_coverage_seconds", seconds=round(time.perf_counter() - started, 1))
 
 
