@@ -9,9 +9,10 @@ Every command acts for the purpose ``labelling`` (roles ml-engineer, reviewer, a
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -26,6 +27,7 @@ qa_app = typer.Typer(help="The weekly QA review in Label Studio: sample, serve, 
                      no_args_is_help=True)
 commands.add_typer(qa_app, name="qa")
 
+T = TypeVar("T")
 WeekOption = Annotated[str, typer.Option("--week", help="ISO week, e.g. 2026-W49")]
 PURPOSE = "labelling"
 
@@ -33,6 +35,21 @@ PURPOSE = "labelling"
 def _role(params: Path | None, as_role: str | None) -> tuple[Settings, str]:
     settings = load(params)
     return settings, acting_role(settings, as_role, PURPOSE)
+
+
+def _studio_step(run: Callable[[], T], json_out: bool, describe: Callable[[T], str]) -> None:
+    """Run a step that talks to Label Studio; its failures (unreachable, refused, no sample) end the command."""
+    from qa.studio import StudioError
+    from qa.studio_api import StudioApiError
+
+    try:
+        summary = run()
+    except (StudioError, StudioApiError, LookupError) as error:
+        fail(str(error))
+    if json_out:
+        print_json(asdict(summary))  # type: ignore[call-overload]  # T: a summary dataclass
+    else:
+        console.print(describe(summary))
 
 
 @qa_app.command("sample")
@@ -67,20 +84,14 @@ def push(week: WeekOption, params: ParamsOption = None, as_role: RoleOption = No
          json_out: JsonOption = False) -> None:
     """Put the week's sampled calls into Label Studio as review tasks (redacted audio and text only; audited)."""
     settings, role = _role(params, as_role)
-    from flows.qa_review import push_week
-    from qa.studio import StudioError
-    from qa.studio_api import StudioApiError
+    from flows.qa_review import PushSummary, push_week
 
-    try:
-        summary = push_week(settings, role, week, progress=console.print)
-    except (StudioError, StudioApiError, LookupError) as error:
-        fail(str(error))
-    if json_out:
-        print_json(asdict(summary))
-        return
-    console.print(f"{summary.week}: {summary.pushed} tasks pushed to project {summary.project_id} "
-                  f"({summary.blind} blind), {summary.already} pushed before"
-                  + (f"; {len(summary.no_audio)} without redacted audio (text only)" if summary.no_audio else ""))
+    def done(summary: PushSummary) -> str:
+        return (f"{summary.week}: {summary.pushed} tasks pushed to project {summary.project_id} ({summary.blind} "
+                f"blind), {summary.already} pushed before"
+                + (f"; {len(summary.no_audio)} without redacted audio (text only)" if summary.no_audio else ""))
+
+    _studio_step(lambda: push_week(settings, role, week, progress=console.print), json_out, done)
 
 
 @qa_app.command("pull")
@@ -88,20 +99,14 @@ def pull(week: Annotated[str | None, typer.Option("--week", help="only this ISO 
          params: ParamsOption = None, as_role: RoleOption = None, json_out: JsonOption = False) -> None:
     """Bring finished reviews back as labels: redacted and leak-checked, reconciled, bad ones quarantined."""
     settings, role = _role(params, as_role)
-    from flows.qa_review import pull_reviews
-    from qa.studio import StudioError
-    from qa.studio_api import StudioApiError
+    from flows.qa_review import PullSummary, pull_reviews
 
-    try:
-        summary = pull_reviews(settings, role, week, progress=console.print)
-    except (StudioError, StudioApiError) as error:
-        fail(str(error))
-    if json_out:
-        print_json(asdict(summary))
-        return
-    console.print(f"{summary.labelled} calls labelled ({summary.already} before), {summary.waiting} waiting for "
-                  f"answers, {len(summary.adjudication)} for a third reviewer, {len(summary.quarantined)} "
-                  f"quarantined, {len(summary.pii_flagged)} flagged as still holding PII (redaction misses)")
+    def done(summary: PullSummary) -> str:
+        return (f"{summary.labelled} calls labelled ({summary.already} before), {summary.waiting} waiting for "
+                f"answers, {len(summary.adjudication)} for a third reviewer, {len(summary.quarantined)} "
+                f"quarantined, {len(summary.pii_flagged)} flagged as still holding PII (redaction misses)")
+
+    _studio_step(lambda: pull_reviews(settings, role, week, progress=console.print), json_out, done)
 
 
 @qa_app.command("simulate-review")
