@@ -36,6 +36,7 @@ from qa.labels_zone import REVIEW_KIND, TASK_KIND
 from qa.review_page import CallToReview, TurnToReview, label_config, task
 from qa.reviews import Answer, Reconciled, check_answer, needs_adjudication, read_answer, reconcile
 from qa.studio_api import StudioClient
+from qa.weekly_sample import SampledCall
 
 QUARANTINE_STAGE = "review"
 
@@ -50,6 +51,7 @@ class PushSummary:
     already: int = 0  # pushed by an earlier run
     blind: int = 0
     no_audio: list[str] = field(default_factory=list)  # calls without redacted audio: reviewed from the text only
+    gone: list[str] = field(default_factory=list)  # sampled calls no longer in the redacted zone: not pushed
 
 
 @dataclass
@@ -76,47 +78,64 @@ def _customer_turns(document: dict[str, Any], signals: CallSignals | None) -> tu
 
 
 def push_week(settings: Settings, role: str, week: str, progress: Progress | None = None) -> PushSummary:
-    """Put ``week``'s sampled calls into Label Studio (once each) and remember where each went."""
+    """Put ``week``'s sampled calls into Label Studio (once each) and remember where each went.
+
+    A call no longer in the redacted zone (retention, a correction under way) is skipped and named. A task
+    Label Studio already holds for a call (a push killed before it recorded its tasks) is adopted, not
+    made twice.
+    """
     store = open_store(settings, role, PURPOSE)
     sample = stored_sample(store, week)
     pushed = set(store.label_keys(TASK_KIND))
-    todo = [c for c in sample.calls if c.call_id not in pushed]
+    in_zone = store.redacted_call_ids()
+    todo = [c for c in sample.calls if c.call_id not in pushed and c.call_id in in_zone]
     studio = connection(settings, store)
     with StudioClient(studio) as client:
         project_id = client.ensure_project(settings.qa.project_title, label_config(intent_names()))
         client.ensure_local_storage(project_id, store.review_media_root())
-        summary = PushSummary(week, project_id, already=len(sample.calls) - len(todo))
+        summary = PushSummary(week, project_id, already=len([c for c in sample.calls if c.call_id in pushed]),
+                              gone=sorted(c.call_id for c in sample.calls
+                                          if c.call_id not in pushed and c.call_id not in in_zone))
         if not todo:
             return summary
         ids = [c.call_id for c in todo]
-        documents = {d["call_id"]: d for d in store.read_redacted(ids)}
-        signals = {k: CallSignals.from_record(r) for k, r in store.read_monitoring("calls", ids).items()}
-        media = store.export_review_media(ids)
-        summary.no_audio = sorted(set(ids) - set(media))
-        calls = []
-        for sampled in todo:
-            url = audio_url(settings, store, media[sampled.call_id]) if sampled.call_id in media else ""
-            calls.append(CallToReview(sampled.call_id, week, url,
-                                      _customer_turns(documents[sampled.call_id], signals.get(sampled.call_id)),
-                                      sampled.blind, sampled.double))
-        if progress:
-            progress(f"importing {len(calls)} tasks into Label Studio project {project_id}")
-        bodies = [task(call) for call in calls]
-        task_ids = client.import_tasks(project_id, bodies)
-        versions = Counter(p["model_version"] for body in bodies for p in body.get("predictions", []))
-        if versions:  # the queue pre-fills the newest push's commonest bundle (a task opened by id shows any)
-            client.show_predictions_of(project_id, versions.most_common(1)[0][0])
+        held = {b["data"].get("call_id"): int(b["id"]) for b in client.tasks(project_id)
+                if b["data"].get("call_id") in set(ids)}
+        fresh = [c for c in todo if c.call_id not in held]
+        task_ids = dict(held)
+        if fresh:
+            bodies = _task_bodies(settings, store, week, fresh, summary)
+            if progress:
+                progress(f"importing {len(bodies)} tasks into Label Studio project {project_id}")
+            task_ids |= dict(zip([c.call_id for c in fresh], client.import_tasks(project_id, bodies), strict=True))
+            versions = Counter(p["model_version"] for body in bodies for p in body.get("predictions", []))
+            if versions:  # the queue pre-fills the newest push's commonest bundle (a task opened by id shows any)
+                client.show_predictions_of(project_id, versions.most_common(1)[0][0])
     now = datetime.now(UTC).isoformat()
     store.write_labels(TASK_KIND, {
         c.call_id: {"call_ids": [c.call_id], "caller_ref": c.caller_ref, "week": week, "studio_url": studio.url,
-                    "project_id": project_id, "task_id": task_id, "blind": c.blind, "double": c.double,
+                    "project_id": project_id, "task_id": task_ids[c.call_id], "blind": c.blind, "double": c.double,
                     "pushed_at": now}
-        for c, task_id in zip(todo, task_ids, strict=True)})
+        for c in todo})
     summary.pushed, summary.blind = len(todo), sum(c.blind for c in todo)
     store.audit.append(store.actor, "qa.push", zone="labels", call_ids=ids,
                        detail={"week": week, "project_id": project_id, "studio_url": studio.url,
-                               "tasks": len(task_ids), "blind": summary.blind, "no_audio": len(summary.no_audio)})
+                               "tasks": len(todo), "adopted": len(held), "blind": summary.blind,
+                               "no_audio": len(summary.no_audio), "gone": len(summary.gone)})
     return summary
+
+
+def _task_bodies(settings: Settings, store: GovernedStore, week: str, calls: list[SampledCall],
+                 summary: PushSummary) -> list[dict[str, Any]]:
+    """The calls' tasks: their redacted turns, the champion's reading of each, their audio copied for review."""
+    ids = [c.call_id for c in calls]
+    documents = {d["call_id"]: d for d in store.read_redacted(ids)}
+    signals = {k: CallSignals.from_record(r) for k, r in store.read_monitoring("calls", ids).items()}
+    media = store.export_review_media(ids)
+    summary.no_audio = sorted(set(ids) - set(media))
+    return [task(CallToReview(c.call_id, week, audio_url(settings, store, media[c.call_id]) if c.call_id in media
+                              else "", _customer_turns(documents[c.call_id], signals.get(c.call_id)), c.blind,
+                              c.double)) for c in calls]
 
 
 def _reviewer(store: GovernedStore, studio_url: str, user: str) -> str:

@@ -130,6 +130,12 @@ def test_push_makes_one_task_per_call_blind_ones_without_the_champions_answers(r
             assert audio == next((reviewed.zones / "labels/media" / call_id).glob("audio.*")).read_bytes()
     again = _ok("qa", "push", "--week", WEEK, "--json", *_as(reviewed))
     assert again["pushed"] == 0 and again["already"] == len(records)
+    victim = sorted(records)[0]
+    (reviewed.zones / "labels/tasks" / f"{victim}.json").unlink()  # as if a push died before recording it
+    adopted = _ok("qa", "push", "--week", WEEK, "--json", *_as(reviewed))
+    assert adopted["pushed"] == 1 and _task_records(reviewed.zones)[victim]["task_id"] == records[victim]["task_id"]
+    with reviewed.studio.client() as client:
+        assert len(client.tasks(reviewed.pushed["project_id"])) == len(records)  # adopted, not made twice
 
 
 def _pii_values(documents: dict[str, dict[str, Any]], truth: Path) -> set[str]:
