@@ -76,7 +76,8 @@ def test_bootstrap_interval_contains_the_observed_difference(pairs: list[tuple[b
 
 
 def _asr_evidence(challenger_errors: list[int], champion_errors: list[int], refs: list[int],
-                  digits: tuple[list[float], list[float]] = ([1.0] * 20, [1.0] * 20)) -> AsrEvidence:
+                  digits: tuple[list[float], list[float]] = ([1.0] * 1000, [1.0] * 1000)) -> AsrEvidence:
+    # enough equal digit strings for their criterion to pass (20 could not rule out a 0.02 loss: underpowered)
     n = len(refs)
     return AsrEvidence(
         ref_words=np.asarray(refs), challenger_errors=np.asarray(challenger_errors),
@@ -157,7 +158,7 @@ def test_a_challenger_better_overall_but_significantly_worse_on_one_voice_is_blo
     champion = [4 if v == "en-us" else 3 if v == "en-sc" else 1 for v in voices]
     asr = AsrEvidence(ref_words=np.full(len(voices), 10), challenger_errors=np.asarray(challenger),
                       champion_errors=np.asarray(champion), slices=[{"voice": v} for v in voices],
-                      challenger_digits_correct=np.ones(20), champion_digits_correct=np.ones(20))
+                      challenger_digits_correct=np.ones(1000), champion_digits_correct=np.ones(1000))
     decision = decide(GateEvidence(labels=["a"], challenger_predictions=["a"], asr=asr), config)
     results = {c.name: c for c in decision.criteria}
     assert results["asr_wer"].passed and results["asr_wer"].challenger < results["asr_wer"].champion

@@ -273,12 +273,19 @@ class Comparison:
     challenger: float
     champion: float
     of: str = "champion - challenger"  # what the change is, in words
+    unit: float = 1.0  # one unit's difference on the change's scale (a right/wrong flip; one word error in WER)
 
     @classmethod
     def of_accuracy(cls, champion: np.ndarray, challenger: np.ndarray, config: GateConfig) -> Comparison:
-        """Right or wrong per unit (intent, whole digit strings): champion - challenger accuracy."""
+        """Right or wrong per unit (intent, whole digit strings): champion - challenger accuracy.
+
+        The interval is the wider of the paired bootstrap's and Newcombe's: with few or no discordant units the
+        bootstrap collapses to [0, 0] (two models that both got 2 turns wrong are not shown to be equal),
+        Newcombe's interval does not."""
         delta, low, high = paired_bootstrap(champion, challenger, config.n_bootstrap, config.confidence, config.seed)
-        return cls(delta, (low, high), np.asarray(champion, dtype=float) - np.asarray(challenger, dtype=float),
+        gain_low, gain_high = paired_change_interval(np.asarray(champion), np.asarray(challenger), config.confidence)
+        return cls(delta, (min(low, -gain_high), max(high, -gain_low)),  # the change is minus the gain
+                   np.asarray(champion, dtype=float) - np.asarray(challenger, dtype=float),
                    float(np.mean(challenger)), float(np.mean(champion)))
 
 
@@ -286,7 +293,7 @@ def non_inferior(name: str, statement: str, comparison: Comparison, margin: floa
                  config: GateConfig) -> CriterionResult:
     """The non-inferiority rule with its power figures; ``statement`` opens the rule's text."""
     low, high = comparison.interval
-    power = paired_power(comparison.differences, margin, config.confidence, config.power)
+    power = paired_power(comparison.differences, margin, config.confidence, config.power, comparison.unit)
     status = non_inferiority_status(comparison.interval, margin, power)
     rule = (f"{statement}: upper bound of the {config.confidence:.0%} interval of {comparison.of} "
             f"({high:+.4f}) must be < margin {margin:.4f}")
@@ -327,7 +334,7 @@ def _wer_result(name: str, asr: AsrEvidence, mask: np.ndarray, margin: float, co
     delta, low, high = paired_bootstrap_wer(champ, chal, ref, config.n_bootstrap, config.confidence, config.seed)
     words = max(float(ref.sum()), 1.0)
     comparison = Comparison(delta, (low, high), (chal - champ) * ref.size / words, float(chal.sum() / words),
-                            float(champ.sum() / words), "challenger - champion WER")
+                            float(champ.sum() / words), "challenger - champion WER", unit=ref.size / words)
     return non_inferior(name, f"non-inferiority vs {asr.champion_label}", comparison, margin, config)
 
 

@@ -11,6 +11,11 @@ units where the two models differ), a one-sided test at ``alpha`` detects, with 
 and reaches the margin at ``n_needed = sd**2 * (z[1 - alpha] + z[power])**2 / margin**2`` units: about
 ``discordance * 10.5 / margin**2`` at alpha 0.025 and power 0.9 (1,577 turns at 6% and 0.02).
 Below that size an inconclusive interval says "too small a golden set", not "worse".
+
+The spread is never taken below what a handful of units can rule out: with no (or few) discordant units
+among ``n``, a discordance up to about 3/n is still plausible at 95% (the rule of three), so the
+planning spread is at least ``unit * sqrt(3 / n)``. Two bundles that agree on two turns have not shown
+that they agree: their criterion needs thousands of turns, not none.
 """
 
 from __future__ import annotations
@@ -49,12 +54,14 @@ class Power:
                 f"detects {self.minimum_detectable:.4f} with power {self.power:.0%}, one-sided alpha {self.alpha:.3f}")
 
 
-def paired_power(differences: np.ndarray, margin: float, confidence: float, power: float) -> Power:
-    """Power figures of a non-inferiority test of the mean of ``differences`` (one per unit) against ``margin``."""
+def paired_power(differences: np.ndarray, margin: float, confidence: float, power: float,
+                 unit: float = 1.0) -> Power:
+    """Power figures of a non-inferiority test of the mean of ``differences`` (one per unit) against ``margin``;
+    ``unit``: one unit's difference on their scale (1 for right/wrong), for the rule-of-three floor."""
     diff = np.asarray(differences, dtype=float)
     alpha = one_sided_alpha(confidence)
     z = NormalDist().inv_cdf(1 - alpha) + NormalDist().inv_cdf(power)
-    sd = float(diff.std()) if diff.size else 0.0
+    sd = max(float(diff.std()), unit * math.sqrt(min(1.0, 3 / diff.size))) if diff.size else 0.0
     return Power(
         n=int(diff.size),
         discordance=float(np.mean(diff != 0)) if diff.size else 0.0,
