@@ -7,11 +7,13 @@ reading), with the bundle version. Nothing unredacted is read: the push acts for
 which may not read raw calls. A call pushed before is not pushed again.
 
 Pull: every task's answers are read back (audited), checked and reconciled (qa/reviews.py). What
-reviewers typed is redacted and leak-gated like any call text before it is kept. A review that
-cannot be a label, a turn still leaking PII after redaction, or a reviewer's "PII still audible"
-flag (a redaction miss) quarantines that call's review with the reason; the call is then not
-labelled. The labels zone keeps per call: the final transcripts and intents, the outcome, each
-reviewer's (pseudonymised) answers for agreement, and the champion's answers to score it against.
+reviewers typed is redacted and leak-gated like any call text before it is kept. An answer that
+cannot be a label is quarantined with its reason and the call waits for a good one (a reviewer's
+corrected answer, another reviewer's); a turn still leaking PII after redaction, or a reviewer's
+"PII still audible" flag (a redaction miss), quarantines the call's review, and the call is not
+labelled. Each is quarantined once, however often the pull runs. The labels zone keeps per call:
+the final transcripts and intents, the outcome, each reviewer's (pseudonymised) answers for
+agreement, and the champion's answers to score it against.
 """
 
 from __future__ import annotations
@@ -166,22 +168,30 @@ def pull_reviews(settings: Settings, role: str, week: str | None = None, progres
     store.audit.append(store.actor, "qa.pull", zone="labels", call_ids=sorted(pending),
                        detail={"studio_url": studio.url, "tasks": len(pending), "week": week})
     intents = intent_names()
+    held = {item["item"] for item in store.quarantined(QUARANTINE_STAGE)}
     settled: dict[str, tuple[dict[str, Any], Reconciled]] = {}
     for call_id, record in sorted(pending.items()):
         body = bodies.get(record["task_id"])
         answers = _answers(body) if body else []
-        problems = [p for a in answers if (p := check_answer(call_id, a, intents))]
         flagged = sorted({turn for a in answers for turn in a.pii_flagged})
-        if flagged:
-            _quarantine(store, call_id, f"a reviewer heard or read PII still there in call {call_id}, turn(s) "
-                        f"{', '.join(map(str, flagged))}: a redaction miss; the call is not labelled", answers)
-            summary.pii_flagged.append(call_id)
-        elif problems:
-            _quarantine(store, call_id, "; ".join(p.reason for p in problems), answers)
-            summary.quarantined.append(call_id)
-        elif (label := reconcile(answers, record["double"])) is not None:
+        if flagged:  # the whole call: what reviewers heard is not redacted enough to keep
+            if call_id not in held:
+                _quarantine(store, call_id, call_id, f"a reviewer heard or read PII still there in call {call_id}, "
+                            f"turn(s) {', '.join(map(str, flagged))}: a redaction miss; the call is not labelled",
+                            answers)
+                summary.pii_flagged.append(call_id)
+            continue
+        usable = []
+        for answer in answers:  # a bad answer is set aside with its reason; the call waits for a good one
+            problem = check_answer(call_id, answer, intents)
+            if problem is None:
+                usable.append(answer)
+            elif (item := f"{call_id}.answer{answer.annotation_id}") not in held:
+                _quarantine(store, call_id, item, problem.reason, [answer])
+                summary.quarantined.append(call_id)
+        if (label := reconcile(usable, record["double"])) is not None:
             settled[call_id] = (record, label)
-        elif needs_adjudication(answers, record["double"]):
+        elif needs_adjudication(usable, record["double"]):
             summary.adjudication.append(call_id)
         else:
             summary.waiting += 1
@@ -201,8 +211,8 @@ def _champion(turn: TurnToReview | None) -> dict[str, Any]:
             "champion_bundle": turn.bundle if turn else None}
 
 
-def _quarantine(store: GovernedStore, call_id: str, reason: str, answers: list[Answer]) -> None:
-    store.as_purpose(PURPOSE).quarantine(QUARANTINE_STAGE, call_id, reason, call_id=call_id,
+def _quarantine(store: GovernedStore, call_id: str, item: str, reason: str, answers: list[Answer]) -> None:
+    store.as_purpose(PURPOSE).quarantine(QUARANTINE_STAGE, item, reason, call_id=call_id,
                                          payload={"answers": [asdict(a) for a in answers]})
 
 
@@ -227,8 +237,8 @@ def _redacted_reviews(settings: Settings, store: GovernedStore, settled: dict[st
     for call_id, (record, label) in settled.items():
         leaking = sorted(turn for cid, turn in leaks if cid == call_id)
         if leaking:
-            _quarantine(store, call_id, f"PII left in what reviewers typed for call {call_id}, turn(s) "
-                        f"{', '.join(map(str, leaking))}, after redaction: not labelled", list(label.answers))
+            _quarantine(store, call_id, f"{call_id}.typed", f"PII left in what reviewers typed for call {call_id}, "
+                        f"turn(s) {', '.join(map(str, leaking))}, after redaction: not labelled", list(label.answers))
             summary.quarantined.append(call_id)
             continue
         champion = {t.index: t for t in _customer_turns(documents[call_id], heard.get(call_id))} \

@@ -162,7 +162,8 @@ def test_pull_keeps_reconciled_redacted_labels_and_quarantines_the_rest(reviewed
     assert reviewed.simulated["answered"] >= len(records) - 2
     assert pulled["quarantined"] == [reviewed.bad] and pulled["pii_flagged"] == [reviewed.flagged]
     reviews = {p.stem: json.loads(p.read_text()) for p in (reviewed.zones / "labels/reviews").glob("*.json")}
-    assert pulled["labelled"] == len(reviews) == len(records) - 2 and pulled["waiting"] == 0
+    assert pulled["labelled"] == len(reviews) == len(records) - 2
+    assert pulled["waiting"] == 1  # the badly answered call waits for a good answer; its bad one is set aside
     for call_id, review in reviews.items():
         record = records[call_id]
         assert review["blind"] == record["blind"] and review["week"] == WEEK
@@ -176,7 +177,16 @@ def test_pull_keeps_reconciled_redacted_labels_and_quarantines_the_rest(reviewed
     reasons = {item["call_id"]: item["reason"] for item in store.quarantined("review")}
     assert "not one of the page's choices" in reasons[reviewed.bad]
     assert "redaction miss" in reasons[reviewed.flagged]
-    assert _ok("qa", "pull", "--json", *_as(reviewed))["labelled"] == 0  # once per call
+    again = _ok("qa", "pull", "--json", *_as(reviewed))
+    assert again["labelled"] == 0 and again["quarantined"] == again["pii_flagged"] == []  # each once
+    record = _task_records(reviewed.zones)[reviewed.bad]
+    with reviewed.studio.client() as client:  # the reviewer answers again, properly this time
+        body = next(b for b in client.tasks(record["project_id"]) if b["id"] == record["task_id"])
+        count = len(body["data"]["turns"])
+        client.annotate(record["task_id"], answer_result(["my card"] * count, ["card_arrival"] * count, "yes"))
+    fixed = _ok("qa", "pull", "--json", *_as(reviewed))
+    assert fixed["labelled"] == 1
+    assert (reviewed.zones / "labels/reviews" / f"{reviewed.bad}.json").exists()
 
 
 def test_reviewed_labels_reach_the_next_retrains_datasets_with_their_lineage(reviewed: Reviewed) -> None:
