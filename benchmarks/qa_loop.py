@@ -330,10 +330,10 @@ def retrain_and_promote(params: Path, week: str) -> dict[str, Any]:
 # -- 9. true WER ---------------------------------------------------------------------------------------------------
 def spoken_without_pii(turn: dict[str, Any]) -> str:
     """What the caller said, with the truth's PII spans taken out (the redacted audio silenced them)."""
-    text = turn["transcript"]
-    for span in sorted(turn.get("pii", []), key=lambda s: s["start"], reverse=True):
-        text = text[:span["start"]] + " " + text[span["end"]:]
-    return " ".join(text.split())
+    from core.redacted_text import without_placeholders
+    from qa.simulated_reviewer import heard_text
+
+    return without_placeholders(heard_text(turn))
 
 
 def turns_to_hear(params: Path, truth: dict[str, dict[str, Any]], call_ids: list[str]) -> tuple[list[Any], list[str]]:

@@ -82,7 +82,11 @@ def sample(week: WeekOption, budget: Annotated[float | None, typer.Option(help="
 @qa_app.command("push")
 def push(week: WeekOption, params: ParamsOption = None, as_role: RoleOption = None,
          json_out: JsonOption = False) -> None:
-    """Put the week's sampled calls into Label Studio as review tasks (redacted audio and text only; audited)."""
+    """Put the week's sampled calls into Label Studio as review tasks (redacted audio and text only; audited).
+
+    Blind calls carry no answer; the others, the champion's transcript and intent to correct. A call pushed
+    before is not pushed again. Example: voiceloop qa push --week 2026-W49 --as ml-engineer
+    """
     settings, role = _role(params, as_role)
     from flows.qa_review import PushSummary, push_week
 
@@ -97,7 +101,10 @@ def push(week: WeekOption, params: ParamsOption = None, as_role: RoleOption = No
 @qa_app.command("pull")
 def pull(week: Annotated[str | None, typer.Option("--week", help="only this ISO week's tasks")] = None,
          params: ParamsOption = None, as_role: RoleOption = None, json_out: JsonOption = False) -> None:
-    """Bring finished reviews back as labels: redacted and leak-checked, reconciled, bad ones quarantined."""
+    """Bring finished reviews back as labels: redacted and leak-checked, reconciled, bad ones quarantined.
+
+    Example: voiceloop qa pull --week 2026-W49 --as reviewer --json
+    """
     settings, role = _role(params, as_role)
     from flows.qa_review import PullSummary, pull_reviews
 
@@ -117,7 +124,10 @@ def simulate_review(truth: Annotated[Path, typer.Option(help="the simulator's --
                     anchoring: Annotated[float, typer.Option(help="chance a pre-filled answer is accepted")] = 0.3,
                     seed: int = 0, params: ParamsOption = None, as_role: RoleOption = None,
                     json_out: JsonOption = False) -> None:
-    """For the demo: answer open review tasks through Label Studio's API as three simulated reviewers."""
+    """For the demo: answer open review tasks through Label Studio's API as three simulated reviewers.
+
+    Example: voiceloop qa simulate-review --truth data/production/truth --week 2026-W49 --as ml-engineer
+    """
     settings, role = _role(params, as_role)
     from flows.qa_simulate import simulate_review as simulate
     from qa.simulated_reviewer import ReviewerNoise
@@ -143,7 +153,10 @@ def _studio(params: Path | None) -> LocalLabelStudio:
 
 @qa_app.command("serve")
 def serve(params: ParamsOption = None) -> None:
-    """Start the project's Label Studio on 127.0.0.1 (made in its own virtual environment on first use)."""
+    """Start the project's Label Studio on 127.0.0.1 (made in its own virtual environment on first use).
+
+    Its data, log and admin login (credentials.json) live in <project>/label-studio. Example: voiceloop qa serve
+    """
     from qa.studio import StudioError
 
     studio = _studio(params)
