@@ -222,8 +222,15 @@ def test_erasure_takes_the_callers_tasks_audio_and_labels(reviewed: Reviewed) ->
     caller = reviewed.documents[call_id]["caller_id"]
     theirs = {c for c, d in reviewed.documents.items() if d["caller_id"] == caller}
     record = _task_records(reviewed.zones)[call_id]
+    unreachable = reviewed.params.with_name("qa-params-unreachable.yaml")
+    broken = yaml.safe_load(reviewed.params.read_text())
+    broken["qa"]["label_studio_url"] = "http://127.0.0.1:9"  # nothing listens there
+    unreachable.write_text(yaml.safe_dump(broken))
+    stopped = cli("erase", "--caller-id", caller, "--as", "compliance-officer", "--params", str(unreachable))
+    assert stopped.exit_code == 1 and "run the same command again" in stopped.output
+    assert (reviewed.zones / "labels/reviews" / f"{call_id}.json").exists()  # nothing of QA deleted yet
     erased = cli("erase", "--caller-id", caller, "--as", "compliance-officer", "--json", "--params",
-                 str(reviewed.params))
+                 str(reviewed.params))  # the same request, resumed
     assert erased.exit_code == 0, erased.output
     assert not theirs & set(_task_records(reviewed.zones))
     assert not any((reviewed.zones / "labels/media" / c).exists() for c in theirs)

@@ -66,6 +66,8 @@ def withdraw(caller_id: CallerOption, json_out: JsonOption = False, params: Para
     from flows.erase import carry_out_withdrawal
     from governance.access import AccessDenied
     from governance.consent import withdraw_caller
+    from qa.studio import StudioError
+    from qa.studio_api import StudioApiError
 
     settings, store = _withdrawal_store(params, as_role)
     caller = caller_option_value(caller_id)
@@ -75,6 +77,10 @@ def withdraw(caller_id: CallerOption, json_out: JsonOption = False, params: Para
             outcome = carry_out_withdrawal(settings, store, withdrawal, caller, on_step=on_step)
     except AccessDenied as error:
         _fail(str(error), 2)
+    except (StudioError, StudioApiError) as error:
+        _fail(f"{error}. The withdrawal is recorded and stopped at its QA step (the caller's review tasks in Label "
+              "Studio); the next `voiceloop retrain` finishes it (its step after ingest carries out pending "
+              "withdrawals) once Label Studio answers")
     if json_out:
         print_json({"certificate_file": str(outcome.path), **outcome.certificate})
     else:

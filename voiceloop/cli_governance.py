@@ -161,12 +161,17 @@ def _erase(settings: Settings, caller_id: str, request_only: bool, request_id: s
                           "carry it out with `voiceloop erase --caller-id ...`")
         return
     from flows.erase import erase_caller
+    from qa.studio import StudioError
+    from qa.studio_api import StudioApiError
 
     with step_progress("erasing", transient=json_out) as on_step:
         try:
             outcome = erase_caller(settings, role, caller_id, request_id=request_id, on_step=on_step)
         except (AccessDenied, ErasureError) as error:
             _fail(str(error), 2)
+        except (StudioError, StudioApiError) as error:
+            _fail(f"{error}. The erasure stopped at its QA step (the caller's review tasks in Label Studio): run the "
+                  "same command again once Label Studio answers; it resumes where it stopped")
     if json_out:
         print_json({"certificate_file": str(outcome.path), **outcome.certificate})
     else:
