@@ -80,6 +80,12 @@ def load_banking77(split: Banking77Split, folder: Path | None = None) -> tuple[U
         )
 
 
+#: A reviewed turn's two answers besides the intents: a request the bot cannot serve (kept as a label, never
+#: trained on, wrong for any in-scope intent), and a turn that asks for nothing (a detail given, thanks, a
+#: reaction: not scored for intent). The QA review page offers them; training and scoring read them.
+OUT_OF_SCOPE, NO_REQUEST = "out_of_scope", "no_request"
+
+
 @lru_cache(maxsize=8)
 def intent_names(folder: Path | None = None) -> tuple[str, ...]:
     """The 77 intents, in the data set's own order: the label space of every intent model."""

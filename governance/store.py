@@ -60,8 +60,10 @@ DATASET_MANIFEST = "manifest.json"
 EVALUATIONS = ".evaluations"  # beside a version's folder: what models said on it (write_evaluation)
 #: What the monitoring zone keeps: per-call signals, per-day figures, alerts, calibrations of a champion.
 MONITORING_KINDS = ("calls", "days", "alerts", "calibration")
-#: What the labels zone keeps: weekly QA samples, review tasks, pulled reviews (see write_labels).
-LABEL_KINDS = ("samples", "tasks", "reviews")
+#: What the labels zone keeps (see write_labels): a week's QA sample (<week>), where a call's review task lives in
+#: Label Studio (<call_id>), a call's reconciled, redacted review (<call_id>).
+SAMPLE_KIND, TASK_KIND, REVIEW_KIND = "samples", "tasks", "reviews"
+LABEL_KINDS = (SAMPLE_KIND, TASK_KIND, REVIEW_KIND)
 RECORD_KINDS = {"monitoring": MONITORING_KINDS, "labels": LABEL_KINDS}
 REVIEW_MEDIA = "media"  # labels/media/<call_id>/audio.<suffix>: redacted audio the review tool serves
 LOCK_FILE = ".ingest.lock"

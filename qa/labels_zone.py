@@ -1,5 +1,5 @@
-"""The kinds of record QA keeps in the store's labels zone (governance/store.py ``LABEL_KINDS``), named once."""
+"""The kinds of record QA keeps in the store's labels zone: the store names them (governance/store.py)."""
 
-SAMPLE_KIND = "samples"  # <week>: the week's drawn sample and its design (qa/weekly_sample.py)
-TASK_KIND = "tasks"  # <call_id>: where the call's review task lives in Label Studio
-REVIEW_KIND = "reviews"  # <call_id>: the call's reconciled, redacted review (flows/qa_review.py)
+from governance.store import REVIEW_KIND, SAMPLE_KIND, TASK_KIND
+
+__all__ = ["REVIEW_KIND", "SAMPLE_KIND", "TASK_KIND"]

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
-OUT_OF_SCOPE = "out_of_scope"  # a request the bot cannot serve: kept, never trained on, wrong for any intent
-NO_REQUEST = "no_request"  # the turn asks for nothing (a detail given, thanks, a reaction): not scored for intent
+from core.corpus import NO_REQUEST, OUT_OF_SCOPE
+
 RESOLVED_CHOICES = ("yes", "no", "cannot tell")
 PII_FLAG = "PII still audible or visible"
 AUDIO = "audio"  # the Audio tag's name: every control points at it

@@ -17,7 +17,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from qa.review_page import NO_REQUEST, OUT_OF_SCOPE, PII_FLAG, control
+from core.corpus import NO_REQUEST, OUT_OF_SCOPE
+from qa.review_page import PII_FLAG, control
 
 MAX_TRANSCRIPT_CHARS = 2000
 

@@ -17,7 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from qa.review_page import NO_REQUEST, answer_result
+from core.corpus import NO_REQUEST
+from qa.review_page import answer_result
 
 
 @dataclass(frozen=True)

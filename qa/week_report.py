@@ -44,9 +44,9 @@ from dataclasses import asdict, dataclass, replace
 from datetime import date
 from typing import Any
 
+from core.corpus import NO_REQUEST
 from core.redacted_text import PLACEHOLDER
 from qa.design_estimates import DesignEstimate, domain_estimate
-from qa.review_page import NO_REQUEST
 from qa.weekly_sample import SampledCall, WeeklySample
 from qa.weeks import parse_week
 from training.asr.metrics import UtteranceErrors, utterance_errors

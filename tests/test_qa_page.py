@@ -31,7 +31,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import WebDriverWait
 
-from qa.review_page import NO_REQUEST, OUT_OF_SCOPE, CallToReview, TurnToReview, label_config, task
+from core.corpus import NO_REQUEST, OUT_OF_SCOPE
+from qa.review_page import CallToReview, TurnToReview, label_config, task
 from tests.studio_server import StudioHarness
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
+from core.corpus import NO_REQUEST, OUT_OF_SCOPE
 from core.settings import Settings, load_settings
 from flows.qa_report import agreement_text, render_html, week_report
 from governance.session import open_store
 from qa.labels_zone import REVIEW_KIND, SAMPLE_KIND
-from qa.review_page import NO_REQUEST, OUT_OF_SCOPE
 from qa.week_report import (
     ACCURACY,
     BLIND_ACCURACY,

@@ -8,9 +8,8 @@ from typing import Any
 
 import pytest
 
+from core.corpus import NO_REQUEST, OUT_OF_SCOPE
 from qa.review_page import (
-    NO_REQUEST,
-    OUT_OF_SCOPE,
     CallToReview,
     TurnToReview,
     answer_result,

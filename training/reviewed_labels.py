@@ -27,10 +27,9 @@ from typing import Any
 
 import pandas as pd
 
-from governance.store import GovernedStore
+from core.corpus import OUT_OF_SCOPE
+from governance.store import REVIEW_KIND, GovernedStore
 
-REVIEW_KIND = "reviews"  # the labels zone's kind (qa/labels_zone.py names it for QA; training may not import qa)
-OUT_OF_SCOPE, NO_REQUEST = "out_of_scope", "no_request"  # the review page's two non-intent answers
 PRODUCTION_GOLDEN = "production-golden"
 HELD_OUT = "held-out"  # a golden caller's call not reviewed blind: in no dataset
 
