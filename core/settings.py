@@ -34,6 +34,21 @@ class SourcesConfig(_Section):
     golden_store: str = "data/golden"
 
 
+class StoreConfig(_Section):
+    """Where the governed store keeps its zones (governance/store.py)."""
+
+    url: str = ""  # "": <project_dir>/zones; or any fsspec URL (s3://bucket/voiceloop), raw zone encrypted on the client
+
+
+class ComputeConfig(_Section):
+    """Where the heavy per-call work runs (core/compute.py): processes on this machine, or an existing Dask cluster."""
+
+    dask_address: str = ""  # "": a local Dask cluster; or an existing scheduler (tcp://host:8786)
+    workers: Annotated[int, Field(ge=0, description="local single-thread worker processes; 0: one per core")] = 0
+    fan_out: bool = True  # False: the per-call work runs in this process, one call after another
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # training and transcription; auto: cuda when present
+
+
 class IdentityConfig(_Section):
     """Who acts when no ``--as`` flag or ``VOICELOOP_ROLE`` says otherwise (governance/identity.py)."""
 
@@ -378,6 +393,8 @@ class Settings(BaseSettings):
     serving: ServingConfig = ServingConfig()
     monitor: MonitorConfig = MonitorConfig()
     qa: QaConfig = QaConfig()
+    store: StoreConfig = StoreConfig()
+    compute: ComputeConfig = ComputeConfig()
     threads: int = 0  # 0: all cores
 
     # Resolved locations -------------------------------------------------
