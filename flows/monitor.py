@@ -19,6 +19,7 @@ from prefect.runtime import flow_run
 from core import progress
 from core.runtime import prepare
 from core.settings import Settings, load_settings
+from flows.fan_out import fan_out
 from flows.monitor_summary import MonitorSummary
 from governance.session import open_store
 from governance.store import GovernedStore
@@ -49,7 +50,8 @@ def collect_calls(settings: Settings, store: GovernedStore, champion: _Champion)
     def tell(stage: str, done: int, total: int) -> None:
         progress.counter(stage, "calls" if stage != "hear" else "turns")(done, total)
 
-    return collect(settings, store, champion, tell)
+    with fan_out(settings.compute, settings.threads or None) as shards:  # redaction's shards (flows/fan_out.py)
+        return collect(settings, store, champion, tell, shards=shards)
 
 
 @task(name="calibrate", cache_policy=NO_CACHE)

@@ -27,6 +27,7 @@ from core.corpus import intent_names
 from core.runtime import cpu_seconds, prepare
 from core.settings import Settings, load_settings
 from flows.erase import carry_out_pending_withdrawals
+from flows.fan_out import fan_out
 from flows.summary import (
     AsrSummary,
     DatasetSummary,
@@ -83,7 +84,10 @@ def withdrawals(settings: Settings, store: GovernedStore) -> list[WithdrawalSumm
 
 @task(name="redact", cache_policy=NO_CACHE)
 def redact(settings: Settings, store: GovernedStore) -> RedactionSummary:
-    report = redact_pending(store.as_purpose("redaction"), settings.redaction, progress.counter("redact", "calls"))
+    """Text and audio redaction in shards of calls, on Dask workers (``compute``; flows/fan_out.py)."""
+    with fan_out(settings.compute, settings.threads or None) as shards:
+        report = redact_pending(store.as_purpose("redaction"), settings.redaction,
+                                progress.counter("redact", "calls"), shards=shards)
     return RedactionSummary.of(report)
 
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.audio import decode_16k
+from core.compute import ShardMap, in_process
 from governance.ingest import IngestReport, ingest, monitor_pending_done, read_monitor_pending
 from governance.redaction.calls import RedactionReport, redact_in_memory, redact_pending
 from governance.store import GovernedStore
@@ -113,17 +114,18 @@ def _decode(data: bytes | None, call_id: str, report: CollectReport) -> np.ndarr
 
 
 def collect(settings: Settings, store: GovernedStore, load_champion: Callable[[Settings], Champion],
-            progress: Progress | None = None, batch: int = 50) -> CollectReport:
+            progress: Progress | None = None, batch: int = 50, shards: ShardMap = in_process) -> CollectReport:
     """Ingest and redact new calls, then give every call without a monitoring record one (``store`` as pipeline).
 
     ``load_champion`` is called each time calls need the champion: it should keep what it loaded (the flow's does).
+    ``shards`` runs redaction's per-call work (flows/fan_out.py: on Dask workers).
     """
     report = CollectReport()
     tell = (lambda stage: (lambda done, total: progress(stage, done, total))) if progress else (lambda stage: None)
     ingester = store.as_purpose("ingest")
     with store.ingest_lock():
         report.ingest = ingest(ingester, settings.sources.call_store, "train", tell("ingest"))
-        report.redaction = redact_pending(store.as_purpose("redaction"), settings.redaction, tell("redact"))
+        report.redaction = redact_pending(store.as_purpose("redaction"), settings.redaction, tell("redact"), shards)
         unconsented, considered = read_monitor_pending(ingester, settings.sources.call_store)
     watcher = store.as_purpose("monitoring")
     hearing = _Hearing(settings, load_champion)

@@ -63,6 +63,7 @@ def write_params(folder: Path, **sections: Any) -> Path:
     """The repo's params.yaml with ``sections`` merged in, state under ``folder/state``."""
     data: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())
     data.update(project_dir=str(folder / "state"), threads=2)
+    data["compute"] = {**data.get("compute", {}), "fan_out": False}  # in-process shards unless a test asks for Dask
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
     path = folder / "params.yaml"

@@ -24,7 +24,9 @@ from tests.conftest import TINY_ASR, TINY_INTENT, write_params
 _TEMPLATE: TrainedProject | None = None
 _RETRAINED: TrainedProject | None = None
 _SKIP = {"prefect", "cache", "work"}  # tool homes and scratch: nothing a clone needs
-TEMPLATE_SECTIONS: dict[str, Any] = {"asr": {"enabled": True}}  # the session template also retrains ASR
+# the session template also retrains ASR, and redacts on a local Dask cluster of two single-thread workers (the
+# default path; every other test project redacts in-process: a cluster start per flow run would cost minutes)
+TEMPLATE_SECTIONS: dict[str, Any] = {"asr": {"enabled": True}, "compute": {"fan_out": True, "workers": 2}}
 # the second retrain changes an ASR setting only: the intent run is reused, the ASR is trained again
 # and gated against the first bundle as champion (the template merged its LoRA whole)
 RETRAIN_SECTIONS: dict[str, Any] = {"asr": {"enabled": True, "lora": {**TINY_ASR["lora"], "merge_scale": 0.5}}}

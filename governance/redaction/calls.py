@@ -11,17 +11,18 @@ batch's turns leak, redaction itself is broken and the batch is refused.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any, overload
 
+from core.compute import ShardMap, chunks, content_key, in_process, shard_size
 from core.settings import RedactionConfig
 from governance.crypto import pseudonym
 from governance.redaction.call_audio import AudioRedactionReport, group_turn_redactions, redact_audio_of_calls
 from governance.redaction.leak_gate import TurnText, leak_gate
 from governance.redaction.redactor import Redaction, Redactor
-from governance.store import GovernedStore
+from governance.store import GovernedStore, RawIndexEntry
 
 if TYPE_CHECKING:
     from core.asr import AsrEngine
@@ -73,7 +74,7 @@ def _handoff(document: dict[str, Any]) -> dict[str, Any] | None:
             "transcript_sent": bool(isinstance(transcript, str) and transcript.strip())}
 
 
-def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], salt: str) -> dict[str, Any]:
+def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], caller_ref: str) -> dict[str, Any]:
     labels = {label["turn"]: label for label in document.get("labels", [])}
     loudness = document["_ingest"]["audio"].get("customer_turn_dbfs", {})  # measured on the raw audio at ingest
     turns = []
@@ -101,7 +102,7 @@ def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], 
     return {
         "call_id": document["call_id"],
         "started_at": document["started_at"],
-        "caller_ref": pseudonym(document["caller_id"], salt),
+        "caller_ref": caller_ref,
         "split": ingest_info["split"],
         "consent_training": bool(document["consent"]["training"]),
         "outcome": document.get("outcome"),
@@ -114,51 +115,66 @@ def _redacted_call(document: dict[str, Any], texts: dict[tuple[int, str], Any], 
 
 
 def redact_pending(store: GovernedStore, config: RedactionConfig,
-                   progress: Callable[[int, int], None] | None = None) -> RedactionReport:
+                   progress: Callable[[int, int], None] | None = None,
+                   shards: ShardMap = in_process) -> RedactionReport:
     """The redaction step: every raw call not redacted yet, and every call redacted from an older version
     of it than the raw zone now holds (its redacted document and audio are replaced; ``store`` acts for
-    redaction)."""
+    redaction). ``shards`` runs the per-call work (flows/fan_out.py: on Dask workers)."""
     pending = sorted((store.raw_call_ids() - store.redacted_call_ids()) | store.stale_redacted_call_ids())
-    return redact_calls(store, pending, config, progress=progress) if pending else RedactionReport()
+    return redact_calls(store, pending, config, progress=progress, shards=shards) if pending else RedactionReport()
 
 
 def redact_calls(
     store: GovernedStore,
     call_ids: list[str],
     config: RedactionConfig,
-    redactor: Redactor | None = None,
     progress: Callable[[int, int], None] | None = None,
     asr: AsrEngine | None = None,
+    shards: ShardMap = in_process,
 ) -> RedactionReport:
     """Redact the given raw calls; already-redacted calls are the caller's business to skip.
 
-    With ``config.audio.enabled`` the audio of each redacted call of ``config.audio.splits`` is
-    masked too (after its document is written: the store keeps the two together); ``asr`` is the
-    engine for word times and verification, loaded when needed if not given.
+    Text first, in shards of calls (:func:`redact_text_shard`, on ``shards``' workers); the leak gate's
+    findings are quarantined and the redacted documents written here, through the store. With
+    ``config.audio.enabled`` the audio of each redacted call of ``config.audio.splits`` is then masked
+    too (after its document is written: the store keeps the two together); ``asr`` is the engine for
+    word times and verification in this process, loaded on each worker when not given.
 
-    Caller pseudonyms use the store's pseudonym key, the one erasure looks callers up by.
+    Caller pseudonyms use the store's pseudonym key, the one erasure looks callers up by; the key never
+    leaves this process (workers hand back documents without ``caller_ref``).
     """
     salt = store.keys.pseudonym_key
-    redactor = redactor or Redactor(config, entities=config.entities)
     report = RedactionReport()
     pending: list[dict[str, Any]] = []
     audio_inputs: dict[str, dict[int, list[Redaction]]] = {}
     ids = sorted(call_ids)
-    for start in range(0, len(ids), BATCH):
-        chunk = ids[start : start + BATCH]
-        # Documents only: the audio facts redaction keeps were measured at ingest (document["_ingest"]).
-        documents = list(store.read_raw_documents(chunk))
-        redacted_calls, by_call = _redact_texts(documents, redactor, salt)
-        for results in by_call.values():
-            for result in results.values():
-                for entity in result.entities:
-                    report.entities[entity.type] = report.entities.get(entity.type, 0) + 1
-        for document in documents:
-            if document["_ingest"]["split"] in config.audio.splits:
-                audio_inputs[document["call_id"]] = group_turn_redactions(by_call[document["call_id"]])
-        pending.extend(_gate(store, redacted_calls, report))
+    index = store.raw_index()
+    pieces = chunks(ids, shard_size(len(ids), shards.workers, most=BATCH))
+    keys = [content_key("redact-text", [(c, _version(index, c)) for c in piece], config.model_dump(mode="json"))
+            for piece in pieces]
+    done = 0
+    for piece, result in zip(pieces, shards(redact_text_shard, _TextShards(store, pieces, config), keys), strict=True):
+        for call in result.calls:
+            call["caller_ref"] = pseudonym(result.caller_ids[call["call_id"]], salt)
+        report.turns += result.turns
+        for entity_type, count in result.entities.items():
+            report.entities[entity_type] = report.entities.get(entity_type, 0) + count
+        for call_id, turn, types in result.leaked:
+            report.leaks.append((call_id, turn["index"], types))
+            store.quarantine(
+                "redaction",
+                f"{call_id}.turn{turn['index']}",
+                f"PII survived redaction in call {call_id} turn {turn['index']}: {', '.join(types)}",
+                call_id=call_id,
+                payload=turn,
+            )
+        for call in result.calls:
+            if call["split"] in config.audio.splits:
+                audio_inputs[call["call_id"]] = group_turn_redactions(result.redactions[call["call_id"]])
+        pending.extend(result.calls)
+        done += len(piece)
         if progress:
-            progress(min(start + BATCH, len(ids)), len(ids))
+            progress(done, len(ids))
     if report.leak_share > config.leak_max_share:
         raise RedactionBroken(
             f"{len(report.leaks)} of {report.turns} turns ({report.leak_share:.1%}) still hold PII after redaction, "
@@ -170,22 +186,100 @@ def redact_calls(
     report.calls = [doc["call_id"] for doc in pending]
     if config.audio.enabled and audio_inputs:
         blank_turns: dict[str, list[int]] = {}
-        for call_id, turn, _types in report.leaks:
-            blank_turns.setdefault(call_id, []).append(turn)
+        for call_id, turn_index, _types in report.leaks:
+            blank_turns.setdefault(call_id, []).append(turn_index)
         report.audio = redact_audio_of_calls(
             store,
             audio_inputs,
             config.audio,
-            asr or _asr_engine(config.audio.asr_model),
+            asr,
             blank_turns=blank_turns,
             timings=config.audio.timings,
+            shards=shards,
         )
     return report
 
 
-def _redact_texts(documents: list[dict[str, Any]], redactor: Redactor,
-                  salt: str) -> tuple[list[dict[str, Any]], dict[str, dict[tuple[int, str], Redaction]]]:
-    """The redacted calls of raw documents, and each call's turn redactions by (turn, "text"/"transcript")."""
+def _version(index: Mapping[str, RawIndexEntry], call_id: str) -> tuple[str | None, str | None]:
+    """Which version of a raw call a shard redacts: its document's and its audio's digests at ingest."""
+    entry = index.get(call_id)
+    return (entry.source_digest, entry.audio_sha256) if entry else (None, None)
+
+
+@dataclass(frozen=True)
+class TextShard:
+    """The raw documents of a few calls and how to redact them: everything a worker needs, no store."""
+
+    documents: list[dict[str, Any]]
+    config: RedactionConfig
+
+
+@dataclass
+class TextShardResult:
+    """A shard's redacted calls (leaking turns taken out, ``caller_ref`` not yet set), the turn redactions
+    audio masking needs, the leaking turns for quarantine, and counts for the report."""
+
+    calls: list[dict[str, Any]]
+    caller_ids: dict[str, str]
+    redactions: dict[str, dict[tuple[int, str], Redaction]]
+    leaked: list[tuple[str, dict[str, Any], list[str]]]
+    turns: int
+    entities: dict[str, int]
+
+
+class _TextShards(Sequence[TextShard]):
+    """Shards read from the raw zone when taken (checked and audited then), so a run holds only the
+    shards in flight, not every raw document at once."""
+
+    def __init__(self, store: GovernedStore, pieces: list[Sequence[str]], config: RedactionConfig) -> None:
+        self.store, self.pieces, self.config = store, pieces, config
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    @overload
+    def __getitem__(self, i: int) -> TextShard: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[TextShard]: ...
+
+    def __getitem__(self, i: int | slice) -> TextShard | Sequence[TextShard]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        # Documents only: the audio facts redaction keeps were measured at ingest (document["_ingest"]).
+        return TextShard(list(self.store.read_raw_documents(self.pieces[i])), self.config)
+
+
+def redact_text_shard(shard: TextShard) -> TextShardResult:
+    """Redact a shard's calls and run the leak gate over them: pure, so any worker process can do it."""
+    documents = shard.documents
+    calls, by_call = _redact_texts(documents, _redactor(shard.config), caller_refs={})
+    entities: dict[str, int] = {}
+    for results in by_call.values():
+        for result in results.values():
+            for entity in result.entities:
+                entities[entity.type] = entities.get(entity.type, 0) + 1
+    leaked = _take_out_leaks(calls)
+    return TextShardResult(calls, {doc["call_id"]: str(doc["caller_id"]) for doc in documents}, by_call, leaked,
+                           sum(len(call["turns"]) + call["quarantined_turns"] for call in calls), entities)
+
+
+@lru_cache(maxsize=2)
+def _cached_redactor(config_json: str) -> Redactor:
+    config = RedactionConfig.model_validate_json(config_json)
+    return Redactor(config, entities=config.entities)
+
+
+def _redactor(config: RedactionConfig) -> Redactor:
+    """One redactor per process and configuration: loading spaCy and the recognisers takes seconds."""
+    return _cached_redactor(config.model_dump_json())
+
+
+def _redact_texts(documents: list[dict[str, Any]], redactor: Redactor, caller_refs: Mapping[str, str],
+                  ) -> tuple[list[dict[str, Any]], dict[str, dict[tuple[int, str], Redaction]]]:
+    """The redacted calls of raw documents, and each call's turn redactions by (turn, "text"/"transcript").
+
+    ``caller_refs``: call id -> the caller's pseudonym (a call missing from it gets none yet)."""
     keys: list[tuple[str, int, str]] = []
     texts: list[str] = []
     for document in documents:
@@ -199,17 +293,20 @@ def _redact_texts(documents: list[dict[str, Any]], redactor: Redactor,
     by_call: dict[str, dict[tuple[int, str], Redaction]] = {doc["call_id"]: {} for doc in documents}
     for (call_id, index, kind), result in zip(keys, redactor.redact_many(texts), strict=True):
         by_call[call_id][(index, kind)] = result
-    return [_redacted_call(doc, by_call[doc["call_id"]], salt) for doc in documents], by_call
+    return [_redacted_call(doc, by_call[doc["call_id"]], caller_refs.get(doc["call_id"], ""))
+            for doc in documents], by_call
 
 
 def redact_in_memory(documents: list[dict[str, Any]], redactor: Redactor, salt: str) -> list[dict[str, Any]]:
     """Redacted calls of documents that are stored nowhere (calls without training consent, which only
     the monitor sees): the same redaction as the redacted zone's, handed back and never written."""
-    return _redact_texts(documents, redactor, salt)[0]
+    refs = {doc["call_id"]: pseudonym(str(doc["caller_id"]), salt) for doc in documents}
+    return _redact_texts(documents, redactor, refs)[0]
 
 
-def _gate(store: GovernedStore, redacted_calls: list[dict[str, Any]], report: RedactionReport) -> list[dict[str, Any]]:
-    """Run the leak gate over the calls' turns; quarantine leaking turns and drop them from the calls."""
+def _take_out_leaks(redacted_calls: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], list[str]]]:
+    """Run the leak gate over the calls' turns and take the leaking turns out of them: (call, turn, types)
+    for each, for the quarantine (done by the caller, through the store)."""
     leaks = {
         (leak.call_id, leak.turn): list(leak.types)
         for leak in leak_gate(
@@ -222,30 +319,15 @@ def _gate(store: GovernedStore, redacted_calls: list[dict[str, Any]], report: Re
             ]
         )
     }
+    leaked = []
     for redacted in redacted_calls:
         kept = []
         for turn in redacted["turns"]:
-            report.turns += 1
-            leaked = leaks.get((redacted["call_id"], turn["index"]))
-            if not leaked:
+            types = leaks.get((redacted["call_id"], turn["index"]))
+            if types:
+                leaked.append((redacted["call_id"], turn, types))
+            else:
                 kept.append(turn)
-                continue
-            report.leaks.append((redacted["call_id"], turn["index"], leaked))
-            store.quarantine(
-                "redaction",
-                f"{redacted['call_id']}.turn{turn['index']}",
-                f"PII survived redaction in call {redacted['call_id']} turn {turn['index']}: {', '.join(leaked)}",
-                call_id=redacted["call_id"],
-                payload=turn,
-            )
         redacted["quarantined_turns"] = len(redacted["turns"]) - len(kept)
         redacted["turns"] = kept
-    return redacted_calls
-
-
-def _asr_engine(model: str | None) -> AsrEngine:
-    from core.asr import AsrEngine
-
-    # Many turns in batches: a one-thread worker per core (CTranslate2's default of 4 threads
-    # oversubscribes a 2-core machine).
-    return AsrEngine.for_throughput(model, min(4, os.cpu_count() or 1))
+    return leaked

@@ -1,0 +1,148 @@
+"""Per-call shards on Dask worker processes through Prefect (prefect-dask), so a run uses every core.
+
+``compute.fan_out`` on (the default): a local Dask cluster of single-thread worker processes, one
+per core (``compute.workers``), started on the first shard and stopped with the run; or an existing
+scheduler at ``compute.dask_address``. Off: :func:`core.compute.in_process`. Each shard is a Prefect
+task run named by its content key, its result never persisted (results hold call data: they go
+back to the run, which writes them through the governed store). Results come back in shard order,
+at most two shards per worker in flight, so memory stays bounded however many calls a run has.
+
+Workers inherit this process's environment (offline settings, tool homes), with every thread pool
+pinned to one thread, and report their task runs to this run's Prefect API; without that, each
+worker would start an ephemeral Prefect server of its own.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from core.compute import ShardMap, in_process
+from core.settings import ComputeConfig
+
+S = TypeVar("S")
+R = TypeVar("R")
+
+_ONE_THREAD = {key: "1" for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+
+
+@task(name="shard", cache_policy=NO_CACHE, persist_result=False)
+def run_shard(work: Callable[[Any], Any], shard: Any) -> Any:
+    """One shard of per-call work, on whichever worker Dask picks."""
+    return work(shard)
+
+
+def local_workers(config: ComputeConfig, threads: int | None = None) -> int:
+    """Worker processes of a local cluster: ``compute.workers``, else one per core (``threads`` if set)."""
+    return config.workers or threads or os.cpu_count() or 1
+
+
+class DaskShards:
+    """A :class:`core.compute.ShardMap` on Dask; the cluster starts on the first shard, not before."""
+
+    cores_per_worker = 1
+
+    def __init__(self, config: ComputeConfig, threads: int | None = None) -> None:
+        self.config = config
+        self.workers = local_workers(config, threads)
+        self._runner: Any = None
+        self._api_url = ""
+
+    def __call__(self, work: Callable[[S], R], shards: Sequence[S], keys: Sequence[str]) -> Iterator[R]:
+        if len(shards) != len(keys):
+            raise ValueError(f"{len(shards)} shards but {len(keys)} keys")
+        pending: deque[Any] = deque()
+        queued = iter(zip(shards, keys, strict=True))
+        window = 2 * self.workers
+        for shard, key in queued:
+            pending.append(self._submit(work, shard, key))
+            if len(pending) >= window:
+                break
+        while pending:
+            result = pending.popleft().result()
+            for shard, key in queued:
+                pending.append(self._submit(work, shard, key))
+                break
+            yield result
+
+    def _submit(self, work: Callable[[Any], Any], shard: Any, key: str) -> Any:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        runner = self._started()
+        # The task carries this context to the worker: with the API's address in it, the worker reports there.
+        with temporary_settings({PREFECT_API_URL: self._api_url}):
+            return runner.submit(run_shard.with_options(task_run_name=key), parameters={"work": work, "shard": shard})
+
+    def _started(self) -> Any:
+        if self._runner is not None:
+            return self._runner
+        from prefect_dask import DaskTaskRunner
+
+        self._api_url = _prefect_api_url()
+        logging.getLogger("distributed").setLevel(logging.ERROR)  # the scheduler runs here: its INFO lines are noise
+        if self.config.dask_address:
+            runner = DaskTaskRunner(address=self.config.dask_address)
+        else:
+            runner = DaskTaskRunner(cluster_kwargs={
+                "n_workers": self.workers, "threads_per_worker": 1, "processes": True,
+                "host": "127.0.0.1", "dashboard_address": None, "silence_logs": logging.ERROR,
+            })  # fmt: skip
+        runner.__enter__()
+        saved = dict(os.environ)
+        os.environ.update({**_ONE_THREAD, "PREFECT_API_URL": self._api_url})  # what the spawned workers inherit
+        try:
+            runner.client  # noqa: B018  (starts the cluster, or connects to the scheduler, now)
+        except BaseException:
+            runner.__exit__(None, None, None)
+            raise
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+        self._runner = runner
+        return runner
+
+    def worker_pids(self) -> set[int]:
+        """The process ids of the cluster's workers (none before the first shard)."""
+        if self._runner is None:
+            return set()
+        return set(self._runner.client.run(os.getpid).values())
+
+    def close(self) -> None:
+        if self._runner is not None:
+            runner, self._runner = self._runner, None
+            runner.__exit__(None, None, None)
+
+
+def _prefect_api_url() -> str:
+    """This process's Prefect API: the configured one, or the ephemeral server (started if it is not yet)."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import get_current_settings
+
+    configured = get_current_settings().api.url
+    if configured:
+        return str(configured)
+    with get_client(sync_client=True) as client:  # starts the ephemeral server when none runs yet
+        client.api_healthcheck()
+    from prefect.server.api.server import SubprocessASGIServer
+
+    return SubprocessASGIServer().api_url
+
+
+@contextmanager
+def fan_out(config: ComputeConfig, threads: int | None = None) -> Iterator[ShardMap]:
+    """The shard map a run uses: Dask workers (``compute.fan_out``), or this process; closed at the end."""
+    if not config.fan_out:
+        yield in_process
+        return
+    shards = DaskShards(config, threads)
+    try:
+        yield shards
+    finally:
+        shards.close()
