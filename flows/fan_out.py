@@ -33,10 +33,14 @@ R = TypeVar("R")
 _ONE_THREAD = {key: "1" for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 
-@task(name="shard", cache_policy=NO_CACHE, persist_result=False)
-def run_shard(work: Callable[[Any], Any], shard: Any) -> Any:
+def call_shard(work: Callable[[Any], Any], shard: Any) -> Any:
     """One shard of per-call work, on whichever worker Dask picks."""
     return work(shard)
+
+
+# The task wraps a module-level function under its own name: workers unpickle it by reference (a function
+# decorated in place is shadowed by its task, and pickling it by value drags the caller's context along).
+run_shard = task(name="shard", cache_policy=NO_CACHE, persist_result=False)(call_shard)
 
 
 def local_workers(config: ComputeConfig, threads: int | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from core.compute import chunks, content_key, in_process, shard_size
 from core.settings import ComputeConfig, RedactionConfig
-from flows.fan_out import DaskShards, fan_out
+from flows.fan_out import DaskShards, call_shard, fan_out, run_shard
 from governance.audit import Actor, AuditLog
 from governance.crypto import Keyring
 from governance.ingest import ingest
@@ -49,6 +50,12 @@ def test_shards_are_split_evenly_and_named_by_content() -> None:
     assert key == content_key("redact-text", [("c1", "digest")], {"score_threshold": 0.4})
     assert key != content_key("redact-text", [("c1", "other digest")], {"score_threshold": 0.4})
     assert key != content_key("redact-text", [("c1", "digest")], {"score_threshold": 0.5})
+
+
+def test_the_shard_task_travels_by_reference() -> None:
+    """Workers import the shard function by name: pickled by value it would drag the caller's context along
+    (a command line run's failed so, where the test's did not)."""
+    assert pickle.loads(pickle.dumps(run_shard.fn)) is call_shard
 
 
 def test_in_process_is_used_when_fan_out_is_off() -> None:
