@@ -15,6 +15,9 @@ Many utterances at once go through :meth:`AsrEngine.transcribe_batch` (and
 :meth:`AsrEngine.transcribe_words_batch` for word times): the same decoding, batched, with short
 utterances padded to a fixed 10 s window instead of 30 s, about four times less compute for
 2-5 s turns at the same WER (``benchmarks/asr_speed.py``).
+
+An engine runs on the CPU (int8) unless it is given a ``device``: ``compute.device`` resolved by
+``core/device.py``, float16 on a GPU (docs/asr.md#gpu).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from core.audio import SAMPLE_RATE
+from core.device import ct2_device
 
 BUNDLED_MODEL = "tiny.en-bundled"
 # Below this many samples (10 ms) there is nothing to recognise; Whisper would only hallucinate.
@@ -158,7 +162,7 @@ class AsrEngine:
     def __init__(
         self,
         model: str | None = None,
-        compute_type: str = "int8",
+        compute_type: str | None = None,
         cpu_threads: int = 0,
         *,
         device: str = "cpu",
@@ -169,6 +173,9 @@ class AsrEngine:
     ) -> None:
         """Load ``model`` (default: the bundled tiny.en; or a CTranslate2 Whisper folder or hub id).
 
+        ``device``: cpu, cuda, or auto (``compute.device``, resolved by :func:`core.device.ct2_device`;
+        cuda without a GPU stops with :class:`core.device.DeviceUnavailable`). ``compute_type``: None
+        for the device's own (int8 on the CPU, float16 on a GPU).
         ``window_s`` is the short window :meth:`transcribe_batch` puts utterances in by default
         (``None`` or 30: every utterance in a full 30 s window, as :meth:`transcribe_arrays` does).
         ``workers``: how many batches the batch methods decode at once, each on ``cpu_threads``
@@ -178,6 +185,8 @@ class AsrEngine:
 
         if workers < 1:
             raise ValueError(f"workers must be at least 1, got {workers}")
+        placement = ct2_device(device, compute_type)
+        self.device, self.compute_type = placement.device, placement.compute_type
         self.workers = workers
 
         self.name = model or BUNDLED_MODEL
@@ -185,9 +194,8 @@ class AsrEngine:
         self.without_timestamps = without_timestamps
         self.max_tokens_per_second = max_tokens_per_second
         self.window_s = _check_window(window_s)
-        self._model: Any = WhisperModel(
-            self.model_path, device=device, compute_type=compute_type, cpu_threads=cpu_threads, num_workers=workers
-        )
+        self._model: Any = WhisperModel(self.model_path, device=self.device, compute_type=self.compute_type,
+                                        cpu_threads=cpu_threads, num_workers=workers)
         self._tokenizer_cache: Any = None
 
     @classmethod
@@ -197,9 +205,11 @@ class AsrEngine:
         Greedy decoding of tiny models is a chain of small matrix products that two threads share
         poorly: on 2 cores, two one-thread workers transcribe golden turns 1.22x faster than one
         two-thread worker (benchmarks/README.md#asr). Each worker holds a copy of the model, so
-        ``cores`` defaults to all cores up to 4.
+        ``cores`` defaults to all cores up to 4. On a GPU (``device``) one worker feeds it whole batches.
         """
-        return cls(model, cpu_threads=1, workers=max(1, cores or min(4, os.cpu_count() or 1)), **options)
+        device = ct2_device(options.pop("device", "cpu")).device
+        workers = 1 if device == "cuda" else max(1, cores or min(4, os.cpu_count() or 1))
+        return cls(model, cpu_threads=1, workers=workers, device=device, **options)
 
     def transcribe(self, paths: Sequence[Path]) -> list[str]:
         """Transcribe audio files of any sample rate or format PyAV reads (decoded to 16 kHz mono)."""

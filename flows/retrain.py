@@ -24,6 +24,7 @@ from prefect.runtime import flow_run
 
 from core import progress
 from core.corpus import intent_names
+from core.device import ct2_device, resolve_device
 from core.runtime import cpu_seconds, prepare
 from core.settings import Settings, load_settings
 from flows.erase import carry_out_pending_withdrawals
@@ -117,7 +118,8 @@ def finetune(settings: Settings, store: GovernedStore, versions: dict[str, Datas
     Registry(settings)  # sets up tracking
     return finetune_intent(train_sets, golden, list(intent_names()), settings.intent, settings.root / "work",
                            tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")}, threads=threads,
-                           report_as="finetune", callers=callers_of(reader, train_sets))
+                           report_as="finetune", callers=callers_of(reader, train_sets),
+                           device=resolve_device(settings.compute.device))
 
 
 @task(name="load-asr-golden", cache_policy=NO_CACHE)
@@ -143,7 +145,8 @@ def score_champion_asr(settings: Settings, store: GovernedStore, versions: dict[
     if asr_run and existing_bundle(registry, intent.run_id, asr_run):
         return None
     return champion_asr(registry, store.as_purpose("training"), golden, settings.asr.window_s,
-                        settings.asr.batch_transcribe, settings.root / "work", cores)
+                        settings.asr.batch_transcribe, settings.root / "work", cores,
+                        device=ct2_device(settings.compute.device).device)
 
 
 @task(name="finetune-asr", cache_policy=NO_CACHE)
@@ -160,6 +163,8 @@ def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str
             settings.root / "cache" / "asr", golden_audio=golden_audio,
             tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")},
             progress=lambda stage, done, total: progress.advanced("finetune_asr", done, total, stage),
+            device=resolve_device(settings.compute.device),
+            transcribe_device=ct2_device(settings.compute.device).device,
         )
     return AsrCandidate(run, golden_audio, settings.asr.window_s, settings.asr.batch_transcribe)
 

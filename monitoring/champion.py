@@ -45,14 +45,20 @@ def champion_version(settings: Settings) -> str:
     return bundle.version if bundle else BASE_BUNDLE
 
 
-def load_champion(settings: Settings) -> Champion:
-    """The bundle the champion alias names, loaded as serving loads it (the base Whisper when there is none)."""
+def load_champion(settings: Settings, device: str | None = None) -> Champion:
+    """The bundle the champion alias names, loaded as serving loads it (the base Whisper when there is none).
+
+    ``device``: where Whisper transcribes (cpu or cuda; None: ``compute.device`` resolved for CTranslate2).
+    """
+    from core.device import ct2_device
     from governance.redaction.redactor import Redactor
     from training.bundle import load_bundle
     from training.registry import CHAMPION, Registry
 
     registry = Registry(settings)
-    bundle = load_bundle(registry, registry.by_alias(CHAMPION), settings.root / "work", settings.asr.window_s)
+    where = ct2_device(device or settings.compute.device).device
+    bundle = load_bundle(registry, registry.by_alias(CHAMPION), settings.root / "work", settings.asr.window_s,
+                         device=where)
     return Champion(bundle, Redactor(settings.redaction, entities=settings.redaction.entities))
 
 

@@ -103,30 +103,32 @@ def process_seconds(bundle: ServedBundle, redact: Callable[[str], Any], audios: 
 
 
 def bundle_from_folders(version: str | None, asr_dir: Path | None, intent_dir: Path | None, window_s: float,
-                        cpu_threads: int | None = None, asr_label: str | None = None) -> ServedBundle:
+                        cpu_threads: int | None = None, asr_label: str | None = None,
+                        device: str = "cpu") -> ServedBundle:
     """Load a bundle from local model folders (``asr_dir`` None: the bundled base Whisper), configured as
-    serving runs it; the gate times a challenger loaded this way, so it is timed as it would serve."""
+    serving runs it; the gate times a challenger loaded this way, so it is timed as it would serve.
+    ``device``: where Whisper transcribes (CTranslate2's, core/device.py); the intent model stays on the CPU."""
     from core.asr import BUNDLED_MODEL, AsrEngine
     from training.asr.export import exported_window
     from training.intent.predict import IntentModel
 
     threads = cpu_threads or min(4, os.cpu_count() or 1)
     window = (exported_window(asr_dir) if asr_dir else None) or window_s
-    asr = AsrEngine(str(asr_dir) if asr_dir else None, cpu_threads=threads, window_s=window)
+    asr = AsrEngine(str(asr_dir) if asr_dir else None, cpu_threads=threads, window_s=window, device=device)
     label = asr_label or (str(asr_dir) if asr_dir else BUNDLED_MODEL)
     return ServedBundle(version, asr, label, IntentModel.load(intent_dir) if intent_dir else None)
 
 
 def load_bundle(registry: Registry, bundle: BundleVersion | None, work_dir: Path, window_s: float,
-                cpu_threads: int | None = None) -> ServedBundle:
-    """Download and load ``bundle``'s components (None: the base ASR alone) into memory."""
+                cpu_threads: int | None = None, device: str = "cpu") -> ServedBundle:
+    """Download and load ``bundle``'s components (None: the base ASR alone) into memory; Whisper on ``device``."""
     from core.asr import ct2_export_folder
 
     if bundle is None:
-        return bundle_from_folders(None, None, None, window_s, cpu_threads)
+        return bundle_from_folders(None, None, None, window_s, cpu_threads, device=device)
     folder = work_dir / f"bundle-{bundle.version}"
     intent_dir = registry.download_component(bundle.intent_model, folder / "intent") if bundle.intent_model else None
     reference = bundle.components.get("asr")
     asr_dir = ct2_export_folder(registry.download_component(reference, folder / "asr"), f"ASR {reference}") \
         if reference else None
-    return bundle_from_folders(bundle.version, asr_dir, intent_dir, window_s, cpu_threads, reference)
+    return bundle_from_folders(bundle.version, asr_dir, intent_dir, window_s, cpu_threads, reference, device)

@@ -20,6 +20,7 @@ import pandas as pd
 from mlflow.data.pandas_dataset import from_pandas
 from pydantic import BaseModel
 
+from core.device import resolve_device
 from core.progress import advanced
 from core.settings import IntentConfig
 from training.datasets import ASR_DATASETS, EVALUATION_SETS, INTENT_GOLDEN, DatasetVersion
@@ -29,6 +30,8 @@ from training.intent.train import train_intent_model
 
 MODEL_ARTIFACT = "intent_model"
 TRAIN_KEY_TAG = "voiceloop.train_key"
+# Where a run trained (cpu or cuda). Not part of its key: a finished run is reused on either device.
+DEVICE_TAG = "voiceloop.device"
 
 
 @dataclass
@@ -85,8 +88,9 @@ def train_and_predict(
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = False,
     callers: Mapping[str, str] | None = None,
+    device: str = "cpu",
 ) -> list[str]:
-    """Train on the call turns' ASR text plus any text datasets; predict the golden references.
+    """Train on the call turns' ASR text plus any text datasets, on ``device``; predict the golden references.
 
     ``callers`` (call id -> caller pseudonym, :func:`training.datasets.callers_of`) tells the lexical model
     whose words are whose; without it each call counts as a caller of its own.
@@ -100,7 +104,7 @@ def train_and_predict(
         labels += list(data["intent"])
         groups += [_caller_of(call_id, callers) for call_id in data["call_id"]]
     train_intent_model(texts, labels, label_names, config, model_dir, eval_texts=golden_texts,
-                       eval_labels=golden_labels, on_epoch=on_epoch, progress=progress, callers=groups)
+                       eval_labels=golden_labels, on_epoch=on_epoch, progress=progress, callers=groups, device=device)
     return IntentModel.load(model_dir).predict(golden_texts)
 
 
@@ -142,12 +146,15 @@ def finetune_intent(
     threads: int | None = None,
     report_as: str | None = None,
     callers: Mapping[str, str] | None = None,
+    device: str = "cpu",
 ) -> ChallengerRun:
     """Train (or reuse) the challenger and predict the golden set with it (``callers``: see train_and_predict).
 
     ``threads``: train in a fresh process on that many CPU threads (training/lanes.py), so that
     another training can use the other cores; None trains here, on this process's threads.
     ``report_as``: report each epoch as that step's progress (core/progress.py), from either process.
+    ``device``: torch's device for training (``compute.device`` resolved by core/device.py); predictions
+    of the golden set run on the CPU, as serving's do.
     """
     key = train_key([*train_sets, golden], config)
     reused_run = finished_run(key)
@@ -161,7 +168,7 @@ def finetune_intent(
         return ChallengerRun(reused_run, model_dir, golden_texts, golden_labels, predictions,
                              accuracy(golden_labels, predictions), reused=True, golden=golden.reference())
     args = (train_sets, golden, label_names, config, work_dir / key, key, tags or {}, progress, report_as,
-            dict(callers) if callers is not None else None)
+            dict(callers) if callers is not None else None, device)
     if threads is None:
         return train_run(*args)
     from training.lanes import run_isolated
@@ -180,10 +187,12 @@ def train_run(
     progress: bool,
     report_as: str | None = None,
     callers: Mapping[str, str] | None = None,
+    device: str = "cpu",
 ) -> ChallengerRun:
-    """One new MLflow run: train the challenger into ``out_dir``, predict the golden set, log everything."""
+    """One new MLflow run: train the challenger into ``out_dir`` on ``device``, predict the golden set, log it all."""
+    device = resolve_device(device)
     golden_texts, golden_labels = golden_references(golden)
-    with mlflow.start_run(run_name="retrain-intent", tags={TRAIN_KEY_TAG: key, **tags}) as run:
+    with mlflow.start_run(run_name="retrain-intent", tags={TRAIN_KEY_TAG: key, **tags, DEVICE_TAG: device}) as run:
         mlflow.log_params(flat_params("intent", config.model_dump()))
         mlflow.log_params({f"dataset.{d.name}": d.digest for d in [*train_sets, golden]})
         for dataset, context in [*((d, "training") for d in train_sets), (golden, "evaluation")]:
@@ -203,7 +212,7 @@ def train_run(
 
         predictions = train_and_predict(
             train_sets, golden_texts, golden_labels, label_names, config, model_dir, on_epoch=log_epoch,
-            progress=progress, callers=callers,
+            progress=progress, callers=callers, device=device,
         )
         golden_accuracy = accuracy(golden_labels, predictions)
         mlflow.log_metric("golden_accuracy", golden_accuracy)

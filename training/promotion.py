@@ -21,6 +21,7 @@ from typing import Any
 import mlflow
 import numpy as np
 
+from core.device import Ct2Device, ct2_device
 from core.settings import GateConfig, RedactionConfig, Settings
 from governance.store import GovernedStore
 from training.asr.finetune import MODEL_ARTIFACT as ASR_ARTIFACT
@@ -161,36 +162,48 @@ class ChampionAsr:
     label: str  # "champion ASR voiceloop-asr/3", or the base model while no bundle has an ASR
     evaluation: AsrEvaluation
     cached: bool = False  # read from the champion's run instead of transcribed
+    device: str = "cpu"  # CTranslate2's device for the transcripts: the challenger's must be the same
 
 
 def champion_asr(registry: Registry, store: GovernedStore, golden: GoldenAudio, window_s: float, batch_size: int,
-                 work_dir: Path, cores: int | None = None) -> ChampionAsr:
-    """Transcribe the golden audio with the champion bundle's ASR (else the base model), on ``cores`` workers;
-    kept beside the golden version in ``store`` by model, evaluation set and window, and read back next time.
+                 work_dir: Path, cores: int | None = None, device: str = "cpu") -> ChampionAsr:
+    """Transcribe the golden audio with the champion bundle's ASR (else the base model), on ``cores`` workers
+    or on CTranslate2's ``device`` (core/device.py); kept beside the golden version in ``store`` by model,
+    evaluation set, window and device, and read back next time.
 
     It needs no challenger, so the flow runs it beside the ASR fine-tuning.
     """
     from training.asr.export import exported_window
 
+    placement = ct2_device(device)
     champion = registry.by_alias(CHAMPION)
     reference = champion.components.get("asr") if champion else None
     if not reference:
-        return ChampionAsr("the base model (no champion ASR yet)", golden.transcribe(None, window_s, batch_size,
-                                                                                     cores=cores))
+        evaluation = golden.transcribe(None, window_s, batch_size, cores=cores, device=placement.device)
+        return ChampionAsr("the base model (no champion ASR yet)", evaluation, device=placement.device)
     label = f"champion ASR {reference}"
     model_dir = registry.download_component(reference, work_dir / f"champion-asr-{reference.replace('/', '-')}")
     window_s = exported_window(model_dir) or window_s
     def transcribe() -> dict[str, Any]:
-        evaluation = golden.transcribe(model_dir, window_s, batch_size, cores=cores)
+        evaluation = golden.transcribe(model_dir, window_s, batch_size, cores=cores, device=placement.device)
         return {"model": reference, "golden": golden.key, "window_s": window_s, "texts": evaluation.texts()}
 
-    key = evaluation_key("champion-asr", reference, golden.key, f"w{window_s:g}")
+    key = evaluation_key("champion-asr", reference, golden.key, f"w{window_s:g}", *_placement_key(placement))
     value, cached = kept_with_version(store, golden.version, key, transcribe)
-    return ChampionAsr(label, AsrEvaluation.of(golden, value["texts"]), cached=cached)
+    return ChampionAsr(label, AsrEvaluation.of(golden, value["texts"]), cached=cached, device=placement.device)
+
+
+def _placement_key(placement: Ct2Device) -> list[str]:
+    """How kept transcripts name where they were made: nothing for the CPU's int8 (the names kept before
+    devices existed), else device and compute type (float16 on a GPU writes other texts)."""
+    return [] if placement == ct2_device("cpu") else [f"{placement.device}-{placement.compute_type}"]
 
 
 def asr_evidence(candidate: AsrCandidate, champion: ChampionAsr) -> AsrEvidence:
-    """Pair the challenger's and the champion's golden transcripts, utterance by utterance."""
+    """Pair the challenger's and the champion's golden transcripts, utterance by utterance (made on one device)."""
+    if candidate.run.device != champion.device:
+        raise ValueError(f"the challenger's golden transcripts were made on {candidate.run.device} and the "
+                         f"champion's on {champion.device}: transcribe both on the same device")
     golden, baseline = candidate.golden, champion.evaluation
     challenger = candidate.run.evaluation
     challenger_errors, ref_words = error_arrays(utterance_errors(golden.references, challenger.hypotheses))
@@ -248,7 +261,8 @@ def serving_latency(challenger: ChallengerRun, asr: AsrCandidate, redaction: Red
 
     audios = sorted(asr.golden.audios, key=len)
     picked = [audios[i] for i in np.linspace(0, len(audios) - 1, min(utterances, len(audios))).round().astype(int)]
-    bundle = bundle_from_folders("challenger", asr.run.model_dir, challenger.model_dir, asr.window_s)
+    bundle = bundle_from_folders("challenger", asr.run.model_dir, challenger.model_dir, asr.window_s,
+                                 device=asr.run.device)
     redactor = Redactor(redaction, entities=redaction.entities)
     process_seconds(bundle, redactor.redact, picked[:2])  # warm-up: first calls load lazily
     return np.asarray(process_seconds(bundle, redactor.redact, picked))
@@ -275,7 +289,8 @@ def gate_evidence(
     (arguments as :func:`gate_and_promote`'s; the decision itself is :func:`training.gate.decide`'s)."""
     baseline = champion_predictions(registry, store, challenger.golden, challenger.golden_texts, work_dir)
     if asr and asr_champion is None:
-        asr_champion = champion_asr(registry, store, asr.golden, asr.window_s, asr.batch_size, work_dir)
+        asr_champion = champion_asr(registry, store, asr.golden, asr.window_s, asr.batch_size, work_dir,
+                                    device=asr.run.device)
     return GateEvidence(
         labels=challenger.golden_labels,
         challenger_predictions=challenger.golden_predictions,

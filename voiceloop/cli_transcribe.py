@@ -164,9 +164,15 @@ def transcribe(
         if window_s is None and resolved.path and (trained := exported_window(Path(resolved.path))):
             window = trained  # the window the model was trained on
 
+        from core.device import DeviceUnavailable, ct2_device
+
+        try:
+            device = ct2_device(settings.compute.device).device
+        except DeviceUnavailable as err:
+            fail(escape(str(err)))
         try:
             engine = AsrEngine.for_throughput(resolved.path, settings.threads or min(4, os.cpu_count() or 1),
-                                              window_s=window)
+                                              window_s=window, device=device)
         except Exception as err:  # CTranslate2 / tokenizers errors on a broken export
             fail(escape(f"--model {model}: could not load {resolved.path}: {err}"))
         failed, seconds = 0, 0.0

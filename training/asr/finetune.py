@@ -5,7 +5,8 @@ the merged model exported to CTranslate2 int8 (what serving loads and the gate s
 WER overall and by slice (voice, channel, SNR) with a plot, digit accuracy on a real FSDD
 speaker training never hears, and word errors on real clean recordings (clean_speech.py).
 Runs are keyed by dataset digests + configuration, so a re-run after a crash reuses a finished
-run instead of training again.
+run instead of training again. Training runs on torch's device and the transcripts on CTranslate2's
+(``compute.device``, resolved by core/device.py; the CPU unless told).
 """
 
 from __future__ import annotations
@@ -24,11 +25,12 @@ from typing import Any
 import mlflow
 import numpy as np
 
+from core.device import ct2_device, resolve_device
 from core.settings import AsrConfig
 from training.asr.data import load_utterance
 from training.asr.metrics import digit_accuracy, slice_table, utterance_errors, wer, wer_by_slice_plot
 from training.datasets import ASR_TRAIN, DatasetVersion
-from training.finetune import finished_run, flat_params, train_key
+from training.finetune import DEVICE_TAG, finished_run, flat_params, train_key
 
 MODEL_ARTIFACT = "asr_model"
 ADAPTER_ARTIFACT = "asr_adapter"
@@ -103,14 +105,15 @@ class GoldenAudio:
         )
 
     def transcribe(self, model: str | Path | None, window_s: float, batch_size: int,
-                   progress: Callable[[int, int], None] | None = None, compute_type: str = "int8",
-                   cores: int | None = None) -> AsrEvaluation:
+                   progress: Callable[[int, int], None] | None = None, compute_type: str | None = None,
+                   cores: int | None = None, device: str = "cpu") -> AsrEvaluation:
         """Transcribe everything with a CTranslate2 model (None: the bundled base model) as serving would,
-        on ``cores`` one-thread workers (None: every core up to 4)."""
+        on ``cores`` one-thread workers (None: every core up to 4), or on a GPU (``device``). ``compute_type``:
+        None for the device's own (int8 on the CPU, float16 on a GPU; core/device.py)."""
         from core.asr import AsrEngine
 
         engine = AsrEngine.for_throughput(str(model) if model else None, cores, compute_type=compute_type,
-                                          window_s=window_s)
+                                          window_s=window_s, device=device)
         return AsrEvaluation.of(self, engine.transcribe_batch(self.everything(), batch_size=batch_size,
                                                               progress=progress))
 
@@ -138,6 +141,7 @@ class AsrChallengerRun:
     window_s: float
     batch_size: int
     reused: bool
+    device: str = "cpu"  # CTranslate2's device for its golden transcripts (core/device.py)
     progress: Callable[[int, int], None] | None = field(default=None, repr=False)
     logged: dict[str, float] = field(default_factory=dict, repr=False)  # the run's MLflow metrics
     _evaluation: AsrEvaluation | None = field(default=None, repr=False)
@@ -150,7 +154,8 @@ class AsrChallengerRun:
     @property
     def evaluation(self) -> AsrEvaluation:
         if self._evaluation is None:
-            self._evaluation = self.golden.transcribe(self.model_dir, self.window_s, self.batch_size, self.progress)
+            self._evaluation = self.golden.transcribe(self.model_dir, self.window_s, self.batch_size, self.progress,
+                                                      device=self.device)
         return self._evaluation
 
     @cached_property
@@ -222,13 +227,20 @@ def finetune_asr(
     golden_audio: GoldenAudio | None = None,
     tags: dict[str, str] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    device: str = "cpu",
+    transcribe_device: str = "cpu",
 ) -> AsrChallengerRun:
-    """Train (or reuse) the ASR challenger, export it and transcribe the golden set with it."""
+    """Train (or reuse) the ASR challenger, export it and transcribe the golden set with it.
+
+    ``device``: torch's device for training (:func:`core.device.resolve_device`); ``transcribe_device``:
+    CTranslate2's for the golden transcripts (:func:`core.device.ct2_device`; the champion's must match).
+    """
     from training.asr.convert import load_base_whisper
     from training.asr.export import export_ctranslate2
     from training.asr.train import Utterance, save_merged, train_whisper_lora, transcribe_hf
 
     key = asr_train_key(train_sets, golden, config)
+    transcribe_device = ct2_device(transcribe_device).device  # cuda without a GPU stops here, before any work
     golden_audio = golden_audio or GoldenAudio.load(golden)
 
     def tick(stage: str) -> Callable[[int, int], None] | None:
@@ -239,13 +251,14 @@ def finetune_asr(
         model_dir = Path(mlflow.artifacts.download_artifacts(run_id=reused_run, artifact_path=MODEL_ARTIFACT,
                                                              dst_path=str(work_dir / key)))
         return AsrChallengerRun(reused_run, model_dir, golden_audio, config.window_s, config.batch_transcribe,
-                                reused=True, progress=tick("evaluate"),
+                                reused=True, device=transcribe_device, progress=tick("evaluate"),
                                 logged=mlflow.get_run(reused_run).data.metrics)
 
+    device = resolve_device(device)
     rows = _training_rows(train_sets, config.max_train_turns)
     train_idx, dev_idx = _split_dev(rows, config.dev_share, config.seed)
     utterances = [Utterance(load_utterance(rows[i]["audio"]), rows[i]["text"]) for i in range(len(rows))]
-    with mlflow.start_run(run_name="retrain-asr", tags={TRAIN_KEY_TAG: key, **(tags or {})}) as run:
+    with mlflow.start_run(run_name="retrain-asr", tags={TRAIN_KEY_TAG: key, **(tags or {}), DEVICE_TAG: device}) as run:
         mlflow.log_params(flat_params("asr", config.model_dump()))
         mlflow.log_params({f"dataset.{d.name}": d.digest for d in [*train_sets, golden]})
         mlflow.log_params({"asr.train_utterances": len(train_idx), "asr.dev_utterances": len(dev_idx)})
@@ -260,7 +273,7 @@ def finetune_asr(
 
         started = time.perf_counter()
         peft_model = train_whisper_lora(model, processor.tokenizer, [utterances[i] for i in train_idx], config,
-                                        on_epoch=on_epoch, progress=tick("train"))
+                                        on_epoch=on_epoch, progress=tick("train"), device=device)
         mlflow.log_metric("train_seconds", time.perf_counter() - started)  # per-epoch dev WER included
         out = work_dir / key
         peft_model.save_pretrained(str(out / ADAPTER_ARTIFACT))
@@ -268,7 +281,8 @@ def finetune_asr(
         merged = save_merged(peft_model, processor, out / "merged", config.lora.merge_scale)
         model_dir = export_ctranslate2(merged, out / MODEL_ARTIFACT, "int8", config.window_s)
         challenger = AsrChallengerRun(run.info.run_id, model_dir, golden_audio, config.window_s,
-                                      config.batch_transcribe, reused=False, progress=tick("evaluate"))
+                                      config.batch_transcribe, reused=False, device=transcribe_device,
+                                      progress=tick("evaluate"))
         scores = challenger.scores
         _log_scores("golden", scores)
         with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,9 @@ The encoder layers below the LoRA ones never change, so their outputs are comput
 utterance and reused every epoch (``lora.encoder_layers`` = 0 caches the whole encoder: only the
 decoder learns). Targets are the text tokens after Whisper's <|startoftranscript|><|notimestamps|>
 prompt, ended by <|endoftext|>; the loss is plain token cross-entropy.
+
+The model and each batch go to the training device (``compute.device``, core/device.py); the cached
+states stay in memory on the CPU and travel to the device a batch at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import torch
 
 from core.asr import token_cap
 from core.audio import SAMPLE_RATE
+from core.device import resolve_device
 from core.settings import AsrConfig
 from training.asr import windowed
 from training.precision import autocast, native_bf16
@@ -47,22 +51,23 @@ def lora_target_regex(modules: Sequence[str], encoder_layers: int, total_encoder
 
 
 class _Batches:
-    """Utterances grouped by window size with the frozen encoder layers' outputs cached."""
+    """Utterances grouped by window size with the frozen encoder layers' outputs cached (on the CPU)."""
 
     def __init__(self, model: Any, utterances: Sequence[Utterance], window_s: float, frozen_layers: int,
-                 bf16: bool = False) -> None:
+                 bf16: bool = False, device: str = "cpu") -> None:
         self.frozen_layers = frozen_layers
+        self.device = device
         self.groups = windowed.group_by_window([u.audio for u in utterances], window_s)
         self.cache: dict[int, torch.Tensor] = {}
-        with torch.inference_mode(), autocast(bf16):
+        with torch.inference_mode(), autocast(bf16, device):
             for frames, members in self.groups.items():
                 for start in range(0, len(members), _CACHE_BATCH):
                     chunk = members[start : start + _CACHE_BATCH]
                     mels = [windowed.log_mel(utterances[i].audio, frames) for i in chunk]
-                    features = torch.from_numpy(np.stack(mels))
+                    features = torch.from_numpy(np.stack(mels)).to(device)
                     hidden = windowed.run_layers(model, windowed.embed(model, features), 0, frozen_layers)
                     for i, h in zip(chunk, hidden, strict=True):
-                        self.cache[i] = h.float().clone()
+                        self.cache[i] = h.float().to("cpu", copy=True)  # a copy: not a view holding the batch
 
     def epoch(self, batch_size: int, rng: random.Random) -> list[list[int]]:
         batches = []
@@ -74,7 +79,7 @@ class _Batches:
         return batches
 
     def encoder_states(self, model: Any, batch: list[int]) -> torch.Tensor:
-        hidden = torch.stack([self.cache[i] for i in batch])
+        hidden = torch.stack([self.cache[i] for i in batch]).to(self.device)
         return windowed.finish(model, windowed.run_layers(model, hidden, self.frozen_layers))
 
 
@@ -102,8 +107,10 @@ def transcribe_hf(
     model: Any, tokenizer: Any, audios: Sequence[np.ndarray], window_s: float, batch_size: int = 16,
     max_new_tokens: int = 440,
 ) -> list[str]:
-    """Greedy transcripts from a transformers Whisper on the same windows and token caps as serving."""
+    """Greedy transcripts from a transformers Whisper on the same windows and token caps as serving
+    (on the model's device)."""
     prompt, eot = windowed.prompt_ids(tokenizer), tokenizer.eos_token_id
+    device = next(model.parameters()).device
     texts = [""] * len(audios)
     model.eval()
     with torch.inference_mode():
@@ -111,7 +118,7 @@ def transcribe_hf(
             for start in range(0, len(members), batch_size):
                 chunk = members[start : start + batch_size]
                 features = torch.from_numpy(np.stack([windowed.log_mel(audios[i], frames) for i in chunk]))
-                states = windowed.encode(model, features)
+                states = windowed.encode(model, features.to(device))
                 caps = [min(max_new_tokens, served_cap(audios[i].shape[0], len(prompt))) for i in chunk]
                 decoded = windowed.greedy_decode(model, states, prompt, eot, max(caps))
                 for i, tokens, cap in zip(chunk, decoded, caps, strict=True):
@@ -127,16 +134,20 @@ def train_whisper_lora(
     *,
     on_epoch: Callable[[int, dict[str, float], Any], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
+    device: str = "cpu",
 ) -> Any:
     """Wrap ``model`` with LoRA, train it on ``train`` and return the PEFT model (not merged).
 
     ``on_epoch(epoch, metrics, model)`` is called after each epoch with the LoRA-injected transformers
-    model in eval mode.
+    model in eval mode. ``device``: cpu, cuda or auto (core/device.py); ``model`` is moved there and
+    the returned model stays there.
     """
     from peft import LoraConfig, get_peft_model
 
+    device = resolve_device(device)
     if not train:
         raise ValueError("no training utterances: the ASR training set is empty")
+    model.to(device)
     torch.manual_seed(config.seed)
     total_layers = int(model.config.encoder_layers)
     trainable_layers = min(config.lora.encoder_layers, total_layers)
@@ -151,8 +162,8 @@ def train_whisper_lora(
     prompt, eot = windowed.prompt_ids(tokenizer), tokenizer.eos_token_id
     labels = [tokenizer.encode(" " + u.text.strip(), add_special_tokens=False)[: config.max_target_tokens]
               for u in train]
-    bf16 = config.bf16 and native_bf16()
-    batches = _Batches(base, train, config.window_s, total_layers - trainable_layers, bf16)
+    bf16 = config.bf16 and native_bf16(device)
+    batches = _Batches(base, train, config.window_s, total_layers - trainable_layers, bf16, device)
     steps_per_epoch = sum(math.ceil(len(g) / config.batch_size) for g in batches.groups.values())
     total_steps = max(1, steps_per_epoch * config.epochs)
     warmup = max(1, int(total_steps * config.warmup_ratio))
@@ -167,8 +178,8 @@ def train_whisper_lora(
         peft_model.train()
         losses = []
         for batch in batches.epoch(config.batch_size, rng):
-            inputs, targets = _teacher_forcing([labels[i] for i in batch], prompt, eot)
-            with autocast(bf16):
+            inputs, targets = (t.to(device) for t in _teacher_forcing([labels[i] for i in batch], prompt, eot))
+            with autocast(bf16, device):
                 logits = windowed.decoder_logits(base, batches.encoder_states(base, batch), inputs)
             loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.shape[-1]),
                                                      targets.reshape(-1))

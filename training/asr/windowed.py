@@ -107,7 +107,8 @@ def greedy_decode(
     """Greedy text tokens per utterance (prompt and end-of-text left out), with the decoder's KV cache.
 
     Whisper's suppressed tokens (generation_config.suppress_tokens) are never chosen, as in
-    CTranslate2's decoding, so the merged model and its export decode alike.
+    CTranslate2's decoding, so the merged model and its export decode alike. Runs on the device of
+    ``encoder_states``.
     """
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
@@ -115,7 +116,7 @@ def greedy_decode(
     suppress = list(getattr(model.generation_config, "suppress_tokens", None) or [])
     # blank and end-of-text are not allowed first (CTranslate2's suppress_blank)
     begin_suppress = list(getattr(model.generation_config, "begin_suppress_tokens", None) or [eot])
-    tokens = torch.tensor([list(prompt)] * batch, dtype=torch.long)
+    tokens = torch.tensor([list(prompt)] * batch, dtype=torch.long, device=encoder_states.device)
     cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
     done = torch.zeros(batch, dtype=torch.bool)
     out: list[list[int]] = [[] for _ in range(batch)]
@@ -131,12 +132,12 @@ def greedy_decode(
         if step == 0:
             logits[:, begin_suppress] = -torch.inf
         chosen = logits.argmax(-1)
-        for i in range(batch):
+        for i, token in enumerate(chosen.tolist()):  # one copy off the device per step
             if not done[i]:
-                if int(chosen[i]) == eot:
+                if token == eot:
                     done[i] = True
                 else:
-                    out[i].append(int(chosen[i]))
+                    out[i].append(token)
         if bool(done.all()):
             break
         step_input = chosen.unsqueeze(1)

@@ -199,15 +199,22 @@ def build_model(base: str, n_labels: int, settings: LoraSettings, scale: float) 
     return IntentClassifier(encoder, CosineHead(int(base_model.config.hidden_size), n_labels, scale))
 
 
-def pad_batch(seqs: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dynamic padding: pad to the longest sequence in this batch only."""
+def pad_batch(
+    seqs: list[list[int]], pad_id: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dynamic padding: pad to the longest sequence in this batch only; the batch goes to ``device``."""
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, seq in enumerate(seqs):
         ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
         mask[i, : len(seq)] = 1
-    return ids, mask
+    return ids.to(device), mask.to(device)
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s weights are: its batches go there."""
+    return next(model.parameters()).device
 
 
 def length_sorted_order(lengths: list[int]) -> list[int]:

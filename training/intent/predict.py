@@ -24,6 +24,7 @@ from training.intent.model import (
     length_sorted_order,
     load_encoder,
     load_tokenizer,
+    model_device,
     pad_batch,
 )
 
@@ -68,13 +69,14 @@ def _member_logits(model: IntentClassifier, ids: torch.Tensor, mask: torch.Tenso
 def batched_logits(
     model: IntentClassifier, seqs: list[list[int]], pad_id: int, batch_size: int = 128, start: int = 0
 ) -> torch.Tensor:
-    """Logits in input order, computed over length-sorted batches (little padding)."""
+    """Logits in input order, on the CPU: length-sorted batches (little padding) on the model's device."""
     order = length_sorted_order([len(s) for s in seqs])
+    device = model_device(model)
     out: torch.Tensor | None = None
     for begin in range(0, len(order), batch_size):
         idx = order[begin : begin + batch_size]
-        ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
-        logits = _member_logits(model, ids, mask, start)
+        ids, mask = pad_batch([seqs[i] for i in idx], pad_id, device)
+        logits = _member_logits(model, ids, mask, start).cpu()
         if out is None:
             out = torch.empty((len(seqs), logits.shape[1]), dtype=torch.float32)
         out[torch.tensor(idx)] = logits

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from core.device import resolve_device
 from core.settings import IntentConfig
 from training.evaluate import accuracy
 from training.intent.lexical import LEXICAL_ARRAYS, LEXICAL_JSON, LexicalModel, blend
@@ -43,6 +44,7 @@ from training.intent.model import (
     load_tokenizer,
     lora_config,
     mean_pool,
+    model_device,
     num_layers,
     pad_batch,
     portable_ref,
@@ -68,6 +70,7 @@ class IntentTrainingResult:
     epochs: int
     history: list[dict[str, float]] = field(default_factory=list)
     train_seconds: float = 0.0
+    device: str = "cpu"  # where it trained (core/device.py)
 
 
 def seed_everything(seed: int) -> None:
@@ -94,6 +97,7 @@ class LayerCache:
 
     Built in one inference pass, which also yields the frozen sentence embeddings used to
     fit the head (LoRA's B matrices start at zero, so the model equals the base model then).
+    The states stay on the model's device.
     """
 
     def __init__(
@@ -101,11 +105,12 @@ class LayerCache:
     ) -> None:
         self.start = start
         self.states: list[torch.Tensor] = [torch.empty(0)] * len(seqs)
-        pooled = torch.empty((len(seqs), int(model.head.weight.shape[1])))
+        device = model_device(model)
+        pooled = torch.empty((len(seqs), int(model.head.weight.shape[1])), device=device)
         model.eval()
-        with torch.inference_mode(), autocast(bf16):
+        with torch.inference_mode(), autocast(bf16, device.type):
             for idx in _chunks(length_sorted_order([len(s) for s in seqs]), 256):
-                ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
+                ids, mask = pad_batch([seqs[i] for i in idx], pad_id, device)
                 out = model.encoder(input_ids=ids, attention_mask=mask, output_hidden_states=True)
                 lower = out.hidden_states[start].float()
                 for row, i in enumerate(idx):
@@ -116,7 +121,7 @@ class LayerCache:
     def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         states = [self.states[i] for i in idx]
         hidden = nn.utils.rnn.pad_sequence(states, batch_first=True)
-        mask = torch.zeros(hidden.shape[:2], dtype=torch.long)
+        mask = torch.zeros(hidden.shape[:2], dtype=torch.long, device=hidden.device)
         for row, s in enumerate(states):
             mask[row, : s.shape[0]] = 1
         return hidden, mask
@@ -163,7 +168,7 @@ def split_works(model: IntentClassifier, seqs: list[list[int]], pad_id: int, sta
     try:
         model.eval()
         with torch.inference_mode():
-            ids, mask = pad_batch(seqs[:8], pad_id)
+            ids, mask = pad_batch(seqs[:8], pad_id, model_device(model))
             full = model.embed(ids, mask)
             split = model.embed_from(model.hidden_at(ids, mask, start), mask, start)
         return bool(torch.allclose(full, split, atol=1e-4))
@@ -200,7 +205,7 @@ def _train_logits(
     if cache is not None:
         hidden, mask = cache.batch(idx)
         return model.forward_from(hidden, mask, cache.start)
-    ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
+    ids, mask = pad_batch([seqs[i] for i in idx], pad_id, model_device(model))
     return model(ids, mask)
 
 
@@ -235,13 +240,14 @@ def _progress(total: int, enabled: bool, desc: str) -> Any:
 
 @dataclass
 class _Batches:
-    """What every member trains on: token ids, labels, the layer cache and the eval set."""
+    """What every member trains on: token ids, labels (on the model's device), the layer cache and the eval set."""
 
     seqs: list[list[int]]
     y: torch.Tensor
     pad_id: int
     cache: LayerCache | None
     bf16: bool
+    device: str = "cpu"  # the model's: autocast follows it
     eval_seqs: list[list[int]] | None = None
     eval_y: list[int] | None = None
     eval_cache: LayerCache | None = None
@@ -275,7 +281,7 @@ def _train_member(
         total, count = 0.0, 0
         bar = _progress(steps_per_epoch, progress, f"intent {label}epoch {epoch}/{config.epochs}")
         for idx in bucketed_batches(lengths, config.batch_size, rng):
-            with autocast(data.bf16):
+            with autocast(data.bf16, data.device):
                 logits = _train_logits(model, data.cache, data.seqs, idx, data.pad_id)
             loss = loss_fn(logits.float(), data.y[idx])
             opt.zero_grad(set_to_none=True)
@@ -318,6 +324,7 @@ def train_intent_model(
     on_epoch: EpochCallback | None = None,
     progress: bool = False,
     callers: Sequence[str | None] | None = None,
+    device: str = "cpu",
 ) -> IntentTrainingResult:
     """Train, save everything needed to reload into ``out_dir``, and report per-epoch figures.
 
@@ -326,7 +333,10 @@ def train_intent_model(
     probabilities. Epochs are reported in one sequence (member k's epoch e is step
     ``k * epochs + e``). Deterministic for ``config.seed`` on a given machine and thread count.
     ``callers``: each text's caller pseudonym (None: public text), for the lexical vocabularies.
+    ``device``: where the model and its batches go (cpu, cuda or auto: core/device.py); the saved
+    folder is the same either way and loads on the CPU.
     """
+    device = resolve_device(device)
     if len(texts) != len(labels) or not texts:
         raise ValueError("texts and labels must be non-empty and of equal length")
     index = {name: i for i, name in enumerate(label_names)}
@@ -342,17 +352,17 @@ def train_intent_model(
     tokenizer = load_tokenizer(config.base_model)
     pad_id = int(tokenizer.pad_token_id or 0)
     seqs = tokenize(tokenizer, texts, config.max_length)
-    y = torch.tensor([index[label] for label in labels])
-    model = build_model(config.base_model, len(label_names), config.lora, config.head_scale)
+    y = torch.tensor([index[label] for label in labels], device=device)
+    model = build_model(config.base_model, len(label_names), config.lora, config.head_scale).to(device)
     n_layers = num_layers(model.encoder)
     start = first_adapted_layer(config.lora, n_layers)
-    bf16 = config.bf16 and native_bf16()
+    bf16 = config.bf16 and native_bf16(device)
     if start and not config.lora.modules_to_save and split_works(model, seqs, pad_id, start):
         cache: LayerCache | None = LayerCache(model, seqs, pad_id, start, bf16)
         frozen = cache.frozen_embeddings  # type: ignore[union-attr]
     else:
         cache = None
-        with autocast(bf16):
+        with autocast(bf16, device):
             frozen = _frozen_embeddings(model, seqs, pad_id).float()
     log.info(
         "frozen pass: %.1f s (cache from layer %s, bf16 %s)",
@@ -364,7 +374,7 @@ def train_intent_model(
     probed = {k: v.detach().clone() for k, v in model.head.state_dict().items()}
     log.info("head probe done at %.1f s", time.perf_counter() - started)
 
-    data = _Batches(seqs, y, pad_id, cache, bf16)
+    data = _Batches(seqs, y, pad_id, cache, bf16, device)
     if eval_texts:
         data.eval_seqs = tokenize(tokenizer, eval_texts, config.max_length)
         data.eval_y = [index.get(label, -1) for label in eval_labels or []]
@@ -379,7 +389,7 @@ def train_intent_model(
             model.add_member(
                 member_name(k),
                 lora_config(config.lora, n_layers),
-                CosineHead(frozen.shape[1], len(label_names), config.head_scale),
+                CosineHead(frozen.shape[1], len(label_names), config.head_scale).to(device),
             )
             model.head.load_state_dict(probed)  # the probe is deterministic: fit once, start every member there
 
@@ -399,6 +409,7 @@ def train_intent_model(
         epochs=config.epochs,
         history=history,
         train_seconds=time.perf_counter() - started,
+        device=device,
     )
 
 
@@ -421,7 +432,7 @@ def _accuracy(
         with torch.inference_mode():
             for idx in _chunks(length_sorted_order([len(s) for s in seqs]), 128):
                 hidden, mask = cache.batch(idx)
-                logits[torch.tensor(idx)] = model.forward_from(hidden, mask, cache.start).float()
+                logits[torch.tensor(idx)] = model.forward_from(hidden, mask, cache.start).float().cpu()
     if lexical is not None and weight > 0:
         logits = blend(logits, lexical, weight)
     return accuracy(y, logits.argmax(-1).tolist())
@@ -429,10 +440,11 @@ def _accuracy(
 
 def _frozen_embeddings(model: IntentClassifier, seqs: list[list[int]], pad_id: int) -> torch.Tensor:
     model.eval()
-    pooled = torch.empty((len(seqs), int(model.head.weight.shape[1])))
+    device = model_device(model)
+    pooled = torch.empty((len(seqs), int(model.head.weight.shape[1])), device=device)
     with torch.inference_mode():
         for idx in _chunks(length_sorted_order([len(s) for s in seqs]), 256):
-            ids, mask = pad_batch([seqs[i] for i in idx], pad_id)
+            ids, mask = pad_batch([seqs[i] for i in idx], pad_id, device)
             pooled[torch.tensor(idx)] = model.embed(ids, mask)
     return pooled
 
@@ -457,7 +469,8 @@ def save_model(
     out_dir.mkdir(parents=True, exist_ok=True)
     model.encoder.save_pretrained(str(out_dir / ADAPTER_DIR))  # type: ignore[operator]
     for name, head in model.heads.items():
-        save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(out_dir / head_file(name)))
+        save_file({k: v.detach().cpu().contiguous() for k, v in head.state_dict().items()},
+                  str(out_dir / head_file(name)))
     (out_dir / LABELS_FILE).write_text(json.dumps(list(label_names), indent=1))
     if lexical is not None:
         lexical.save(out_dir)
