@@ -53,13 +53,18 @@ def prepare(project_dir: Path, threads: int | None = None) -> None:
         if key not in os.environ:
             path.mkdir(parents=True, exist_ok=True)
             os.environ[key] = str(path)
-    for name in _QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_libraries()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
     n = str(threads or os.cpu_count() or 1)
     for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ.setdefault(key, n)
+
+
+def quiet_libraries() -> None:
+    """Libraries' chatter off (voiceloop reports progress itself): here, and in every worker process."""
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def cpu_seconds() -> float:

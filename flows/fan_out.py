@@ -25,21 +25,25 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from core.compute import ShardMap, in_process
+from core.runtime import quiet_libraries
 from core.settings import ComputeConfig
 
 S = TypeVar("S")
 R = TypeVar("R")
 
-_ONE_THREAD = {key: "1" for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
+# Workers: one thread per pool, and no INFO line per task run on the console (they still reach the Prefect API).
+_WORKER_ENV = {**{key: "1" for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
+               "PREFECT_LOGGING_LEVEL": "WARNING"}
 
 
 def call_shard(work: Callable[[Any], Any], shard: Any) -> Any:
     """One shard of per-call work, on whichever worker Dask picks."""
+    quiet_libraries()
     return work(shard)
 
 
-# The task wraps a module-level function under its own name: workers unpickle it by reference (a function
-# decorated in place is shadowed by its task, and pickling it by value drags the caller's context along).
+# The task wraps a module-level function under its own name, so workers import it by reference (decorated in
+# place, the module's name would give the task, not the function).
 run_shard = task(name="shard", cache_policy=NO_CACHE, persist_result=False)(call_shard)
 
 
@@ -77,12 +81,20 @@ class DaskShards:
             yield result
 
     def _submit(self, work: Callable[[Any], Any], shard: Any, key: str) -> Any:
+        from prefect.context import TaskRunContext
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         runner = self._started()
-        # The task carries this context to the worker: with the API's address in it, the worker reports there.
-        with temporary_settings({PREFECT_API_URL: self._api_url}):
-            return runner.submit(run_shard.with_options(task_run_name=key), parameters={"work": work, "shard": shard})
+        # The shard carries the caller's Prefect context to the worker. With the API's address in it, the worker
+        # reports there. Without the enclosing task's context: that holds the task's parameters (the governed
+        # store, its keys), which must never leave this process (and do not pickle).
+        outer = TaskRunContext.__var__.set(None)
+        try:
+            with temporary_settings({PREFECT_API_URL: self._api_url}):
+                return runner.submit(run_shard.with_options(task_run_name=key),
+                                     parameters={"work": work, "shard": shard})
+        finally:
+            TaskRunContext.__var__.reset(outer)
 
     def _started(self) -> Any:
         if self._runner is not None:
@@ -100,7 +112,7 @@ class DaskShards:
             })  # fmt: skip
         runner.__enter__()
         saved = dict(os.environ)
-        os.environ.update({**_ONE_THREAD, "PREFECT_API_URL": self._api_url})  # what the spawned workers inherit
+        os.environ.update({**_WORKER_ENV, "PREFECT_API_URL": self._api_url})  # what the spawned workers inherit
         try:
             runner.client  # noqa: B018  (starts the cluster, or connects to the scheduler, now)
         except BaseException:

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from core.compute import chunks, content_key, in_process, shard_size
 from core.settings import ComputeConfig, RedactionConfig
@@ -53,9 +55,21 @@ def test_shards_are_split_evenly_and_named_by_content() -> None:
 
 
 def test_the_shard_task_travels_by_reference() -> None:
-    """Workers import the shard function by name: pickled by value it would drag the caller's context along
-    (a command line run's failed so, where the test's did not)."""
+    """Workers import the shard function by name."""
     assert pickle.loads(pickle.dumps(run_shard.fn)) is call_shard
+
+
+@task(cache_policy=NO_CACHE)
+def _step_holding_a_store(store: GovernedStore, shards: DaskShards) -> list[int]:
+    return list(shards(_square, [1, 2, 3], ["a", "b", "c"]))
+
+
+_GIVEN: dict[str, Any] = {}  # what the flow below hands its step (a flow's own parameters are recorded)
+
+
+@flow
+def _flow_with_a_step() -> list[int]:
+    return _step_holding_a_store(_GIVEN["store"], _GIVEN["shards"])
 
 
 def test_in_process_is_used_when_fan_out_is_off() -> None:
@@ -79,6 +93,10 @@ def test_redaction_on_two_dask_workers_matches_one_process(
     try:
         # tiny shards: both workers get some, and results must come back in order all the same
         assert [r for r in shards(_square, list(range(7)), [str(i) for i in range(7)])] == [i * i for i in range(7)]
+        # from inside a flow's task whose parameters hold the store (as the retrain's redact step): the shards
+        # leave the task's context behind (its parameters never leave this process; the store cannot pickle)
+        _GIVEN.update(store=there, shards=shards)
+        assert _flow_with_a_step() == [1, 4, 9]
         fanned = redact_pending(there, config, shards=shards)
         worker_pids = shards.worker_pids()
     finally:
