@@ -37,7 +37,10 @@ class SourcesConfig(_Section):
 class StoreConfig(_Section):
     """Where the governed store keeps its zones (governance/store.py)."""
 
-    url: str = ""  # "": <project_dir>/zones; or any fsspec URL (s3://bucket/voiceloop), raw zone encrypted on the client
+    # "": <project_dir>/zones; or any fsspec URL (s3://bucket/voiceloop), raw zone encrypted on the client
+    url: str = ""
+    # fsspec options for url (s3fs: endpoint_url, client_kwargs, ...); keep secrets out: AWS_* environment, profiles
+    storage_options: dict[str, Any] = {}
 
 
 class ComputeConfig(_Section):
@@ -404,7 +407,9 @@ class Settings(BaseSettings):
 
     @property
     def zones_dir(self) -> Path:
-        return self.root / "zones"
+        """The store's local folder: its zones, or with ``store.url`` its work area (the local copies that DVC and
+        the review tool need as files: store data too, erased with it)."""
+        return self.root / ("store-work" if self.store.url else "zones")
 
     @property
     def audit_url(self) -> str:

@@ -292,6 +292,13 @@ WITHDRAWAL_NOT_COVERED = [
 ]
 
 
+#: A store on object storage: every version of the objects is deleted, and this machine's local copies; other
+#: machines' copies (dataset versions a trainer opened, review audio) go when the store is next used there.
+REMOTE_COPIES_NOT_COVERED = ("local copies of the store's dataset versions and review audio in the work area of "
+                             "other machines (this machine's were deleted; others drop theirs on the store's next "
+                             "use there)")
+
+
 def certificate_body(store: GovernedStore, request: ErasureRequest, journal: Journal,
                      now: datetime | None = None, withdrawal: dict[str, Any] | None = None) -> dict[str, Any]:
     """The facts of a completed erasure: pseudonym, call ids, paths, digests, object ids; never PII.
@@ -314,11 +321,11 @@ def certificate_body(store: GovernedStore, request: ErasureRequest, journal: Jou
         "dvc": journal.dvc,
         "models": journal.models,
         "golden": journal.golden,
-        "not_covered": WITHDRAWAL_NOT_COVERED if withdrawal else [
+        "not_covered": (WITHDRAWAL_NOT_COVERED if withdrawal else [
             "the source call store the calls were ingested from (tombstones stop re-import; erase there too)",
             "backups and snapshots of the project folder, and copies others made",
             "model weights trained on the erased calls: tagged voiceloop.retrain_required until retrained",
-        ],
+        ]) + ([REMOTE_COPIES_NOT_COVERED] if store.zones.remote else []),
     }
 
 

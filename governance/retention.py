@@ -16,8 +16,10 @@ pseudonym`` pairs from the raw index in the store state ``retained-callers``; er
 prunes it.
 
 Everything is decided from metadata (the raw index, zone listings, quarantine reasons): nothing is
-decrypted. A dry run plans exactly what ``apply`` would delete, checks the same rights (a role
-that may not delete is refused in the dry run too) and deletes nothing; both are audited.
+decrypted. Deletes go through the store, so on object storage (``store.url``) an expired object goes with
+every version a versioned bucket kept of it (docs/scale.md). A dry run plans exactly what ``apply`` would
+delete, checks the same rights (a role that may not delete is refused in the dry run too) and deletes
+nothing; both are audited.
 """
 
 from __future__ import annotations

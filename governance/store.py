@@ -1,16 +1,19 @@
 """The governed store: the only code that reads or writes call data.
 
-Six zones live under one folder: ``raw`` (calls as ingested, with audio), ``redacted``
+Six zones live under one root, a local folder or any fsspec URL (``store.url``, e.g. an S3 bucket;
+every file operation goes through :mod:`governance.zone_fs`): ``raw`` (calls as ingested, with audio), ``redacted``
 (PII-free transcripts and audio facts), ``datasets`` (versioned training/evaluation sets, and what
 models said on a version: :meth:`GovernedStore.write_evaluation`), ``quarantine`` (what failed a
 check, with the reason), ``monitoring`` (numbers about production calls, per call and per day,
 and alerts with the calls behind them: :meth:`GovernedStore.write_monitoring`) and ``labels`` (the weekly
 QA review: samples, review tasks, what reviewers labelled: :meth:`GovernedStore.write_labels`). Every
 operation is checked by :func:`governance.access.check` for the actor's role and purpose and written to the audit
-trail, denied ones too. Writes are atomic (temp file + rename) so a killed run never leaves
-half a record.
+trail, denied ones too. Writes are atomic (on disk temp file + rename; on object storage one PUT
+per object, a folder's marker file last) so a killed run never leaves half a record. On a versioned
+bucket a delete removes every version of the objects (an erasure leaves no copy behind).
 
-Raw call data is encrypted at rest (Fernet, :mod:`governance.crypto`): each raw call is a
+Raw call data is encrypted on the client, before it reaches any disk or bucket (Fernet,
+:mod:`governance.crypto`): each raw call is a
 folder with ``call.json.enc`` (the document), ``audio<suffix>.enc`` and a plaintext
 ``meta.json`` that holds no PII (dates, split, consent, caller pseudonym) so that retention and
 erasure can find calls without decrypting anything. Quarantined payloads and files are
@@ -22,21 +25,20 @@ The store hands out data, never paths: documents, bytes, and dataset versions as
 where a zone lives. The exceptions are :meth:`GovernedStore.dvc_workspace`, the datasets zone's
 folder for DVC, which versions whole dataset folders and can only work on files, and
 :meth:`GovernedStore.review_media_root`, the redacted audio copies a review tool serves to reviewers.
+On a remote store both are local copies in the store's work area (``settings.zones_dir``): store
+data, deleted with the objects they copy.
 """
 
 from __future__ import annotations
 
 import fcntl
 import json
-import os
 import re
-import shutil
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import yaml
@@ -47,6 +49,7 @@ from governance.audit import Actor, AuditLog
 from governance.contract import SAFE_ID
 from governance.crypto import Keyring, RawKeyError, pseudonym
 from governance.policy import CALL_ZONES, Policy, load_policy
+from governance.zone_fs import LocalZoneFS, ZoneFS
 
 if TYPE_CHECKING:  # imported where rows are read: the store's other users do not pay for `datasets`
     from datasets import Dataset
@@ -67,14 +70,21 @@ LABEL_KINDS = (SAMPLE_KIND, TASK_KIND, REVIEW_KIND)
 RECORD_KINDS = {"monitoring": MONITORING_KINDS, "labels": LABEL_KINDS}
 REVIEW_MEDIA = "media"  # labels/media/<call_id>/audio.<suffix>: redacted audio the review tool serves
 LOCK_FILE = ".ingest.lock"
+#: The files whose presence makes an item part of its zone: a delete removes them first.
+PRESENCE_MARKERS = (RAW_DOCUMENT, DATASET_MANIFEST, REASON)
 _SUFFIX = re.compile(r"^\.[a-z0-9]{1,10}$")
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+def _name(key: str) -> str:
+    return PurePosixPath(key).name
+
+
+def _stem(key: str) -> str:
+    return PurePosixPath(key).stem
+
+
+def _parent(key: str) -> str:
+    return PurePosixPath(key).parent.as_posix()
 
 
 def _dump(document: Any) -> bytes:
@@ -194,36 +204,44 @@ class RotationReport:
 
 
 class GovernedStore:
-    """Zones on a local folder, accessed on behalf of one :class:`Actor` under one :class:`Policy`.
+    """Zones on a local folder or object storage, accessed on behalf of one :class:`Actor` under one :class:`Policy`.
 
-    ``keyring`` defaults to ``<root>/../keys``: the layout of :class:`core.settings.Settings`
+    ``root`` is a local folder, or the :class:`~governance.zone_fs.ZoneFS` of any other location
+    (:func:`governance.zone_fs.open_zone_fs`; :func:`governance.session.open_store` opens ``store.url``).
+    ``keyring`` defaults to ``<root>/../keys`` for a folder: the layout of :class:`core.settings.Settings`
     (``<project_dir>/zones`` and ``<project_dir>/keys``); :func:`governance.session.open_store`
     always passes the configured one. ``policy`` defaults to the shipped policy.
     """
 
     def __init__(
         self,
-        root: Path,
+        root: Path | ZoneFS,
         audit: AuditLog,
         actor: Actor,
         *,
         policy: Policy | None = None,
         keyring: Keyring | None = None,
     ) -> None:
-        self.root = root
+        self.root = root  # what the store was opened on: pass it to open the same store again
+        self.zones = root if isinstance(root, ZoneFS) else LocalZoneFS(root)
         self.audit = audit
         self.actor = actor
         self.policy = policy or load_policy()
-        self.keys = keyring or Keyring(root.parent / "keys")
-        for zone in access.ZONES:
-            (root / zone).mkdir(parents=True, exist_ok=True)
-        (root / "state").mkdir(parents=True, exist_ok=True)
+        if keyring is None and self.zones.remote:
+            raise ValueError(f"a store at {self.zones.location} needs its keyring (keys stay on the client)")
+        self.keys = keyring or Keyring(Path(self.zones.location).parent / "keys")
+        self.zones.prepare([*access.ZONES, "state"])
 
     def as_purpose(self, purpose: str) -> GovernedStore:
         """The same store, used for another purpose (each purpose is checked on its own)."""
         return GovernedStore(
             self.root, self.audit, self.actor.for_purpose(purpose), policy=self.policy, keyring=self.keys
         )
+
+    @property
+    def location(self) -> str:
+        """Where the zones are (a folder or a URL): for messages and the status page."""
+        return self.zones.location
 
     def caller_ref(self, caller_id: str) -> str:
         """The caller pseudonym the store and redacted documents use (for erasure requests)."""
@@ -250,27 +268,25 @@ class GovernedStore:
         if ids or detail:
             self.audit.append(self.actor, action, zone=zone, call_ids=ids, detail=detail)
 
-    def _rel(self, path: Path) -> str:
-        return path.relative_to(self.root).as_posix()
-
     # -- raw zone -----------------------------------------------------------
-    def _raw_dir(self, call_id: str) -> Path:
-        return self.root / "raw" / _safe(call_id)
+    def _raw_dir(self, call_id: str) -> str:
+        return f"raw/{_safe(call_id)}"
 
     def write_raw(self, records: list[tuple[dict[str, Any], bytes, str]]) -> None:
-        """Store calls as ingested, encrypted: (document, audio bytes, audio file suffix) each."""
+        """Store calls as ingested, encrypted here, before any byte leaves: (document, audio bytes, audio file
+        suffix) each."""
         self._authorise("raw", "write")
         cipher = self.keys.raw
         for document, audio, suffix in records:
             folder = self._raw_dir(document["call_id"])
             audio_name = f"audio{suffix if _SUFFIX.match(suffix) else '.bin'}"
-            _atomic_write(folder / (audio_name + ENCRYPTED), cipher.encrypt(audio))
-            for stale in folder.glob(f"audio*{ENCRYPTED}"):
-                if stale.name != audio_name + ENCRYPTED:
-                    stale.unlink()
-            _atomic_write(folder / RAW_META, _dump(asdict(self._index_entry(document))))
+            self.zones.write(f"{folder}/{audio_name}{ENCRYPTED}", cipher.encrypt(audio))
+            for stale in self.zones.glob(f"{folder}/audio*{ENCRYPTED}"):
+                if _name(stale) != audio_name + ENCRYPTED:
+                    self.zones.remove(stale)
+            self.zones.write(f"{folder}/{RAW_META}", _dump(asdict(self._index_entry(document))))
             # The document goes last: its presence is what makes the call part of the zone.
-            _atomic_write(folder / RAW_DOCUMENT, cipher.encrypt(_dump({**document, "audio": audio_name})))
+            self.zones.write(f"{folder}/{RAW_DOCUMENT}", cipher.encrypt(_dump({**document, "audio": audio_name})))
         self._record("raw", "raw.write", [d["call_id"] for d, _, _ in records], key=cipher.primary)
 
     def _index_entry(self, document: dict[str, Any]) -> RawIndexEntry:
@@ -287,15 +303,23 @@ class GovernedStore:
         )
 
     def raw_call_ids(self) -> set[str]:
-        return {p.parent.name for p in (self.root / "raw").glob(f"*/{RAW_DOCUMENT}")}
+        return {_name(_parent(key)) for key in self.zones.glob(f"raw/*/{RAW_DOCUMENT}")}
 
     def raw_index(self) -> dict[str, RawIndexEntry]:
         """call_id -> non-PII facts of every raw call (for retention and erasure; no decryption)."""
         index = {}
-        for path in sorted((self.root / "raw").glob(f"*/{RAW_META}")):
-            entry = RawIndexEntry(**json.loads(path.read_text()))
+        metas = self.zones.read_many(self.zones.glob(f"raw/*/{RAW_META}"))
+        for key in sorted(metas, key=lambda k: k.split("/")):
+            entry = RawIndexEntry(**json.loads(metas[key]))
             index[entry.call_id] = entry
         return index
+
+    def raw_entries(self, call_ids: Iterable[str]) -> dict[str, RawIndexEntry]:
+        """The index entries of the given raw calls (those the raw zone holds): one read per call, so a step
+        about a few calls costs the same in a store of any size (:meth:`raw_index` reads every call's)."""
+        metas = self.zones.read_many(f"{self._raw_dir(call_id)}/{RAW_META}" for call_id in sorted(set(call_ids)))
+        entries = (RawIndexEntry(**json.loads(data)) for data in metas.values())
+        return {entry.call_id: entry for entry in sorted(entries, key=lambda e: e.call_id)}
 
     def read_raw(self, call_ids: Iterable[str]) -> Iterator[RawCall]:
         """Decrypted (document, audio bytes) per call; checked and audited once, when called."""
@@ -315,37 +339,44 @@ class GovernedStore:
 
     def _raw_documents(self, ids: list[str]) -> Iterator[dict[str, Any]]:
         for call_id in ids:
-            path = self._raw_dir(call_id) / RAW_DOCUMENT
-            if not path.exists():
-                raise FileNotFoundError(f"call {call_id} is not in the raw zone (removed by retention or erasure?)")
-            yield json.loads(self.keys.raw.decrypt(path.read_bytes(), self._rel(path)))
+            key = f"{self._raw_dir(call_id)}/{RAW_DOCUMENT}"
+            try:
+                data = self.zones.read(key)
+            except FileNotFoundError:
+                raise FileNotFoundError(f"call {call_id} is not in the raw zone (removed by retention or "
+                                        "erasure?)") from None
+            yield json.loads(self.keys.raw.decrypt(data, key))
 
     def _decrypt_audio(self, document: dict[str, Any]) -> bytes:
-        path = self._raw_dir(document["call_id"]) / (Path(document["audio"]).name + ENCRYPTED)
-        return self.keys.raw.decrypt(path.read_bytes(), self._rel(path))
+        key = f"{self._raw_dir(document['call_id'])}/{_name(document['audio'])}{ENCRYPTED}"
+        return self.keys.raw.decrypt(self.zones.read(key), key)
 
     def delete_raw(self, call_ids: Iterable[str]) -> Deletion:
         """Remove raw calls (documents, audio and index entries) for good."""
         return self._delete_calls("raw", call_ids, self._raw_dir)
 
     # -- redacted zone --------------------------------------------------------
-    def _redacted_path(self, call_id: str) -> Path:
-        return self.root / "redacted" / f"{_safe(call_id)}.json"
+    def _redacted_path(self, call_id: str) -> str:
+        return f"redacted/{_safe(call_id)}.json"
 
     def write_redacted(self, documents: list[dict[str, Any]]) -> None:
         self._authorise("redacted", "write")
         for document in documents:
-            _atomic_write(self._redacted_path(document["call_id"]), _dump(document))
+            self.zones.write(self._redacted_path(document["call_id"]), _dump(document))
         self._record("redacted", "redacted.write", [d["call_id"] for d in documents])
 
     def redacted_call_ids(self) -> set[str]:
-        return {p.stem for p in (self.root / "redacted").glob("*.json")}
+        return {_stem(key) for key in self.zones.glob("redacted/*.json")}
+
+    def _redacted_documents(self, call_ids: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Call id -> redacted document of each of ``call_ids`` in the zone (for the store's own bookkeeping)."""
+        found = self.zones.read_many(self._redacted_path(c) for c in sorted(set(call_ids)))
+        return {_stem(key): json.loads(data) for key, data in found.items()}
 
     def redacted_versions(self, call_ids: Iterable[str]) -> dict[str, str | None]:
         """Call id -> the digest of the raw document each redacted call was made from (ids and digests only,
         so nothing is handed out to audit): how a reader tells a call it read before from a newer version."""
-        return {c: json.loads(path.read_text()).get("raw_digest") for c in sorted(set(call_ids))
-                if (path := self._redacted_path(c)).exists()}
+        return {c: document.get("raw_digest") for c, document in sorted(self._redacted_documents(call_ids).items())}
 
     def stale_redacted_call_ids(self) -> set[str]:
         """Redacted calls made from another version of the call than the raw zone holds now (a fixed
@@ -353,11 +384,10 @@ class GovernedStore:
         leave the store, so nothing is handed out to audit."""
         index = self.raw_index()
         stale = set()
-        for call_id in self.redacted_call_ids() & set(index):
+        compared = [c for c in self.redacted_call_ids() & set(index)
+                    if index[c].source_digest is not None]  # indexed before versions were kept: nothing to compare
+        for call_id, redacted in self._redacted_documents(compared).items():
             raw = index[call_id]
-            if raw.source_digest is None:  # indexed before versions were kept: nothing to compare
-                continue
-            redacted = json.loads(self._redacted_path(call_id).read_text())
             made_from = (redacted.get("raw_digest"), (redacted.get("audio") or {}).get("sha256"))
             if made_from != (raw.source_digest, raw.audio_sha256):
                 stale.add(call_id)
@@ -366,7 +396,10 @@ class GovernedStore:
     def read_redacted(self, call_ids: Iterable[str] | None = None) -> list[dict[str, Any]]:
         ids = sorted(self.redacted_call_ids() if call_ids is None else call_ids)
         self._authorise("redacted", "read")
-        documents = [json.loads(self._redacted_path(c).read_text()) for c in ids]
+        found = self._redacted_documents(ids)
+        if missing := [c for c in ids if c not in found]:
+            raise FileNotFoundError(f"{len(missing)} call(s) not in the redacted zone, e.g. {missing[0]}")
+        documents = [found[c] for c in ids]
         self._record("redacted", "redacted.read", ids)
         return documents
 
@@ -374,9 +407,9 @@ class GovernedStore:
         """Remove redacted calls: the document and, with it, the call's redacted audio."""
         return self._delete_calls("redacted", call_ids, self._redacted_path, self._redacted_audio_dir)
 
-    def _redacted_audio_dir(self, call_id: str) -> Path:
+    def _redacted_audio_dir(self, call_id: str) -> str:
         """``redacted/audio/<call_id>/``: one folder per call, so a delete removes every format written."""
-        return self.root / "redacted" / "audio" / _safe(call_id)
+        return f"redacted/audio/{_safe(call_id)}"
 
     def write_redacted_audio(self, call_id: str, data: bytes, suffix: str) -> str:
         """Store a call's PII-masked audio beside its redacted document; returns its zone-relative name.
@@ -388,33 +421,45 @@ class GovernedStore:
         self._authorise("redacted", "write")
         if not _SUFFIX.match(suffix) or suffix == ".json":
             raise ValueError(f"audio suffix {suffix!r} rejected (a dot and 1-10 letters or digits, not .json)")
-        if not self._redacted_path(call_id).exists():
+        if not self.zones.exists(self._redacted_path(call_id)):
             raise FileNotFoundError(f"call {call_id} has no redacted document; write it before its audio")
         folder = self._redacted_audio_dir(call_id)
-        path = folder / f"audio{suffix}"
-        _atomic_write(path, data)
-        for stale in folder.glob("audio.*"):
-            if stale != path:
-                stale.unlink()
-        self._record("redacted", "redacted.write", [call_id], content="audio", file=path.name, bytes=len(data))
-        return self._rel(path)
+        key = f"{folder}/audio{suffix}"
+        self.zones.write(key, data)
+        for stale in self.zones.glob(f"{folder}/audio.*"):
+            if stale != key:
+                self.zones.remove(stale)
+        self._record("redacted", "redacted.write", [call_id], content="audio", file=_name(key), bytes=len(data))
+        return key
+
+    def _redacted_audio_key(self, call_id: str) -> str | None:
+        found = self.zones.glob(f"{self._redacted_audio_dir(call_id)}/audio.*")
+        return found[0] if found else None
 
     def read_redacted_audio(self, call_id: str) -> bytes:
         """A call's redacted audio bytes (checked and audited like redacted documents)."""
         self._authorise("redacted", "read")
-        found = sorted(self._redacted_audio_dir(call_id).glob("audio.*"))
-        if not found:
+        key = self._redacted_audio_key(call_id)
+        if key is None:
             raise FileNotFoundError(f"call {call_id} has no redacted audio")
-        data = found[0].read_bytes()
+        data = self.zones.read(key)
         self._record("redacted", "redacted.read", [call_id], content="audio")
         return data
 
     # -- record zones: monitoring and labels ------------------------------------------------
-    def _record_path(self, zone: str, kind: str, key: str) -> Path:
+    def _record_folder(self, zone: str, kind: str) -> str:
         kinds = RECORD_KINDS[zone]
         if kind not in kinds:
             raise ValueError(f"unknown {zone} record kind {kind!r}; kinds are {', '.join(kinds)}")
-        return self.root / zone / kind / f"{_safe(key, 'record key')}.json"
+        return f"{zone}/{kind}"
+
+    def _record_path(self, zone: str, kind: str, key: str) -> str:
+        return f"{self._record_folder(zone, kind)}/{_safe(key, 'record key')}.json"
+
+    def _all_records(self, zone: str, kind: str) -> dict[str, dict[str, Any]]:
+        """Zone key -> record of every record of one kind, in key order (for the store's own bookkeeping)."""
+        found = self.zones.read_many(self.zones.glob(f"{self._record_folder(zone, kind)}/*.json"))
+        return {key: json.loads(found[key]) for key in sorted(found, key=lambda k: k.split("/"))}
 
     def _write_records(self, zone: str, kind: str, records: dict[str, dict[str, Any]]) -> None:
         self._authorise(zone, "write")
@@ -422,26 +467,26 @@ class GovernedStore:
         for key, record in records.items():
             if not isinstance(record.get("call_ids"), list):
                 raise ValueError(f"{zone} record {kind}/{key} lacks its call_ids list (erasure finds it by them)")
-            _atomic_write(self._record_path(zone, kind, key), _dump(record))
+            self.zones.write(self._record_path(zone, kind, key), _dump(record))
             ids.update(record["call_ids"])
         self._record(zone, f"{zone}.write", sorted(ids), kind=kind, records=len(records))
 
     def _record_keys(self, zone: str, kind: str) -> list[str]:
-        return sorted(p.stem for p in self._record_path(zone, kind, "x").parent.glob("*.json"))
+        return sorted(_stem(key) for key in self.zones.glob(f"{self._record_folder(zone, kind)}/*.json"))
 
     def _read_records(self, zone: str, kind: str, keys: Iterable[str] | None) -> dict[str, dict[str, Any]]:
         self._authorise(zone, "read")
         wanted = self._record_keys(zone, kind) if keys is None else sorted(set(keys))
-        records = {key: json.loads(path.read_text()) for key in wanted
-                   if (path := self._record_path(zone, kind, key)).exists()}
+        found = self.zones.read_many(self._record_path(zone, kind, key) for key in wanted)
+        records = {key: json.loads(found[path]) for key in wanted
+                   if (path := self._record_path(zone, kind, key)) in found}
         ids = sorted({call_id for record in records.values() for call_id in record.get("call_ids", [])})
         self._record(zone, f"{zone}.read", ids, kind=kind, records=len(records))
         return records
 
     def _records_of_caller(self, zone: str, kind: str, caller_ref: str) -> list[str]:
-        folder = self._record_path(zone, kind, "x").parent
-        return sorted(p.stem for p in folder.glob("*.json")
-                      if json.loads(p.read_text()).get("caller_ref") == caller_ref)
+        return sorted(_stem(key) for key, record in self._all_records(zone, kind).items()
+                      if record.get("caller_ref") == caller_ref)
 
     def _delete_records(self, zone: str, call_ids: Iterable[str], per_call: str, shared: tuple[str, ...],
                         refitted: tuple[str, ...] = ()) -> tuple[Deletion, set[str]]:
@@ -458,8 +503,7 @@ class GovernedStore:
                 found.add(call_id)
         scrubbed = 0
         for kind in (*shared, *refitted):
-            for path in sorted(self._record_path(zone, kind, "x").parent.glob("*.json")):
-                record = json.loads(path.read_text())
+            for path, record in self._all_records(zone, kind).items():
                 hit = doomed & set(record.get("call_ids", []))
                 if not hit:
                     continue
@@ -470,7 +514,7 @@ class GovernedStore:
                 record["call_ids"] = [c for c in record["call_ids"] if c not in doomed]
                 if isinstance(record.get("calls"), dict):
                     record["calls"] = {c: v for c, v in record["calls"].items() if c not in doomed}
-                _atomic_write(path, _dump(record))
+                self.zones.replace(path, _dump(record))  # no earlier version keeps the erased ids
                 scrubbed += 1
         result.call_ids = sorted(found)
         result.missing = sorted(doomed - found)
@@ -497,8 +541,7 @@ class GovernedStore:
     def monitored_call_starts(self) -> dict[str, str]:
         """Call id -> ``started_at`` of every per-call monitoring record: what retention decides by (ids and
         times only, so nothing is handed out to audit)."""
-        folder = self._record_path("monitoring", "calls", "x").parent
-        return {p.stem: json.loads(p.read_text())["started_at"] for p in sorted(folder.glob("*.json"))}
+        return {_stem(key): record["started_at"] for key, record in self._all_records("monitoring", "calls").items()}
 
     def monitored_calls_of(self, caller_ref: str) -> list[str]:
         """The calls of one caller (by pseudonym) that have a per-call monitoring record."""
@@ -533,17 +576,20 @@ class GovernedStore:
         return sorted(set(self._records_of_caller("labels", "tasks", caller_ref))
                       | set(self._records_of_caller("labels", "reviews", caller_ref)))
 
-    def _review_media_path(self, call_id: str) -> Path:
-        return self.root / "labels" / REVIEW_MEDIA / _safe(call_id)
+    def _review_media_path(self, call_id: str) -> str:
+        return f"labels/{REVIEW_MEDIA}/{_safe(call_id)}"
 
     def review_media_root(self) -> Path:
         """The folder the review tool serves redacted audio from (Label Studio's local-files root).
 
         Like :meth:`dvc_workspace`, a path: the review tool reads files. Only copies made by
         :meth:`export_review_media` are there (redacted audio of sampled calls), deleted with the labels.
+        On a remote store it is the local copy of the labels zone's media, in the store's work area.
         """
         self._authorise("labels", "read")
-        folder = self.root / "labels" / REVIEW_MEDIA
+        if self.zones.remote:
+            self._drop_stale_copies()
+        folder = self.zones.local_path(f"labels/{REVIEW_MEDIA}")
         folder.mkdir(parents=True, exist_ok=True)
         return folder
 
@@ -556,13 +602,13 @@ class GovernedStore:
         exported: dict[str, str] = {}
         size = 0
         for call_id in sorted(set(call_ids)):
-            found = sorted(self._redacted_audio_dir(call_id).glob("audio.*"))
-            if not found:
+            source = self._redacted_audio_key(call_id)
+            if source is None:
                 continue
-            data = found[0].read_bytes()
-            path = self._review_media_path(call_id) / f"audio{found[0].suffix}"
-            _atomic_write(path, data)
-            exported[call_id] = path.relative_to(self.root / "labels" / REVIEW_MEDIA).as_posix()
+            data = self.zones.read(source)
+            name = f"audio{PurePosixPath(source).suffix}"
+            self.zones.write(f"{self._review_media_path(call_id)}/{name}", data, keep_local=True)  # the tool reads it
+            exported[call_id] = f"{call_id}/{name}"
             size += len(data)
         self._record("redacted", "redacted.read", sorted(exported), content="audio", purpose_of="review media")
         self._record("labels", "labels.write", sorted(exported), content="review-media", bytes=size)
@@ -589,7 +635,7 @@ class GovernedStore:
         """
         import time
 
-        path = self.root / LOCK_FILE
+        path = self.zones.local_path(LOCK_FILE)  # a remote store's lock is its work area's: one machine ingests
         with path.open("a+") as handle:
             started, told = time.monotonic(), False
             while True:
@@ -620,8 +666,9 @@ class GovernedStore:
         caller_ref: str | None = None,
         payload: dict[str, Any] | None = None,
         files: dict[str, bytes] | None = None,
-    ) -> Path:
-        """Keep what failed, with why; nothing that fails a check is ever dropped.
+    ) -> str:
+        """Keep what failed, with why; nothing that fails a check is ever dropped. Returns the item's key
+        (``<stage>/<item>``, what :meth:`read_quarantined` and :meth:`delete_quarantined` take).
 
         The payload and files are encrypted like raw data; ``reason.json`` stays readable and
         carries the call id and caller pseudonym (taken from the raw index when not given) so
@@ -629,10 +676,10 @@ class GovernedStore:
         """
         self._authorise("quarantine", "write")
         safe_item = "".join(ch if ch.isalnum() or ch in "_.-" else "_" for ch in item_id)[:150] or "item"
-        folder = self.root / "quarantine" / stage / safe_item
+        folder = f"quarantine/{_safe(stage, 'quarantine stage')}/{safe_item}"
         if caller_ref is None and call_id and SAFE_ID.match(call_id):
-            meta = self._raw_dir(call_id) / RAW_META
-            caller_ref = json.loads(meta.read_text())["caller_ref"] if meta.exists() else None
+            meta = self.zones.read_many([f"{self._raw_dir(call_id)}/{RAW_META}"])
+            caller_ref = next((json.loads(data)["caller_ref"] for data in meta.values()), None)
         record = {
             "stage": stage,
             "item": item_id if SAFE_ID.match(item_id) else safe_item,
@@ -645,10 +692,10 @@ class GovernedStore:
         if payload is not None or files:
             cipher = self.keys.raw
             if payload is not None:
-                _atomic_write(folder / ("payload.json" + ENCRYPTED), cipher.encrypt(_dump(payload)))
+                self.zones.write(f"{folder}/payload.json{ENCRYPTED}", cipher.encrypt(_dump(payload)))
             for name, data in (files or {}).items():
-                _atomic_write(folder / (Path(name).name + ENCRYPTED), cipher.encrypt(data))
-        _atomic_write(folder / REASON, _dump(record))
+                self.zones.write(f"{folder}/{Path(name).name}{ENCRYPTED}", cipher.encrypt(data))
+        self.zones.write(f"{folder}/{REASON}", _dump(record))
         self.audit.append(
             self.actor,
             "quarantine.write",
@@ -656,20 +703,21 @@ class GovernedStore:
             call_ids=[call_id] if call_id else [],
             detail={"stage": stage, "item": record["item"], "reason": reason},
         )
-        return folder
+        return folder.removeprefix("quarantine/")
 
-    def _quarantine_items(self) -> list[tuple[str, Path, dict[str, Any]]]:
+    def _quarantine_reasons(self, stage: str = "*") -> dict[str, dict[str, Any]]:
+        """Item folder key -> reason of every quarantined item (of one stage), in key order."""
+        found = self.zones.read_many(self.zones.glob(f"quarantine/{stage}/*/{REASON}"))
+        return {_parent(key): json.loads(found[key]) for key in sorted(found, key=lambda k: k.split("/"))}
+
+    def _quarantine_items(self) -> list[tuple[str, str, dict[str, Any]]]:
         """(key, folder, reason) of every quarantined item."""
-        out = []
-        for path in sorted((self.root / "quarantine").glob(f"*/*/{REASON}")):
-            folder = path.parent
-            out.append((f"{folder.parent.name}/{folder.name}", folder, json.loads(path.read_text())))
-        return out
+        return [(folder.removeprefix("quarantine/"), folder, reason)
+                for folder, reason in self._quarantine_reasons().items()]
 
     def quarantined(self, stage: str | None = None) -> list[dict[str, Any]]:
         """Reasons only (no payloads): safe for summaries and the CLI."""
-        pattern = f"{stage}/*/{REASON}" if stage else f"*/*/{REASON}"
-        return [json.loads(p.read_text()) for p in sorted((self.root / "quarantine").glob(pattern))]
+        return list(self._quarantine_reasons(_safe(stage, "quarantine stage") if stage else "*").values())
 
     def read_quarantined(self, key: str) -> QuarantinedItem:
         """One item with its decrypted payload and files (for QA review), audited."""
@@ -680,9 +728,9 @@ class GovernedStore:
         folder, reason = matches[0]
         cipher = self.keys.raw
         payload, files = None, {}
-        for path in sorted(folder.glob(f"*{ENCRYPTED}")):
-            data = cipher.decrypt(path.read_bytes(), self._rel(path))
-            name = path.name[: -len(ENCRYPTED)]
+        for path in self.zones.glob(f"{folder}/*{ENCRYPTED}"):
+            data = cipher.decrypt(self.zones.read(path), path)
+            name = _name(path)[: -len(ENCRYPTED)]
             if name == "payload.json":
                 payload = json.loads(data)
             else:
@@ -711,8 +759,8 @@ class GovernedStore:
         return result
 
     # -- datasets zone ------------------------------------------------------------
-    def _dataset_dir(self, name: str, digest: str) -> Path:
-        return self.root / "datasets" / _safe(name, "dataset name") / _safe(digest, "dataset digest")
+    def _dataset_dir(self, name: str, digest: str) -> str:
+        return f"datasets/{_safe(name, 'dataset name')}/{_safe(digest, 'dataset digest')}"
 
     def write_dataset(self, name: str, digest: str, data: Dataset, call_ids: Iterable[str], **detail: Any) -> None:
         """Publish ``data`` atomically as version ``name@digest``, with a manifest of the calls it holds.
@@ -724,41 +772,48 @@ class GovernedStore:
         if len(data) == 0:  # `datasets` cannot load an empty saved dataset back: never publish one
             raise EmptyDatasetError(f"dataset {name} has no rows; an empty version is never published")
         ids = list(call_ids)
-        final = self._dataset_dir(name, digest)
-        if not final.exists():
-            tmp = final.with_name(f".{digest}.tmp-{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-            data.save_to_disk(str(tmp / DATASET_DATA))
+        folder = self._dataset_dir(name, digest)
+        if not self.zones.exists(f"{folder}/{DATASET_MANIFEST}"):
             manifest = {"name": name, "digest": digest, "rows": len(data), "call_ids": ids, **detail}
-            (tmp / DATASET_MANIFEST).write_text(json.dumps(manifest, indent=1))
-            os.replace(tmp, final)
+
+            def build(tmp: Path) -> None:  # on disk first: `datasets` saves to files (a remote store uploads them)
+                data.save_to_disk(str(tmp / DATASET_DATA))
+                (tmp / DATASET_MANIFEST).write_text(json.dumps(manifest, indent=1))
+
+            self.zones.publish_folder(folder, build, last=DATASET_MANIFEST)
         self._record("datasets", "datasets.write", ids, dataset=name, digest=digest, rows=len(data))
 
     def open_dataset(self, name: str, digest: str) -> OpenedDataset:
         """A dataset version's rows and manifest for training/evaluation, checked and audited with its calls."""
         self._authorise("datasets", "read")
         folder = self._dataset_dir(name, digest)
-        if not (folder / DATASET_MANIFEST).exists():
-            raise FileNotFoundError(f"dataset {name}@{digest[:12]} is not in the store; run `voiceloop retrain`")
+        manifest = self._manifest(name, digest)
         from datasets import Dataset
 
-        manifest = json.loads((folder / DATASET_MANIFEST).read_text())
         if not manifest.get("rows"):  # published by code before the guard in write_dataset
             raise EmptyDatasetError(f"dataset {name}@{digest[:12]} has no rows: nothing to train or evaluate on")
         self._record("datasets", "datasets.read", manifest.get("call_ids", []), dataset=name, digest=digest)
-        return OpenedDataset(name, digest, Dataset.load_from_disk(str(folder / DATASET_DATA)), manifest)
+        # `datasets` maps files: a remote store's version is read from its local copy (made once, kept with it)
+        if self.zones.remote:
+            self._drop_stale_copies()
+        rows = Dataset.load_from_disk(str(self.zones.fetch(folder) / DATASET_DATA))
+        return OpenedDataset(name, digest, rows, manifest)
 
-    def _evaluations_dir(self, name: str, digest: str) -> Path:
+    def _manifest(self, name: str, digest: str) -> dict[str, Any]:
+        key = f"{self._dataset_dir(name, digest)}/{DATASET_MANIFEST}"
+        try:
+            manifest: dict[str, Any] = json.loads(self.zones.read(key))
+        except FileNotFoundError:
+            missing = f"dataset {name}@{digest[:12]} is not in the store; run `voiceloop retrain`"
+            raise FileNotFoundError(missing) from None
+        return manifest
+
+    def _evaluations_dir(self, name: str, digest: str) -> str:
         """Beside the version's folder, not in it: DVC versions that folder, and these are not the version."""
-        folder = self._dataset_dir(name, digest)
-        return folder.with_name(folder.name + EVALUATIONS)
+        return self._dataset_dir(name, digest) + EVALUATIONS
 
     def _version_call_ids(self, name: str, digest: str) -> list[str]:
-        manifest = self._dataset_dir(name, digest) / DATASET_MANIFEST
-        if not manifest.exists():
-            raise FileNotFoundError(f"dataset {name}@{digest[:12]} is not in the store; run `voiceloop retrain`")
-        return list(json.loads(manifest.read_text()).get("call_ids", []))
+        return list(self._manifest(name, digest).get("call_ids", []))
 
     def write_evaluation(self, name: str, digest: str, key: str, record: dict[str, Any]) -> None:
         """Keep what a model said on version ``name@digest`` (its transcripts, its predictions) under ``key``.
@@ -770,16 +825,17 @@ class GovernedStore:
         """
         self._authorise("datasets", "write")
         ids = self._version_call_ids(name, digest)
-        _atomic_write(self._evaluations_dir(name, digest) / f"{_safe(key, 'evaluation key')}.json", _dump(record))
+        self.zones.write(f"{self._evaluations_dir(name, digest)}/{_safe(key, 'evaluation key')}.json", _dump(record))
         self._record("datasets", "datasets.write-evaluation", ids, dataset=name, digest=digest, evaluation=key)
 
     def read_evaluation(self, name: str, digest: str, key: str) -> dict[str, Any] | None:
         """What :meth:`write_evaluation` kept under ``key`` for ``name@digest`` (None: nothing yet)."""
         self._authorise("datasets", "read")
-        path = self._evaluations_dir(name, digest) / f"{_safe(key, 'evaluation key')}.json"
-        if not path.exists():
+        path = f"{self._evaluations_dir(name, digest)}/{_safe(key, 'evaluation key')}.json"
+        try:
+            record: dict[str, Any] = json.loads(self.zones.read(path))
+        except FileNotFoundError:
             return None
-        record: dict[str, Any] = json.loads(path.read_text())
         self._record("datasets", "datasets.read-evaluation", self._version_call_ids(name, digest), dataset=name,
                      digest=digest, evaluation=key)
         return record
@@ -787,29 +843,74 @@ class GovernedStore:
     def dvc_workspace(self, operation: Operation) -> Path:
         """The datasets zone's folder, for DVC alone (training/versioning.py): the one place the store hands
         out a path, because DVC versions whole dataset folders on disk. Checked like any access to the zone
-        (``operation``: write to track and push versions, delete to forget them)."""
+        (``operation``: write to track and push versions, delete to forget them).
+
+        On a remote store (DVC 3 tracks no cloud outputs) it is a local staging copy of the zone in the store's
+        work area: every version's DVC pointer (the zone keeps them too: :meth:`keep_dvc_pointer`) and copies
+        of the versions DVC tracked (:meth:`stage_for_dvc`); a copy of a version the zone no longer holds
+        (erased on another machine) is deleted here before DVC sees it."""
         self._authorise("datasets", operation)
-        return self.root / "datasets"
+        if self.zones.remote:
+            for pointer in self.zones.glob("datasets/*/*.dvc"):
+                self.zones.fetch(pointer)
+            self._drop_stale_copies()
+        return self.zones.local_path("datasets")
+
+    def _drop_stale_copies(self) -> None:
+        """Delete this machine's copies of dataset versions (and their pointers) and review audio that the zone no
+        longer holds: erased or expired from another machine. Local copies of a remote store are store data."""
+        versions = {_parent(key) for key in self.zones.glob(f"datasets/*/*/{DATASET_MANIFEST}")}
+        pointers = set(self.zones.glob("datasets/*/*.dvc")) | {f"{version}.dvc" for version in versions}
+        self.zones.prune_local("datasets/*/*", keep=versions | pointers)
+        media = {_parent(key) for key in self.zones.glob(f"labels/{REVIEW_MEDIA}/*/*")}
+        self.zones.prune_local(f"labels/{REVIEW_MEDIA}/*", keep=media)
+
+    def stage_for_dvc(self, name: str, digest: str) -> Path:
+        """Version ``name@digest``'s folder in :meth:`dvc_workspace`, for DVC to add (on a remote store, its local
+        copy, downloaded once)."""
+        self._authorise("datasets", "write")
+        return self.zones.fetch(self._dataset_dir(name, digest))
+
+    def keep_dvc_pointer(self, name: str, digest: str) -> None:
+        """Keep the ``.dvc`` pointer DVC wrote beside ``name@digest`` in the zone (on a local store it already is):
+        erasure reads it to purge the version's objects from DVC's cache and remote, from any machine."""
+        self._authorise("datasets", "write")
+        self.zones.upload(self._dataset_dir(name, digest) + ".dvc")
 
     def list_datasets(self) -> list[DatasetInfo]:
         """Every published dataset version with the calls its manifest lists (metadata only)."""
         out = []
-        for manifest_path in sorted((self.root / "datasets").glob(f"*/*/{DATASET_MANIFEST}")):
-            folder = manifest_path.parent
-            if folder.name.startswith(".") or folder.parent.name.startswith("."):
+        manifests = self.zones.read_many(self.zones.glob(f"datasets/*/*/{DATASET_MANIFEST}"))
+        for key in sorted(manifests, key=lambda k: k.split("/")):
+            _zone, name, digest, _file = key.split("/")
+            if name.startswith(".") or digest.startswith("."):
                 continue
-            manifest = json.loads(manifest_path.read_text())
+            manifest = json.loads(manifests[key])
             out.append(
                 DatasetInfo(
-                    name=folder.parent.name,
-                    digest=folder.name,
+                    name=name,
+                    digest=digest,
                     rows=manifest.get("rows"),
                     call_ids=tuple(manifest.get("call_ids", [])),
                     manifest=manifest,
-                    published=manifest_path.stat().st_mtime,
+                    published=self.zones.modified(key),
                 )
             )
         return out
+
+    def _dvc_md5(self, pointer: str) -> str | None:
+        """The object a version's ``.dvc`` pointer names (the zone's pointer, else the work area's copy, left by a
+        run killed before it kept the pointer in the zone)."""
+        found = self.zones.read_many([pointer])
+        if pointer in found:
+            text = found[pointer].decode()
+        elif (copy := self.zones.local_path(pointer)).is_file():
+            text = copy.read_text()
+        else:
+            return None
+        outs = (yaml.safe_load(text) or {}).get("outs") or [{}]
+        md5 = outs[0].get("md5")
+        return str(md5) if md5 else None
 
     def delete_dataset(self, name: str, digest: str) -> Deletion:
         """Remove a dataset version, its DVC pointer file and the models' outputs kept on it.
@@ -820,20 +921,19 @@ class GovernedStore:
         self._authorise("datasets", "delete")
         folder = self._dataset_dir(name, digest)
         result = Deletion("datasets", extra={"dataset": name, "digest": digest})
-        manifest = folder / DATASET_MANIFEST
-        call_ids = json.loads(manifest.read_text()).get("call_ids", []) if manifest.exists() else []
-        dvc_file = folder.with_name(folder.name + ".dvc")
-        if dvc_file.exists():
-            outs = (yaml.safe_load(dvc_file.read_text()) or {}).get("outs") or [{}]
-            result.extra["dvc_md5"] = outs[0].get("md5")
-            self._remove(dvc_file, result)
+        manifest = self.zones.read_many([f"{folder}/{DATASET_MANIFEST}"])
+        call_ids = [c for data in manifest.values() for c in json.loads(data).get("call_ids", [])]
+        dvc_file = f"{folder}.dvc"
+        md5 = self._dvc_md5(dvc_file)
+        if md5 is not None:
+            result.extra["dvc_md5"] = md5
+        self._remove(dvc_file, result)
         if self._remove(folder, result):
             result.call_ids = sorted(call_ids)
         else:
             result.missing = [f"{name}@{digest}"]
         self._remove(self._evaluations_dir(name, digest), result)  # models' outputs on it go with it
-        if folder.parent.exists() and not any(folder.parent.iterdir()):
-            folder.parent.rmdir()
+        self.zones.drop_if_empty(_parent(folder))
         self._audit_deletion(result)
         return result
 
@@ -855,11 +955,8 @@ class GovernedStore:
         """
         self._authorise_footprint()
         raw = sorted(cid for cid, entry in self.raw_index().items() if entry.caller_ref == caller_ref)
-        redacted = sorted(
-            path.stem
-            for path in (self.root / "redacted").glob("*.json")
-            if json.loads(path.read_text()).get("caller_ref") == caller_ref
-        )
+        redacted = sorted(call_id for call_id, document in self._redacted_documents(self.redacted_call_ids()).items()
+                          if document.get("caller_ref") == caller_ref)
         monitored = self.monitored_calls_of(caller_ref)
         labelled = self.labelled_calls_of(caller_ref)
         known = set(raw) | set(redacted) | set(monitored) | set(labelled)
@@ -888,35 +985,21 @@ class GovernedStore:
                                   "monitoring": len(monitored), "labels": len(labelled)})
         return footprint
 
-    def _remove(self, path: Path, result: Deletion) -> bool:
-        """Move ``path`` out of its zone at once (rename), then unlink its files; False if absent."""
-        if not path.exists():
-            return False
-        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-        for file in files:
-            result.paths.append(self._rel(file))
-            result.bytes += file.stat().st_size
-        trash = self.root / ".trash"
-        trash.mkdir(exist_ok=True)
-        doomed = trash / uuid.uuid4().hex
-        os.replace(path, doomed)
-        self._empty_trash()
-        return True
-
-    def _empty_trash(self) -> None:
-        """Unlink what earlier deletes moved aside (a killed delete leaves it here, not in a zone)."""
-        for leftover in (self.root / ".trash").iterdir():
-            if leftover.is_dir():
-                shutil.rmtree(leftover)
-            else:
-                leftover.unlink()
+    def _remove(self, key: str, result: Deletion) -> bool:
+        """Delete the file or folder ``key`` for good, its presence marker first (on disk: out of its zone at once
+        by a rename; on a versioned bucket: every version; a remote store's local copy too); False if absent."""
+        removed = self.zones.remove(key, first=PRESENCE_MARKERS)
+        for stored in removed:
+            result.paths.append(stored.key)
+            result.bytes += stored.size
+        return bool(removed)
 
     def _delete_calls(
         self,
         zone: str,
         call_ids: Iterable[str],
-        location: Callable[[str], Path],
-        *companions: Callable[[str], Path],
+        location: Callable[[str], str],
+        *companions: Callable[[str], str],
     ) -> Deletion:
         """Delete each call's file or folder (``location(call_id)``, then each ``companions(call_id)``), audited."""
         self._authorise(zone, "delete")
@@ -952,22 +1035,19 @@ class GovernedStore:
         self.keys.reload()
         cipher = self.keys.raw
         report = RotationReport(primary=cipher.primary)
-        files = sorted((self.root / "raw").glob(f"*/*{ENCRYPTED}")) + sorted(
-            (self.root / "quarantine").glob(f"*/*/*{ENCRYPTED}")
-        )
+        files = self.zones.glob(f"raw/*/*{ENCRYPTED}") + self.zones.glob(f"quarantine/*/*/*{ENCRYPTED}")
         calls: set[str] = set()
-        for path in files:
-            relative = self._rel(path)
+        for key in files:
             try:
-                rotated = cipher.rotate(path.read_bytes(), relative)
+                rotated = cipher.rotate(self.zones.read(key), key)
             except RawKeyError:
-                report.failed.append(relative)
+                report.failed.append(key)
                 continue
-            _atomic_write(path, rotated)
+            self.zones.replace(key, rotated)  # no earlier version under a retired key stays behind
             report.files += 1
             report.bytes += len(rotated)
-            if relative.startswith("raw/"):
-                calls.add(path.parent.name)
+            if key.startswith("raw/"):
+                calls.add(_name(_parent(key)))
         report.call_ids = sorted(calls)
         self.audit.append(
             self.actor,
@@ -982,13 +1062,13 @@ class GovernedStore:
 
     # -- small state files (watermarks, stage markers) ------------------------------
     def read_state(self, name: str) -> dict[str, Any]:
-        path = self.root / "state" / f"{name}.json"
-        return json.loads(path.read_text()) if path.exists() else {}
+        found = self.zones.read_many([f"state/{name}.json"])
+        return json.loads(found[f"state/{name}.json"]) if found else {}
 
     def write_state(self, name: str, state: dict[str, Any]) -> None:
-        _atomic_write(self.root / "state" / f"{name}.json", _dump(state))
+        self.zones.replace(f"state/{name}.json", _dump(state))  # what a state forgets (erased calls) stays forgotten
 
     def state_names(self, prefix: str) -> list[str]:
         """The names of the state files that start with ``prefix`` (e.g. one ingest state per call store)."""
-        return sorted(path.stem for path in (self.root / "state").glob(f"{prefix}*.json"))
+        return sorted(_stem(key) for key in self.zones.glob(f"state/{prefix}*.json"))
 

@@ -20,6 +20,7 @@ import soundfile as sf
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["tests.s3_server"]  # one moto S3 server per session (started on first use), ``s3`` per test
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="voiceloop-tests-"))
 os.environ.setdefault("VOICELOOP_TEST_HOME", str(_SESSION_HOME))
 # Rich wraps console output at the terminal's width, and a long temporary path then splits the words

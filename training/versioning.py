@@ -12,6 +12,11 @@ a ``<md5>.dir`` object (a JSON list of the files' md5s) plus one object per file
 ``files/md5/<first 2 hex>/<rest>`` in both the cache and the remote. :meth:`DvcVersioner.forget`
 removes the objects of a dropped version that no remaining ``.dvc`` file still needs, through
 DVC's own object databases, so any remote DVC can push to (local folder, S3, ...) works alike.
+
+DVC 3 tracks no cloud outputs, so a store on object storage (``store.url``) is versioned through
+its local staging copy (:meth:`GovernedStore.dvc_workspace`): a version is copied there before DVC
+adds it (:meth:`GovernedStore.stage_for_dvc`) and its ``.dvc`` pointer is kept in the zone
+(:meth:`GovernedStore.keep_dvc_pointer`), where erasure reads it from any machine.
 """
 
 from __future__ import annotations
@@ -61,7 +66,9 @@ def out_md5(dvc_file: Path) -> str:
 
 
 class DvcVersioner:
-    def __init__(self, root: Path, remote_url: str, cache_dir: Path) -> None:
+    """DVC over one datasets folder; with ``store``, the store's (its folders staged, its pointers kept in the zone)."""
+
+    def __init__(self, root: Path, remote_url: str, cache_dir: Path, store: GovernedStore | None = None) -> None:
         from dvc.repo import Repo
 
         # DVC draws progress bars unless its loggers are above ERROR: voiceloop reports progress itself,
@@ -78,20 +85,23 @@ class DvcVersioner:
             config["remote"][REMOTE] = {"url": remote_url}
         self.repo = Repo(str(root))
         self.remote_url = remote_url
+        self.store = store
 
     @classmethod
     def of(cls, store: GovernedStore, settings: Settings) -> DvcVersioner:
         """The versioner of ``store``'s datasets zone, reached through :meth:`GovernedStore.dvc_workspace`
         (the one place the store hands out a folder), with the configured cache and remote."""
-        return cls(store.dvc_workspace("write"), settings.dvc_remote_url, settings.root / "dvc-cache")
+        return cls(store.dvc_workspace("write"), settings.dvc_remote_url, settings.root / "dvc-cache", store)
 
     def track(self, name: str, digest: str) -> str:
         """Add (idempotently) and push version ``name@digest``; return DVC's content hash for it."""
-        folder = self.root / name / digest
+        folder = self.store.stage_for_dvc(name, digest) if self.store else self.root / name / digest
         dvc_file = folder.with_name(folder.name + ".dvc")
         if not dvc_file.exists():
             self.repo.add(str(folder))
         self.repo.push(targets=[str(dvc_file)])
+        if self.store:
+            self.store.keep_dvc_pointer(name, digest)
         return out_md5(dvc_file)
 
     # -- object bookkeeping ------------------------------------------------------------------
