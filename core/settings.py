@@ -32,6 +32,12 @@ class SourcesConfig(_Section):
 
     call_store: str = "data/calls"
     golden_store: str = "data/golden"
+    # Date-partitioned stores (README "The call store contract"): date folders within this many days before
+    # the watermark's date are listed on every run (where late calls land); older ones only by the sweep.
+    lateness_days: Annotated[int, Field(ge=0, description="days before the watermark's date listed every run")] = 2
+    # Every older date folder is listed again at least this often, so a rewritten old document (consent
+    # withdrawn, a fixed transcript) is noticed within it; 0 lists every folder on every run.
+    sweep_days: Annotated[float, Field(ge=0, description="an old date folder is listed again after this")] = 7.0
 
 
 class StoreConfig(_Section):

@@ -29,12 +29,14 @@ class IngestSummary(BaseModel):
     erased: int
     watermark: str | None
     withdrawn: int = 0  # held calls whose document withdrew consent since
+    documents_read: int = 0  # documents read this run: new or changed ones only (governance/change_signals.py)
 
     @classmethod
     def of(cls, report: IngestReport) -> IngestSummary:
         return cls(listed=report.listed, already_seen=report.already_seen, ingested=len(report.ingested),
                    no_consent=len(report.no_consent), quarantined=len(report.quarantined),
-                   erased=len(report.erased), watermark=report.watermark, withdrawn=len(report.withdrawn))
+                   erased=len(report.erased), watermark=report.watermark, withdrawn=len(report.withdrawn),
+                   documents_read=report.documents_read)
 
 
 class WithdrawalSummary(BaseModel):

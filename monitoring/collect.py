@@ -20,6 +20,7 @@ import numpy as np
 from core.audio import decode_16k
 from core.compute import ShardMap, in_process
 from governance.ingest import IngestReport, ingest, monitor_pending_done, read_monitor_pending
+from governance.ingest_listing import ListingWindow
 from governance.redaction.calls import RedactionReport, redact_in_memory, redact_pending
 from governance.store import GovernedStore
 from monitoring.champion import Champion, TurnAudio, hear, turn_audio
@@ -124,7 +125,8 @@ def collect(settings: Settings, store: GovernedStore, load_champion: Callable[[S
     tell = (lambda stage: (lambda done, total: progress(stage, done, total))) if progress else (lambda stage: None)
     ingester = store.as_purpose("ingest")
     with store.ingest_lock():
-        report.ingest = ingest(ingester, settings.sources.call_store, "train", tell("ingest"))
+        report.ingest = ingest(ingester, settings.sources.call_store, "train", tell("ingest"),
+                               window=ListingWindow.of(settings.sources))
         report.redaction = redact_pending(store.as_purpose("redaction"), settings.redaction, tell("redact"), shards)
         unconsented, considered = read_monitor_pending(ingester, settings.sources.call_store)
     watcher = store.as_purpose("monitoring")
