@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -52,6 +53,14 @@ def local_workers(config: ComputeConfig, threads: int | None = None) -> int:
     return config.workers or threads or os.cpu_count() or 1
 
 
+POLL_S = 10.0  # how often a wait for a shard checks that the cluster still has workers
+WORKERLESS_S = 120.0  # no worker this long: the run stops (a local worker that died is restarted within seconds)
+
+
+class ShardWorkersLost(RuntimeError):
+    """The Dask cluster has no workers left to run the shards on."""
+
+
 class DaskShards:
     """A :class:`core.compute.ShardMap` on Dask; the cluster starts on the first shard, not before."""
 
@@ -74,27 +83,53 @@ class DaskShards:
             if len(pending) >= window:
                 break
         while pending:
-            result = pending.popleft().result()
+            result = self._result(pending.popleft())
             for shard, key in queued:
                 pending.append(self._submit(work, shard, key))
                 break
             yield result
 
+    def _result(self, future: Any) -> Any:
+        """A shard's result, waiting as long as the cluster has workers: one that lost them all (killed, out of
+        memory) for ``WORKERLESS_S`` stops the run with what to do instead of waiting for ever."""
+        workerless_since: float | None = None
+        while True:
+            try:
+                return future.result(timeout=POLL_S)
+            except TimeoutError:
+                if self._runner.client.scheduler_info().get("workers"):
+                    workerless_since = None
+                    continue
+                now = time.monotonic()
+                workerless_since = workerless_since or now
+                if now - workerless_since >= WORKERLESS_S:
+                    where = self.config.dask_address or "the local cluster"
+                    raise ShardWorkersLost(
+                        f"{where} has had no Dask workers for {WORKERLESS_S:.0f} s (killed, or out of memory: "
+                        "see the workers' logs); run again: the calls already written are not redone") from None
+
     def _submit(self, work: Callable[[Any], Any], shard: Any, key: str) -> Any:
-        from prefect.context import TaskRunContext
+        from prefect import tags
+        from prefect.context import EngineContext, TaskRunContext
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         runner = self._started()
-        # The shard carries the caller's Prefect context to the worker. With the API's address in it, the worker
-        # reports there. Without the enclosing task's context: that holds the task's parameters (the governed
-        # store, its keys), which must never leave this process (and do not pickle).
-        outer = TaskRunContext.__var__.set(None)
+        # A shard carries the caller's Prefect context to its worker, pickled. With the API's address in it, the
+        # worker reports there. Without the enclosing task's and flow's contexts: the task's holds its parameters
+        # (the governed store, its keys), which must never leave this process, and a flow's function pickles by
+        # value with every global it names. The shard's task run is tagged with the flow run instead.
+        engine = EngineContext.get()
+        flow_run = getattr(engine, "flow_run", None)
+        outer_flow = EngineContext.__var__.set(None)  # type: ignore[arg-type]
+        outer_task = TaskRunContext.__var__.set(None)  # type: ignore[arg-type]
         try:
-            with temporary_settings({PREFECT_API_URL: self._api_url}):
+            with temporary_settings({PREFECT_API_URL: self._api_url}), \
+                    tags(*([f"flow-run:{flow_run.id}"] if flow_run else [])):
                 return runner.submit(run_shard.with_options(task_run_name=key),
                                      parameters={"work": work, "shard": shard})
         finally:
-            TaskRunContext.__var__.reset(outer)
+            TaskRunContext.__var__.reset(outer_task)
+            EngineContext.__var__.reset(outer_flow)
 
     def _started(self) -> Any:
         if self._runner is not None:
@@ -108,7 +143,7 @@ class DaskShards:
         else:
             runner = DaskTaskRunner(cluster_kwargs={
                 "n_workers": self.workers, "threads_per_worker": 1, "processes": True,
-                "host": "127.0.0.1", "dashboard_address": None, "silence_logs": logging.ERROR,
+                "host": "127.0.0.1", "dashboard_address": "127.0.0.1:0", "silence_logs": logging.ERROR,
             })  # fmt: skip
         runner.__enter__()
         saved = dict(os.environ)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +12,10 @@ import pytest
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+import flows.fan_out as fan_out_module
 from core.compute import chunks, content_key, in_process, shard_size
 from core.settings import ComputeConfig, RedactionConfig
-from flows.fan_out import DaskShards, call_shard, fan_out, run_shard
+from flows.fan_out import DaskShards, ShardWorkersLost, call_shard, fan_out, run_shard
 from governance.audit import Actor, AuditLog
 from governance.crypto import Keyring
 from governance.ingest import ingest
@@ -21,6 +24,15 @@ from governance.store import GovernedStore
 
 
 def _square(x: int) -> int:
+    return x * x
+
+
+def _square_dying_once(shard: tuple[int, str]) -> int:
+    """The first worker to take a shard of 3 dies (the process ends: a killed worker) before it returns."""
+    x, marker = shard
+    if x == 3 and not Path(marker).exists():
+        Path(marker).write_text("died")
+        os._exit(1)
     return x * x
 
 
@@ -76,6 +88,29 @@ def test_in_process_is_used_when_fan_out_is_off() -> None:
     with fan_out(ComputeConfig(fan_out=False)) as shards:
         assert shards is in_process
         assert list(shards(_square, [1, 2, 3], ["a", "b", "c"])) == [1, 4, 9]
+
+
+def test_a_lost_worker_costs_its_shard_again_not_the_run(prefect_harness: None, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker that dies mid-shard is replaced and its shard runs again elsewhere: every result comes back
+    once, in order. A cluster left with no workers at all stops the run with what to do."""
+    marker = str(tmp_path / "died")
+    shards = DaskShards(ComputeConfig(workers=2))
+    try:
+        work = [(x, marker) for x in range(6)]
+        assert list(shards(_square_dying_once, work, [str(x) for x, _ in work])) == [x * x for x in range(6)]
+        assert Path(marker).read_text() == "died"  # a worker did die on the way
+        monkeypatch.setattr(fan_out_module, "POLL_S", 0.2)
+        monkeypatch.setattr(fan_out_module, "WORKERLESS_S", 1.0)
+        client = shards._runner.client
+        client.cluster.scale(0)  # every worker gone, and none restarted
+        deadline = time.monotonic() + 60
+        while client.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        with pytest.raises(ShardWorkersLost, match="no Dask workers .* run again"):
+            list(shards(_square, [1], ["after"]))
+    finally:
+        shards.close()
 
 
 def test_redaction_on_two_dask_workers_matches_one_process(

@@ -158,7 +158,7 @@ def redact_audio_of_calls(
         return report
     blanks = {call_id: frozenset(turns) for call_id, turns in (blank_turns or {}).items()}
     ids = sorted(redactions_by_call)
-    index = store.raw_index()
+    index = store.raw_entries(ids)
     pieces = chunks(ids, shard_size(len(ids), shards.workers, most=calls_per_batch))
     settings = config.model_dump(mode="json")
     keys = [content_key("redact-audio", timings, settings,

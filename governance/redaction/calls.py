@@ -148,7 +148,7 @@ def redact_calls(
     pending: list[dict[str, Any]] = []
     audio_inputs: dict[str, dict[int, list[Redaction]]] = {}
     ids = sorted(call_ids)
-    index = store.raw_index()
+    index = store.raw_entries(ids)
     pieces = chunks(ids, shard_size(len(ids), shards.workers, most=BATCH))
     keys = [content_key("redact-text", [(c, _version(index, c)) for c in piece], config.model_dump(mode="json"))
             for piece in pieces]
