@@ -8,7 +8,8 @@ for /healthz, and drives it over HTTP from this process:
   data/sample/speech_fixtures/vosk_digits.wav): p50 and p95 (end of speech to response);
 - four concurrent clients, ``/v1/process`` of the same utterance: throughput and p95.
 
-Every request must succeed (the script fails otherwise). One JSON line per figure.
+Every request must succeed (the script fails otherwise): the server's admission control is set wide open
+(``NO_SHEDDING``); benchmarks/serve_capacity.py measures capacity and overload. One JSON line per figure.
 
 ``--audit-cost RUNS`` measures instead what auditing every request costs (serving/request_audit.py):
 RUNS pairs of one-client ``/v1/process`` runs, each on a fresh server of this script (the runtime
@@ -39,6 +40,10 @@ from common import emit  # benchmarks/common.py
 REPO = Path(__file__).resolve().parents[1]
 RECORDING = REPO / "data" / "sample" / "speech_fixtures" / "vosk_digits.wav"
 KEY = "benchmark-key"
+# these figures are latency and throughput with nothing shed: four slots (the four clients run at once,
+# as before admission control) and a queue deadline no request meets (serve_capacity.py measures overload)
+NO_SHEDDING = {"VOICELOOP__SERVING__ADMISSION__MAX_INFLIGHT": "4",
+               "VOICELOOP__SERVING__ADMISSION__QUEUE_TIMEOUT_S": "600"}
 
 
 def five_second_utterance() -> bytes:
@@ -77,10 +82,13 @@ def serve_here(port: int, audit: bool) -> None:
         stop_following(runtime)
 
 
-def start_server(project_dir: Path, port: int, audit: bool | None = None) -> subprocess.Popen[bytes]:
-    """`voiceloop serve` (``audit`` None), or this script's server with or without the request auditor."""
-    env = {**os.environ, "VOICELOOP_PROJECT_DIR": str(project_dir.resolve()), "VOICELOOP_API_KEYS": KEY}
-    command = [sys.executable, "-m", "voiceloop.cli", "serve", "--port", str(port)] if audit is None else [
+def start_server(project_dir: Path, port: int, audit: bool | None = None, args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """`voiceloop serve` (``audit`` None; ``args`` added to its command line), or this script's server with or
+    without the request auditor; ``env``: more environment (settings overrides), else admission wide open."""
+    env = {**os.environ, "VOICELOOP_PROJECT_DIR": str(project_dir.resolve()), "VOICELOOP_API_KEYS": KEY,
+           **(NO_SHEDDING if env is None else env)}
+    command = [sys.executable, "-m", "voiceloop.cli", "serve", "--port", str(port), *args] if audit is None else [
         sys.executable, __file__, "--project-dir", str(project_dir), "--serve-port", str(port),
         *([] if audit else ["--no-request-audit"])]
     server = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

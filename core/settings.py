@@ -303,6 +303,16 @@ class CallSessionsConfig(_Section):
     masked_types: list[str] = ["CREDIT_CARD", "ACCOUNT_NUMBER", "PHONE_NUMBER"]
 
 
+class AdmissionConfig(_Section):
+    """How much model work one server process takes on at once, and what it sheds (docs/serving.md, "Overload")."""
+
+    max_inflight: Annotated[int, Field(ge=1, description="requests doing model work at once, per process")] = 2
+    max_queue: Annotated[int, Field(ge=0, description="requests waiting for a slot; one more gets 503 at once")] = 16
+    # the longest a request waits for a slot; one whose expected wait is longer is shed at the door
+    queue_timeout_s: Annotated[float, Field(gt=0, description="a request that waited this long gets 503")] = 0.5
+    retry_after_s: Annotated[int, Field(ge=1, description="the Retry-After of a shed request")] = 1
+
+
 class ServingConfig(_Section):
     """``voiceloop serve``: the runtime that follows the champion bundle (docs/serving.md)."""
 
@@ -315,6 +325,7 @@ class ServingConfig(_Section):
     api_keys_file: str = ""  # "": <keys dir>/api-keys (one key per line, created on first start)
     role: str = "serving"  # the role the server acts as (bundle swaps are audited under it); --as / VOICELOOP_ROLE win
     sessions: CallSessionsConfig = CallSessionsConfig()
+    admission: AdmissionConfig = AdmissionConfig()
 
 
 class MonitorConfig(_Section):

@@ -31,25 +31,23 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
+from serving.admission import Shed, shed_response
 from serving.api_keys import HEADER, ApiKey
 from serving.guard import TEXT_BODY_BYTES, Guard
+from serving.measure import Measure
 from serving.routes import calls, inference, operations
 from serving.runtime import SessionRuntime
 from serving.sessions import SessionStore
 from serving.state import Runtime
 
 ROUTES = ("/v1/transcribe", "/v1/understand", "/v1/process", "/healthz", "/metrics")
-access_log = logging.getLogger("voiceloop.serving.access")
-log = logging.getLogger("voiceloop.serving")
 
 
 def create_app(runtime: Runtime) -> FastAPI:
@@ -74,25 +72,11 @@ def create_app(runtime: Runtime) -> FastAPI:
             purpose = "transcription" if raw and runtime.raw_for(key) else "evaluation"
             runtime.requests.record(key.name, key.role, purpose, endpoint)
 
-    # added first, so it runs inside `measure`: its refusals are counted too
+    # added first, so it runs inside `Measure`: its refusals are counted too
     app.add_middleware(Guard, keys=lambda: runtime.keys, cap=cap, seen=seen)
-
-    @app.middleware("http")
-    async def measure(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        """Count and time every request, log method, path and status (never the query string or a body),
-        and answer any unexpected error with a 500 that names nothing of the request."""
-        path = request.url.path
-        route = calls.route_of(path) or (path if path in ROUTES else "other")
-        started = time.perf_counter()
-        try:
-            response = await call_next(request)
-        except Exception as error:  # its message or traceback could hold what the caller sent
-            log.error("%s %s failed: %s", request.method, route, type(error).__name__)
-            response = JSONResponse({"detail": "internal error; the request was not logged"}, status_code=500)
-        metrics.latency.labels(route).observe(time.perf_counter() - started)
-        metrics.requests.labels(route, str(response.status_code)).inc()
-        access_log.info("%s %s %d", request.method, route, response.status_code)
-        return response
+    app.add_middleware(Measure, metrics=metrics, route_of=lambda path: calls.route_of(path) or (
+        path if path in ROUTES else "other"))
+    app.add_exception_handler(Shed, shed_response)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, error: RequestValidationError) -> JSONResponse:
@@ -111,7 +95,8 @@ def _without_input(error: Any) -> dict[str, Any]:
 
 def server_config(app: FastAPI, host: str, port: int) -> uvicorn.Config:
     """How uvicorn runs the app: its own access log is off (it prints query strings, where a key may be
-    sent by mistake); ``measure`` logs method, route and status instead, through uvicorn's console handler."""
+    sent by mistake); ``Measure`` (serving/measure.py) logs method, route and status instead, through
+    uvicorn's console handler."""
     logging_config = copy.deepcopy(uvicorn.config.LOGGING_CONFIG)
     logging_config["loggers"]["voiceloop.serving"] = {"handlers": ["default"], "level": "INFO"}
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False, log_config=logging_config)

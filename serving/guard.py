@@ -6,11 +6,13 @@ bodies of any size. This ASGI middleware runs first. It refuses a missing or unk
 without reading the body, refuses a body larger than the route allows (413) from its declared
 length or as soon as the bytes received pass the cap, and only then hands the body, read once, to
 the app. The matched key is left in the request's state (``request.state.api_key``) for the
-route, and the request is counted for the audit trail (serving/request_audit.py).
+route, and the request is counted for the audit trail (serving/request_audit.py). After the body,
+the connection is read on, so that a client that disconnects is seen (:class:`_Replay`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -59,20 +61,35 @@ class Guard:
                 return
         scope.setdefault("state", {})["api_key"] = key
         self.seen(key, scope["path"])
-        await self.app(scope, _replay(bytes(body)), send)
+        replay = _Replay(bytes(body), receive)
+        try:
+            await self.app(scope, replay, send)
+        finally:
+            replay.close()
 
 
-def _replay(body: bytes) -> Receive:
-    sent = False
+class _Replay:
+    """The body read here, then the connection's own messages: its disconnect.
 
-    async def receive() -> Message:
-        nonlocal sent
-        if sent:  # the app reads past the body only to wait for a disconnect
-            return {"type": "http.disconnect"}
-        sent = True
-        return {"type": "http.request", "body": body, "more_body": False}
+    Reading past the body starts at once, in a task: the server then reads the connection while the
+    request waits (uvicorn stops reading a connection whose body filled its buffer until the app
+    asks again), so a client that has gone is seen as gone by ``request.is_disconnected()`` when
+    admission control asks (serving/admission.py), not one question later.
+    """
 
-    return receive
+    def __init__(self, body: bytes, receive: Receive) -> None:
+        self._body: bytes | None = body
+        self._after: asyncio.Future[Message] = asyncio.ensure_future(receive())
+
+    async def __call__(self) -> Message:
+        if self._body is not None:
+            body, self._body = self._body, None
+            return {"type": "http.request", "body": body, "more_body": False}
+        # shielded: a caller that gives up (is_disconnected asks without waiting) must not stop the reading
+        return await asyncio.shield(self._after)
+
+    def close(self) -> None:
+        self._after.cancel()
 
 
 async def _refuse(send: Send, status: int, detail: str, headers: dict[str, str] | None = None) -> None:

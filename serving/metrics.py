@@ -6,6 +6,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+WAIT_BUCKETS = (0.001, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class ServingMetrics:
@@ -39,6 +40,28 @@ class ServingMetrics:
                                        registry=self.registry)
         self.session_turns = Counter("voiceloop_call_turns", "customer turns added to call sessions, by source "
                                      "(audio, text)", ["source"], registry=self.registry)
+
+        # admission control (serving/admission.py): the slots for model work, the queue for them, what is shed
+        self.admission_inflight = Gauge("voiceloop_admission_inflight", "requests holding a model slot now",
+                                        registry=self.registry)
+        self.admission_queued = Gauge("voiceloop_admission_queue_depth", "requests waiting for a model slot now",
+                                      registry=self.registry)
+        self.admission_max_inflight = Gauge("voiceloop_admission_max_inflight", "model slots of this process "
+                                            "(serving.admission.max_inflight)", registry=self.registry)
+        self.admission_max_queue = Gauge("voiceloop_admission_max_queue", "requests that may wait for a slot "
+                                         "(serving.admission.max_queue)", registry=self.registry)
+        self.admission_shed = Counter("voiceloop_admission_shed", "requests refused before any model work, by "
+                                      "reason: queue_full, expected_wait, queue_timeout (503 + Retry-After), "
+                                      "disconnected (the client left while it waited; 499)", ["reason"],
+                                      registry=self.registry)
+        self.admission_admitted = Counter("voiceloop_admission_admitted", "requests that reached the model, by "
+                                          "work (transcribe, understand, process, turn)", ["work"],
+                                          registry=self.registry)
+        self.admission_wait = Histogram("voiceloop_admission_wait_seconds", "time an admitted request waited for "
+                                        "its model slot", buckets=WAIT_BUCKETS, registry=self.registry)
+        self.shadow_skipped = Counter("voiceloop_shadow_skipped", "challenger runs left out because requests "
+                                      "were waiting for the model (shadow work yields to traffic)",
+                                      registry=self.registry)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from serving.admission import Admission
 from serving.api_keys import ApiKey, api_keys_path, load_api_keys
 from serving.follower import BundleFollower
 from serving.metrics import ServingMetrics
@@ -136,6 +137,7 @@ def build_runtime(settings: Settings, shadow: bool | None = None, keys: tuple[Ap
         raw_roles=frozenset(r for r in {k.role for k in keys} if RAW_PURPOSE in policy.purposes_of(r)),
         requests=_request_auditor(settings, metrics),
         sessions=SessionStore(settings.serving.sessions, metrics),
+        admission=Admission(settings.serving.admission, metrics),
     )
 
 

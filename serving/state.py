@@ -1,4 +1,4 @@
-"""What every route serves with: the runtime (followed bundles, redactor, keys, limits) and the caller's key.
+"""What every route serves with: the runtime (followed bundles, redactor, keys, limits, admission) and the caller's key.
 
 Built by :func:`serving.runtime.build_runtime`, put on the app by :func:`serving.app.create_app`, and
 handed to each route by FastAPI's dependency injection (:func:`runtime_of`, :func:`api_key`). The
@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Header, HTTPException, Request
 
+from serving.admission import Admission
 from serving.api_keys import HEADER, ApiKey, matching_key
 from serving.metrics import ServingMetrics
 from training.bundle import ServedBundle
@@ -38,6 +39,7 @@ class Runtime:
     shadow: ShadowRecorder | None = None
     raw_roles: frozenset[str] = frozenset()  # roles whose keys get raw transcripts (the transcription purpose)
     requests: RequestAuditor | None = None  # the audit trail of requests, in batches
+    admission: Admission = field(default_factory=Admission)  # the slots for model work, and what is shed
     _redacting: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def raw_for(self, key: ApiKey) -> bool:

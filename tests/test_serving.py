@@ -16,6 +16,7 @@ import threading
 import time
 import wave
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import httpx
 import pytest
 import uvicorn
 
+from core.settings import AdmissionConfig, Settings
 from governance.audit import open_audit
 from serving.api_keys import ApiKey
 from serving.app import create_app, server_config
@@ -61,10 +63,9 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(project: TrainedProject) -> Iterator[Server]:
-    settings = project.settings
-    runtime = build_runtime(settings, shadow=True, keys=KEYS)
+@contextmanager
+def serving(runtime: Runtime, follow_every_s: float = 0.2) -> Iterator[Server]:
+    """``runtime`` served by uvicorn in a thread on a free port of 127.0.0.1, its alias followers running."""
     port = _free_port()
     uv = uvicorn.Server(server_config(create_app(runtime), "127.0.0.1", port))
     thread = threading.Thread(target=uv.run, daemon=True)
@@ -73,11 +74,27 @@ def server(project: TrainedProject) -> Iterator[Server]:
     while not uv.started and time.monotonic() < deadline:
         time.sleep(0.05)
     assert uv.started, "uvicorn did not start"
-    start_following(runtime, 0.2)
-    yield Server(f"http://127.0.0.1:{port}", runtime, port=port)
-    stop_following(runtime)
-    uv.should_exit = True
-    thread.join(timeout=30)
+    start_following(runtime, follow_every_s)
+    try:
+        yield Server(f"http://127.0.0.1:{port}", runtime, port=port)
+    finally:
+        stop_following(runtime)
+        uv.should_exit = True
+        thread.join(timeout=30)
+
+
+def with_admission(settings: Settings, **limits: Any) -> Settings:
+    """``settings`` with ``serving.admission`` set to ``limits`` (the rest at their defaults)."""
+    serving_config = settings.serving.model_copy(update={"admission": AdmissionConfig(**limits)})
+    return settings.model_copy(update={"serving": serving_config})
+
+
+@pytest.fixture(scope="module")
+def server(project: TrainedProject) -> Iterator[Server]:
+    # these tests are not about overload (tests/test_serving_admission.py is): four clients never wait for a slot
+    settings = with_admission(project.settings, max_inflight=4)
+    with serving(build_runtime(settings, shadow=True, keys=KEYS)) as served:
+        yield served
 
 
 def _wait_for(condition: Any, what: str, seconds: float = 120) -> None:
@@ -385,6 +402,8 @@ def test_a_failed_swap_audit_or_load_stops_nothing_and_clears_once_healthy(serve
     try:
         move(settings.tracking.bundle_name, CHAMPION, second_bundle)
         _wait_for(lambda: server.runtime.champion.version == second_bundle, "the swap while the audit log is away")
+        # the swap is visible a moment before its failed report is: wait for the report's error
+        _wait_for(lambda: server.runtime.champion.last_error is not None, "the failed swap report")
         health = server.client(key="").get("/healthz").json()
         assert health["status"] == "degraded" and "recording the bundle swap failed" in health["last_reload_error"]
         metrics = server.client(key="").get("/metrics").text

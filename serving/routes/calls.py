@@ -3,7 +3,8 @@
 The bot platform posts each customer turn (``POST .../turns``: the audio file as the body, as for
 ``/v1/process``, or JSON ``{"text": ...}``), reads the handoff packet when it escalates (``GET
 .../handoff``) and ends the session when the call ends (``DELETE``). Turns are redacted before
-they are kept (serving/sessions.py). Every route needs a key whose role holds the
+they are kept (serving/sessions.py); a turn's model work holds a slot of admission control, as
+``/v1/process``'s does (serving/admission.py). Every route needs a key whose role holds the
 ``transcription`` purpose (voice-bot, admin: what the caller says goes in); other keys get 403.
 Requests are audited per key by route, never by call id or content (serving/app.py).
 """
@@ -23,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from governance.contract import SAFE_ID
 from serving.api_keys import ApiKey
 from serving.guard import TEXT_BODY_BYTES
-from serving.routes.inference import AUDIO_BODY, audio_of
+from serving.routes.inference import AUDIO_BODY, audio_of, model_slot
 from serving.runtime import RAW_PURPOSE
 from serving.schemas import VERIFIED, EntityType, HandoffOut, TurnIn, TurnOut
 from serving.sessions import SessionError, SessionStore, Source, customer_turn
@@ -102,12 +103,13 @@ async def post_turn(call_id: CallId, request: Request, runtime: RuntimeDep, sess
     arrived, bundle = sessions.now(), runtime.champion.current
     with _served():
         sessions.check_room(call_id)
-    text, source, also_verified = await _said(request, runtime, bundle)
-    if not text.strip():  # audio without speech: nothing to keep
-        return {"call_id": call_id, "turn": None, "text": "", "pii_types": [], "intent": None, "confidence": None,
-                "sentiment": None, "speech": False, "bundle": bundle.version}
-    turn = await run_in_threadpool(customer_turn, text, runtime.redact, bundle, sessions.masked_types, source,
-                                   [*(verified or []), *also_verified])
+    async with model_slot(request, runtime, "turn"):
+        text, source, also_verified = await _said(request, runtime, bundle)
+        if not text.strip():  # audio without speech: nothing to keep
+            return {"call_id": call_id, "turn": None, "text": "", "pii_types": [], "intent": None,
+                    "confidence": None, "sentiment": None, "speech": False, "bundle": bundle.version}
+        turn = await run_in_threadpool(customer_turn, text, runtime.redact, bundle, sessions.masked_types, source,
+                                       [*(verified or []), *also_verified])
     with _served():
         index = sessions.add(call_id, turn, arrived)
     runtime.metrics.session_turns.labels(source).inc()

@@ -2,6 +2,8 @@
 
 Each request is answered by the bundle that was the champion when it arrived; in shadow mode the
 challenger answers the same input after the response is sent, and only the comparison is kept.
+The model work (decoding included) holds a slot of the process's admission control, or the request
+is shed with 503 (serving/admission.py); shadow runs are left out while requests wait for a slot.
 ``/v1/transcribe`` returns what was said with PII replaced, text and words alike, unless the key's
 role holds the ``transcription`` purpose (docs/serving.md, "API keys").
 """
@@ -11,9 +13,10 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, BackgroundTasks, Depends, HTTPException, Request
@@ -34,6 +37,17 @@ Work = Callable[[Runtime, ServedBundle, Any], dict[str, Any]]
 router = APIRouter(prefix="/v1", tags=["inference"], dependencies=[Depends(api_key)])
 
 
+@asynccontextmanager
+async def model_slot(request: Request, runtime: Runtime, work: str) -> AsyncIterator[None]:
+    """A slot of admission control for the request's model work ``work``, or 503 (serving/admission.py).
+
+    The body is read first: asking whether the client has left reads the connection, which must not
+    find the body still there to take."""
+    await request.body()
+    async with runtime.admission.admitted(work, request.is_disconnected):
+        yield
+
+
 async def audio_of(request: Request, runtime: RuntimeDep) -> np.ndarray:
     """The uploaded audio at 16 kHz, or the 4xx that says what is wrong with the upload.
 
@@ -50,9 +64,6 @@ async def audio_of(request: Request, runtime: RuntimeDep) -> np.ndarray:
     except ValueError as error:
         status = 422 if "no audio samples" in str(error) else 415
         raise HTTPException(status, f"{error}: send a WAV, FLAC, OGG or MP3 file as the request body") from None
-
-
-AudioDep = Annotated[np.ndarray, Depends(audio_of)]
 
 
 @dataclass(frozen=True)
@@ -94,7 +105,10 @@ def answer(runtime: Runtime, endpoint: str, work: Work, given: Any, background: 
         raise HTTPException(503, str(error)) from None
     challenger = runtime.challenger.current if runtime.challenger else None
     if runtime.shadow and challenger is not None and challenger.version not in (None, bundle.version):
-        background.add_task(shadow, runtime, endpoint, work, given, result, challenger)
+        if runtime.admission.queued:  # requests wait for the model: the comparison is optional work
+            runtime.metrics.shadow_skipped.inc()
+        else:
+            background.add_task(shadow, runtime, endpoint, work, given, result, challenger)
     return result
 
 
@@ -111,20 +125,23 @@ def shadow(runtime: Runtime, endpoint: str, work: Work, given: Any, champion_res
 
 @router.post("/transcribe", response_model=TranscribeOut, openapi_extra=AUDIO_BODY,
              summary="audio -> text and word timings, PII replaced unless the key's role may have raw transcripts")
-async def transcribe_route(background: BackgroundTasks, audio: AudioDep, runtime: RuntimeDep,
+async def transcribe_route(request: Request, background: BackgroundTasks, runtime: RuntimeDep,
                            key: KeyDep) -> dict[str, Any]:
-    heard = Heard(audio, runtime.raw_for(key))
-    return await run_in_threadpool(answer, runtime, "transcribe", transcribe, heard, background)
+    async with model_slot(request, runtime, "transcribe"):
+        heard = Heard(await audio_of(request, runtime), runtime.raw_for(key))
+        return await run_in_threadpool(answer, runtime, "transcribe", transcribe, heard, background)
 
 
 @router.post("/understand", response_model=UnderstandOut, summary="text -> intent and confidence")
-async def understand_route(body: UnderstandIn, background: BackgroundTasks,
+async def understand_route(request: Request, body: UnderstandIn, background: BackgroundTasks,
                            runtime: RuntimeDep) -> dict[str, Any]:
-    return await run_in_threadpool(answer, runtime, "understand", understand, body.text, background)
+    async with model_slot(request, runtime, "understand"):
+        return await run_in_threadpool(answer, runtime, "understand", understand, body.text, background)
 
 
 @router.post("/process", response_model=ProcessOut, openapi_extra=AUDIO_BODY,
              summary="audio -> transcript -> redacted transcript -> intent")
-async def process_route(background: BackgroundTasks, audio: AudioDep,
-                        runtime: RuntimeDep) -> dict[str, Any]:
-    return await run_in_threadpool(answer, runtime, "process", process, audio, background)
+async def process_route(request: Request, background: BackgroundTasks, runtime: RuntimeDep) -> dict[str, Any]:
+    async with model_slot(request, runtime, "process"):
+        audio = await audio_of(request, runtime)
+        return await run_in_threadpool(answer, runtime, "process", process, audio, background)
