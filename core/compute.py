@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, overload
 
 S = TypeVar("S")
 R = TypeVar("R")
@@ -53,6 +53,28 @@ class InProcess:
 
 
 in_process = InProcess()
+
+
+class LazyShards(Sequence[S]):
+    """Shards made when taken: ``load`` reads a piece's inputs then (through the governed store: checked and
+    audited at that moment), so a run holds the shards in flight, not every call's data at once."""
+
+    def __init__(self, pieces: Sequence[Sequence[str]], load: Callable[[Sequence[str]], S]) -> None:
+        self.pieces, self.load = pieces, load
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+    @overload
+    def __getitem__(self, i: int) -> S: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[S]: ...
+
+    def __getitem__(self, i: int | slice) -> S | Sequence[S]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self.load(self.pieces[i])
 
 
 def chunks(items: Sequence[S], size: int) -> list[Sequence[S]]:

@@ -44,6 +44,15 @@ def _by_parts(keys: Iterable[str]) -> list[str]:
     return sorted(keys, key=lambda key: key.split("/"))
 
 
+def _built_beside(final: Path, build: Callable[[Path], None]) -> Path:
+    """A folder ``build`` filled, in a fresh temporary folder beside ``final`` (this process's own)."""
+    tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    build(tmp)
+    return tmp
+
+
 class ZoneFS:
     """Zones under ``root`` of the fsspec filesystem ``fs``, addressed by keys; reading is the same everywhere."""
 
@@ -197,11 +206,7 @@ class LocalZoneFS(ZoneFS):
 
     def publish_folder(self, key: str, build: Callable[[Path], None], last: str) -> None:
         final = self.local_path(key)
-        tmp = final.with_name(f".{final.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        build(tmp)
-        os.replace(tmp, final)  # the whole folder appears at once
+        os.replace(_built_beside(final, build), final)  # the whole folder appears at once
 
 
 class ObjectZoneFS(ZoneFS):
@@ -248,10 +253,7 @@ class ObjectZoneFS(ZoneFS):
 
     def publish_folder(self, key: str, build: Callable[[Path], None], last: str) -> None:
         local = self.local_path(key)
-        tmp = local.with_name(f".{local.name}.tmp-{os.getpid()}")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        build(tmp)
+        tmp = _built_beside(local, build)
         shutil.rmtree(local, ignore_errors=True)  # a copy left by a publish killed before its upload ended
         _settle(tmp, local)
         self.upload(key, last=(last,))

@@ -15,10 +15,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal
 
 from core.audio import Decoded, decode_audio
-from core.compute import ShardMap, chunks, content_key, in_process, shard_size
+from core.compute import LazyShards, ShardMap, chunks, content_key, in_process, shard_size
 from core.settings import AudioRedactionConfig
 from governance.redaction.audio import (
     HearingCheck,
@@ -165,8 +165,17 @@ def redact_audio_of_calls(
                         [(c, index[c].source_digest if c in index else None,
                           index[c].audio_sha256 if c in index else None, sorted(blanks.get(c, ()))) for c in piece])
             for piece in pieces]  # fmt: skip
-    inputs = _AudioShards(store, pieces, redactions_by_call, blanks,
-                          AudioShard([], config, timings, config.asr_model, shards.cores_per_worker))
+    template = AudioShard([], config, timings, config.asr_model, shards.cores_per_worker)
+
+    def audio_shard(piece: Sequence[str]) -> AudioShard:
+        return replace(template, calls=[
+            AudioCall(raw.document["call_id"], raw.audio, raw.document["turns"],
+                      redactions_by_call[raw.document["call_id"]], blanks.get(raw.document["call_id"], frozenset()),
+                      Path(raw.document["audio"]).suffix)
+            for raw in store.read_raw(piece)  # read when the shard is taken: a run holds the shards in flight
+        ])  # fmt: skip
+
+    inputs = LazyShards(pieces, audio_shard)
     work = partial(mask_audio_shard, engine=asr) if asr is not None else mask_audio_shard
     for result in shards(work, inputs, keys):
         report.asr_s += result.asr_s
@@ -184,37 +193,6 @@ def redact_audio_of_calls(
                 report.calls.append(call.call_id)
                 report.per_call[call.call_id] = call.report
     return report
-
-
-class _AudioShards(Sequence[AudioShard]):
-    """Shards whose raw audio is read from the store when taken (checked and audited then): a run holds
-    the audio of the shards in flight only."""
-
-    def __init__(self, store: GovernedStore, pieces: list[Sequence[str]],
-                 redactions_by_call: Mapping[str, Mapping[int, TurnRedactions]],
-                 blanks: Mapping[str, frozenset[int]], template: AudioShard) -> None:
-        self.store, self.pieces, self.redactions, self.blanks = store, pieces, redactions_by_call, blanks
-        self.template = template
-
-    def __len__(self) -> int:
-        return len(self.pieces)
-
-    @overload
-    def __getitem__(self, i: int) -> AudioShard: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[AudioShard]: ...
-
-    def __getitem__(self, i: int | slice) -> AudioShard | Sequence[AudioShard]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        calls = [
-            AudioCall(raw.document["call_id"], raw.audio, raw.document["turns"],
-                      self.redactions[raw.document["call_id"]], self.blanks.get(raw.document["call_id"], frozenset()),
-                      Path(raw.document["audio"]).suffix)
-            for raw in self.store.read_raw(self.pieces[i])
-        ]  # fmt: skip
-        return replace(self.template, calls=calls)
 
 
 def mask_audio_shard(shard: AudioShard, engine: AsrEngine | None = None) -> AudioShardResult:

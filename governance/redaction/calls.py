@@ -11,12 +11,12 @@ batch's turns leak, redaction itself is broken and the batch is refused.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any, overload
+from typing import TYPE_CHECKING, Any
 
-from core.compute import ShardMap, chunks, content_key, in_process, shard_size
+from core.compute import LazyShards, ShardMap, chunks, content_key, in_process, shard_size
 from core.settings import RedactionConfig
 from governance.crypto import pseudonym
 from governance.redaction.call_audio import AudioRedactionReport, group_turn_redactions, redact_audio_of_calls
@@ -153,7 +153,9 @@ def redact_calls(
     keys = [content_key("redact-text", [(c, _version(index, c)) for c in piece], config.model_dump(mode="json"))
             for piece in pieces]
     done = 0
-    for piece, result in zip(pieces, shards(redact_text_shard, _TextShards(store, pieces, config), keys), strict=True):
+    # Documents only: the audio facts redaction keeps were measured at ingest (document["_ingest"]).
+    inputs = LazyShards(pieces, lambda piece: TextShard(list(store.read_raw_documents(piece)), config))
+    for piece, result in zip(pieces, shards(redact_text_shard, inputs, keys), strict=True):
         for call in result.calls:
             call["caller_ref"] = pseudonym(result.caller_ids[call["call_id"]], salt)
         report.turns += result.turns
@@ -225,29 +227,6 @@ class TextShardResult:
     leaked: list[tuple[str, dict[str, Any], list[str]]]
     turns: int
     entities: dict[str, int]
-
-
-class _TextShards(Sequence[TextShard]):
-    """Shards read from the raw zone when taken (checked and audited then), so a run holds only the
-    shards in flight, not every raw document at once."""
-
-    def __init__(self, store: GovernedStore, pieces: list[Sequence[str]], config: RedactionConfig) -> None:
-        self.store, self.pieces, self.config = store, pieces, config
-
-    def __len__(self) -> int:
-        return len(self.pieces)
-
-    @overload
-    def __getitem__(self, i: int) -> TextShard: ...
-
-    @overload
-    def __getitem__(self, i: slice) -> Sequence[TextShard]: ...
-
-    def __getitem__(self, i: int | slice) -> TextShard | Sequence[TextShard]:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        # Documents only: the audio facts redaction keeps were measured at ingest (document["_ingest"]).
-        return TextShard(list(self.store.read_raw_documents(self.pieces[i])), self.config)
 
 
 def redact_text_shard(shard: TextShard) -> TextShardResult:
