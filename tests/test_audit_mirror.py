@@ -17,6 +17,7 @@ from core.settings import Settings, load_settings
 from governance.audit import Actor, AuditIntegrityError, AuditLog, open_audit, shared_folder_warning
 from governance.audit_chain import KEY_ENV, ChainKey, Head, audit_key
 from tests.conftest import write_params
+from tests.s3_server import S3
 from tests.test_audit import forge_chain, tamper
 
 ACTOR = Actor("pipeline", "ingest", user="tester")
@@ -151,16 +152,19 @@ def test_a_mirror_set_on_a_running_log_is_seeded_by_reanchor(tmp_path: Path) -> 
     assert last.detail["previous_mirror"] is None and last.note == "head mirror enabled"
 
 
-def test_an_s3_mirror_without_its_backend_is_named(tmp_path: Path) -> None:
-    pytest.importorskip("fsspec")
-    try:
-        import s3fs  # noqa: F401
-    except ImportError:
-        _, settings = _project(tmp_path, "s3://voiceloop-audit/head")
-        with pytest.raises(AuditIntegrityError, match="head mirror s3://voiceloop-audit/head cannot be opened"):
-            open_audit(settings)
-    else:
-        pytest.skip("s3fs is installed: the URL would reach for AWS")
+def test_an_s3_mirror_is_written_on_every_append_and_a_missing_bucket_is_named(tmp_path: Path, s3: S3) -> None:
+    """The head mirror in a bucket (the session's S3 server on 127.0.0.1, reached as AWS would be)."""
+    bucket = s3.bucket()
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "missing").mkdir()
+    _, settings = _project(tmp_path / "kept", f"s3://{bucket}/audit/head")
+    log = _filled(settings, 3)
+    stored = s3.client.get_object(Bucket=bucket, Key="audit/head")["Body"].read().decode()
+    assert stored == settings.audit_head_file.read_text() and json.loads(stored)["last_id"] == 3
+    assert log.verify().mirror == "matches"
+    _, missing = _project(tmp_path / "missing", "s3://voiceloop-no-such-bucket/head")
+    with pytest.raises(AuditIntegrityError, match="head mirror s3://voiceloop-no-such-bucket/head"):
+        _filled(missing, 1)
 
 
 def test_the_warning_stands_while_the_key_and_every_head_copy_share_the_project_folder(
