@@ -12,7 +12,7 @@ DEMO_CALLS ?= 120
 # 11 labelled turns per intent: >= 10 survive even if validation quarantines a turn
 GOLDEN_PER_INTENT ?= 11
 
-.PHONY: demo test setup system-packages studio-venv lint corpus clean-state
+.PHONY: demo test setup system-packages studio-venv lint corpus clean-state infra
 
 demo: setup corpus
 	$(BIN)/voiceloop retrain
@@ -86,6 +86,14 @@ data/calls/.built: $(VENV)/.installed
 data/golden/.built: $(VENV)/.installed
 	$(BIN)/voiceloop simulate-calls --split golden --per-intent $(GOLDEN_PER_INTENT) --out data/golden --seed 0
 	touch $@
+
+# The scale topology as separate processes on 127.0.0.1 (a moto S3 server, PostgreSQL + `mlflow server`, a
+# `dask scheduler` and two single-thread workers) and one `voiceloop retrain` of the demo corpus, ASR on, through
+# it: figures as JSON lines, every process stopped after. A benchmark and a manual check, not part of `make test`
+# (docs/scale.md "The full topology by hand"). INFRA_ARGS="--tiny --calls DIR --golden DIR" runs another corpus
+# with the suite's tiny settings (then the demo corpus is not built); "--up-only" starts and stops the services.
+infra: setup $(if $(INFRA_ARGS),,corpus)
+	$(BIN)/python benchmarks/infra_topology.py $(INFRA_ARGS)
 
 clean-state:
 	rm -rf .voiceloop

@@ -20,7 +20,8 @@ import soundfile as sf
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-pytest_plugins = ["tests.s3_server"]  # one moto S3 server per session (started on first use), ``s3`` per test
+# One server of each kind per session, started on first use: moto's S3 (``s3`` per test), PostgreSQL, mlflow server
+pytest_plugins = ["tests.s3_server", "tests.pg_server", "tests.mlflow_server"]
 _SESSION_HOME = Path(tempfile.mkdtemp(prefix="voiceloop-tests-"))
 os.environ.setdefault("VOICELOOP_TEST_HOME", str(_SESSION_HOME))
 # Rich wraps console output at the terminal's width, and a long temporary path then splits the words

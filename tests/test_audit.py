@@ -39,7 +39,6 @@ from governance.audit_chain import (
     rotate_key_files,
     write_head,
 )
-from tests.pg_server import fresh_pg_url, pg_server  # noqa: F401  (fixtures)
 
 ACTOR = Actor(role="pipeline", purpose="ingest", user="tester", flow_run_id="run-1")
 KEY = bytes.fromhex("11" * 32)
@@ -560,7 +559,7 @@ def test_concurrent_writers_keep_a_valid_chain(tmp_path: Path) -> None:
     assert result.ok and result.head == "matches"
 
 
-def test_concurrent_writers_on_postgresql(fresh_pg_url: str, tmp_path: Path) -> None:  # noqa: F811
+def test_concurrent_writers_on_postgresql(fresh_pg_url: str, tmp_path: Path) -> None:
     head = tmp_path / "anchor" / "audit.head"
     _run_writers(fresh_pg_url, KEY, head)
     log = AuditLog(fresh_pg_url, key=KEY, head_file=head)

@@ -13,11 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import mlflow
 from mlflow.exceptions import MlflowException
@@ -36,6 +38,9 @@ def setup_tracking(settings: Settings) -> MlflowClient:
     """Point MLflow at the configured tracking URI and make sure the experiment exists."""
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # On a tracking server MLflow prints every finished run's URL on stdout, which is voiceloop's (``--json``
+    # output); the training lanes are spawned with this environment.
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     if mlflow.get_tracking_uri() != settings.tracking_uri:
         # MLflow caches each run's artifact store by run id alone, process-wide. A copy of a project
         # (a restored backup, the test suite's clones) has the same run ids at another place, and
@@ -46,9 +51,25 @@ def setup_tracking(settings: Settings) -> MlflowClient:
     mlflow.set_tracking_uri(settings.tracking_uri)
     client = MlflowClient()
     if client.get_experiment_by_name(settings.tracking.experiment) is None:
-        client.create_experiment(settings.tracking.experiment, artifact_location=settings.artifact_location)
+        try:
+            client.create_experiment(settings.tracking.experiment, artifact_location=experiment_artifacts(settings))
+        except MlflowException as error:  # the other training lane (a process of its own) made it first
+            if client.get_experiment_by_name(settings.tracking.experiment) is None:
+                raise error
     mlflow.set_experiment(settings.tracking.experiment)
     return client
+
+
+def experiment_artifacts(settings: Settings) -> str | None:
+    """Where a new experiment keeps its artifacts: ``tracking.artifact_location`` when set; else, on a tracking
+    server (``http(s)://``), None: the server's own root (``mlflow-artifacts:/``, proxied to its
+    ``--artifacts-destination``), never a folder on the machine that happens to create the experiment; else
+    the project's ``mlartifacts`` folder."""
+    if settings.tracking.artifact_location:
+        return settings.tracking.artifact_location
+    if urlparse(settings.tracking_uri).scheme in ("http", "https"):
+        return None
+    return settings.artifact_location
 
 
 @dataclass(frozen=True)

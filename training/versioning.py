@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from governance.object_versions import purge_versions
+
 if TYPE_CHECKING:
     from core.settings import Settings
     from governance.store import GovernedStore
@@ -183,13 +185,25 @@ class DvcVersioner:
 
 
 def _delete_objects(odb: Any, oids: list[str], location: str) -> ObjectRemoval:
+    """Delete ``oids`` from one object database; on S3, every version of each (a versioned bucket keeps a
+    deleted object's bytes as an older version), also of objects whose current version is gone already."""
     removal = ObjectRemoval(location)
+    on_s3 = _on_s3(odb)
     for oid in oids:
         path = odb.oid_to_path(oid)
-        if not odb.fs.exists(path):
-            removal.absent.append(oid)
-            continue
-        removal.bytes += int(odb.fs.size(path) or 0)
-        odb.fs.rm_file(path)
-        removal.objects.append(oid)
+        exists = bool(odb.fs.exists(path))
+        if exists:
+            removal.bytes += int(odb.fs.size(path) or 0)
+        if on_s3:
+            bucket, _, key = path.partition("/")
+            purge_versions(odb.fs.fs, bucket, key)
+            odb.fs.fs.invalidate_cache(path)
+        elif exists:
+            odb.fs.rm_file(path)
+        (removal.objects if exists else removal.absent).append(oid)
     return removal
+
+
+def _on_s3(odb: Any) -> bool:
+    protocol = getattr(odb.fs, "protocol", "")
+    return "s3" in ((protocol,) if isinstance(protocol, str) else tuple(protocol))
