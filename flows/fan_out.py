@@ -1,7 +1,7 @@
 """Per-call shards on Dask worker processes through Prefect (prefect-dask), so a run uses every core.
 
 ``compute.fan_out`` on (the default): a local Dask cluster of single-thread worker processes, one
-per core (``compute.workers``), started on the first shard and stopped with the run; or an existing
+per core (``compute.workers``), started on the first shard and stopped with the step using it; or an existing
 scheduler at ``compute.dask_address``. Off: :func:`core.compute.in_process`. Each shard is a Prefect
 task run named by its content key, its result never persisted (results hold call data: they go
 back to the run, which writes them through the governed store). Results come back in shard order,
@@ -32,7 +32,7 @@ from core.settings import ComputeConfig
 S = TypeVar("S")
 R = TypeVar("R")
 
-# Workers: one thread per pool, and no INFO line per task run on the console (they still reach the Prefect API).
+# Workers: one thread per pool, and no INFO log line per shard (task run states still reach the Prefect API).
 _WORKER_ENV = {**{key: "1" for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
                "PREFECT_LOGGING_LEVEL": "WARNING"}
 
