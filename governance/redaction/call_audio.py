@@ -33,7 +33,7 @@ from governance.redaction.audio import (
     verify_turns,
     word_timings,
 )
-from governance.store import GovernedStore
+from governance.store import GovernedStore, RawIndexEntry
 
 if TYPE_CHECKING:
     from core.asr import AsrEngine, Word
@@ -130,6 +130,12 @@ class AudioShardResult:
     verify_s: float = 0.0
 
 
+def raw_version(index: Mapping[str, RawIndexEntry], call_id: str) -> tuple[str | None, str | None]:
+    """Which version of a raw call a shard works on: its document's and its audio's digests at ingest."""
+    entry = index.get(call_id)
+    return (entry.source_digest, entry.audio_sha256) if entry else (None, None)
+
+
 def redact_audio_of_calls(
     store: GovernedStore,
     redactions_by_call: Mapping[str, Mapping[int, TurnRedactions]],
@@ -162,8 +168,7 @@ def redact_audio_of_calls(
     pieces = chunks(ids, shard_size(len(ids), shards.workers, most=calls_per_batch))
     settings = config.model_dump(mode="json")
     keys = [content_key("redact-audio", timings, settings,
-                        [(c, index[c].source_digest if c in index else None,
-                          index[c].audio_sha256 if c in index else None, sorted(blanks.get(c, ()))) for c in piece])
+                        [(c, raw_version(index, c), sorted(blanks.get(c, ()))) for c in piece])
             for piece in pieces]  # fmt: skip
     template = AudioShard([], config, timings, config.asr_model, shards.cores_per_worker)
 

@@ -19,10 +19,15 @@ from typing import TYPE_CHECKING, Any
 from core.compute import LazyShards, ShardMap, chunks, content_key, in_process, shard_size
 from core.settings import RedactionConfig
 from governance.crypto import pseudonym
-from governance.redaction.call_audio import AudioRedactionReport, group_turn_redactions, redact_audio_of_calls
+from governance.redaction.call_audio import (
+    AudioRedactionReport,
+    group_turn_redactions,
+    raw_version,
+    redact_audio_of_calls,
+)
 from governance.redaction.leak_gate import TurnText, leak_gate
 from governance.redaction.redactor import Redaction, Redactor
-from governance.store import GovernedStore, RawIndexEntry
+from governance.store import GovernedStore
 
 if TYPE_CHECKING:
     from core.asr import AsrEngine
@@ -150,7 +155,7 @@ def redact_calls(
     ids = sorted(call_ids)
     index = store.raw_entries(ids)
     pieces = chunks(ids, shard_size(len(ids), shards.workers, most=BATCH))
-    keys = [content_key("redact-text", [(c, _version(index, c)) for c in piece], config.model_dump(mode="json"))
+    keys = [content_key("redact-text", [(c, raw_version(index, c)) for c in piece], config.model_dump(mode="json"))
             for piece in pieces]
     done = 0
     # Documents only: the audio facts redaction keeps were measured at ingest (document["_ingest"]).
@@ -200,12 +205,6 @@ def redact_calls(
             shards=shards,
         )
     return report
-
-
-def _version(index: Mapping[str, RawIndexEntry], call_id: str) -> tuple[str | None, str | None]:
-    """Which version of a raw call a shard redacts: its document's and its audio's digests at ingest."""
-    entry = index.get(call_id)
-    return (entry.source_digest, entry.audio_sha256) if entry else (None, None)
 
 
 @dataclass(frozen=True)
