@@ -187,6 +187,21 @@ class AsrConfig(_Section):
     seed: int = 0
 
 
+class WarmStartConfig(_Section):
+    """Weekly retrains (training/warm_start.py): start from the champion's unmerged adapters and train on the
+    turns it never saw plus a replay sample of those it did, instead of everything from the base model."""
+
+    enabled: bool = True
+    # Replay: this many earlier turns per new one (at least ``min_replay``): they keep what the champion knew.
+    replay_ratio: Annotated[float, Field(ge=0)] = 1.0
+    min_replay: Annotated[int, Field(ge=0)] = 256
+    # Over this share of new turns a week is no longer a top-up: the run trains from the base model (cold).
+    max_new_share: Annotated[float, Field(gt=0, le=1)] = 0.5
+    intent_epochs: Annotated[int, Field(ge=1)] = 2
+    asr_epochs: Annotated[int, Field(ge=1)] = 1
+    seed: int = 0
+
+
 # The widest non-inferiority margin the gate accepts (issue 19): a wider one lets a challenger that much
 # worse through, and no golden set is too small for a wide enough margin, so the margin stays put and
 # the gate says when its golden set is too small for it ("underpowered", training/gate.py).
@@ -401,6 +416,7 @@ class Settings(BaseSettings):
     validation: ValidationConfig = ValidationConfig()
     intent: IntentConfig = IntentConfig()
     asr: AsrConfig = AsrConfig()
+    warm_start: WarmStartConfig = WarmStartConfig()
     gate: GateConfig = GateConfig()
     tracking: TrackingConfig = TrackingConfig()
     audit: AuditConfig = AuditConfig()

@@ -63,6 +63,7 @@ from training.finetune import ChallengerRun, finetune_intent, intent_set_names
 from training.lanes import torch_threads
 from training.promotion import AsrCandidate, ChampionAsr, champion_asr, existing_bundle, gate_step
 from training.registry import Registry
+from training.warm_start import Component, WarmPlan, WarmStart, plan_warm_start
 
 
 @task(name="ingest", cache_policy=NO_CACHE)
@@ -108,9 +109,30 @@ def datasets(settings: Settings, store: GovernedStore, validated: Any) -> BuiltD
     return built
 
 
+def _asr_train_names(versions: dict[str, DatasetVersion]) -> list[str]:
+    return [n for n in (ASR_TRAIN, ASR_DIGITS) if n in versions]
+
+
+@task(name="warm-start", cache_policy=NO_CACHE)
+def warm_starts(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion],
+                ) -> dict[Component, WarmPlan]:
+    """Whether each model tops up the champion's (training/warm_start.py), and on which rows; said in the log."""
+    reader, registry = store.as_purpose("training"), Registry(settings)
+    work = settings.root / "work"
+    sets: dict[Component, tuple[list[str], Any]] = {"intent": (intent_set_names(versions)[0], settings.intent)}
+    if settings.asr.enabled:
+        sets["asr"] = (_asr_train_names(versions), settings.asr)
+    plans = {component: plan_warm_start(registry, reader, settings.warm_start, component, config,
+                                        [versions[n] for n in names], work)
+             for component, (names, config) in sets.items()}
+    for component, plan in plans.items():
+        get_run_logger().info("%s model %s", component, plan.reason)
+    return plans
+
+
 @task(name="finetune-intent", cache_policy=NO_CACHE)
 def finetune(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion],
-             threads: int | None = None) -> ChallengerRun:
+             threads: int | None = None, warm: WarmStart | None = None) -> ChallengerRun:
     """``threads``: train in a process of its own on that many cores (beside the ASR fine-tuning)."""
     reader = store.as_purpose("training")
     train_names, golden_name = intent_set_names(versions)
@@ -119,7 +141,7 @@ def finetune(settings: Settings, store: GovernedStore, versions: dict[str, Datas
     return finetune_intent(train_sets, golden, list(intent_names()), settings.intent, settings.root / "work",
                            tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")}, threads=threads,
                            report_as="finetune", callers=callers_of(reader, train_sets),
-                           device=resolve_device(settings.compute.device))
+                           device=resolve_device(settings.compute.device), warm=warm)
 
 
 @task(name="load-asr-golden", cache_policy=NO_CACHE)
@@ -134,14 +156,15 @@ def asr_golden(store: GovernedStore, versions: dict[str, DatasetVersion]) -> Gol
 
 @task(name="score-champion-asr", cache_policy=NO_CACHE)
 def score_champion_asr(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion],
-                       golden: GoldenAudio, intent: ChallengerRun, cores: int | None) -> ChampionAsr | None:
+                       golden: GoldenAudio, intent: ChallengerRun, cores: int | None,
+                       warm: WarmStart | None = None) -> ChampionAsr | None:
     """The serving ASR's golden transcripts: needs no challenger, so it runs beside the ASR fine-tuning.
 
     None when both challenger runs are finished and gated already (a re-run): the gate replays its record.
     """
     registry = Registry(settings)
-    asr_sets = [versions[n] for n in (ASR_TRAIN, ASR_DIGITS) if n in versions]
-    asr_run = finished_asr_run(asr_sets, versions[ASR_GOLDEN], settings.asr)
+    asr_sets = [versions[n] for n in _asr_train_names(versions)]
+    asr_run = finished_asr_run(asr_sets, versions[ASR_GOLDEN], settings.asr, warm)
     if asr_run and existing_bundle(registry, intent.run_id, asr_run):
         return None
     return champion_asr(registry, store.as_purpose("training"), golden, settings.asr.window_s,
@@ -151,20 +174,21 @@ def score_champion_asr(settings: Settings, store: GovernedStore, versions: dict[
 
 @task(name="finetune-asr", cache_policy=NO_CACHE)
 def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion],
-                    golden_audio: GoldenAudio, threads: int | None = None) -> AsrCandidate:
+                    golden_audio: GoldenAudio, threads: int | None = None,
+                    warm: WarmStart | None = None) -> AsrCandidate:
     """Fine-tune Whisper with LoRA on redacted customer turns + the digit corpus, export it, score it."""
     reader = store.as_purpose("training")
     opened = {name: versions[name].opened(reader) for name in sorted(ASR_DATASETS & versions.keys())}
     Registry(settings)  # sets up tracking
     with torch_threads(threads):
         run: AsrChallengerRun = finetune_asr(
-            [opened[n] for n in (ASR_TRAIN, ASR_DIGITS) if n in opened],
+            [opened[n] for n in _asr_train_names(opened)],
             opened[ASR_GOLDEN], settings.asr, settings.root / "work" / "asr",
             settings.root / "cache" / "asr", golden_audio=golden_audio,
             tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")},
             progress=lambda stage, done, total: progress.advanced("finetune_asr", done, total, stage),
             device=resolve_device(settings.compute.device),
-            transcribe_device=ct2_device(settings.compute.device).device,
+            transcribe_device=ct2_device(settings.compute.device).device, warm=warm,
         )
     return AsrCandidate(run, golden_audio, settings.asr.window_s, settings.asr.batch_transcribe)
 
@@ -211,6 +235,9 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
     summary.datasets = {name: DatasetSummary.of(v) for name, v in versions.items()}
     summary.waiting_for_labels = WaitingSummary(calls=built.waiting.calls, turns=built.waiting.turns)
     cores = settings.threads or os.cpu_count() or 1
+    plans = timed("warm_start", warm_starts, settings, store, versions)
+    summary.warm_start = {component: plan.reason for component, plan in plans.items()}
+    warm_intent, warm_asr = (plans[c].start if c in plans else None for c in ("intent", "asr"))
     golden_audio = timed("load_asr_golden", asr_golden, store, versions) if settings.asr.enabled else None
     asr: AsrCandidate | None = None
     asr_champion: ChampionAsr | None = None
@@ -220,19 +247,19 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
         # champion ASR's golden transcripts on that core; the ASR fine-tuning on the other cores.
         started, cpu_started = time.perf_counter(), cpu_seconds()
         progress.started("finetune")
-        intent_lane = finetune.submit(settings, store, versions, threads=1)
-        champion_lane = score_champion_asr.submit(settings, store, versions, golden_audio, intent_lane, 1,
+        intent_lane = finetune.submit(settings, store, versions, threads=1, warm=warm_intent)
+        champion_lane = score_champion_asr.submit(settings, store, versions, golden_audio, intent_lane, 1, warm_asr,
                                                  return_state=False)
         intent_lane.add_done_callback(lane_done("finetune", started, then="score_champion_asr"))
         champion_lane.add_done_callback(lane_done("score_champion_asr", started))
-        asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, cores - 1)
+        asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, cores - 1, warm_asr)
         challenger, asr_champion = intent_lane.result(), champion_lane.result()
         timings["train_lanes"], cpu["train_lanes"] = since(started), round(cpu_seconds() - cpu_started, 1)
         del cpu["finetune_asr"]  # it counted the other lane's threads too: only the lanes' total is meaningful
     else:  # one core (or no ASR): one after the other; the gate transcribes with the champion itself
-        challenger = timed("finetune", finetune, settings, store, versions)
+        challenger = timed("finetune", finetune, settings, store, versions, None, warm_intent)
         if golden_audio is not None:
-            asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio)
+            asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, None, warm_asr)
     summary.training = TrainingSummary.of(challenger)
     summary.gate = gate_summary = timed("gate", gate, settings, store, challenger, asr, asr_champion,
                                         versions.get(INTENT_GOLDEN), versions.get(INTENT_PRODUCTION_GOLDEN))
@@ -240,5 +267,6 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
         summary.asr = AsrSummary.of(asr)
         summary.asr.champion_transcribed = asr_champion is not None or not (lanes or gate_summary.repeated)
         summary.asr.challenger_transcribed = asr.run.transcribed
+        summary.asr.champion_transcripts_kept = asr_champion.cached if asr_champion is not None else None
     summary.timings_s, summary.cpu_s = timings, cpu
     return summary

@@ -116,6 +116,8 @@ class AsrSummary(BaseModel):
     reused: bool
     champion_transcribed: bool | None = None  # False: a pair gated before, whose record was replayed
     challenger_transcribed: bool | None = None  # False: reused and gated before
+    # True: the champion's golden transcripts were read from the store (kept since its own gate), not made again
+    champion_transcripts_kept: bool | None = None
 
     @classmethod
     def of(cls, candidate: AsrCandidate) -> AsrSummary:
@@ -166,6 +168,9 @@ class RetrainSummary(BaseModel):
     validation: ValidationSummary | None = None
     datasets: dict[str, DatasetSummary] = Field(default_factory=dict)
     waiting_for_labels: WaitingSummary = Field(default_factory=WaitingSummary)
+    # per model (intent, asr): where its training started, the champion's adapters and on which rows, or why it
+    # trained from the base model (training/warm_start.py)
+    warm_start: dict[str, str] = Field(default_factory=dict)
     training: TrainingSummary | None = None
     asr: AsrSummary | None = None  # None: asr.enabled is off
     gate: GateSummary | None = None

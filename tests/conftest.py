@@ -66,6 +66,9 @@ def write_params(folder: Path, **sections: Any) -> Path:
     data: dict[str, Any] = yaml.safe_load((REPO / "params.yaml").read_text())
     data.update(project_dir=str(folder / "state"), threads=2)
     data["compute"] = {**data.get("compute", {}), "fan_out": False}  # in-process shards unless a test asks for Dask
+    # a test project's later retrains train from the base model (cold) unless a test asks for a warm start: their
+    # figures then do not depend on which champion an earlier test left (tests/test_warm_start.py turns it on)
+    data["warm_start"] = {**data.get("warm_start", {}), "enabled": False}
     for name, values in sections.items():
         data[name] = {**data.get(name, {}), **values} if isinstance(values, dict) else values
     path = folder / "params.yaml"

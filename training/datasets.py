@@ -82,6 +82,20 @@ def canonical_digest(rows: list[dict[str, Any]]) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
+def hashed_audio(row: Mapping[str, Any]) -> dict[str, Any]:
+    """``row`` with its clip (an ``audio`` column's bytes) replaced by the clip's SHA-256: what digests hash."""
+    audio = row.get("audio")
+    if isinstance(audio, Mapping) and isinstance(audio.get("bytes"), bytes):
+        return {**row, "audio": hashlib.sha256(audio["bytes"]).hexdigest()}
+    return dict(row)
+
+
+def row_key(row: Mapping[str, Any]) -> str:
+    """One row's identity (its canonical content, clips hashed): the same turn with the same words and label
+    in two versions has one key, and an edited transcript or a new label makes another."""
+    return canonical_digest([hashed_audio(row)])
+
+
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     frame = frame.sort_values(["call_id", "turn"])
     frame = frame.astype(object).where(frame.notna(), None)

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import pandas as pd
@@ -28,8 +28,14 @@ from training.evaluate import accuracy, confusion_matrix_plot
 from training.intent.predict import IntentModel
 from training.intent.train import train_intent_model
 
+if TYPE_CHECKING:
+    from training.warm_start import WarmStart
+
 MODEL_ARTIFACT = "intent_model"
 TRAIN_KEY_TAG = "voiceloop.train_key"
+# The key a cold run would have (datasets and configuration, no warm start), on every run: a run that needs
+# a model of exactly this data and configuration reuses any finished one, a warm-started one too.
+DATA_KEY_TAG = "voiceloop.data_key"
 # Where a run trained (cpu or cuda). Not part of its key: a finished run is reused on either device.
 DEVICE_TAG = "voiceloop.device"
 
@@ -46,10 +52,12 @@ class ChallengerRun:
     golden: DatasetVersion | None = None  # the golden version the texts come from (a reference, no rows)
 
 
-def train_key(datasets: Sequence[DatasetVersion], config: BaseModel) -> str:
-    """A run's identity: the digests of its datasets and its whole configuration."""
-    payload = json.dumps({"datasets": sorted(d.digest for d in datasets), "config": config.model_dump()},
-                         sort_keys=True)
+def train_key(datasets: Sequence[DatasetVersion], config: BaseModel, warm: WarmStart | None = None) -> str:
+    """A run's identity: the digests of its datasets, its whole configuration and where a warm run starts."""
+    identity: dict[str, Any] = {"datasets": sorted(d.digest for d in datasets), "config": config.model_dump()}
+    if warm is not None:  # a cold run's key is unchanged, so its finished runs are still found
+        identity["warm_start"] = warm.identity()
+    payload = json.dumps(identity, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:32]
 
 
@@ -60,6 +68,12 @@ def flat_params(prefix: str, value: Any) -> dict[str, Any]:
             out.update(flat_params(f"{prefix}.{key}" if prefix else key, item))
         return out
     return {prefix: value}
+
+
+def reusable_run(key: str, data_key: str, tag: str = TRAIN_KEY_TAG, data_tag: str = DATA_KEY_TAG) -> str | None:
+    """The finished run with this exact key; for a cold run (``key == data_key``) else any finished run of the same
+    data and configuration (a warm start's whose champion has since been promoted and has nothing new to learn)."""
+    return finished_run(key, tag) or (finished_run(data_key, data_tag) if key == data_key else None)
 
 
 def finished_run(key: str, tag: str = TRAIN_KEY_TAG) -> str | None:
@@ -89,22 +103,29 @@ def train_and_predict(
     progress: bool = False,
     callers: Mapping[str, str] | None = None,
     device: str = "cpu",
+    warm: WarmStart | None = None,
 ) -> list[str]:
     """Train on the call turns' ASR text plus any text datasets, on ``device``; predict the golden references.
 
     ``callers`` (call id -> caller pseudonym, :func:`training.datasets.callers_of`) tells the lexical model
-    whose words are whose; without it each call counts as a caller of its own.
+    whose words are whose; without it each call counts as a caller of its own. ``warm``: start from the
+    champion's model and train the encoder on its picked rows only (the lexical model is refitted on all:
+    it cannot be continued, and fitting it costs seconds).
     """
     texts: list[str] = []
     labels: list[str] = []
     groups: list[str | None] = []
+    picked: list[int] = []
     for dataset in train_sets:
         data = dataset.load()
+        if warm is not None:
+            picked += [len(texts) + i for i in warm.rows_of(dataset.name)]
         texts += list(data["text"])
         labels += list(data["intent"])
         groups += [_caller_of(call_id, callers) for call_id in data["call_id"]]
     train_intent_model(texts, labels, label_names, config, model_dir, eval_texts=golden_texts,
-                       eval_labels=golden_labels, on_epoch=on_epoch, progress=progress, callers=groups, device=device)
+                       eval_labels=golden_labels, on_epoch=on_epoch, progress=progress, callers=groups, device=device,
+                       init_dir=warm.init_dir if warm else None, train_rows=picked if warm else None)
     return IntentModel.load(model_dir).predict(golden_texts)
 
 
@@ -147,8 +168,10 @@ def finetune_intent(
     report_as: str | None = None,
     callers: Mapping[str, str] | None = None,
     device: str = "cpu",
+    warm: WarmStart | None = None,
 ) -> ChallengerRun:
-    """Train (or reuse) the challenger and predict the golden set with it (``callers``: see train_and_predict).
+    """Train (or reuse) the challenger and predict the golden set with it (``callers``, ``warm``: see
+    train_and_predict; a warm run trains for ``warm.epochs``).
 
     ``threads``: train in a fresh process on that many CPU threads (training/lanes.py), so that
     another training can use the other cores; None trains here, on this process's threads.
@@ -156,8 +179,12 @@ def finetune_intent(
     ``device``: torch's device for training (``compute.device`` resolved by core/device.py); predictions
     of the golden set run on the CPU, as serving's do.
     """
-    key = train_key([*train_sets, golden], config)
-    reused_run = finished_run(key)
+    data_key = train_key([*train_sets, golden], config)
+    if warm is not None:
+        config = config.model_copy(update={"epochs": warm.epochs})
+    key = train_key([*train_sets, golden], config, warm)
+    tags = {**(tags or {}), DATA_KEY_TAG: data_key}
+    reused_run = reusable_run(key, data_key)
     if reused_run:
         golden_texts, golden_labels = golden_references(golden)  # a new run reads them in train_run
         model_dir = Path(
@@ -167,8 +194,8 @@ def finetune_intent(
         predictions = IntentModel.load(model_dir).predict(golden_texts)
         return ChallengerRun(reused_run, model_dir, golden_texts, golden_labels, predictions,
                              accuracy(golden_labels, predictions), reused=True, golden=golden.reference())
-    args = (train_sets, golden, label_names, config, work_dir / key, key, tags or {}, progress, report_as,
-            dict(callers) if callers is not None else None, device)
+    args = (train_sets, golden, label_names, config, work_dir / key, key, tags, progress, report_as,
+            dict(callers) if callers is not None else None, device, warm)
     if threads is None:
         return train_run(*args)
     from training.lanes import run_isolated
@@ -188,13 +215,17 @@ def train_run(
     report_as: str | None = None,
     callers: Mapping[str, str] | None = None,
     device: str = "cpu",
+    warm: WarmStart | None = None,
 ) -> ChallengerRun:
-    """One new MLflow run: train the challenger into ``out_dir`` on ``device``, predict the golden set, log it all."""
+    """One new MLflow run: train the challenger into ``out_dir`` on ``device`` (from ``warm``'s champion when
+    given), predict the golden set, log it all."""
     device = resolve_device(device)
     golden_texts, golden_labels = golden_references(golden)
     with mlflow.start_run(run_name="retrain-intent", tags={TRAIN_KEY_TAG: key, **tags, DEVICE_TAG: device}) as run:
         mlflow.log_params(flat_params("intent", config.model_dump()))
         mlflow.log_params({f"dataset.{d.name}": d.digest for d in [*train_sets, golden]})
+        if warm is not None:
+            mlflow.log_params(warm.params())
         for dataset, context in [*((d, "training") for d in train_sets), (golden, "evaluation")]:
             frame = pd.DataFrame({"intent": dataset.load()["intent"]})
             mlflow.log_input(
@@ -212,7 +243,7 @@ def train_run(
 
         predictions = train_and_predict(
             train_sets, golden_texts, golden_labels, label_names, config, model_dir, on_epoch=log_epoch,
-            progress=progress, callers=callers, device=device,
+            progress=progress, callers=callers, device=device, warm=warm,
         )
         golden_accuracy = accuracy(golden_labels, predictions)
         mlflow.log_metric("golden_accuracy", golden_accuracy)

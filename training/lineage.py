@@ -20,6 +20,7 @@ from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from training.registry import RETRAIN_REQUIRED_TAG, Registry, with_request
+from training.warm_start import FROM_RUN_PARAM
 
 DATASET_PARAM = "dataset."
 
@@ -86,13 +87,22 @@ def _run_info(run: Run) -> RunInfo:
 
 
 def runs_using(registry: Registry, datasets: Iterable[tuple[str, str]]) -> list[RunInfo]:
-    """Runs (in every experiment) that recorded one of the ``(name, digest)`` dataset versions."""
+    """Runs (in every experiment) that recorded one of the ``(name, digest)`` dataset versions, and the runs
+    warm-started from those (and from those, on down)."""
     client = registry.client
     experiments = [e.experiment_id for e in client.search_experiments()]
     found: dict[str, RunInfo] = {}
     for name, digest in sorted(set(datasets)):
         for run in client.search_runs(experiments, filter_string=f"params.`{DATASET_PARAM}{name}` = '{digest}'"):
             found.setdefault(run.info.run_id, _run_info(run))
+    # A warm-started run carries its starting model's weights, and so what that model saw (training/warm_start.py)
+    ancestors = list(found)
+    while ancestors:
+        parent = ancestors.pop()
+        for run in client.search_runs(experiments, filter_string=f"params.`{FROM_RUN_PARAM}` = '{parent}'"):
+            if run.info.run_id not in found:
+                found[run.info.run_id] = _run_info(run)
+                ancestors.append(run.info.run_id)
     return sorted(found.values(), key=lambda r: (r.started_at or "", r.run_id))
 
 

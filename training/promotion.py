@@ -140,9 +140,38 @@ def champion_predictions(registry: Registry, store: GovernedStore, source: Datas
         folder = registry.download_component(reference, work_dir / f"champion-{champion.version}")
         return {"model": reference, "predictions": _intent_model(str(folder)).predict(texts)}
 
-    digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:24]
-    value, cached = kept_with_version(store, source, evaluation_key("champion-intent", reference, digest), predict)
+    value, cached = kept_with_version(store, source, champion_intent_key(reference, texts), predict)
     return ChampionIntent(champion.version, list(value["predictions"]), cached)
+
+
+def champion_intent_key(reference: str, texts: list[str]) -> str:
+    """Where intent model ``reference``'s predictions on ``texts`` are kept (beside the texts' version)."""
+    return evaluation_key("champion-intent", reference, hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:24])
+
+
+def champion_asr_key(reference: str, golden: GoldenAudio, window_s: float, placement: Ct2Device) -> str:
+    """Where ASR model ``reference``'s transcripts of ``golden`` are kept (beside the golden version)."""
+    return evaluation_key("champion-asr", reference, golden.key, f"w{window_s:g}", *_placement_key(placement))
+
+
+def keep_as_champion(store: GovernedStore, components: Mapping[str, str], challenger: ChallengerRun,
+                     asr: AsrCandidate | None) -> list[str]:
+    """Keep a promoted bundle's golden outputs, made while it was the challenger, as the champion's: the next
+    retrain's gate then reads them (:func:`champion_predictions`, :func:`champion_asr`) instead of predicting
+    and transcribing the golden sets with the new champion again. Returns the keys written."""
+    kept: list[str] = []
+    if challenger.golden is not None and "intent" in components:
+        key = champion_intent_key(components["intent"], challenger.golden_texts)
+        store.write_evaluation(challenger.golden.name, challenger.golden.digest, key,
+                               {"model": components["intent"], "predictions": list(challenger.golden_predictions)})
+        kept.append(key)
+    if asr is not None and asr.run.transcribed and asr.golden.version is not None and "asr" in components:
+        key = champion_asr_key(components["asr"], asr.golden, asr.window_s, ct2_device(asr.run.device))
+        store.write_evaluation(asr.golden.version.name, asr.golden.version.digest, key,
+                               {"model": components["asr"], "golden": asr.golden.key, "window_s": asr.window_s,
+                                "texts": asr.run.evaluation.texts()})
+        kept.append(key)
+    return kept
 
 
 @dataclass
@@ -188,8 +217,8 @@ def champion_asr(registry: Registry, store: GovernedStore, golden: GoldenAudio, 
         evaluation = golden.transcribe(model_dir, window_s, batch_size, cores=cores, device=placement.device)
         return {"model": reference, "golden": golden.key, "window_s": window_s, "texts": evaluation.texts()}
 
-    key = evaluation_key("champion-asr", reference, golden.key, f"w{window_s:g}", *_placement_key(placement))
-    value, cached = kept_with_version(store, golden.version, key, transcribe)
+    value, cached = kept_with_version(store, golden.version, champion_asr_key(reference, golden, window_s, placement),
+                                      transcribe)
     return ChampionAsr(label, AsrEvaluation.of(golden, value["texts"]), cached=cached, device=placement.device)
 
 
@@ -385,6 +414,7 @@ def gate_and_promote(
     _apply(registry, bundle.version, decision, challenger.run_id, asr_run_id)
     if decision["promote"]:
         _log_model_card(registry, bundle.version, components, decision, [challenger.run_id, asr_run_id])
+        keep_as_champion(store, components, challenger, asr)
     champion = registry.by_alias(CHAMPION)
     return PromotionOutcome(bundle.version, bool(decision["promote"]), decision,
                             champion.version if champion else None, evidence.champion_version)

@@ -169,6 +169,8 @@ def _summary_table(summary: RetrainSummary) -> Table:
     row("datasets", ", ".join(f"{k}@{v.digest[:10]} ({v.rows} rows)" for k, v in summary.datasets.items())
         + (f"; {waiting.calls} calls ({waiting.turns} customer turns) waiting for labels" if waiting.calls else ""),
         "datasets")
+    for component, how in summary.warm_start.items():
+        row(f"start ({component})", how, "warm_start" if component == "intent" else "")
     if (tr := summary.training) is not None:
         row("fine-tune intent", f"golden accuracy {tr.golden_accuracy:.4f}" + (" (reused run)" if tr.reused else ""),
             "finetune")

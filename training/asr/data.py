@@ -14,7 +14,6 @@ outside ``validation.sample_rates``, a turn of 0 seconds or silence is reported 
 
 from __future__ import annotations
 
-import hashlib
 import io
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -37,6 +36,7 @@ from training.datasets import (
     DatasetVersion,
     canonical_digest,
     dataset_name,
+    hashed_audio,
     publish_data,
 )
 
@@ -83,14 +83,9 @@ def load_utterance(audio: dict[str, Any]) -> np.ndarray:
     return to_16k(decoded.samples, decoded.sample_rate)
 
 
-def _row_digest(row: dict[str, Any]) -> dict[str, Any]:
-    audio_hash = hashlib.sha256(row["audio"]["bytes"]).hexdigest()
-    return {**{k: v for k, v in row.items() if k != "audio"}, "audio": audio_hash}
-
-
 def audio_rows_digest(rows: list[dict[str, Any]]) -> str:
     """The version digest of audio rows: :func:`canonical_digest` with each clip replaced by its SHA-256."""
-    return canonical_digest([_row_digest(r) for r in rows])
+    return canonical_digest([hashed_audio(r) for r in rows])
 
 
 def publish_audio(store: GovernedStore, name: str, rows: list[dict[str, Any]], labels: Mapping[str, str] | None = None,

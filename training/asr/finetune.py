@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
@@ -30,11 +30,15 @@ from core.settings import AsrConfig
 from training.asr.data import load_utterance
 from training.asr.metrics import digit_accuracy, slice_table, utterance_errors, wer, wer_by_slice_plot
 from training.datasets import ASR_TRAIN, DatasetVersion
-from training.finetune import DEVICE_TAG, finished_run, flat_params, train_key
+from training.finetune import DEVICE_TAG, flat_params, reusable_run, train_key
+
+if TYPE_CHECKING:
+    from training.warm_start import WarmStart
 
 MODEL_ARTIFACT = "asr_model"
 ADAPTER_ARTIFACT = "asr_adapter"
 TRAIN_KEY_TAG = "voiceloop.asr_train_key"
+DATA_KEY_TAG = "voiceloop.asr_data_key"  # as training/finetune.py's, for ASR runs
 SLICE_KEYS = ("voice", "channel", "snr_db")
 DIGIT_EVAL_SIZE = 40
 
@@ -180,11 +184,13 @@ def _split_dev(rows: list[dict[str, Any]], share: float, seed: int) -> tuple[lis
     return train, [i for i, r in enumerate(rows) if r["call_id"] in dev_calls]
 
 
-def _training_rows(train_sets: Sequence[DatasetVersion], limit: int | None) -> list[dict[str, Any]]:
+def _training_rows(train_sets: Sequence[DatasetVersion], limit: int | None,
+                   warm: WarmStart | None = None) -> list[dict[str, Any]]:
+    """The rows to train on: every row (a warm run: its picked ones), the customer turns capped at ``limit``."""
     rows: list[dict[str, Any]] = []
     for dataset in train_sets:
         data = dataset.load()
-        taken = [data[i] for i in range(dataset.rows)]
+        taken = [data[i] for i in (warm.rows_of(dataset.name) if warm else range(dataset.rows))]
         if limit is not None and dataset.name == ASR_TRAIN:
             taken = taken[-limit:]
         rows += taken
@@ -207,14 +213,23 @@ def _log_scores(prefix: str, scores: dict[str, Any]) -> None:
             mlflow.log_metric(f"{prefix}_wer.{metric_name(row['slice'])}"[:250], row["wer"])
 
 
-def asr_train_key(train_sets: Sequence[DatasetVersion], golden: DatasetVersion, config: AsrConfig) -> str:
-    """The identity of an ASR challenger run: its datasets and its configuration."""
-    return train_key([*train_sets, golden], config)
+def warm_config(config: AsrConfig, warm: WarmStart | None) -> AsrConfig:
+    """The configuration a run trains with: a warm run's epochs are the warm start's."""
+    return config.model_copy(update={"epochs": warm.epochs}) if warm is not None else config
 
 
-def finished_asr_run(train_sets: Sequence[DatasetVersion], golden: DatasetVersion, config: AsrConfig) -> str | None:
-    """The finished run :func:`finetune_asr` would reuse for these inputs, if any."""
-    return finished_run(asr_train_key(train_sets, golden, config), TRAIN_KEY_TAG)
+def asr_train_key(train_sets: Sequence[DatasetVersion], golden: DatasetVersion, config: AsrConfig,
+                  warm: WarmStart | None = None) -> str:
+    """The identity of an ASR challenger run: its datasets, its configuration and where a warm run starts."""
+    return train_key([*train_sets, golden], warm_config(config, warm), warm)
+
+
+def finished_asr_run(train_sets: Sequence[DatasetVersion], golden: DatasetVersion, config: AsrConfig,
+                     warm: WarmStart | None = None) -> str | None:
+    """The finished run :func:`finetune_asr` would reuse for these inputs, if any (training/finetune.py
+    ``reusable_run``)."""
+    return reusable_run(asr_train_key(train_sets, golden, config, warm), asr_train_key(train_sets, golden, config),
+                        TRAIN_KEY_TAG, DATA_KEY_TAG)
 
 
 def finetune_asr(
@@ -229,24 +244,28 @@ def finetune_asr(
     progress: Callable[[str, int, int], None] | None = None,
     device: str = "cpu",
     transcribe_device: str = "cpu",
+    warm: WarmStart | None = None,
 ) -> AsrChallengerRun:
     """Train (or reuse) the ASR challenger, export it and transcribe the golden set with it.
 
     ``device``: torch's device for training (:func:`core.device.resolve_device`); ``transcribe_device``:
     CTranslate2's for the golden transcripts (:func:`core.device.ct2_device`; the champion's must match).
+    ``warm``: start from the champion's adapter and train on its picked rows for its epochs
+    (training/warm_start.py).
     """
     from training.asr.convert import load_base_whisper
     from training.asr.export import export_ctranslate2
     from training.asr.train import Utterance, save_merged, train_whisper_lora, transcribe_hf
 
-    key = asr_train_key(train_sets, golden, config)
+    key, data_key = asr_train_key(train_sets, golden, config, warm), asr_train_key(train_sets, golden, config)
+    reused_run = finished_asr_run(train_sets, golden, config, warm)
+    config = warm_config(config, warm)
     transcribe_device = ct2_device(transcribe_device).device  # cuda without a GPU stops here, before any work
     golden_audio = golden_audio or GoldenAudio.load(golden)
 
     def tick(stage: str) -> Callable[[int, int], None] | None:
         return (lambda done, total: progress(stage, done, total)) if progress else None
 
-    reused_run = finished_run(key, TRAIN_KEY_TAG)
     if reused_run:
         model_dir = Path(mlflow.artifacts.download_artifacts(run_id=reused_run, artifact_path=MODEL_ARTIFACT,
                                                              dst_path=str(work_dir / key)))
@@ -255,13 +274,16 @@ def finetune_asr(
                                 logged=mlflow.get_run(reused_run).data.metrics)
 
     device = resolve_device(device)
-    rows = _training_rows(train_sets, config.max_train_turns)
+    rows = _training_rows(train_sets, config.max_train_turns, warm)
     train_idx, dev_idx = _split_dev(rows, config.dev_share, config.seed)
     utterances = [Utterance(load_utterance(rows[i]["audio"]), rows[i]["text"]) for i in range(len(rows))]
-    with mlflow.start_run(run_name="retrain-asr", tags={TRAIN_KEY_TAG: key, **(tags or {}), DEVICE_TAG: device}) as run:
+    run_tags = {TRAIN_KEY_TAG: key, DATA_KEY_TAG: data_key, **(tags or {}), DEVICE_TAG: device}
+    with mlflow.start_run(run_name="retrain-asr", tags=run_tags) as run:
         mlflow.log_params(flat_params("asr", config.model_dump()))
         mlflow.log_params({f"dataset.{d.name}": d.digest for d in [*train_sets, golden]})
         mlflow.log_params({"asr.train_utterances": len(train_idx), "asr.dev_utterances": len(dev_idx)})
+        if warm is not None:
+            mlflow.log_params(warm.params())
         model, processor = load_base_whisper(config.base_model, cache_dir)
         dev = [utterances[i] for i in dev_idx]
 
@@ -273,7 +295,8 @@ def finetune_asr(
 
         started = time.perf_counter()
         peft_model = train_whisper_lora(model, processor.tokenizer, [utterances[i] for i in train_idx], config,
-                                        on_epoch=on_epoch, progress=tick("train"), device=device)
+                                        on_epoch=on_epoch, progress=tick("train"), device=device,
+                                        init_adapter=warm.init_dir if warm else None)
         mlflow.log_metric("train_seconds", time.perf_counter() - started)  # per-epoch dev WER included
         out = work_dir / key
         peft_model.save_pretrained(str(out / ADAPTER_ARTIFACT))

@@ -26,6 +26,7 @@ from core.asr import token_cap
 from core.audio import SAMPLE_RATE
 from core.device import resolve_device
 from core.settings import AsrConfig
+from training.adapters import load_lora_weights
 from training.asr import windowed
 from training.precision import autocast, native_bf16
 
@@ -135,8 +136,12 @@ def train_whisper_lora(
     on_epoch: Callable[[int, dict[str, float], Any], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
     device: str = "cpu",
+    init_adapter: Path | None = None,
 ) -> Any:
     """Wrap ``model`` with LoRA, train it on ``train`` and return the PEFT model (not merged).
+
+    ``init_adapter``: a saved adapter folder (the champion's, unmerged) whose LoRA weights the training
+    starts from instead of PEFT's initialisation (a warm start, training/warm_start.py).
 
     ``on_epoch(epoch, metrics, model)`` is called after each epoch with the LoRA-injected transformers
     model in eval mode. ``device``: cpu, cuda or auto (core/device.py); ``model`` is moved there and
@@ -158,6 +163,8 @@ def train_whisper_lora(
         target_modules=lora_target_regex(config.lora.target_modules, trainable_layers, total_layers),
     )  # task_type left unset: SEQ_2_SEQ_LM breaks Whisper (STACK_NOTES)
     peft_model = get_peft_model(model, lora)
+    if init_adapter is not None:
+        load_lora_weights(peft_model, init_adapter)
     base = peft_model.base_model.model
     prompt, eot = windowed.prompt_ids(tokenizer), tokenizer.eos_token_id
     labels = [tokenizer.encode(" " + u.text.strip(), add_special_tokens=False)[: config.max_target_tokens]
