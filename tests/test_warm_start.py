@@ -178,7 +178,8 @@ def test_a_weekly_retrain_tops_up_the_champion_and_lineage_follows_it(project: T
     champion = registry.by_alias(CHAMPION)
     assert champion is not None and {"intent", "asr"} <= champion.components.keys()
     _a_week_of_new_calls(project.sources, 2)
-    params = flow_params(project.params.parent, project.sources, **project.sections, warm_start={"enabled": True})
+    params = flow_params(project.params.parent, project.sources, **project.sections,
+                         warm_start={"enabled": True, "min_replay": 32})
 
     summary = retrain(params_file=str(params)).to_json()
 
