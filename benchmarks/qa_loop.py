@@ -336,8 +336,10 @@ def spoken_without_pii(turn: dict[str, Any]) -> str:
     return without_placeholders(heard_text(turn))
 
 
-def turns_to_hear(params: Path, truth: dict[str, dict[str, Any]], call_ids: list[str]) -> tuple[list[Any], list[str]]:
-    """The customer turns of ``call_ids`` from their redacted audio (as the monitor hears them), and the truth."""
+def turns_to_hear(params: Path, truth: dict[str, dict[str, Any]], call_ids: list[str],
+                  ) -> tuple[list[Any], list[str], list[str]]:
+    """The customer turns of ``call_ids`` from their redacted audio (as the monitor hears them), the truth, and the
+    calls left out for having no redacted audio (the monitor kept a record without it: nothing to hear)."""
     from core.audio import decode_16k
     from core.settings import load_settings
     from governance.session import open_store
@@ -345,15 +347,19 @@ def turns_to_hear(params: Path, truth: dict[str, dict[str, Any]], call_ids: list
 
     store = open_store(load_settings(params), "pipeline", "monitoring")
     present = store.redacted_call_ids()
-    turns, references = [], []
+    turns, references, silent = [], [], []
     for document in store.read_redacted([c for c in call_ids if c in present]):
-        samples = decode_16k(io.BytesIO(store.read_redacted_audio(document["call_id"])))
+        try:
+            samples = decode_16k(io.BytesIO(store.read_redacted_audio(document["call_id"])))
+        except FileNotFoundError:
+            silent.append(document["call_id"])
+            continue
         said = {t["turn"]: t for t in truth[document["call_id"]]["turns"] if t["speaker"] == "customer"}
         for turn in turn_audio(document, samples):
             if turn.index in said:
                 turns.append(turn)
                 references.append(spoken_without_pii(said[turn.index]))
-    return turns, references
+    return turns, references, silent
 
 
 def hear_with(params: Path, version: str, turns: list[Any]) -> list[str]:
@@ -393,7 +399,9 @@ def true_wer(params: Path, truth: dict[str, dict[str, Any]], after_day: date, be
     rest = [c for c in later if truth[c]["channel"] != channel]
     rng = np.random.default_rng(seed)
     others = sorted(rng.choice(rest, size=min(other_calls, len(rest)), replace=False).tolist()) if rest else []
-    turns, references = turns_to_hear(params, truth, noisy + others)
+    turns, references, silent = turns_to_hear(params, truth, noisy + others)
+    if silent:
+        say("true-wer", f"{len(silent)} calls left out: no redacted audio ({', '.join(silent[:5])} ...)")
     say("true-wer", f"{len(turns)} customer turns of {len(noisy)} drifted and {len(others)} other calls after "
                     f"{after_day}; bundles v{before} (before) and v{after} (after)")
     errors = {}
@@ -429,7 +437,8 @@ def true_wer(params: Path, truth: dict[str, dict[str, Any]], after_day: date, be
     judged = judge(tests, alpha)
     emit(benchmark="qa_loop", figure="true_wer", after_day=after_day.isoformat(), bundle_before=before,
          bundle_after=after, after_promoted=promoted, calls={"drifted": len(noisy), "others": len(others),
-                                                             "others_available": len(rest)}, slices=rows)
+                                                             "others_available": len(rest),
+                                                             "without_redacted_audio": silent}, slices=rows)
     emit(benchmark="qa_loop", figure="drifted_slice_change", slice=drifted, **(change or {}))
     emit(benchmark="qa_loop", figure="other_slices_tests", alpha=alpha, test="paired sign-flip per turn, Holm",
          min_turns=minimum, tests=[{"slice": t.name, "turns": t.n, "before": _round(t.champion),
@@ -528,6 +537,15 @@ def loop(args: argparse.Namespace, params: Path, truth: dict[str, dict[str, Any]
     if outcome is None or review_week is None:
         emit(benchmark="qa_loop", figure="bar", bar_met=False, reason="the loop never reached its review week")
         return
+    after_pass(args, params, truth, channel, drifted, champion_before, outcome, review_week, timings)
+
+
+def after_pass(args: argparse.Namespace, params: Path, truth: dict[str, dict[str, Any]], channel: str, drifted: str,
+               champion_before: str | None, outcome: dict[str, Any], review_week: str,
+               timings: dict[str, float]) -> None:
+    """Phases 9-10: the true WER before and after the pass, the monitor's recovery, the bar."""
+    from qa.weeks import parse_week
+
     review_end = parse_week(review_week)[1]
     if review_end >= max(date.fromisoformat(t["date"]) for t in truth.values()):
         raise SystemExit(f"no calls after the review week {review_week}: lengthen --days")
@@ -570,6 +588,21 @@ def loop(args: argparse.Namespace, params: Path, truth: dict[str, dict[str, Any]
     emit(benchmark="qa_loop", figure="seconds", phases=timings, total=round(time.perf_counter() - _STARTED, 1))
 
 
+def resume_after_pass(args: argparse.Namespace) -> None:
+    """Phases 9-10 again on the project and stream an earlier run left in ``--work`` (e.g. after a crash there)."""
+    from voiceloop.simulate.drift import NOISY_CHANNEL
+
+    work: Path = args.work.resolve()
+    week, before, after = args.resume_after_pass
+    drift = f"noisy-channel@{args.drift_day}:{args.drift_share:g}"
+    truth = simulate(work / "stream", args, drift, (args.cache or work / "render-cache").resolve())
+    outcome = {"bundle": after, "promoted": True, "how": "see the earlier run's promotion figure",
+               "verdict": "see the earlier run's gate figure"}
+    say("resume", f"phases 9-10 for review week {week}: bundle v{before} before, v{after} after")
+    after_pass(args, work / "project" / "params.yaml", truth, NOISY_CHANNEL, f"channel={NOISY_CHANNEL}", before,
+               outcome, week, {})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--template", type=Path, required=True, help="a trained project: params.yaml + its state")
@@ -589,6 +622,10 @@ def main() -> None:
     parser.add_argument("--alpha", type=float, default=0.05, help="family-wise alpha of the other slices' tests")
     parser.add_argument("--cache", type=Path, help="render cache (default <work>/render-cache; share it across runs)")
     parser.add_argument("--tiny", action="store_true", help="a minutes-long plumbing check (figures are not the bar)")
+    parser.add_argument("--resume-after-pass", nargs=3, metavar=("WEEK", "BEFORE", "AFTER"),
+                        help="only phases 9-10 on the project a run left in --work (its monitor runs done): the review "
+                             "week, the champion before the pass and the bundle after it (the earlier run's "
+                             "`promotion` figure says how it was promoted)")
     args = parser.parse_args()
     for key, value in (TINY if args.tiny else FULL).items():
         if getattr(args, key) is None:
@@ -602,6 +639,9 @@ def main() -> None:
     emit(benchmark="qa_loop", figure="config",
          **{k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()})
     try:
+        if args.resume_after_pass:
+            resume_after_pass(args)
+            return
         if args.make_template:
             began = time.perf_counter()
             make_template(args.template.resolve(), args.corpus, args.tiny)
