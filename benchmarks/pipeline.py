@@ -52,6 +52,8 @@ def main() -> None:
     parser.add_argument("--weekly", type=int, default=0, metavar="N",
                         help="then add N new calls and measure the weekly (warm-started) run (0: off)")
     parser.add_argument("--weekly-seed", type=int, default=1, help="the simulator's seed for the new calls")
+    parser.add_argument("--weekly-only", action="store_true",
+                        help="skip the first run: --project-dir holds it (a champion promoted) and its call store")
     args = parser.parse_args()
     project = Path(args.project_dir or tempfile.mkdtemp(prefix="voiceloop-bench-"))
     calls = Path(args.calls).resolve()
@@ -111,13 +113,14 @@ def main() -> None:
               "entries": audit_seconds[1], "share_of_total": round(audit_seconds[0] / total, 4)})
         return cpu_total
 
-    first = measured("first")
+    first = None if args.weekly_only else measured("first")
     if args.weekly:
         added = add_calls(calls, args.weekly, args.weekly_seed)
         weekly = measured("weekly")
-        print(json.dumps({"figure": "weekly_retrain_cpu_share", "new_calls": added, "first_cpu_seconds":
-                          round(first, 1), "weekly_cpu_seconds": round(weekly, 1),
-                          "share": round(weekly / first, 3), "bar": 0.40}), flush=True)
+        print(json.dumps({"figure": "weekly_retrain_cpu_share", "new_calls": added,
+                          "first_cpu_seconds": round(first, 1) if first else None,
+                          "weekly_cpu_seconds": round(weekly, 1), "share": round(weekly / first, 3) if first else None,
+                          "bar": 0.40}), flush=True)
 
 
 def add_calls(store: Path, count: int, seed: int) -> int:
