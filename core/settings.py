@@ -199,6 +199,9 @@ class WarmStartConfig(_Section):
     max_new_share: Annotated[float, Field(gt=0, le=1)] = 0.5
     intent_epochs: Annotated[int, Field(ge=1)] = 2
     asr_epochs: Annotated[int, Field(ge=1)] = 1
+    # A top-up's learning rates are the cold run's times this: a fresh optimiser's first steps at the full rate
+    # move a converged model far (at 1.0 the demo's top-up lost 1.5 points of intent accuracy: benchmarks/README.md)
+    learning_rate_scale: Annotated[float, Field(gt=0, le=1)] = 0.25
     seed: int = 0
 
 

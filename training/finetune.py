@@ -181,7 +181,7 @@ def finetune_intent(
     """
     data_key = train_key([*train_sets, golden], config)
     if warm is not None:
-        config = config.model_copy(update={"epochs": warm.epochs})
+        config = warm.tuned(config, ("learning_rate", "head_learning_rate"))
     key = train_key([*train_sets, golden], config, warm)
     tags = {**(tags or {}), DATA_KEY_TAG: data_key}
     reused_run = reusable_run(key, data_key)

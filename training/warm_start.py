@@ -59,6 +59,13 @@ class WarmStart:
     new_rows: int
     replay_rows: int
     epochs: int
+    learning_rate_scale: float = 1.0
+
+    def tuned(self, config: BaseModel, rates: tuple[str, ...]) -> Any:
+        """``config`` as a top-up trains with it: its epochs, and each of ``rates`` scaled."""
+        update: dict[str, Any] = {"epochs": self.epochs}
+        update.update({name: getattr(config, name) * self.learning_rate_scale for name in rates})
+        return config.model_copy(update=update)
 
     def rows_of(self, name: str) -> list[int]:
         """The indices of dataset ``name``'s rows this run trains on (none: the set adds nothing this week)."""
@@ -67,11 +74,13 @@ class WarmStart:
     def identity(self) -> dict[str, Any]:
         """What makes two warm runs the same run (part of its train key: a finished one is reused)."""
         rows = json.dumps({name: list(idx) for name, idx in sorted(self.picked.items())})
-        return {"from": self.source, "rows": hashlib.sha256(rows.encode()).hexdigest()[:24], "epochs": self.epochs}
+        return {"from": self.source, "rows": hashlib.sha256(rows.encode()).hexdigest()[:24], "epochs": self.epochs,
+                "learning_rate_scale": self.learning_rate_scale}
 
     def params(self) -> dict[str, Any]:
         return {FROM_PARAM: self.source, FROM_RUN_PARAM: self.run_id, "warm_start.new_rows": self.new_rows,
-                "warm_start.replay_rows": self.replay_rows, "warm_start.epochs": self.epochs}
+                "warm_start.replay_rows": self.replay_rows, "warm_start.epochs": self.epochs,
+                "warm_start.learning_rate_scale": self.learning_rate_scale}
 
     def describe(self) -> str:
         return (f"warm start from {self.source}: {self.new_rows} new turns + {self.replay_rows} replayed, "
@@ -158,7 +167,7 @@ def plan_warm_start(registry: Registry, store: GovernedStore, config: WarmStartC
                              f"warm_start.max_new_share ({config.max_new_share:.0%})")
     epochs = config.intent_epochs if component == "intent" else config.asr_epochs
     start = WarmStart(reference, run_id, _initial_weights(registry, reference, run_id, component, work_dir), picked,
-                      new, replayed, epochs)
+                      new, replayed, epochs, config.learning_rate_scale)
     return WarmPlan(start, start.describe())
 
 

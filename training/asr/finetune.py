@@ -214,8 +214,8 @@ def _log_scores(prefix: str, scores: dict[str, Any]) -> None:
 
 
 def warm_config(config: AsrConfig, warm: WarmStart | None) -> AsrConfig:
-    """The configuration a run trains with: a warm run's epochs are the warm start's."""
-    return config.model_copy(update={"epochs": warm.epochs}) if warm is not None else config
+    """The configuration a run trains with: a warm run's epochs and learning rate are the warm start's."""
+    return warm.tuned(config, ("learning_rate",)) if warm is not None else config
 
 
 def asr_train_key(train_sets: Sequence[DatasetVersion], golden: DatasetVersion, config: AsrConfig,
