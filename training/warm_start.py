@@ -72,10 +72,10 @@ class WarmStart:
         return list(self.picked.get(name, ()))
 
     def identity(self) -> dict[str, Any]:
-        """What makes two warm runs the same run (part of its train key: a finished one is reused)."""
+        """Where a warm run starts and on which rows: with its datasets and its (tuned) configuration, what makes
+        two warm runs the same run (its train key: a finished one is reused)."""
         rows = json.dumps({name: list(idx) for name, idx in sorted(self.picked.items())})
-        return {"from": self.source, "rows": hashlib.sha256(rows.encode()).hexdigest()[:24], "epochs": self.epochs,
-                "learning_rate_scale": self.learning_rate_scale}
+        return {"from": self.source, "rows": hashlib.sha256(rows.encode()).hexdigest()[:24]}
 
     def params(self) -> dict[str, Any]:
         return {FROM_PARAM: self.source, FROM_RUN_PARAM: self.run_id, "warm_start.new_rows": self.new_rows,

@@ -258,7 +258,7 @@ def finetune_asr(
     from training.asr.train import Utterance, save_merged, train_whisper_lora, transcribe_hf
 
     key, data_key = asr_train_key(train_sets, golden, config, warm), asr_train_key(train_sets, golden, config)
-    reused_run = finished_asr_run(train_sets, golden, config, warm)
+    reused_run = reusable_run(key, data_key, TRAIN_KEY_TAG, DATA_KEY_TAG)
     config = warm_config(config, warm)
     transcribe_device = ct2_device(transcribe_device).device  # cuda without a GPU stops here, before any work
     golden_audio = golden_audio or GoldenAudio.load(golden)
