@@ -252,18 +252,26 @@ def test_the_champions_golden_outputs_are_kept_beside_the_golden_version_and_reu
     digest = project.summary["datasets"]["asr-golden"]["digest"]
     golden = GoldenAudio.load(open_version(store, "asr-golden", digest))
     work = tmp_path_factory.mktemp("champion-work")
+    evaluations = settings.zones_dir / "datasets" / "asr-golden" / f"{digest}.evaluations"
+    # the promotion kept the bundle's golden transcripts, made while it was the challenger, as the champion's
+    [promoted] = evaluations.glob("champion-asr-*.json")
+    kept_at_promotion = champion_asr(registry, store, golden, settings.asr.window_s, 8, work)
+    assert kept_at_promotion.cached and "champion ASR" in kept_at_promotion.label
+    promoted.unlink()  # as a version kept before promotions kept them: the champion transcribes once
+    audit = open_audit(settings)
+    since = max(entry.id for entry in audit.entries())
     first = champion_asr(registry, store, golden, settings.asr.window_s, 8, work)
     again = champion_asr(registry, store, golden, settings.asr.window_s, 8, work)
     assert not first.cached and again.cached and "champion ASR" in again.label
     assert again.evaluation == first.evaluation
+    assert first.evaluation == kept_at_promotion.evaluation  # what the promotion kept is the champion's own
     other = GoldenAudio.load(open_version(store, "asr-golden", digest), digit_eval=0)  # another evaluation set
     assert not champion_asr(registry, store, other, settings.asr.window_s, 8, work).cached
-    kept = sorted((settings.zones_dir / "datasets" / "asr-golden" / f"{digest}.evaluations").glob("*.json"))
+    kept = sorted(evaluations.glob("*.json"))
     assert len(kept) == 2 and all(p.name.startswith("champion-asr-") for p in kept)
     assert not list((settings.root / "mlartifacts").rglob("champion-*"))  # nothing beside the models
-    audit = open_audit(settings)
-    [written, _other] = audit.entries(action="datasets.write-evaluation")
-    [read] = audit.entries(action="datasets.read-evaluation")
+    [written, _other] = audit.entries(action="datasets.write-evaluation", since_id=since)
+    [read] = audit.entries(action="datasets.read-evaluation", since_id=since)
     assert written.call_ids == read.call_ids and written.call_ids  # audited with the golden calls
     evaluator = open_store(settings, "serving", "evaluation")  # may read the golden set, not write beside it
     with pytest.raises(AccessDenied):

@@ -67,7 +67,30 @@ def _clear_text_hits(files: list[Path], needles: dict[str, bytes]) -> dict[str, 
     return hits
 
 
-def test_no_caller_id_or_pii_value_is_readable_anywhere(project: TrainedProject) -> None:
+def _call_transcripts_only(files: list[Path], project: TrainedProject, scratch: Path) -> list[Path]:
+    """``files`` with each kept champion ASR record cut to its transcripts of the golden calls.
+
+    Such a record (beside the golden version: training/promotion.py) holds the model's transcripts of the
+    golden turns, then of the public digit strings and clean-speech recordings, whose LibriVox text says
+    "mister john dashwood" whatever the calls said. Only the first are call data; they are still searched.
+    """
+    from governance.session import open_store
+    from training.datasets import open_version
+
+    store = open_store(project.settings, "ml-engineer", "evaluation")
+    out = []
+    for path in files:
+        if path.name.startswith("champion-asr-") and path.parent.name.endswith(".evaluations"):
+            rows = open_version(store, path.parent.parent.name, path.parent.name.split(".")[0]).rows
+            record = json.loads(path.read_text())
+            record["texts"] = record["texts"][:rows]
+            path = scratch / f"{len(out)}-{path.name}"
+            path.write_text(json.dumps(record))
+        out.append(path)
+    return out
+
+
+def test_no_caller_id_or_pii_value_is_readable_anywhere(project: TrainedProject, tmp_path: Path) -> None:
     needles = _pii_needles(project.sources)
     assert any(name.startswith("caller id") for name in needles) and any("in call-" in n for n in needles)
     assert any(name.startswith("PERSON") and len(needle) < 8 for name, needle in needles.items())  # first names alone
@@ -81,7 +104,7 @@ def test_no_caller_id_or_pii_value_is_readable_anywhere(project: TrainedProject)
     database = _prefect_database()
     files += [p for p in database.parent.glob(database.name + "*") if p.is_file()]  # the db and its WAL
     assert any(p.name == "mlflow.db" for p in files) and any(p.name == "audit.db" for p in files)
-    assert _clear_text_hits(files, needles) == {}
+    assert _clear_text_hits(_call_transcripts_only(files, project, tmp_path), needles) == {}
 
 
 def test_raw_and_quarantine_hold_call_data_only_encrypted(project: TrainedProject) -> None:
