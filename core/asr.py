@@ -92,6 +92,33 @@ def window_features(mel: np.ndarray, frames: int) -> np.ndarray:
     return np.asarray(pad_or_trim(mel[:, : min(mel.shape[-1] - 1, frames)], frames))
 
 
+def window_batches(sizes: Sequence[int], batch_size: int,
+                   window_s: float | None) -> tuple[list[tuple[list[int], int]], list[int]]:
+    """How the batch methods group clips of ``sizes`` samples: (batches as (indices, mel frames), clips over 30 s).
+
+    Clips are grouped by the fixed window they fit, shortest first, ``batch_size`` at a time; clips
+    under 10 ms are in neither list (nothing is heard in them). A batch is decoded the same wherever
+    it runs, so shards of whole batches (core/asr_shards.py) give the texts one engine gives.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    by_window: dict[int, list[int]] = {}
+    longer: list[int] = []
+    for index, size in enumerate(sizes):
+        if size < _MIN_SAMPLES:
+            continue
+        frames = window_frames(size, window_s)
+        if frames is None:
+            longer.append(index)
+        else:
+            by_window.setdefault(frames, []).append(index)
+    jobs: list[tuple[list[int], int]] = []
+    for frames, indices in sorted(by_window.items()):
+        indices.sort(key=lambda i: sizes[i])
+        jobs += [(indices[start : start + batch_size], frames) for start in range(0, len(indices), batch_size)]
+    return jobs, longer
+
+
 @dataclass(frozen=True)
 class Heard:
     """A transcript with the recogniser's own confidence in it: what label-free WER estimates read.
@@ -105,7 +132,7 @@ class Heard:
     no_speech_prob: float
 
 
-_NOTHING_HEARD = Heard("", 0.0, 1.0)  # no audio to speak of: certainly no speech
+NOTHING_HEARD = Heard("", 0.0, 1.0)  # no audio to speak of: certainly no speech
 
 
 @dataclass(frozen=True)
@@ -355,7 +382,7 @@ class AsrEngine:
     ) -> list[tuple[Heard, list[Word]]]:
         arrays = [np.asarray(audio, dtype=np.float32).reshape(-1) for audio in audios]
         return self._in_windows(
-            arrays, batch_size, window_s, progress, lambda: (_NOTHING_HEARD, []),
+            arrays, batch_size, window_s, progress, lambda: (NOTHING_HEARD, []),
             lambda chunk, frames: self._decode_window([arrays[i] for i in chunk], frames, words),
             lambda index: (self._one(arrays[index]), self.transcribe_words(arrays[index]) if words else []),
         )  # fmt: skip
@@ -375,28 +402,13 @@ class AsrEngine:
         ``run_window(indices, frames)`` handles one batch of arrays that fit ``frames`` mel frames;
         ``run_long(index)`` one array over 30 s; arrays under 10 ms get ``empty()``.
         """
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         window = self.window_s if window_s is None else _check_window(window_s)
         out: list[Result] = [empty() for _ in arrays]
-        by_window: dict[int, list[int]] = {}
-        longer: list[int] = []
-        for index, audio in enumerate(arrays):
-            if audio.size < _MIN_SAMPLES:
-                continue
-            frames = window_frames(audio.size, window)
-            if frames is None:
-                longer.append(index)
-            else:
-                by_window.setdefault(frames, []).append(index)
+        jobs, longer = window_batches([audio.size for audio in arrays], batch_size, window)
         total = len(arrays)
-        done = total - len(longer) - sum(len(indices) for indices in by_window.values())
+        done = total - len(longer) - sum(len(chunk) for chunk, _frames in jobs)
         if progress is not None:
             progress(done, total)
-        jobs: list[tuple[list[int], int]] = []
-        for frames, indices in sorted(by_window.items()):
-            indices.sort(key=lambda i: arrays[i].size)
-            jobs += [(indices[start : start + batch_size], frames) for start in range(0, len(indices), batch_size)]
         self._tokenizer()  # loaded once, before workers share it
         with ThreadPoolExecutor(self.workers) as pool:  # map keeps the job order
             for (chunk, _), results in zip(jobs, pool.map(lambda job: run_window(*job), jobs), strict=True):
@@ -535,7 +547,7 @@ class AsrEngine:
 
     def _one(self, audio: np.ndarray) -> Heard:
         if audio.size < _MIN_SAMPLES:
-            return _NOTHING_HEARD
+            return NOTHING_HEARD
         segments = list(self._model.transcribe(audio, **self._greedy(audio))[0])
         text = " ".join(segment.text.strip() for segment in segments).strip()
         if not segments:

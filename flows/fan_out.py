@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -71,6 +72,7 @@ class DaskShards:
         self.workers = local_workers(config, threads)
         self._runner: Any = None
         self._api_url = ""
+        self._starting = threading.Lock()  # two lanes of a run may take their first shard at once: one cluster
 
     def __call__(self, work: Callable[[S], R], shards: Sequence[S], keys: Sequence[str]) -> Iterator[R]:
         if len(shards) != len(keys):
@@ -132,8 +134,12 @@ class DaskShards:
             EngineContext.__var__.reset(outer_flow)
 
     def _started(self) -> Any:
-        if self._runner is not None:
+        with self._starting:
+            if self._runner is None:
+                self._runner = self._start()
             return self._runner
+
+    def _start(self) -> Any:
         from prefect_dask import DaskTaskRunner
 
         self._api_url = _prefect_api_url()
@@ -156,7 +162,6 @@ class DaskShards:
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        self._runner = runner
         return runner
 
     def worker_pids(self) -> set[int]:

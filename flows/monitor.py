@@ -17,6 +17,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from core import progress
+from core.compute import ShardMap
 from core.runtime import prepare
 from core.settings import Settings, load_settings
 from flows.fan_out import fan_out
@@ -46,18 +47,17 @@ class _Champion:
 
 
 @task(name="collect-calls", cache_policy=NO_CACHE)
-def collect_calls(settings: Settings, store: GovernedStore, champion: _Champion) -> CollectReport:
+def collect_calls(settings: Settings, store: GovernedStore, champion: _Champion, shards: ShardMap) -> CollectReport:
     def tell(stage: str, done: int, total: int) -> None:
         progress.counter(stage, "calls" if stage != "hear" else "turns")(done, total)
 
-    with fan_out(settings.compute, settings.threads or None) as shards:  # redaction's shards (flows/fan_out.py)
-        return collect(settings, store, champion, tell, shards=shards)
+    return collect(settings, store, champion, tell, shards=shards)
 
 
 @task(name="calibrate", cache_policy=NO_CACHE)
-def calibrate(settings: Settings, store: GovernedStore, champion: _Champion) -> Calibration | None:
+def calibrate(settings: Settings, store: GovernedStore, champion: _Champion, shards: ShardMap) -> Calibration | None:
     return calibration_for(store.as_purpose("monitoring"), champion_version(settings), lambda: champion(settings),
-                           settings.monitor.asr_batch, progress.counter("calibrate", "golden turns"))
+                           settings.monitor.asr_batch, progress.counter("calibrate", "golden turns"), shards)
 
 
 @task(name="figures", cache_policy=NO_CACHE)
@@ -113,8 +113,11 @@ def monitor(params_file: str | None = None, role: str = "pipeline") -> MonitorSu
     store = open_store(settings, role, "monitoring", flow_run_id=str(flow_run.get_id() or ""))
     timed = progress.Stopwatch()
     champion = _Champion()
-    collected = timed("collect", collect_calls, settings, store, champion)
-    calibration = timed("calibrate", calibrate, settings, store, champion)
+    # Redaction and the champion's hearing on the run's worker processes (flows/fan_out.py), started on the first
+    # shard: a run with nothing new to hear and a kept calibration starts none.
+    with fan_out(settings.compute, settings.threads or None) as shards:
+        collected = timed("collect", collect_calls, settings, store, champion, shards)
+        calibration = timed("calibrate", calibrate, settings, store, champion, shards)
     computed, window, calls = timed("figures", figures, settings, store, calibration)
     raised = timed("alerts", alerts, settings, store, computed, window, calls)
     exported = timed("export", export, settings, computed)

@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
 from core import progress
+from core.compute import ShardMap, in_process
 from core.corpus import intent_names
 from core.device import ct2_device, resolve_device
 from core.runtime import cpu_seconds, prepare
@@ -157,7 +158,7 @@ def asr_golden(store: GovernedStore, versions: dict[str, DatasetVersion]) -> Gol
 @task(name="score-champion-asr", cache_policy=NO_CACHE)
 def score_champion_asr(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion],
                        golden: GoldenAudio, intent: ChallengerRun, cores: int | None,
-                       warm: WarmStart | None = None) -> ChampionAsr | None:
+                       warm: WarmStart | None = None, shards: ShardMap = in_process) -> ChampionAsr | None:
     """The serving ASR's golden transcripts: needs no challenger, so it runs beside the ASR fine-tuning.
 
     None when both challenger runs are finished and gated already (a re-run): the gate replays its record.
@@ -169,14 +170,15 @@ def score_champion_asr(settings: Settings, store: GovernedStore, versions: dict[
         return None
     return champion_asr(registry, store.as_purpose("training"), golden, settings.asr.window_s,
                         settings.asr.batch_transcribe, settings.root / "work", cores,
-                        device=ct2_device(settings.compute.device).device)
+                        device=ct2_device(settings.compute.device).device, shards=shards)
 
 
 @task(name="finetune-asr", cache_policy=NO_CACHE)
 def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str, DatasetVersion],
                     golden_audio: GoldenAudio, threads: int | None = None,
-                    warm: WarmStart | None = None) -> AsrCandidate:
-    """Fine-tune Whisper with LoRA on redacted customer turns + the digit corpus, export it, score it."""
+                    warm: WarmStart | None = None, shards: ShardMap = in_process) -> AsrCandidate:
+    """Fine-tune Whisper with LoRA on redacted customer turns + the digit corpus, export it, and transcribe the
+    golden set with it on ``shards`` (the run's worker processes)."""
     reader = store.as_purpose("training")
     opened = {name: versions[name].opened(reader) for name in sorted(ASR_DATASETS & versions.keys())}
     Registry(settings)  # sets up tracking
@@ -188,7 +190,7 @@ def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str
             tags={"voiceloop.flow_run_id": str(flow_run.get_id() or "")},
             progress=lambda stage, done, total: progress.advanced("finetune_asr", done, total, stage),
             device=resolve_device(settings.compute.device),
-            transcribe_device=ct2_device(settings.compute.device).device, warm=warm,
+            transcribe_device=ct2_device(settings.compute.device).device, warm=warm, shards=shards,
         )
     return AsrCandidate(run, golden_audio, settings.asr.window_s, settings.asr.batch_transcribe)
 
@@ -239,34 +241,41 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
     summary.warm_start = {component: plan.reason for component, plan in plans.items()}
     warm_intent, warm_asr = (plans[c].start if c in plans else None for c in ("intent", "asr"))
     golden_audio = timed("load_asr_golden", asr_golden, store, versions) if settings.asr.enabled else None
-    asr: AsrCandidate | None = None
-    asr_champion: ChampionAsr | None = None
-    lanes = golden_audio is not None and cores >= 2
-    if lanes:
-        # Two lanes (training/lanes.py): the intent model in a process of its own on one core, then the
-        # champion ASR's golden transcripts on that core; the ASR fine-tuning on the other cores.
-        started, cpu_started = time.perf_counter(), cpu_seconds()
-        progress.started("finetune")
-        intent_lane = finetune.submit(settings, store, versions, threads=1, warm=warm_intent)
-        champion_lane = score_champion_asr.submit(settings, store, versions, golden_audio, intent_lane, 1, warm_asr,
-                                                 return_state=False)
-        intent_lane.add_done_callback(lane_done("finetune", started, then="score_champion_asr"))
-        champion_lane.add_done_callback(lane_done("score_champion_asr", started))
-        asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, cores - 1, warm_asr)
-        challenger, asr_champion = intent_lane.result(), champion_lane.result()
-        timings["train_lanes"], cpu["train_lanes"] = since(started), round(cpu_seconds() - cpu_started, 1)
-        del cpu["finetune_asr"]  # it counted the other lane's threads too: only the lanes' total is meaningful
-    else:  # one core (or no ASR): one after the other; the gate transcribes with the champion itself
-        challenger = timed("finetune", finetune, settings, store, versions, None, warm_intent)
-        if golden_audio is not None:
-            asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, None, warm_asr)
-    summary.training = TrainingSummary.of(challenger)
-    summary.gate = gate_summary = timed("gate", gate, settings, store, challenger, asr, asr_champion,
-                                        versions.get(INTENT_GOLDEN), versions.get(INTENT_PRODUCTION_GOLDEN))
-    if asr is not None:
-        summary.asr = AsrSummary.of(asr)
-        summary.asr.champion_transcribed = asr_champion is not None or not (lanes or gate_summary.repeated)
-        summary.asr.challenger_transcribed = asr.run.transcribed
-        summary.asr.champion_transcripts_kept = asr_champion.cached if asr_champion is not None else None
+    # The golden sets' transcriptions go to the run's worker processes (flows/fan_out.py), open until the gate
+    # has read them. Beside the ASR fine-tuning, the champion's stays on its lane's core unless the workers
+    # are a cluster elsewhere (compute.dask_address).
+    with fan_out(settings.compute, settings.threads or None) as shards:
+        asr: AsrCandidate | None = None
+        asr_champion: ChampionAsr | None = None
+        lanes = golden_audio is not None and cores >= 2
+        if lanes:
+            # Two lanes (training/lanes.py): the intent model in a process of its own on one core, then the
+            # champion ASR's golden transcripts on that core; the ASR fine-tuning on the other cores.
+            started, cpu_started = time.perf_counter(), cpu_seconds()
+            progress.started("finetune")
+            intent_lane = finetune.submit(settings, store, versions, threads=1, warm=warm_intent)
+            elsewhere = shards if settings.compute.dask_address else in_process
+            champion_lane = score_champion_asr.submit(settings, store, versions, golden_audio, intent_lane, 1,
+                                                     warm_asr, elsewhere, return_state=False)
+            intent_lane.add_done_callback(lane_done("finetune", started, then="score_champion_asr"))
+            champion_lane.add_done_callback(lane_done("score_champion_asr", started))
+            asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, cores - 1, warm_asr,
+                        shards)
+            challenger, asr_champion = intent_lane.result(), champion_lane.result()
+            timings["train_lanes"], cpu["train_lanes"] = since(started), round(cpu_seconds() - cpu_started, 1)
+            del cpu["finetune_asr"]  # it counted the other lane's threads too: only the lanes' total is meaningful
+        else:  # one core (or no ASR): one after the other; the gate transcribes with the champion itself
+            challenger = timed("finetune", finetune, settings, store, versions, None, warm_intent)
+            if golden_audio is not None:
+                asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, None, warm_asr,
+                            shards)
+        summary.training = TrainingSummary.of(challenger)
+        summary.gate = gate_summary = timed("gate", gate, settings, store, challenger, asr, asr_champion,
+                                            versions.get(INTENT_GOLDEN), versions.get(INTENT_PRODUCTION_GOLDEN))
+        if asr is not None:
+            summary.asr = AsrSummary.of(asr)
+            summary.asr.champion_transcribed = asr_champion is not None or not (lanes or gate_summary.repeated)
+            summary.asr.challenger_transcribed = asr.run.transcribed
+            summary.asr.champion_transcripts_kept = asr_champion.cached if asr_champion is not None else None
     summary.timings_s, summary.cpu_s = timings, cpu
     return summary

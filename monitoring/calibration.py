@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from core.compute import ShardMap, in_process
 from core.redacted_text import without_placeholders
 from governance.store import GovernedStore
 from monitoring.champion import Champion, TurnAudio, hear_with_text
@@ -116,9 +117,10 @@ class GoldenReadings:
 
 def read_golden(store: GovernedStore, digest: str, champion: Champion, batch_size: int = 8,
                 progress: Callable[[int, int], None] | None = None, audio_set: str = ASR_GOLDEN,
-                intent_set: str = INTENT_GOLDEN, min_turns: int = MIN_TURNS) -> GoldenReadings | None:
-    """The champion hears version ``digest`` of ``audio_set`` and reads its own transcripts, scored against the
-    newest ``intent_set``'s labels; None under ``min_turns``."""
+                intent_set: str = INTENT_GOLDEN, min_turns: int = MIN_TURNS,
+                shards: ShardMap = in_process) -> GoldenReadings | None:
+    """The champion hears version ``digest`` of ``audio_set`` (on ``shards``' workers, if any) and reads its own
+    transcripts, scored against the newest ``intent_set``'s labels; None under ``min_turns``."""
     from training.asr.finetune import GoldenAudio
     from training.asr.metrics import utterance_errors
 
@@ -132,7 +134,7 @@ def read_golden(store: GovernedStore, digest: str, champion: Champion, batch_siz
         labels = {(c, int(t)): y for c, t, y in zip(data["call_id"], data["turn"], data["intent"], strict=True)}
     turns = [TurnAudio(row["call_id"], int(row["turn"]), samples) for row, samples in zip(audio.rows, audio.audios,
                                                                                            strict=True)]
-    heard = hear_with_text(champion, turns, batch_size, progress)
+    heard = hear_with_text(champion, turns, batch_size, progress, shards)
     readings = [heard[(t.call_id, t.index)] for t in turns]
     errors = utterance_errors([without_placeholders(r) for r in audio.references],
                               [without_placeholders(text) for _h, text in readings])
@@ -160,9 +162,10 @@ def fit_estimators(readings: GoldenReadings) -> tuple[IntentCalibration | None, 
 
 
 def calibration_for(store: GovernedStore, version: str, champion: Callable[[], Champion], batch_size: int = 8,
-                    progress: Callable[[int, int], None] | None = None) -> Calibration | None:
+                    progress: Callable[[int, int], None] | None = None,
+                    shards: ShardMap = in_process) -> Calibration | None:
     """The calibration of champion ``version`` on the newest golden version: kept from an earlier run, or fitted
-    now (``champion()`` loads the models only then).
+    now (``champion()`` loads the models only then; Whisper hears the golden turns on ``shards``' workers).
 
     None when there is no golden set with audio, or too few turns (the production golden set adds to the
     synthetic one, whatever its size); ``store`` acts for monitoring.
@@ -176,7 +179,8 @@ def calibration_for(store: GovernedStore, version: str, champion: Callable[[], C
         return Calibration.from_record(kept[key])
     heard_by = champion()
     parts = [read_golden(store, found[audio][0], heard_by, batch_size, progress, audio, intent,
-                         MIN_TURNS if audio == ASR_GOLDEN else 1) for audio, intent in GOLDEN_SETS if audio in found]
+                         MIN_TURNS if audio == ASR_GOLDEN else 1, shards)
+             for audio, intent in GOLDEN_SETS if audio in found]
     if parts[0] is None:
         return None
     readings = GoldenReadings.joined([part for part in parts if part is not None])

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.asr_shards import engine_model, on_workers, transcribe_shards
 from core.audio import SAMPLE_RATE, rms_dbfs
+from core.compute import ShardMap, in_process
 from monitoring.signals import HeardTurn
 
 if TYPE_CHECKING:
@@ -79,19 +81,26 @@ def turn_audio(call: dict[str, Any], samples: np.ndarray, before_s: float = floa
 
 
 def hear(champion: Champion, turns: list[TurnAudio], batch_size: int = 8,
-         progress: Callable[[int, int], None] | None = None) -> dict[tuple[str, int], HeardTurn]:
-    """The champion's reading of each turn, by (call id, turn index); turns without speech are read as silent."""
-    return {key: heard for key, (heard, _text) in hear_with_text(champion, turns, batch_size, progress).items()}
+         progress: Callable[[int, int], None] | None = None,
+         shards: ShardMap = in_process) -> dict[tuple[str, int], HeardTurn]:
+    """The champion's reading of each turn, by (call id, turn index); turns without speech are read as silent.
+    Whisper hears them on ``shards``' workers when there are any (flows/fan_out.py), with the same results."""
+    return {key: heard for key, (heard, _text) in hear_with_text(champion, turns, batch_size, progress,
+                                                                 shards).items()}
 
 
 def hear_with_text(champion: Champion, turns: list[TurnAudio], batch_size: int = 8,
-                   progress: Callable[[int, int], None] | None = None) -> dict[tuple[str, int], tuple[HeardTurn, str]]:
+                   progress: Callable[[int, int], None] | None = None,
+                   shards: ShardMap = in_process) -> dict[tuple[str, int], tuple[HeardTurn, str]]:
     """:func:`hear` plus each turn's redacted transcript, for calibration on the golden set (memory only)."""
     from training.bundle import has_speech
 
     spoken = [t for t in turns if has_speech(t.samples)]
-    heard = champion.bundle.asr.transcribe_scored_batch([t.samples for t in spoken], batch_size=batch_size,
-                                                       progress=progress)
+    asr = champion.bundle.asr
+    audios = [t.samples for t in spoken]
+    heard = (transcribe_shards(shards, engine_model(asr), audios, batch_size, asr.window_s, asr.compute_type, progress)
+             if on_workers(shards, asr.device) else
+             asr.transcribe_scored_batch(audios, batch_size=batch_size, progress=progress))
     redacted = [champion.redactor.redact(h.text).redacted if h.text.strip() else "" for h in heard]
     intents: list[tuple[str | None, float | None]] = [(None, None)] * len(spoken)
     model = champion.bundle.intent

@@ -63,8 +63,8 @@ def _handoff_at(call: dict[str, Any]) -> float:
 class _Hearing:
     """Loads the champion (``load``: once per run, the caller's cache) only when a call needs it."""
 
-    def __init__(self, settings: Settings, load: Callable[[Settings], Champion]) -> None:
-        self.settings, self.load = settings, load
+    def __init__(self, settings: Settings, load: Callable[[Settings], Champion], shards: ShardMap) -> None:
+        self.settings, self.load, self.shards = settings, load, shards
         self.champion: Champion | None = None  # set once a call needed it
 
     def __call__(self, calls: list[tuple[dict[str, Any], np.ndarray | None]],
@@ -76,7 +76,7 @@ class _Hearing:
         if not turns:
             return {}
         self.champion = self.load(self.settings)
-        return hear(self.champion, turns, self.settings.monitor.asr_batch, progress)
+        return hear(self.champion, turns, self.settings.monitor.asr_batch, progress, self.shards)
 
 
 def _signals(settings: Settings, calls: list[tuple[dict[str, Any], np.ndarray | None]], hearing: _Hearing,
@@ -119,7 +119,7 @@ def collect(settings: Settings, store: GovernedStore, load_champion: Callable[[S
     """Ingest and redact new calls, then give every call without a monitoring record one (``store`` as pipeline).
 
     ``load_champion`` is called each time calls need the champion: it should keep what it loaded (the flow's does).
-    ``shards`` runs redaction's per-call work (flows/fan_out.py: on Dask workers).
+    ``shards`` runs redaction's per-call work and the champion's hearing (flows/fan_out.py: on Dask workers).
     """
     report = CollectReport()
     tell = (lambda stage: (lambda done, total: progress(stage, done, total))) if progress else (lambda stage: None)
@@ -130,7 +130,7 @@ def collect(settings: Settings, store: GovernedStore, load_champion: Callable[[S
         report.redaction = redact_pending(store.as_purpose("redaction"), settings.redaction, tell("redact"), shards)
         unconsented, considered = read_monitor_pending(ingester, settings.sources.call_store)
     watcher = store.as_purpose("monitoring")
-    hearing = _Hearing(settings, load_champion)
+    hearing = _Hearing(settings, load_champion, shards)
     skipped = set(store.read_state(_NOT_PRODUCTION).get("calls", []))
     pending = sorted(_unwatched(watcher, skipped))
     for start in range(0, len(pending), batch):

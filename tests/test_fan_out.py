@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 import pickle
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 import flows.fan_out as fan_out_module
+from core.asr import AsrEngine
+from core.asr_shards import transcribe_shards
+from core.audio import decode_16k
 from core.compute import chunks, content_key, in_process, shard_size
 from core.settings import ComputeConfig, RedactionConfig
 from flows.fan_out import DaskShards, ShardWorkersLost, call_shard, fan_out, run_shard
@@ -21,6 +26,7 @@ from governance.crypto import Keyring
 from governance.ingest import ingest
 from governance.redaction.calls import redact_pending
 from governance.store import GovernedStore
+from voiceloop.simulate.calls import build_calls
 
 
 def _square(x: int) -> int:
@@ -52,6 +58,21 @@ def _outputs(store: GovernedStore) -> dict[str, Any]:
         "audio": {call_id: reader.read_redacted_audio(call_id) for call_id in calls},
         "quarantine": sorted((item["stage"], item["key"], item["reason"]) for item in store.quarantined()),
     }
+
+
+_NOW = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def _clips(tiny_corpus: Path) -> list[np.ndarray]:
+    """Clips of a call's audio in every class the batch methods know: under 10 ms (nothing heard), short
+    (batched in 10 s windows, two batches and a half), 9.8 s (a 30 s window), and over 30 s (on its own)."""
+    audio = decode_16k(str(sorted((tiny_corpus / "calls" / "audio").glob("*.wav"))[0]))
+    looped = np.tile(audio, -(-31 * 16000 // audio.size) + 1)
+    return [looped[:80]] + [looped[:int(s * 16000)] for s in (1.0, 1.5, 2.0, 2.5, 3.0, 9.8, 31.0)]
 
 
 def test_shards_are_split_evenly_and_named_by_content() -> None:
@@ -113,11 +134,12 @@ def test_a_lost_worker_costs_its_shard_again_not_the_run(prefect_harness: None, 
         shards.close()
 
 
-def test_redaction_on_two_dask_workers_matches_one_process(
+def test_per_call_work_on_two_dask_workers_matches_one_process(
     prefect_harness: None, tiny_corpus: Path, tmp_path: Path
 ) -> None:
-    """Text and audio redaction (alignment, masking, verification) of the tiny corpus on a local cluster
-    of two single-thread worker processes: the same documents, audio bytes and quarantine as in-process."""
+    """On a local cluster of two single-thread worker processes, what the single-process path gives: text and
+    audio redaction of the tiny corpus (alignment, masking, verification: the same documents, audio bytes and
+    quarantine), Whisper's hearing of clips (the gate's golden sets, the monitor's champion) and simulated calls."""
     config = RedactionConfig()
     here = _ingested(tiny_corpus, tmp_path / "here", tmp_path / "keys")
     single = redact_pending(here, config)
@@ -133,9 +155,19 @@ def test_redaction_on_two_dask_workers_matches_one_process(
         _GIVEN.update(store=there, shards=shards)
         assert _flow_with_a_step() == [1, 4, 9]
         fanned = redact_pending(there, config, shards=shards)
+        clips = _clips(tiny_corpus)
+        heard_there = transcribe_shards(shards, None, clips, 2, 10.0)
+        simulated_there = build_calls(tmp_path / "simulated-there", 2, seed=5, shards=shards, now=_NOW)
         worker_pids = shards.worker_pids()
     finally:
         shards.close()
+    # simulate-calls: the same documents and audio, byte for byte
+    simulated_here = build_calls(tmp_path / "simulated-here", 2, seed=5, now=_NOW)
+    assert simulated_there.call_ids == simulated_here.call_ids
+    assert _files(tmp_path / "simulated-there") == _files(tmp_path / "simulated-here")
+    # golden-set transcription and the monitor's hearing: the same batches, so the same texts and confidences
+    assert heard_there == AsrEngine(cpu_threads=1, window_s=10.0).transcribe_scored_batch(clips, batch_size=2)
+    assert heard_there[0].text == "" and sum(bool(h.text) for h in heard_there) >= 4
     assert len(worker_pids) == 2  # two processes, neither of them this one
     assert fanned.calls == single.calls and fanned.audio.calls == single.audio.calls
     assert fanned.entities == single.entities and fanned.leaks == single.leaks

@@ -21,6 +21,7 @@ from typing import Any
 import mlflow
 import numpy as np
 
+from core.compute import ShardMap, in_process
 from core.device import Ct2Device, ct2_device
 from core.settings import GateConfig, RedactionConfig, Settings
 from governance.store import GovernedStore
@@ -195,10 +196,11 @@ class ChampionAsr:
 
 
 def champion_asr(registry: Registry, store: GovernedStore, golden: GoldenAudio, window_s: float, batch_size: int,
-                 work_dir: Path, cores: int | None = None, device: str = "cpu") -> ChampionAsr:
-    """Transcribe the golden audio with the champion bundle's ASR (else the base model), on ``cores`` workers
-    or on CTranslate2's ``device`` (core/device.py); kept beside the golden version in ``store`` by model,
-    evaluation set, window and device, and read back next time.
+                 work_dir: Path, cores: int | None = None, device: str = "cpu",
+                 shards: ShardMap = in_process) -> ChampionAsr:
+    """Transcribe the golden audio with the champion bundle's ASR (else the base model), on ``cores`` workers,
+    on ``shards`` (the run's worker processes) or on CTranslate2's ``device`` (core/device.py); kept beside the
+    golden version in ``store`` by model, evaluation set, window and device, and read back next time.
 
     It needs no challenger, so the flow runs it beside the ASR fine-tuning.
     """
@@ -208,13 +210,15 @@ def champion_asr(registry: Registry, store: GovernedStore, golden: GoldenAudio, 
     champion = registry.by_alias(CHAMPION)
     reference = champion.components.get("asr") if champion else None
     if not reference:
-        evaluation = golden.transcribe(None, window_s, batch_size, cores=cores, device=placement.device)
+        evaluation = golden.transcribe(None, window_s, batch_size, cores=cores, device=placement.device,
+                                       shards=shards)
         return ChampionAsr("the base model (no champion ASR yet)", evaluation, device=placement.device)
     label = f"champion ASR {reference}"
     model_dir = registry.download_component(reference, work_dir / f"champion-asr-{reference.replace('/', '-')}")
     window_s = exported_window(model_dir) or window_s
     def transcribe() -> dict[str, Any]:
-        evaluation = golden.transcribe(model_dir, window_s, batch_size, cores=cores, device=placement.device)
+        evaluation = golden.transcribe(model_dir, window_s, batch_size, cores=cores, device=placement.device,
+                                       shards=shards)
         return {"model": reference, "golden": golden.key, "window_s": window_s, "texts": evaluation.texts()}
 
     value, cached = kept_with_version(store, golden.version, champion_asr_key(reference, golden, window_s, placement),
@@ -319,7 +323,7 @@ def gate_evidence(
     baseline = champion_predictions(registry, store, challenger.golden, challenger.golden_texts, work_dir)
     if asr and asr_champion is None:
         asr_champion = champion_asr(registry, store, asr.golden, asr.window_s, asr.batch_size, work_dir,
-                                    device=asr.run.device)
+                                    device=asr.run.device, shards=asr.run.shards)
     return GateEvidence(
         labels=challenger.golden_labels,
         challenger_predictions=challenger.golden_predictions,

@@ -92,8 +92,11 @@ def simulate_calls(
     Train/golden: labelled calls to train and gate on. --production: days of unlabelled calls as a bot platform
     exports them, with drifts injected, to monitor. Example: voiceloop simulate-calls --production --days 30
     --calls-per-day 40 --start 2026-11-01 --drift noisy-channel@15:0.3 --truth data/truth --out data/production
+
+    Train and golden calls are rendered and heard on Dask worker processes (``compute`` in params.yaml: a
+    local cluster, one per core, or compute.dask_address), one call per task; the files are the same either way.
     """
-    _settings(params)
+    settings = _settings(params)
     from voiceloop.simulate.calls import build_calls
 
     if production:
@@ -128,13 +131,16 @@ def simulate_calls(
         return
     if split not in ("train", "golden"):
         raise typer.BadParameter("split must be 'train' or 'golden'", param_hint="--split")
+    from flows.fan_out import fan_out
+
     with Progress(TextColumn("[bold]simulating calls"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console) as bar:
+                  console=console) as bar, fan_out(settings.compute, settings.threads or None) as shards:
         job = bar.add_task("calls", total=None)
         report = build_calls(out, n, split=split, seed=seed, per_intent=per_intent,  # type: ignore[arg-type]
                              consent_rate=consent_rate if consent_rate is not None else
                              (1.0 if split == "golden" else 0.9),
-                             progress=lambda done, total: bar.update(job, completed=done, total=total))
+                             progress=lambda done, total: bar.update(job, completed=done, total=total),
+                             shards=shards)
     console.print(f"wrote {report.calls} calls to {out} ({report.customer_turns} customer turns, "
                   f"{report.audio_seconds:.0f} s of audio)")
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import mlflow
 import numpy as np
 
+from core.compute import ShardMap, in_process
 from core.device import ct2_device, resolve_device
 from core.settings import AsrConfig
 from training.asr.data import load_utterance
@@ -110,12 +111,19 @@ class GoldenAudio:
 
     def transcribe(self, model: str | Path | None, window_s: float, batch_size: int,
                    progress: Callable[[int, int], None] | None = None, compute_type: str | None = None,
-                   cores: int | None = None, device: str = "cpu") -> AsrEvaluation:
+                   cores: int | None = None, device: str = "cpu", shards: ShardMap = in_process) -> AsrEvaluation:
         """Transcribe everything with a CTranslate2 model (None: the bundled base model) as serving would,
         on ``cores`` one-thread workers (None: every core up to 4), or on a GPU (``device``). ``compute_type``:
-        None for the device's own (int8 on the CPU, float16 on a GPU; core/device.py)."""
+        None for the device's own (int8 on the CPU, float16 on a GPU; core/device.py). ``shards``: the run's
+        worker processes (flows/fan_out.py); on the CPU the batches go to them, with the same texts."""
         from core.asr import AsrEngine
+        from core.asr_shards import on_workers, transcribe_shards
 
+        placement = ct2_device(device, compute_type)
+        if on_workers(shards, placement.device):
+            heard = transcribe_shards(shards, str(model) if model else None, self.everything(), batch_size,
+                                      window_s, placement.compute_type, progress)
+            return AsrEvaluation.of(self, [h.text for h in heard])
         engine = AsrEngine.for_throughput(str(model) if model else None, cores, compute_type=compute_type,
                                           window_s=window_s, device=device)
         return AsrEvaluation.of(self, engine.transcribe_batch(self.everything(), batch_size=batch_size,
@@ -147,6 +155,7 @@ class AsrChallengerRun:
     reused: bool
     device: str = "cpu"  # CTranslate2's device for its golden transcripts (core/device.py)
     progress: Callable[[int, int], None] | None = field(default=None, repr=False)
+    shards: ShardMap = field(default=in_process, repr=False)  # where the golden transcripts are made
     logged: dict[str, float] = field(default_factory=dict, repr=False)  # the run's MLflow metrics
     _evaluation: AsrEvaluation | None = field(default=None, repr=False)
 
@@ -159,7 +168,7 @@ class AsrChallengerRun:
     def evaluation(self) -> AsrEvaluation:
         if self._evaluation is None:
             self._evaluation = self.golden.transcribe(self.model_dir, self.window_s, self.batch_size, self.progress,
-                                                      device=self.device)
+                                                      device=self.device, shards=self.shards)
         return self._evaluation
 
     @cached_property
@@ -245,13 +254,14 @@ def finetune_asr(
     device: str = "cpu",
     transcribe_device: str = "cpu",
     warm: WarmStart | None = None,
+    shards: ShardMap = in_process,
 ) -> AsrChallengerRun:
     """Train (or reuse) the ASR challenger, export it and transcribe the golden set with it.
 
     ``device``: torch's device for training (:func:`core.device.resolve_device`); ``transcribe_device``:
     CTranslate2's for the golden transcripts (:func:`core.device.ct2_device`; the champion's must match).
     ``warm``: start from the champion's adapter and train on its picked rows for its epochs
-    (training/warm_start.py).
+    (training/warm_start.py). ``shards``: the worker processes that transcribe the golden set (flows/fan_out.py).
     """
     from training.asr.convert import load_base_whisper
     from training.asr.export import export_ctranslate2
@@ -271,7 +281,7 @@ def finetune_asr(
                                                              dst_path=str(work_dir / key)))
         return AsrChallengerRun(reused_run, model_dir, golden_audio, config.window_s, config.batch_transcribe,
                                 reused=True, device=transcribe_device, progress=tick("evaluate"),
-                                logged=mlflow.get_run(reused_run).data.metrics)
+                                logged=mlflow.get_run(reused_run).data.metrics, shards=shards)
 
     device = resolve_device(device)
     rows = _training_rows(train_sets, config.max_train_turns, warm)
@@ -305,7 +315,7 @@ def finetune_asr(
         model_dir = export_ctranslate2(merged, out / MODEL_ARTIFACT, "int8", config.window_s)
         challenger = AsrChallengerRun(run.info.run_id, model_dir, golden_audio, config.window_s,
                                       config.batch_transcribe, reused=False, device=transcribe_device,
-                                      progress=tick("evaluate"))
+                                      progress=tick("evaluate"), shards=shards)
         scores = challenger.scores
         _log_scores("golden", scores)
         with tempfile.TemporaryDirectory() as tmp:

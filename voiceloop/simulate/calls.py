@@ -30,6 +30,7 @@ import soundfile as sf
 
 from core.asr import BUNDLED_MODEL, AsrEngine, Heard
 from core.audio import resample
+from core.compute import ShardMap, in_process
 from core.corpus import sample_dir as resolve_sample_dir
 from core.synthesis import check_voices
 from voiceloop.simulate.plan import BOT_VOICE, CallPlan, plan_calls
@@ -149,8 +150,13 @@ def _document(plan: CallPlan, rendered: Rendered, texts: list[str], asr_name: st
 
 def write_json(path: Path, document: Any) -> None:
     """Write ``document`` as the store's JSON (indent 1, UTF-8), atomically."""
+    write_atomically(path, (json.dumps(document, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    """``data`` at ``path`` whole or not at all: a killed build leaves no half-written file behind."""
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(document, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    partial.write_bytes(data)
     os.replace(partial, path)
 
 
@@ -184,6 +190,24 @@ def _rendered(plans: list[CallPlan], out: Path, folder: Path, workers: int) -> I
     return in_order(lambda plan: render_call(plan, out / "audio" / f"{plan.call_id}.wav", folder), plans, workers)
 
 
+def _heard_here(plans: list[CallPlan], out: Path, folder: Path, workers: int,
+                asr_model: str | None) -> Iterator[tuple[Rendered, list[str]]]:
+    """Each call rendered into the store by ``workers`` threads and heard in this process, in plan order."""
+    recognise = Recogniser(asr_model)
+    for plan, rendered in zip(plans, _rendered(plans, out, folder, workers), strict=True):
+        yield rendered, [h.text for h in recognise(turn_segments(out / "audio" / f"{plan.call_id}.wav", rendered))]
+
+
+def _heard_on(shards: ShardMap, plans: list[CallPlan], out: Path, sample_dir: Path | None,
+              asr_model: str | None) -> Iterator[tuple[Rendered, list[str]]]:
+    """Each call rendered and heard on ``shards``' workers; its audio written into the store here."""
+    from voiceloop.simulate.on_workers import heard_calls
+
+    for plan, call in zip(plans, heard_calls(shards, plans, sample_dir, asr_model), strict=True):
+        write_atomically(out / "audio" / f"{plan.call_id}.wav", call.audio)
+        yield call.rendered, call.texts
+
+
 def build_calls(
     out: Path,
     n: int,
@@ -198,12 +222,14 @@ def build_calls(
     progress: Callable[[int, int], None] | None = None,
     workers: int = 2,
     now: datetime | None = None,
+    shards: ShardMap = in_process,
 ) -> SimulationReport:
     """Write ``n`` simulated calls (golden with ``per_intent``: until every intent has that many) to ``out``.
 
     ``asr_model``: None or "tiny.en-bundled" for the bundled Whisper tiny.en, else a faster-whisper
     model path or hub id. ``now`` anchors ``started_at`` (default: today 00:00 UTC), the only input
-    besides the arguments that the output depends on.
+    besides the arguments that the output depends on. ``shards``: worker processes that render and hear
+    the calls (flows/fan_out.py; on_workers.py), with the same files; else ``workers`` threads render them here.
     """
     started = time.monotonic()
     out = Path(out)
@@ -223,14 +249,14 @@ def build_calls(
     report = SimulationReport(out=out, split=split, seed=seed)
     if progress:
         progress(0, len(plans))
-    recognise = Recogniser(asr_model)
     asr_name = asr_model or BUNDLED_MODEL
     voices: set[str] = set()
     channels: Counter[str] = Counter()
     per_intent_count: Counter[str] = Counter()
-    for plan, rendered in zip(plans, _rendered(plans, out, folder, workers), strict=True):
-        heard = recognise(turn_segments(out / "audio" / f"{plan.call_id}.wav", rendered))
-        write_json(out / f"{plan.call_id}.json", _document(plan, rendered, [h.text for h in heard], asr_name))
+    heard = (_heard_here(plans, out, folder, workers, asr_model) if shards is in_process
+             else _heard_on(shards, plans, out, sample_dir, asr_model))
+    for plan, (rendered, texts) in zip(plans, heard, strict=True):
+        write_json(out / f"{plan.call_id}.json", _document(plan, rendered, texts, asr_name))
         report.calls += 1
         report.call_ids.append(plan.call_id)
         report.audio_seconds += rendered.duration_s
