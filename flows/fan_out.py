@@ -54,6 +54,10 @@ def local_workers(config: ComputeConfig, threads: int | None = None) -> int:
     return config.workers or threads or os.cpu_count() or 1
 
 
+# A shard carries its calls' data in the task graph, not scattered to one worker beforehand: when a worker dies, Dask
+# runs its shard again elsewhere from the graph, where data scattered to the dead worker would be lost with it. An
+# audio shard of 32 calls holds about 30 MB, so Dask's warning on graphs over 10 MB would fire on every one.
+SHARD_GRAPH_WARNING = "256MB"
 POLL_S = 10.0  # how often a wait for a shard checks that the cluster still has workers
 WORKERLESS_S = 120.0  # no worker this long: the run stops (a local worker that died is restarted within seconds)
 
@@ -140,7 +144,10 @@ class DaskShards:
             return self._runner
 
     def _start(self) -> Any:
+        import dask
         from prefect_dask import DaskTaskRunner
+
+        dask.config.set({"distributed.admin.large-graph-warning-threshold": SHARD_GRAPH_WARNING})
 
         self._api_url = _prefect_api_url()
         logging.getLogger("distributed").setLevel(logging.ERROR)  # the scheduler runs here: its INFO lines are noise
