@@ -1,7 +1,7 @@
 """Many utterances transcribed in shards of whole batches, on any :data:`core.compute.ShardMap`.
 
 The golden-set transcription of the gate and the monitor's champion scoring hand their clips to the
-run's shard map (flows/fan_out.py: Dask worker processes, or a scheduler's workers elsewhere). A shard
+run's Dask workers (flows/fan_out.py) when those are a cluster elsewhere (:func:`on_workers`). A shard
 holds whole batches as :func:`core.asr.window_batches` forms them for all the clips, so every batch
 is decoded as one engine in one process would decode it: the texts and confidences are the same.
 Each worker loads the model once and keeps it. The model travels by name: the bundled model, or a
@@ -18,7 +18,7 @@ from functools import lru_cache
 import numpy as np
 
 from core.asr import BUNDLED_MODEL, NOTHING_HEARD, AsrEngine, Heard, ProgressCallback, window_batches
-from core.compute import ShardMap, chunks, content_key, in_process, shard_size
+from core.compute import ShardMap, chunks, content_key, shard_size
 
 # Batches per shard at most: a shard's audio travels in the task graph, and two batches of 8 five-second
 # clips (5 MB) stay well under Dask's large-graph warning (10 MB); a batch takes seconds on one core.
@@ -38,9 +38,10 @@ class TranscriptionShard:
 
 
 def on_workers(shards: ShardMap, device: str) -> bool:
-    """Whether clips go to ``shards``' workers: when there are any, and the model runs on the CPU (a GPU is
-    fed whole batches by one engine)."""
-    return shards is not in_process and device == "cpu"
+    """Whether clips go to ``shards``' workers: when they are cores beyond this machine's (``elsewhere``: on this
+    machine one engine with a CTranslate2 worker per core hears them faster) and the model runs on the CPU (a GPU
+    is fed whole batches by one engine)."""
+    return shards.elsewhere and device == "cpu"
 
 
 def engine_model(engine: AsrEngine) -> str | None:

@@ -26,13 +26,19 @@ class ShardMap(Protocol):
     shard before it) is done. ``keys`` name the shards by content (:func:`content_key`). ``shards`` may
     be a lazy sequence that reads its inputs when a shard is taken.
 
-    ``workers``: shards that run at once; ``cores_per_worker``: the threads each may use."""
+    ``workers``: shards that run at once; ``cores_per_worker``: the threads each may use; ``elsewhere``: whether
+    the workers are cores beyond this machine's (an existing cluster). Work whose single-process path already
+    keeps every core of this machine busy (Whisper with one CTranslate2 worker per core) goes to workers only
+    then: on this machine's own cores, one process does it faster (benchmarks/README.md#per-call-fan-out)."""
 
     @property
     def workers(self) -> int: ...
 
     @property
     def cores_per_worker(self) -> int: ...
+
+    @property
+    def elsewhere(self) -> bool: ...
 
     def __call__(self, work: Callable[[S], R], shards: Sequence[S], keys: Sequence[str]) -> Iterator[R]: ...
 
@@ -41,6 +47,7 @@ class InProcess:
     """The single-process path: each shard here, one after another, with every core to itself."""
 
     workers = 1
+    elsewhere = False
 
     @property
     def cores_per_worker(self) -> int:

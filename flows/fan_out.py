@@ -74,6 +74,7 @@ class DaskShards:
     def __init__(self, config: ComputeConfig, threads: int | None = None) -> None:
         self.config = config
         self.workers = local_workers(config, threads)
+        self.elsewhere = bool(config.dask_address)  # a cluster of other machines' cores, or this one's
         self._runner: Any = None
         self._api_url = ""
         self._starting = threading.Lock()  # two lanes of a run may take their first shard at once: one cluster

@@ -241,9 +241,9 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
     summary.warm_start = {component: plan.reason for component, plan in plans.items()}
     warm_intent, warm_asr = (plans[c].start if c in plans else None for c in ("intent", "asr"))
     golden_audio = timed("load_asr_golden", asr_golden, store, versions) if settings.asr.enabled else None
-    # The golden sets' transcriptions go to the run's worker processes (flows/fan_out.py), open until the gate
-    # has read them. Beside the ASR fine-tuning, the champion's stays on its lane's core unless the workers
-    # are a cluster elsewhere (compute.dask_address).
+    # The golden sets' transcriptions go to the run's Dask workers when they are a cluster elsewhere
+    # (compute.dask_address; core/asr_shards.py), open until the gate has read them; on this machine's cores
+    # they stay in this process (the champion's on its lane's core beside the ASR fine-tuning).
     with fan_out(settings.compute, settings.threads or None) as shards:
         asr: AsrCandidate | None = None
         asr_champion: ChampionAsr | None = None
@@ -254,9 +254,8 @@ def retrain(params_file: str | None = None, role: str = "pipeline") -> RetrainSu
             started, cpu_started = time.perf_counter(), cpu_seconds()
             progress.started("finetune")
             intent_lane = finetune.submit(settings, store, versions, threads=1, warm=warm_intent)
-            elsewhere = shards if settings.compute.dask_address else in_process
             champion_lane = score_champion_asr.submit(settings, store, versions, golden_audio, intent_lane, 1,
-                                                     warm_asr, elsewhere, return_state=False)
+                                                     warm_asr, shards, return_state=False)
             intent_lane.add_done_callback(lane_done("finetune", started, then="score_champion_asr"))
             champion_lane.add_done_callback(lane_done("score_champion_asr", started))
             asr = timed("finetune_asr", finetune_speech, settings, store, versions, golden_audio, cores - 1, warm_asr,

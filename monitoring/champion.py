@@ -84,7 +84,8 @@ def hear(champion: Champion, turns: list[TurnAudio], batch_size: int = 8,
          progress: Callable[[int, int], None] | None = None,
          shards: ShardMap = in_process) -> dict[tuple[str, int], HeardTurn]:
     """The champion's reading of each turn, by (call id, turn index); turns without speech are read as silent.
-    Whisper hears them on ``shards``' workers when there are any (flows/fan_out.py), with the same results."""
+    Whisper hears them on ``shards``' workers when they are a cluster elsewhere (core/asr_shards.py), with the
+    same results."""
     return {key: heard for key, (heard, _text) in hear_with_text(champion, turns, batch_size, progress,
                                                                  shards).items()}
 

@@ -155,10 +155,17 @@ def test_per_call_work_on_two_dask_workers_matches_one_process(
         _GIVEN.update(store=there, shards=shards)
         assert _flow_with_a_step() == [1, 4, 9]
         fanned = redact_pending(there, config, shards=shards)
-        clips = _clips(tiny_corpus)
-        heard_there = transcribe_shards(shards, None, clips, 2, 10.0)
-        simulated_there = build_calls(tmp_path / "simulated-there", 2, seed=5, shards=shards, now=_NOW)
         worker_pids = shards.worker_pids()
+        # the same workers as an existing cluster (compute.dask_address): Whisper-bound work goes to them only then
+        elsewhere = DaskShards(ComputeConfig(dask_address=shards._runner.client.scheduler.address))
+        assert elsewhere.elsewhere and not shards.elsewhere
+        try:
+            clips = _clips(tiny_corpus)
+            heard_there = transcribe_shards(elsewhere, None, clips, 2, 10.0)
+            simulated_there = build_calls(tmp_path / "simulated-there", 2, seed=5, shards=elsewhere, now=_NOW)
+            assert elsewhere.worker_pids() == worker_pids
+        finally:
+            elsewhere.close()
     finally:
         shards.close()
     # simulate-calls: the same documents and audio, byte for byte

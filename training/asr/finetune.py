@@ -115,7 +115,8 @@ class GoldenAudio:
         """Transcribe everything with a CTranslate2 model (None: the bundled base model) as serving would,
         on ``cores`` one-thread workers (None: every core up to 4), or on a GPU (``device``). ``compute_type``:
         None for the device's own (int8 on the CPU, float16 on a GPU; core/device.py). ``shards``: the run's
-        worker processes (flows/fan_out.py); on the CPU the batches go to them, with the same texts."""
+        Dask workers (flows/fan_out.py); on the CPU the batches go to them when they are a cluster elsewhere,
+        with the same texts (core/asr_shards.py)."""
         from core.asr import AsrEngine
         from core.asr_shards import on_workers, transcribe_shards
 

@@ -228,8 +228,9 @@ def build_calls(
 
     ``asr_model``: None or "tiny.en-bundled" for the bundled Whisper tiny.en, else a faster-whisper
     model path or hub id. ``now`` anchors ``started_at`` (default: today 00:00 UTC), the only input
-    besides the arguments that the output depends on. ``shards``: worker processes that render and hear
-    the calls (flows/fan_out.py; on_workers.py), with the same files; else ``workers`` threads render them here.
+    besides the arguments that the output depends on. ``shards``: when its workers are a cluster elsewhere
+    (flows/fan_out.py), they render and hear the calls (on_workers.py), with the same files; else ``workers``
+    threads render them here beside the recogniser, which on this machine's cores is as fast.
     """
     started = time.monotonic()
     out = Path(out)
@@ -253,8 +254,8 @@ def build_calls(
     voices: set[str] = set()
     channels: Counter[str] = Counter()
     per_intent_count: Counter[str] = Counter()
-    heard = (_heard_here(plans, out, folder, workers, asr_model) if shards is in_process
-             else _heard_on(shards, plans, out, sample_dir, asr_model))
+    heard = (_heard_on(shards, plans, out, sample_dir, asr_model) if shards.elsewhere
+             else _heard_here(plans, out, folder, workers, asr_model))
     for plan, (rendered, texts) in zip(plans, heard, strict=True):
         write_json(out / f"{plan.call_id}.json", _document(plan, rendered, texts, asr_name))
         report.calls += 1
