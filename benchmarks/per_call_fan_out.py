@@ -7,7 +7,8 @@ part 1: `voiceloop simulate-calls`, the gate's golden-set transcription, the mon
   heard by the bundled Whisper as the gate hears the golden set: in this process (``AsrEngine.for_throughput``:
   one single-thread CTranslate2 worker per core) and on the two Dask workers (``core.asr_shards``).
 
-The cluster starts before the clock (``cluster_s``); each worker loads Whisper inside it (a run pays that). One
+The cluster starts before the clock (``cluster_s``) and is driven as an existing scheduler (``compute.dask_address``:
+the only case voiceloop sends this work to workers); each worker loads Whisper inside the clock (a run pays that). One
 JSON line per mode and repeat (wall seconds), then the medians, the ratios and whether both paths gave the same
 files and texts.
 
@@ -96,9 +97,11 @@ def main() -> None:
             heard, seconds = _timed(_hear_here, clips)
             runs["hear-here"].append(seconds)
             fingerprints["hear"].add(hashlib.sha256(repr(heard).encode()).hexdigest()[:16])
-            shards = DaskShards(ComputeConfig(workers=2))
+            cluster = DaskShards(ComputeConfig(workers=2))
+            _, cluster_s = _timed(list, cluster(len, [[0]], ["warm-up"]))
+            # the local cluster's workers as an existing scheduler's: the Whisper-bound paths go to workers only then
+            shards = DaskShards(ComputeConfig(dask_address=cluster._runner.client.scheduler.address))
             try:
-                _, cluster_s = _timed(list, shards(len, [[0]], ["warm-up"]))
                 there = work / f"dask-{repeat}"
                 _, seconds = _timed(build_calls, there, args.calls, seed=7, now=NOW, shards=shards)
                 runs["simulate-dask"].append(seconds)
@@ -108,6 +111,7 @@ def main() -> None:
                 fingerprints["hear"].add(hashlib.sha256(repr(heard).encode()).hexdigest()[:16])
             finally:
                 shards.close()
+                cluster.close()
             for mode, values in runs.items():
                 emit(benchmark="per_call_fan_out", figure="run", repeat=repeat, mode=mode, seconds=values[-1],
                      cores=os.cpu_count(), calls=args.calls, clips=len(clips), cluster_s=cluster_s)

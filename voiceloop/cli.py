@@ -93,8 +93,8 @@ def simulate_calls(
     exports them, with drifts injected, to monitor. Example: voiceloop simulate-calls --production --days 30
     --calls-per-day 40 --start 2026-11-01 --drift noisy-channel@15:0.3 --truth data/truth --out data/production
 
-    Train and golden calls are rendered and heard on Dask worker processes (``compute`` in params.yaml: a
-    local cluster, one per core, or compute.dask_address), one call per task; the files are the same either way.
+    Train and golden calls are rendered and heard here (two render threads beside the recogniser), or on the Dask
+    cluster that compute.dask_address in params.yaml names, one call per task; the files are the same either way.
     """
     settings = _settings(params)
     from voiceloop.simulate.calls import build_calls
