@@ -85,8 +85,9 @@ def _fingerprint(store: Any) -> str:
             digest.update(reader.read_redacted_audio(document["call_id"]))
         except FileNotFoundError:
             digest.update(b"-")
-    for item in sorted(store.quarantined(), key=lambda i: i["key"]):
-        digest.update(json.dumps([item["stage"], item["key"], item["reason"]]).encode())
+    for item in sorted(json.dumps([i["stage"], i["item"], i["call_id"], i["reason"]], sort_keys=True)
+                       for i in store.quarantined()):  # not when: quarantined_at differs run to run
+        digest.update(item.encode())
     return digest.hexdigest()[:16]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import time
@@ -56,7 +57,8 @@ def _outputs(store: GovernedStore) -> dict[str, Any]:
     return {
         "documents": calls,
         "audio": {call_id: reader.read_redacted_audio(call_id) for call_id in calls},
-        "quarantine": sorted((item["stage"], item["key"], item["reason"]) for item in store.quarantined()),
+        "quarantine": sorted(json.dumps([item["stage"], item["item"], item["call_id"], item["reason"]], sort_keys=True)
+                             for item in store.quarantined()),
     }
 
 

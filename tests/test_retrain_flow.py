@@ -22,6 +22,7 @@ from core.settings import load_settings
 from governance.audit import open_audit
 from tests.conftest import REPO, TINY_INTENT
 from tests.flow_helpers import flow_params
+from training.registry import Registry
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -136,6 +137,12 @@ def test_late_call_is_picked_up_and_a_worse_challenger_is_not_promoted(
     mlflow.set_tracking_uri(settings.tracking_uri)
     challenger = MlflowClient().get_model_version_by_alias(settings.tracking.bundle_name, "challenger")
     assert str(challenger.version) == gate["bundle_version"] and challenger.tags["gate.verdict"] == gate["verdict"]
+    # its golden predictions are kept under its intent model's name: promoted by hand later, the gate reads them
+    blocked = Registry(settings).by_alias("challenger")
+    assert blocked is not None and blocked.intent_model
+    digest = summary["datasets"]["intent-golden"]["digest"]
+    kept = [p.name for p in (settings.zones_dir / "datasets" / "intent-golden" / f"{digest}.evaluations").glob("*")]
+    assert any(name.startswith(f"champion-intent-{blocked.intent_model.replace('/', '-v')}-") for name in kept), kept
 
 
 def _training_started(audit_url: str) -> bool:

@@ -155,11 +155,12 @@ def champion_asr_key(reference: str, golden: GoldenAudio, window_s: float, place
     return evaluation_key("champion-asr", reference, golden.key, f"w{window_s:g}", *_placement_key(placement))
 
 
-def keep_as_champion(store: GovernedStore, components: Mapping[str, str], challenger: ChallengerRun,
-                     asr: AsrCandidate | None) -> list[str]:
-    """Keep a promoted bundle's golden outputs, made while it was the challenger, as the champion's: the next
-    retrain's gate then reads them (:func:`champion_predictions`, :func:`champion_asr`) instead of predicting
-    and transcribing the golden sets with the new champion again. Returns the keys written."""
+def keep_golden_outputs(store: GovernedStore, components: Mapping[str, str], challenger: ChallengerRun,
+                        asr: AsrCandidate | None) -> list[str]:
+    """Keep a gated bundle's golden outputs, made while it was the challenger, under its models' names: when it
+    becomes the champion (by the gate, or later by hand: ``voiceloop promote``), the next retrain's gate reads
+    them (:func:`champion_predictions`, :func:`champion_asr`) instead of predicting and transcribing the golden
+    sets with it again. Returns the keys written."""
     kept: list[str] = []
     if challenger.golden is not None and "intent" in components:
         key = champion_intent_key(components["intent"], challenger.golden_texts)
@@ -416,9 +417,9 @@ def gate_and_promote(
     bundle = registry.register_bundle(challenger.run_id, components, evidence_summary,
                                       {ASR_RUN_TAG: asr_run_id} if asr_run_id else None)
     _apply(registry, bundle.version, decision, challenger.run_id, asr_run_id)
+    keep_golden_outputs(store, components, challenger, asr)
     if decision["promote"]:
         _log_model_card(registry, bundle.version, components, decision, [challenger.run_id, asr_run_id])
-        keep_as_champion(store, components, challenger, asr)
     champion = registry.by_alias(CHAMPION)
     return PromotionOutcome(bundle.version, bool(decision["promote"]), decision,
                             champion.version if champion else None, evidence.champion_version)
