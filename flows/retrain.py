@@ -178,7 +178,7 @@ def finetune_speech(settings: Settings, store: GovernedStore, versions: dict[str
                     golden_audio: GoldenAudio, threads: int | None = None,
                     warm: WarmStart | None = None, shards: ShardMap = in_process) -> AsrCandidate:
     """Fine-tune Whisper with LoRA on redacted customer turns + the digit corpus, export it, and transcribe the
-    golden set with it on ``shards`` (the run's worker processes)."""
+    golden set with it (on ``shards``' workers when they are a cluster elsewhere: core/asr_shards.py)."""
     reader = store.as_purpose("training")
     opened = {name: versions[name].opened(reader) for name in sorted(ASR_DATASETS & versions.keys())}
     Registry(settings)  # sets up tracking

@@ -119,8 +119,9 @@ def read_golden(store: GovernedStore, digest: str, champion: Champion, batch_siz
                 progress: Callable[[int, int], None] | None = None, audio_set: str = ASR_GOLDEN,
                 intent_set: str = INTENT_GOLDEN, min_turns: int = MIN_TURNS,
                 shards: ShardMap = in_process) -> GoldenReadings | None:
-    """The champion hears version ``digest`` of ``audio_set`` (on ``shards``' workers, if any) and reads its own
-    transcripts, scored against the newest ``intent_set``'s labels; None under ``min_turns``."""
+    """The champion hears version ``digest`` of ``audio_set`` (on ``shards``' workers when they are a cluster
+    elsewhere) and reads its own transcripts, scored against the newest ``intent_set``'s labels; None under
+    ``min_turns``."""
     from training.asr.finetune import GoldenAudio
     from training.asr.metrics import utterance_errors
 

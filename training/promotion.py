@@ -200,8 +200,9 @@ def champion_asr(registry: Registry, store: GovernedStore, golden: GoldenAudio, 
                  work_dir: Path, cores: int | None = None, device: str = "cpu",
                  shards: ShardMap = in_process) -> ChampionAsr:
     """Transcribe the golden audio with the champion bundle's ASR (else the base model), on ``cores`` workers,
-    on ``shards`` (the run's worker processes) or on CTranslate2's ``device`` (core/device.py); kept beside the
-    golden version in ``store`` by model, evaluation set, window and device, and read back next time.
+    on ``shards`` (the run's Dask workers, when they are a cluster elsewhere) or on CTranslate2's ``device``
+    (core/device.py); kept beside the golden version in ``store`` by model, evaluation set, window and device,
+    and read back next time.
 
     It needs no challenger, so the flow runs it beside the ASR fine-tuning.
     """

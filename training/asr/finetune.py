@@ -262,7 +262,8 @@ def finetune_asr(
     ``device``: torch's device for training (:func:`core.device.resolve_device`); ``transcribe_device``:
     CTranslate2's for the golden transcripts (:func:`core.device.ct2_device`; the champion's must match).
     ``warm``: start from the champion's adapter and train on its picked rows for its epochs
-    (training/warm_start.py). ``shards``: the worker processes that transcribe the golden set (flows/fan_out.py).
+    (training/warm_start.py). ``shards``: the run's Dask workers, which transcribe the golden set when they are
+    a cluster elsewhere.
     """
     from training.asr.convert import load_base_whisper
     from training.asr.export import export_ctranslate2
