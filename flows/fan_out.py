@@ -148,7 +148,12 @@ class DaskShards:
         import dask
         from prefect_dask import DaskTaskRunner
 
-        dask.config.set({"distributed.admin.large-graph-warning-threshold": SHARD_GRAPH_WARNING})
+        dask.config.set({"distributed.admin.large-graph-warning-threshold": SHARD_GRAPH_WARNING,
+                         # Dask's nannies set MALLOC_TRIM_THRESHOLD_ (65536) in local workers, which turns off glibc's
+                         # adaptive mmap threshold: every large numpy or CTranslate2 buffer is then mapped and
+                         # unmapped afresh. None leaves glibc's default; redaction of the demo's calls on one worker
+                         # took 62.5 s with it and 44.3 s without (benchmarks/README.md#redaction-fan-out).
+                         "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None})
 
         self._api_url = _prefect_api_url()
         logging.getLogger("distributed").setLevel(logging.ERROR)  # the scheduler runs here: its INFO lines are noise
