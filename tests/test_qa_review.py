@@ -24,6 +24,7 @@ from qa.review_page import answer_result
 from qa.studio_api import StudioClient
 from tests.flow_helpers import TrainedProject, cli, project_fixture
 from tests.studio_server import StudioHarness
+from training.reviewed_labels import golden_draw
 
 project = project_fixture("qa")
 WEEK = "2026-W46"  # 9-15 November; the stream starts on Monday 2 November (week 45: the thresholds)
@@ -191,14 +192,24 @@ def test_pull_keeps_reconciled_redacted_labels_and_quarantines_the_rest(reviewed
 
 def test_reviewed_labels_reach_the_next_retrains_datasets_with_their_lineage(reviewed: Reviewed) -> None:
     before = reviewed.project.summary["datasets"]
-    built = _ok("build-datasets", "--json", *_as(reviewed))  # the retrain's own datasets step (the DVC stage)
     reviews = {p.stem: json.loads(p.read_text()) for p in (reviewed.zones / "labels/reviews").glob("*.json")}
+    # The pseudonyms' salt is new in every project, so the golden share is set between the reviewed callers'
+    # draws: the first caller is judged on, the others are trained on, whatever the salt drew.
+    draws = sorted({golden_draw(r["caller_ref"]) for r in reviews.values()})
+    assert len(draws) >= 2, "the week's reviewed calls should come from more than one caller"
+    share = (draws[0] + draws[1]) / 2
+    params = reviewed.params.with_name("qa-split-params.yaml")
+    settings = yaml.safe_load(reviewed.params.read_text())
+    settings["qa"]["production_golden_share"] = share
+    params.write_text(yaml.safe_dump(settings))
+    built = _ok("build-datasets", "--json", "--params", str(params), "--as", "ml-engineer")  # the DVC stage's step
     store = open_store(reviewed.project.settings, "ml-engineer", "training")
     current = {i.name: i for i in store.list_datasets() if built.get(i.name) == i.digest}
     carrying = {name: set(i.manifest.get("reviewed_labels", {})) for name, i in current.items()}
     used = set().union(*carrying.values())
     assert used and used <= set(reviews)
     trained = carrying.get("intent-train", set()) | carrying.get("asr-train", set())
+    assert trained <= {c for c in used if golden_draw(reviews[c]["caller_ref"]) >= share}, carrying
     assert trained, carrying
     assert built["intent-train"] != before["intent-train"]["digest"]  # the labels changed what trains
     assert not (carrying.get("intent-production-golden", set()) | carrying.get("asr-production-golden", set())) \

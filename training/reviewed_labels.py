@@ -49,10 +49,14 @@ def review_digest(review: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(review, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
+def golden_draw(caller_ref: str) -> float:
+    """A caller's place in [0, 1) for the golden split: a hash of the pseudonym, stable and the same everywhere."""
+    return int.from_bytes(hashlib.sha256(f"production-golden|{caller_ref}".encode()).digest()[:8], "big") / 2**64
+
+
 def in_production_golden(caller_ref: str, share: float) -> bool:
-    """Whether a caller's blind reviews are judged on (by a hash of the pseudonym: stable, and the same everywhere)."""
-    draw = int.from_bytes(hashlib.sha256(f"production-golden|{caller_ref}".encode()).digest()[:8], "big") / 2**64
-    return draw < share
+    """Whether a caller's blind reviews are judged on: their draw falls below the golden share."""
+    return golden_draw(caller_ref) < share
 
 
 def _intent(answer: str | None, split: str, intents: Collection[str]) -> str | None:
