@@ -14,7 +14,10 @@ taken. A request is shed (:class:`Shed`, answered 503 with ``Retry-After``) inst
 
 A request whose client disconnected while it waited is dropped when it leaves the queue, before
 any model work (``disconnected``, answered 499 to nobody). Each outcome is counted in ``/metrics``
-(serving/metrics.py). Everything here runs on the server's event loop: no locks.
+(serving/metrics.py). Optional work (shadow mode's challenger runs) takes a slot too, but only one
+that is free with nobody waiting (:meth:`Admission.spare`): it never queues, and while it holds the
+slot, requests see it in their expected wait instead of being slowed by work the door cannot see.
+Everything here runs on the server's event loop: no locks.
 """
 
 from __future__ import annotations
@@ -126,6 +129,21 @@ class Admission:
                 self._metrics.admission_admitted.labels(work).inc()
             started = self._clock()
             yield
+            self._learn(work, self._clock() - started)
+        finally:
+            self._leave(slot)
+
+    @asynccontextmanager
+    async def spare(self, work: str) -> AsyncIterator[bool]:
+        """Hold a slot for optional ``work`` for the block if one is free and no request waits (True), else
+        hold nothing (False): optional work never queues and never sheds a request."""
+        if self.saturated:
+            yield False
+            return
+        slot = self._take(work)
+        try:
+            started = self._clock()
+            yield True
             self._learn(work, self._clock() - started)
         finally:
             self._leave(slot)

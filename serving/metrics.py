@@ -59,8 +59,8 @@ class ServingMetrics:
                                           registry=self.registry)
         self.admission_wait = Histogram("voiceloop_admission_wait_seconds", "time an admitted request waited for "
                                         "its model slot", buckets=WAIT_BUCKETS, registry=self.registry)
-        self.shadow_skipped = Counter("voiceloop_shadow_skipped", "challenger runs left out because requests "
-                                      "were waiting for the model (shadow work yields to traffic)",
+        self.shadow_skipped = Counter("voiceloop_shadow_skipped", "challenger runs left out because no model "
+                                      "slot was free (shadow work yields to traffic)",
                                       registry=self.registry)
 
     def exposition(self) -> bytes:

@@ -123,6 +123,29 @@ def test_a_waiter_that_times_out_or_whose_client_left_never_runs_and_the_slot_go
     assert (admission.inflight, admission.queued) == (0, 0)
 
 
+def test_optional_work_takes_only_a_free_slot_and_requests_see_it_in_their_wait() -> None:
+    now = [0.0]
+    admission = Admission(AdmissionConfig(max_inflight=1, max_queue=4, queue_timeout_s=0.5), clock=lambda: now[0])
+
+    async def scenario() -> list[object]:
+        seen: list[object] = []
+        async with admission.spare("shadow-process") as held:  # a free slot: taken
+            seen += [held, admission.inflight]
+            now[0] += 2.0  # the shadow run took 2 s: a request arriving during the next one expects that
+        async with admission.admitted("process", _never_left), admission.spare("shadow-process") as held:
+            seen += [held, admission.inflight]  # the request holds the only slot
+        async with admission.spare("shadow-process") as held:
+            try:
+                async with admission.admitted("process", _never_left):
+                    seen.append("admitted")
+            except Shed as shed:
+                seen.append(shed.reason)  # waiting 2 s for the shadow run is over the deadline: shed at once
+        return seen
+
+    assert asyncio.run(scenario()) == [True, 1, False, 1, "expected_wait"]
+    assert (admission.inflight, admission.queued) == (0, 0)
+
+
 # -- over HTTP --------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 Each request is answered by the bundle that was the champion when it arrived; in shadow mode the
 challenger answers the same input after the response is sent, and only the comparison is kept.
 The model work (decoding included) holds a slot of the process's admission control, or the request
-is shed with 503 (serving/admission.py); shadow runs are left out while requests wait for a slot.
+is shed with 503 (serving/admission.py); a shadow run takes a slot too, only one that is free with no
+request waiting, and is left out otherwise.
 ``/v1/transcribe`` returns what was said with PII replaced, text and words alike, unless the key's
 role holds the ``transcription`` purpose (docs/serving.md, "API keys").
 """
@@ -112,8 +113,19 @@ def answer(runtime: Runtime, endpoint: str, work: Work, given: Any, background: 
     return result
 
 
-def shadow(runtime: Runtime, endpoint: str, work: Work, given: Any, champion_result: dict[str, Any],
-           challenger: ServedBundle) -> None:
+async def shadow(runtime: Runtime, endpoint: str, work: Work, given: Any, champion_result: dict[str, Any],
+                 challenger: ServedBundle) -> None:
+    """The challenger's run, in a model slot that is free now or not at all (a request that arrived since
+    the answer comes first)."""
+    async with runtime.admission.spare(f"shadow-{endpoint}") as held:
+        if not held:
+            runtime.metrics.shadow_skipped.inc()
+            return
+        await run_in_threadpool(compare, runtime, endpoint, work, given, champion_result, challenger)
+
+
+def compare(runtime: Runtime, endpoint: str, work: Work, given: Any, champion_result: dict[str, Any],
+            challenger: ServedBundle) -> None:
     assert runtime.shadow is not None
     try:
         started = time.perf_counter()
