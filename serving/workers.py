@@ -12,14 +12,20 @@ counters. With ``cores``, worker i runs on core ``cores[i % len(cores)]`` alone.
 The supervisor restarts a worker that exits, after :data:`RESTART_AFTER_S`; a worker that exits
 within :data:`SETTLE_S` of its start :data:`MAX_QUICK_EXITS` times in a row stops everything (a
 configuration that cannot start is not retried forever). SIGINT or SIGTERM stops every worker.
+A supervisor that dies without stopping them (SIGKILL, the OOM killer) takes them with it: each
+worker asks the kernel for SIGTERM when its parent dies (Linux's ``PR_SET_PDEATHSIG``), so no
+orphan keeps a port and a core that a restarted supervisor needs.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -81,6 +87,22 @@ def pin_process(pid: int, cores: Sequence[int]) -> None:
             os.sched_setaffinity(int(task.name), set(cores))
 
 
+PR_SET_PDEATHSIG = 1  # prctl(2)
+
+
+def _die_with_parent(parent: int) -> Callable[[], None]:
+    """What a worker runs between fork and exec: SIGTERM to itself when ``parent`` dies, and at once if it
+    already has (the parent may die before the request is made). Linux only; elsewhere nothing."""
+    libc_name = ctypes.util.find_library("c") if sys.platform == "linux" else None
+    prctl = ctypes.CDLL(libc_name).prctl if libc_name else None  # loaded here, not in the forked child
+
+    def arrange() -> None:
+        if prctl is not None and prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0 and os.getppid() != parent:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return arrange
+
+
 class Supervisor:
     """Runs ``command(worker)`` for each worker until stopped; ``say`` tells the operator what happens to the
     workers (the workers log for themselves)."""
@@ -108,7 +130,7 @@ class Supervisor:
         self._stopping = True
 
     def _start(self, worker: Worker) -> None:
-        process = subprocess.Popen(self.command(worker))
+        process = subprocess.Popen(self.command(worker), preexec_fn=_die_with_parent(os.getpid()))
         self._running[worker.index] = (process, time.monotonic())
         pinned = f", core {','.join(map(str, worker.cores))}" if worker.cores else ""
         self.say(f"worker {worker.index}: pid {process.pid}, port {worker.port}{pinned}")

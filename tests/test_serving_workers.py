@@ -67,6 +67,38 @@ def test_cores_and_ports_are_planned_one_worker_each() -> None:
     assert [w.cores for w in plan(8080, 2)] == [(), ()]
 
 
+SUPERVISE = """
+import sys, time
+from serving.workers import Supervisor, plan
+command = lambda worker: [sys.executable, "-c", "import time; time.sleep(300)"]
+Supervisor(plan(1, 2), command, say=lambda line: print(line, flush=True)).run()
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` exists and is not a zombie (an orphan's reaper may be slow, or absent in a container)."""
+    try:
+        return " Z" not in Path(f"/proc/{pid}/stat").read_text().split(")")[-1][:3]
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_die_with_a_killed_supervisor() -> None:
+    supervisor = subprocess.Popen([sys.executable, "-c", SUPERVISE], cwd=REPO, stdout=subprocess.PIPE, text=True,
+                                  env={**os.environ, "PYTHONPATH": str(REPO)})
+    try:
+        assert supervisor.stdout is not None
+        lines = [supervisor.stdout.readline() for _ in range(2)]
+        pids = [int(line.split("pid ")[1].split(",")[0]) for line in lines]
+        assert all(_running(pid) for pid in pids), lines
+        supervisor.kill()  # SIGKILL: no handler runs, nothing stops the workers but the kernel
+        supervisor.wait()
+        _until(lambda: not any(_running(pid) for pid in pids), "the orphaned workers to stop", seconds=20)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+
+
 def test_two_workers_follow_the_champion_without_a_failed_request(project: TrainedProject, tmp_path: Path) -> None:
     registry = Registry(project.settings)
     first = registry.by_alias(CHAMPION)
