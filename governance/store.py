@@ -31,11 +31,10 @@ data, deleted with the objects they copy.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import re
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -48,6 +47,7 @@ from governance.access import AccessDenied, Operation
 from governance.audit import Actor, AuditLog
 from governance.contract import SAFE_ID
 from governance.crypto import Keyring, RawKeyError, pseudonym
+from governance.ingest_lock import ingest_lock
 from governance.policy import CALL_ZONES, Policy, load_policy
 from governance.zone_fs import LocalZoneFS, ZoneFS
 
@@ -627,33 +627,11 @@ class GovernedStore:
         self._audit_deletion(result)
         return result
 
-    @contextmanager
-    def ingest_lock(self, timeout_s: float = 3600.0) -> Iterator[None]:
-        """Hold the store-wide ingest lock: one ingest at a time (the retrain's, the monitor's) per store.
-
-        A second flow waits (it is told so once after 5 s) rather than importing the same files twice.
-        """
-        import time
-
-        path = self.zones.local_path(LOCK_FILE)  # a remote store's lock is its work area's: one machine ingests
-        with path.open("a+") as handle:
-            started, told = time.monotonic(), False
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    waited = time.monotonic() - started
-                    if waited > timeout_s:
-                        raise TimeoutError(f"another voiceloop flow has held {path} for {timeout_s:.0f} s") from None
-                    if waited > 5 and not told:
-                        print(f"waiting for another flow's ingest to finish ({path})", flush=True)
-                        told = True
-                    time.sleep(0.5)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+    def ingest_lock(self, timeout_s: float = 3600.0) -> AbstractContextManager[None]:
+        """The store-wide ingest lock: one ingest at a time (the retrain's, the monitor's) per store, across the
+        machines that share it (governance/ingest_lock.py). A second flow waits (it is told so once after 5 s)
+        rather than importing the same files twice."""
+        return ingest_lock(self.zones.local_path(LOCK_FILE), self.audit, self.zones.location, timeout_s)
 
     # -- quarantine -------------------------------------------------------------
     def quarantine(

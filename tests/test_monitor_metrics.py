@@ -16,6 +16,7 @@ import pytest
 from core.settings import MonitorConfig
 from governance.audit import Actor, AuditLog
 from governance.contract import parse_call
+from governance.ingest_lock import ingest_lock
 from governance.store import GovernedStore
 from monitoring.alerting import alert_id, raise_alerts
 from monitoring.daily import daily_figures, intent_mix_shift, new_slices, repeat_facts
@@ -302,3 +303,20 @@ def test_the_ingest_lock_lets_one_flow_in_at_a_time(tmp_path: Path) -> None:
         pass
     with _store(tmp_path).ingest_lock(timeout_s=0.3):  # released: the next one gets in
         pass
+
+
+def test_machines_sharing_a_store_take_its_ingest_lock_in_the_audit_database(fresh_pg_url: str,
+                                                                             tmp_path: Path) -> None:
+    """Two machines: work areas of their own (their flocks never meet), one PostgreSQL audit log."""
+    audit = AuditLog(fresh_pg_url, key=bytes(range(32)), head_file=tmp_path / "audit.head")
+    store, elsewhere = "s3://calls/voiceloop", "s3://other-team/voiceloop"
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    with ingest_lock(tmp_path / "a/lock", audit, store, timeout_s=5):
+        with (pytest.raises(TimeoutError, match="ingest lock of s3://calls/voiceloop in the audit database"),
+              ingest_lock(tmp_path / "b/lock", audit, store, timeout_s=0.3)):
+            pass
+        with ingest_lock(tmp_path / "b/lock", audit, elsewhere, timeout_s=0.3):  # another store: no wait
+            pass
+    with ingest_lock(tmp_path / "b/lock", audit, store, timeout_s=0.3):  # released: the other machine gets in
+        pass
+    audit.engine.dispose()
