@@ -28,6 +28,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import wave
@@ -91,12 +92,16 @@ def start_server(project_dir: Path, port: int, audit: bool | None = None, args: 
     command = [sys.executable, "-m", "voiceloop.cli", "serve", "--port", str(port), *args] if audit is None else [
         sys.executable, __file__, "--project-dir", str(project_dir), "--serve-port", str(port),
         *([] if audit else ["--no-request-audit"])]
-    server = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Its log (uvicorn logs a line per request) goes to a file: a pipe nobody drains fills up after a
+    # few thousand requests, and the server then blocks on its next log line and answers nothing.
+    log = Path(tempfile.gettempdir()) / f"voiceloop-serve-{port}.log"
+    with log.open("wb") as sink:
+        server = subprocess.Popen(command, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=sink)
+    print(f"the server's log: {log}", file=sys.stderr)
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            said = server.stderr.read().decode()[-2000:] if server.stderr else ""
-            raise SystemExit(f"voiceloop serve exited: {said}")
+            raise SystemExit(f"voiceloop serve exited: {log.read_text(errors='replace')[-2000:]}")
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
                 return server
