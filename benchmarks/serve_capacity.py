@@ -24,6 +24,8 @@ process per core.
     .venv/bin/python benchmarks/serve_capacity.py --project-dir P                    # the full run, ~25 min
     .venv/bin/python benchmarks/serve_capacity.py --project-dir P --probe-s 8 --search-steps 1 \\
         --phase-s 10 --warmup-s 5 --soak-s 20                                         # a check of the script
+    .venv/bin/python benchmarks/serve_capacity.py --project-dir P --capacity-rps C --soak-s 0
+                                                        # the overload phases alone, at a measured capacity
 """
 
 from __future__ import annotations
@@ -142,6 +144,8 @@ def main() -> None:
     cores = sorted(os.sched_getaffinity(0))
     parser.add_argument("--server-core", type=int, default=cores[0], help="the core the server runs on alone")
     parser.add_argument("--client-core", type=int, default=cores[-1], help="the core of this load generator")
+    parser.add_argument("--capacity-rps", type=float, help="skip the search: run the overload phases and the soak "
+                        "at this capacity (one a full run measured)")
     parser.add_argument("--start-rps", type=float, default=1.0, help="the first rate the capacity search tries")
     parser.add_argument("--max-rps", type=float, default=64.0, help="the search stops doubling here")
     parser.add_argument("--search-steps", type=int, default=4, help="bisections after the first failing rate")
@@ -167,14 +171,16 @@ def main() -> None:
         load.run(2.0, 3.0)  # warm-up: the first requests load what is loaded lazily
         emit(figure="serve_capacity_setup", server_cores=_allowed_cores(server.pid),
              client_cores=_allowed_cores(os.getpid()), admission=admission, cpus=os.cpu_count(), loadavg=_loadavg())
-        capacity = search_capacity(load, args.start_rps, args.search_steps, args.probe_s, args.max_rps)
+        capacity = args.capacity_rps or search_capacity(load, args.start_rps, args.search_steps, args.probe_s,
+                                                        args.max_rps)
         emit(figure="serve_capacity", per_core_rps=round(capacity, 3), bar=f"p95 < {P95_BUDGET_MS:g} ms",
-             loadavg=_loadavg())
+             given=args.capacity_rps is not None, loadavg=_loadavg())
         if not capacity:
             raise SystemExit(f"not even {args.start_rps} request/s had p95 < {P95_BUDGET_MS:g} ms: no capacity to "
                              "run the overload phases at (a loaded machine?)")
         overload_phases(load, capacity, args.phase_s)
-        memory_soak(load, server.pid, 0.8 * capacity, args.warmup_s, args.soak_s)
+        if args.soak_s > 0:
+            memory_soak(load, server.pid, 0.8 * capacity, args.warmup_s, args.soak_s)
     finally:
         server.terminate()
         server.wait(timeout=60)

@@ -84,4 +84,6 @@ def summary(outcomes: list[Outcome], rate_rps: float) -> dict[str, Any]:
             "p50_ms": _ms(ok, 50), "p95_ms": _ms(ok, 95), "max_ms": _ms(ok, 100),
             "shed_p95_ms": _ms([o.seconds for o in shed], 95),
             "shed_reasons": dict(Counter(str(o.reason) for o in shed)),
+            "shed_p95_ms_by_reason": {reason: _ms([o.seconds for o in shed if str(o.reason) == reason], 95)
+                                      for reason in sorted({str(o.reason) for o in shed})},
             "shed_with_retry_after": sum(o.retry_after is not None for o in shed)}

@@ -123,6 +123,30 @@ def test_a_waiter_that_times_out_or_whose_client_left_never_runs_and_the_slot_go
     assert (admission.inflight, admission.queued) == (0, 0)
 
 
+def test_a_request_queues_only_when_its_slot_will_likely_come_in_time() -> None:
+    """Two servers whose work takes 0.3 s on average: one steady, one spread between 0.1 and 0.5 s. Behind one
+    request just started, the steady one queues the next request (its 0.3 s wait fits the 0.5 s deadline);
+    the spread one sheds it at once rather than let it wait the deadline out one time in three."""
+    now = [0.0]
+
+    async def next_request(times: list[float]) -> str:
+        admission = Admission(AdmissionConfig(max_inflight=1, max_queue=4, queue_timeout_s=0.5), clock=lambda: now[0])
+        for seconds in times:
+            async with admission.admitted("process", _never_left):
+                now[0] += seconds
+        async with admission.admitted("process", _never_left):
+            try:
+                async with asyncio.timeout(0.05), admission.admitted("process", _never_left):
+                    return "admitted"
+            except TimeoutError:
+                return "queued"
+            except Shed as shed:
+                return shed.reason
+
+    assert asyncio.run(next_request([0.3] * 8)) == "queued"
+    assert asyncio.run(next_request([0.1, 0.5] * 4)) == "expected_wait"
+
+
 def test_optional_work_takes_only_a_free_slot_and_requests_see_it_in_their_wait() -> None:
     now = [0.0]
     admission = Admission(AdmissionConfig(max_inflight=1, max_queue=4, queue_timeout_s=0.5), clock=lambda: now[0])
