@@ -43,6 +43,13 @@ from tests.mlflow_server import FAKE_KEYS, MlflowServerProcess, free_port, serve
 
 BIN = Path(sys.executable).parent
 BUCKETS = {"store": "voiceloop-store", "dvc": "voiceloop-dvc", "mlflow": "voiceloop-mlflow"}
+# The nanny sets MALLOC_TRIM_THRESHOLD_ from its config, whatever the environment says: null leaves glibc's adaptive
+# malloc, as voiceloop's own local clusters do (docs/scale.md, "glibc's malloc as it is").
+DASK_WORKER_CONFIG = """distributed:
+  nanny:
+    pre-spawn-environ:
+      MALLOC_TRIM_THRESHOLD_: null
+"""
 WORKERS = 2
 # the suite's tiny settings (tests/conftest.py TINY_INTENT, TINY_ASR), and a gate that promotes the first challenger
 TINY: dict[str, Any] = {
@@ -158,14 +165,21 @@ class Topology:
             scheduler = self._spawn("dask-scheduler", [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1",
                                                        "--port", str(port), "--no-dashboard"])
             wait_until("dask scheduler", lambda: answers_tcp(port), scheduler, self._log("dask-scheduler"), 120)
+            config = self.folder / "dask-config"  # what docs/scale.md tells operators to give their workers
+            config.mkdir(exist_ok=True)
+            (config / "voiceloop.yaml").write_text(DASK_WORKER_CONFIG)
             for index in range(WORKERS):
                 self._spawn(f"dask-worker-{index}", [str(BIN / "dask"), "worker", self.scheduler, "--nthreads", "1",
                                                      "--host", "127.0.0.1", "--no-dashboard",
-                                                     "--name", f"worker-{index}"], worker_env)
+                                                     "--name", f"worker-{index}"],
+                            {**worker_env, "DASK_CONFIG": str(config)})
             from distributed import Client
 
             with Client(self.scheduler, timeout=60) as client:
                 client.wait_for_workers(WORKERS, timeout=300)
+                trims = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+                if any(value is not None for value in trims.values()):
+                    raise SystemExit(f"the Dask workers still have MALLOC_TRIM_THRESHOLD_ set: {trims}")
 
     def s3_client(self) -> Any:
         import boto3
