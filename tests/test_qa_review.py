@@ -194,7 +194,7 @@ def test_reviewed_labels_reach_the_next_retrains_datasets_with_their_lineage(rev
     before = reviewed.project.summary["datasets"]
     reviews = {p.stem: json.loads(p.read_text()) for p in (reviewed.zones / "labels/reviews").glob("*.json")}
     # The pseudonyms' salt is new in every project, so the golden share is set between the reviewed callers'
-    # draws: the first caller is judged on, the others are trained on, whatever the salt drew.
+    # draws: the first caller is on the golden side, the others are trained on, whatever the salt drew.
     draws = sorted({golden_draw(r["caller_ref"]) for r in reviews.values()})
     assert len(draws) >= 2, "the week's reviewed calls should come from more than one caller"
     share = (draws[0] + draws[1]) / 2
