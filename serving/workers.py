@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import os
 import signal
 import subprocess
@@ -90,11 +91,17 @@ def pin_process(pid: int, cores: Sequence[int]) -> None:
 PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
+@functools.cache
+def _prctl() -> Callable[..., int] | None:
+    """libc's prctl (Linux), found once: find_library runs ldconfig, not something to repeat per worker start."""
+    libc_name = ctypes.util.find_library("c") if sys.platform == "linux" else None
+    return ctypes.CDLL(libc_name).prctl if libc_name else None
+
+
 def _die_with_parent(parent: int) -> Callable[[], None]:
     """What a worker runs between fork and exec: SIGTERM to itself when ``parent`` dies, and at once if it
     already has (the parent may die before the request is made). Linux only; elsewhere nothing."""
-    libc_name = ctypes.util.find_library("c") if sys.platform == "linux" else None
-    prctl = ctypes.CDLL(libc_name).prctl if libc_name else None  # loaded here, not in the forked child
+    prctl = _prctl()  # loaded here, not in the forked child
 
     def arrange() -> None:
         if prctl is not None and prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) == 0 and os.getppid() != parent:
