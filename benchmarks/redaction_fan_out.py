@@ -1,9 +1,10 @@
 """The redaction stage on Dask workers against today's single-process path (issue 20 bar: 2 single-thread workers
 >= 1.7x one, and no slower than the single-process path; the same outputs).
 
-The demo corpus's training calls (``make corpus``: ``--calls data/calls``, text and audio redaction with
-alignment and verification, as the retrain runs it) are ingested once into a governed store; each mode then
-redacts a fresh copy of that store through ``governance.redaction.calls.redact_pending``:
+The demo corpus's training calls (``make corpus``: ``--calls data/calls``), and with ``--golden data/golden`` its
+golden calls too (the retrain's redaction stage covers both: text and audio with alignment and verification),
+are ingested once into a governed store; each mode then redacts a fresh copy of that store through
+``governance.redaction.calls.redact_pending``:
 
 - ``in-process``: today's path (:data:`core.compute.in_process`; CTranslate2 with one single-thread worker per
   core, Presidio on one core);
@@ -15,6 +16,7 @@ One JSON line per mode and repeat (wall seconds, CPU seconds of this process and
 medians, the speed-ups and whether every mode wrote the same redacted documents, audio and quarantine.
 
     make corpus && PYTHONPATH=. .venv/bin/python benchmarks/redaction_fan_out.py [--calls data/calls] [--repeats 3]
+    PYTHONPATH=. .venv/bin/python benchmarks/redaction_fan_out.py --golden data/golden   # the retrain's whole stage
     PYTHONPATH=. .venv/bin/python benchmarks/redaction_fan_out.py --limit 24 --repeats 1   # a quick check
 """
 
@@ -40,28 +42,30 @@ from benchmarks.common import emit, scratch  # noqa: E402
 MODES = ("in-process", "dask-1", "dask-2")
 
 
-def _ingest(calls: Path, limit: int | None, folder: Path) -> Path:
-    """A governed store (zones, keys, audit) holding the corpus's raw calls; returns its folder."""
+def _ingest(sources: dict[str, Path], limit: int | None, folder: Path) -> Path:
+    """A governed store (zones, keys, audit) holding the corpus's raw calls (split -> call store folder); returns
+    its folder. ``limit``: the first N calls of each split."""
     from governance.audit import Actor, AuditLog
     from governance.crypto import Keyring
     from governance.ingest import ingest
     from governance.store import GovernedStore
 
-    source = calls
-    if limit:
-        source = folder / "calls"
-        source.mkdir(parents=True)
-        for document in sorted(calls.glob("*.json"))[:limit]:
-            shutil.copy(document, source)
-            data = json.loads(document.read_text())
-            audio = calls / data["audio"]
-            (source / data["audio"]).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(audio, source / data["audio"])
     store = GovernedStore(folder / "store" / "zones", AuditLog(f"sqlite:///{folder / 'store' / 'audit.db'}"),
                           Actor(role="pipeline", purpose="ingest", user="benchmark"),
                           keyring=Keyring(folder / "store" / "keys"))
-    report = ingest(store, str(source), "train")
-    print(f"ingested {len(report.ingested)} calls", file=sys.stderr)
+    for split, calls in sources.items():
+        source = calls
+        if limit:
+            source = folder / split
+            source.mkdir(parents=True)
+            for document in sorted(calls.glob("*.json"))[:limit]:
+                shutil.copy(document, source)
+                data = json.loads(document.read_text())
+                audio = calls / data["audio"]
+                (source / data["audio"]).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(audio, source / data["audio"])
+        report = ingest(store, str(source), split)
+        print(f"ingested {len(report.ingested)} {split} calls", file=sys.stderr)
     return folder / "store"
 
 
@@ -125,17 +129,21 @@ def _run(mode: str, template: Path, work: Path) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=Path, default=REPO / "data" / "calls", help="a call store folder")
-    parser.add_argument("--limit", type=int, help="only the first N calls (a quick check)")
+    parser.add_argument("--golden", type=Path, help="the golden call store folder too (data/golden): the whole stage")
+    parser.add_argument("--limit", type=int, help="only the first N calls of each split (a quick check)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--modes", nargs="+", default=list(MODES), choices=MODES)
     args = parser.parse_args()
-    if not args.calls.is_dir():
-        raise SystemExit(f"{args.calls} is missing: run `make corpus` (or give --calls)")
+    sources = {"train": args.calls} | ({"golden": args.golden} if args.golden else {})
+    for folder in sources.values():
+        if not folder.is_dir():
+            raise SystemExit(f"{folder} is missing: run `make corpus` (or give --calls / --golden)")
     from core.runtime import prepare
 
     with scratch("voiceloop-redaction-fan-out-") as work:
         prepare(work / "project", threads=os.cpu_count())
-        template = _ingest(args.calls.resolve(), args.limit, work / "template")
+        template = _ingest({split: folder.resolve() for split, folder in sources.items()}, args.limit,
+                           work / "template")
         runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in args.modes}
         for repeat in range(args.repeats):
             for mode in args.modes:  # interleaved: load on the machine hits every mode alike

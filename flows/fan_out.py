@@ -132,8 +132,8 @@ class DaskShards:
         try:
             with temporary_settings({PREFECT_API_URL: self._api_url}), \
                     tags(*([f"flow-run:{flow_run.id}"] if flow_run else [])):
-                return runner.submit(run_shard.with_options(task_run_name=key),
-                                     parameters={"work": work, "shard": shard})
+                return _submit_unhashed(runner, run_shard.with_options(task_run_name=key),
+                                        {"work": work, "shard": shard})
         finally:
             TaskRunContext.__var__.reset(outer_task)
             EngineContext.__var__.reset(outer_flow)
@@ -187,6 +187,20 @@ class DaskShards:
         if self._runner is not None:
             runner, self._runner = self._runner, None
             runner.__exit__(None, None, None)
+
+
+def _submit_unhashed(runner: Any, shard_task: Any, parameters: dict[str, Any]) -> Any:
+    """``runner.submit`` without Dask hashing the parameters to name the task (``pure=False``: a fresh key).
+
+    ``DaskTaskRunner.submit`` leaves Dask's default (``pure=True``), which tokenizes every argument in this
+    process: a shard's audio, byte by byte, on a core the workers need (about 9 s of this process's CPU on the
+    demo's 565 calls: benchmarks/README.md#redaction-fan-out). The hash bought nothing: the arguments hold a new
+    task run id each time, so no two keys were ever equal. A shard's content key names its task run; calls
+    already done are found in the store."""
+    from prefect_dask.task_runners import PrefectDaskFuture
+
+    future = runner.client.submit(shard_task, parameters=parameters, return_type="state", pure=False)
+    return PrefectDaskFuture(wrapped_future=future, task_run_id=future.task_run_id)
 
 
 def _prefect_api_url() -> str:
