@@ -116,7 +116,14 @@ def test_in_process_is_used_when_fan_out_is_off() -> None:
 def test_a_lost_worker_costs_its_shard_again_not_the_run(prefect_harness: None, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """A worker that dies mid-shard is replaced and its shard runs again elsewhere: every result comes back
-    once, in order. A cluster left with no workers at all stops the run with what to do."""
+    once, in order. A cluster left with no workers at all stops the run with what to do. A shard's arguments
+    (calls' audio) are never hashed in this process to name its Dask task."""
+    import distributed.client
+
+    def hashed(*args: Any) -> str:
+        raise AssertionError("a shard's arguments were hashed in the run's process")
+
+    monkeypatch.setattr(distributed.client, "tokenize", hashed)
     marker = str(tmp_path / "died")
     shards = DaskShards(ComputeConfig(workers=2))
     try:
