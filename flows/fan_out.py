@@ -193,7 +193,7 @@ def _submit_unhashed(runner: Any, shard_task: Any, parameters: dict[str, Any]) -
     """``runner.submit`` without Dask hashing the parameters to name the task (``pure=False``: a fresh key).
 
     ``DaskTaskRunner.submit`` leaves Dask's default (``pure=True``), which tokenizes every argument in this
-    process: a shard's audio, byte by byte, on a core the workers need (about 9 s of this process's CPU on the
+    process: a shard's audio, byte by byte, on a core the workers need (about 8 s of this process's CPU on the
     demo's 565 calls: benchmarks/README.md#redaction-fan-out). The hash bought nothing: the arguments hold a new
     task run id each time, so no two keys were ever equal. A shard's content key names its task run; calls
     already done are found in the store."""
