@@ -12,8 +12,10 @@ are ingested once into a governed store; each mode then redacts a fresh copy of 
   processes, started before the clock (``cluster_s`` says what the start cost), each worker loading spaCy,
   Presidio and Whisper on its first shard (inside the clock: a run pays it).
 
-One JSON line per mode and repeat (wall seconds, CPU seconds of this process and its children), then the
-medians, the speed-ups and whether every mode wrote the same redacted documents, audio and quarantine.
+One JSON line per mode and repeat (wall seconds, CPU seconds of this process and its children; for the Dask
+modes, from Dask's task stream, when the first shard started computing, how far apart the workers finished, and
+each worker's seconds of shard work), then the medians, the speed-ups and whether every mode wrote the same
+redacted documents, audio and quarantine.
 
     make corpus && PYTHONPATH=. .venv/bin/python benchmarks/redaction_fan_out.py [--calls data/calls] [--repeats 3]
     PYTHONPATH=. .venv/bin/python benchmarks/redaction_fan_out.py --golden data/golden   # the retrain's whole stage
@@ -30,6 +32,7 @@ import shutil
 import statistics
 import sys
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -114,16 +117,38 @@ def _run(mode: str, template: Path, work: Path) -> dict[str, Any]:
         started = time.perf_counter()
         list(shards(len, [[0]], ["warm-up"]))  # the cluster up, before the clock; models load inside it
         cluster_s = time.perf_counter() - started
+    from distributed import get_task_stream
+
+    stream: Any = get_task_stream(shards._runner.client) if isinstance(shards, DaskShards) else nullcontext()
     try:
-        cpu, started = cpu_seconds(), time.perf_counter()
-        report = redact_pending(store, config, shards=shards)
-        wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
+        with stream as tasks:
+            cpu, started, clock = cpu_seconds(), time.perf_counter(), time.time()
+            report = redact_pending(store, config, shards=shards)
+            wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu
     finally:
         if isinstance(shards, DaskShards):
             shards.close()
     return {"mode": mode, "seconds": round(wall, 2), "cpu_seconds_here": round(cpu, 2),
             "cluster_s": round(cluster_s, 2), "calls": len(report.calls), "audio_calls": len(report.audio.calls),
-            "fingerprint": _fingerprint(store)}
+            "fingerprint": _fingerprint(store), **(_task_stream(tasks.data, clock) if tasks is not None else {})}
+
+
+def _task_stream(tasks: list[dict[str, Any]], started: float) -> dict[str, Any]:
+    """Where a Dask run's time goes besides the shards' work, from Dask's task stream: when the first shard
+    started computing (seconds into the stage), how far apart the workers finished their last shard, and each
+    worker's seconds of shard work."""
+    computes = [(span["start"], span["stop"], task["worker"])
+                for task in tasks for span in task["startstops"] if span["action"] == "compute"]
+    if not computes:
+        return {}
+    ends: dict[str, float] = {}
+    busy: dict[str, float] = {}
+    for start, stop, worker in computes:
+        ends[worker] = max(ends.get(worker, 0.0), stop)
+        busy[worker] = busy.get(worker, 0.0) + stop - start
+    return {"first_shard_s": round(min(start for start, _, _ in computes) - started, 2),
+            "last_shard_spread_s": round(max(ends.values()) - min(ends.values()), 2),
+            "worker_busy_s": sorted(round(seconds, 2) for seconds in busy.values())}
 
 
 def main() -> None:
