@@ -38,7 +38,6 @@ from benchmarks.common import emit  # noqa: E402
 
 KINDS = ("python", "matmul", "presidio", "whisper")
 SAMPLE = REPO / "data" / "sample"
-ONE_THREAD = {key: "1" for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 
 def _python() -> Callable[[], object]:
@@ -130,7 +129,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS)
     args = parser.parse_args()
-    os.environ.update(ONE_THREAD)  # what the spawned processes inherit, as Dask's single-thread workers do
+    from core.runtime import thread_pools
+
+    os.environ.update(thread_pools(1))  # what the spawned processes inherit, as Dask's single-thread workers do
     ratios: dict[str, list[float]] = {kind: [] for kind in args.kinds}
     for repeat in range(args.repeats):
         for kind in args.kinds:

@@ -302,14 +302,13 @@ def main() -> int:
     args = parser.parse_args()
     if not args.up_only and not (args.calls / "audio").is_dir():
         raise SystemExit(f"no corpus at {args.calls}: run `make corpus` (or pass --calls/--golden)")
-    from core.runtime import prepare
+    from core.runtime import prepare, thread_pools
 
     with scratch("voiceloop-infra-", keep=args.keep) as folder:
         state = folder / "project" / "state"
         prepare(state)  # offline settings and tool homes, in this process: the workers and the retrain inherit them
         # workers get call data from the run, never the store: no S3 settings, one thread per pool
-        workers = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                   "PREFECT_LOGGING_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
+        workers = {**os.environ, **thread_pools(1), "PREFECT_LOGGING_LEVEL": "WARNING", "PYTHONPATH": str(REPO)}
         topology, ok = Topology(folder), True
         try:
             topology.up(workers)

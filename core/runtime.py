@@ -56,9 +56,13 @@ def prepare(project_dir: Path, threads: int | None = None) -> None:
     quiet_libraries()
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message="The specified dataset source can be interpreted in multiple ways")
-    n = str(threads or os.cpu_count() or 1)
-    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ.setdefault(key, n)
+    for key, value in thread_pools(threads or os.cpu_count() or 1).items():
+        os.environ.setdefault(key, value)
+
+
+def thread_pools(threads: int) -> dict[str, str]:
+    """The environment that sizes the numeric libraries' thread pools (OpenMP, MKL, OpenBLAS) to ``threads``."""
+    return {key: str(threads) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")}
 
 
 def quiet_libraries() -> None:

@@ -27,15 +27,14 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from core.compute import ShardMap, in_process
-from core.runtime import quiet_libraries
+from core.runtime import quiet_libraries, thread_pools
 from core.settings import ComputeConfig
 
 S = TypeVar("S")
 R = TypeVar("R")
 
 # Workers: one thread per pool, and no INFO log line per shard (task run states still reach the Prefect API).
-_WORKER_ENV = {**{key: "1" for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")},
-               "PREFECT_LOGGING_LEVEL": "WARNING"}
+_WORKER_ENV = {**thread_pools(1), "PREFECT_LOGGING_LEVEL": "WARNING"}
 
 
 def call_shard(work: Callable[[Any], Any], shard: Any) -> Any:
